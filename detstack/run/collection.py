@@ -1,0 +1,350 @@
+"""A collection of run files: the trains and sources they hold, and train-wise access."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import (
+    DuplicateTrainError,
+    FileFormatError,
+    MultiRunError,
+    NoUsableFilesError,
+    PropertyNameError,
+    SourceNameError,
+    TrainIDError,
+)
+from .files import RunFile
+from .selection import select_train_ids
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """Where one (source, index group) keeps each selected train, sorted by train ID.
+
+    ``file`` indexes ``DataCollection.files``; rows ``first:first+count`` of the
+    group's datasets in that file belong to ``train_ids[i]``.
+    """
+
+    train_ids: np.ndarray
+    file: np.ndarray
+    first: np.ndarray
+    count: np.ndarray
+
+    def counts_for(self, train_ids: np.ndarray) -> np.ndarray:
+        """Entry count per requested train (0 where the source has none)."""
+        out = np.zeros(len(train_ids), dtype=np.uint64)
+        pos = np.searchsorted(self.train_ids, train_ids)
+        pos = np.minimum(pos, max(len(self.train_ids) - 1, 0))
+        hit = (self.train_ids[pos] == train_ids) if len(self.train_ids) else np.zeros(len(train_ids), bool)
+        out[hit] = self.count[pos[hit]]
+        return out
+
+
+class DataCollection:
+    """Trains and sources of one or more EuXFEL files, selectable by train and source."""
+
+    def __init__(self, files: list[RunFile], *, inc_suspect_trains: bool = True,
+                 train_ids: np.ndarray | None = None,
+                 selection: dict[str, frozenset[str] | None] | None = None) -> None:
+        self.files = files
+        self.inc_suspect_trains = inc_suspect_trains
+        self._source_files: dict[str, list[int]] = {}
+        for i, f in enumerate(files):
+            for src in f.control_sources | f.instrument_sources:
+                self._source_files.setdefault(src, []).append(i)
+        if selection is None:
+            selection = dict.fromkeys(self._source_files)
+        self._selection = selection
+        if train_ids is None:
+            train_ids = self._all_train_ids()
+            self._check_duplicates()
+        self.train_ids_array = np.asarray(train_ids, dtype=np.uint64)
+        self._tables: dict[tuple[str, str], SourceTable] = {}
+
+    # -- construction helpers -------------------------------------------------
+
+    def _usable(self, f: RunFile) -> np.ndarray:
+        return np.ones(len(f.train_ids), bool) if self.inc_suspect_trains else f.validity
+
+    def _all_train_ids(self) -> np.ndarray:
+        parts = [f.train_ids[self._usable(f)] for f in self.files]
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+
+    def _check_duplicates(self) -> None:
+        for src, idxs in self._source_files.items():
+            tids = np.concatenate([self.files[i].train_ids[self._usable(self.files[i])]
+                                   for i in idxs])
+            uniq, counts = np.unique(tids, return_counts=True)
+            if (counts > 1).any():
+                dup = int(uniq[np.argmax(counts > 1)])
+                where = [self.files[i].path.name for i in idxs
+                         if dup in self.files[i].train_ids]
+                raise DuplicateTrainError(
+                    f"Source {src} has train ID {dup} more than once (in {', '.join(where)}). "
+                    "The train IDs are corrupt: open with inc_suspect_trains=False to drop "
+                    "suspect train IDs, or exclude the bad file with include=")
+
+    def _derive(self, *, train_ids: np.ndarray | None = None,
+                selection: dict[str, frozenset[str] | None] | None = None) -> DataCollection:
+        return DataCollection(self.files, inc_suspect_trains=self.inc_suspect_trains,
+                              train_ids=self.train_ids_array if train_ids is None else train_ids,
+                              selection=self._selection if selection is None else selection)
+
+    # -- what is in here ------------------------------------------------------
+
+    @property
+    def train_ids(self) -> list[int]:
+        return [int(t) for t in self.train_ids_array]
+
+    @property
+    def control_sources(self) -> frozenset[str]:
+        return frozenset(s for s in self._selection
+                         if any(s in self.files[i].control_sources for i in self._source_files[s]))
+
+    @property
+    def instrument_sources(self) -> frozenset[str]:
+        return frozenset(s for s in self._selection
+                         if any(s in self.files[i].instrument_sources
+                                for i in self._source_files[s]))
+
+    @property
+    def all_sources(self) -> frozenset[str]:
+        return frozenset(self._selection)
+
+    @property
+    def legacy_sources(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for f in self.files:
+            out.update({k: v for k, v in f.legacy_sources.items() if k in self._selection})
+        return out
+
+    @property
+    def is_single_run(self) -> bool:
+        runs = {f.metadata().get("runNumber") for f in self.files}
+        return len(runs) <= 1
+
+    def _check_source(self, source: str) -> None:
+        if source not in self._selection:
+            near = sorted(s for s in self._selection if source.split(":")[0] in s)[:5]
+            hint = f" Similar: {', '.join(near)}." if near else ""
+            raise SourceNameError(f"Source {source!r} is not in this data.{hint} "
+                                  "See .all_sources for what there is.")
+        if source in self.legacy_sources:
+            warnings.warn(f"{source} is a legacy name for {self.legacy_sources[source]}; "
+                          "use the new name", DeprecationWarning, stacklevel=3)
+
+    def files_for_source(self, source: str) -> list[RunFile]:
+        self._check_source(source)
+        return [self.files[i] for i in self._source_files[source]]
+
+    def keys_for_source(self, source: str) -> set[str]:
+        self._check_source(source)
+        keys = set(self.files[self._source_files[source][0]].source_keys(source))
+        chosen = self._selection[source]
+        return keys if chosen is None else keys & chosen
+
+    def _check_key(self, source: str, key: str) -> None:
+        if key not in self.keys_for_source(source):
+            raise PropertyNameError(f"Source {source} has no key {key!r}. "
+                                    f"Its keys: {', '.join(sorted(self.keys_for_source(source)))}")
+
+    def is_control(self, source: str) -> bool:
+        return source in self.control_sources
+
+    def run_metadata(self) -> dict[str, object]:
+        if not self.is_single_run:
+            raise MultiRunError("run_metadata() needs data from a single run; this data "
+                                "combines several runs")
+        return self.files[0].metadata()
+
+    # -- per-source index -----------------------------------------------------
+
+    def source_table(self, source: str, group: str = "") -> SourceTable:
+        """Index of (source, group) over the selected trains, across files."""
+        self._check_source(source)
+        cache_key = (source, group)
+        if cache_key in self._tables:
+            return self._tables[cache_key]
+        tids, file_no, first, count = [], [], [], []
+        for i in self._source_files[source]:
+            f = self.files[i]
+            idx = f.index(source, group)
+            keep = self._usable(f) & np.isin(f.train_ids, self.train_ids_array)
+            tids.append(f.train_ids[keep])
+            file_no.append(np.full(int(keep.sum()), i, dtype=np.int64))
+            first.append(idx.first[keep])
+            count.append(idx.count[keep])
+        t = np.concatenate(tids)
+        order = np.argsort(t, kind="stable")
+        table = SourceTable(t[order], np.concatenate(file_no)[order],
+                            np.concatenate(first)[order], np.concatenate(count)[order])
+        self._tables[cache_key] = table
+        return table
+
+    def key_table(self, source: str, key: str) -> SourceTable:
+        self._check_key(source, key)
+        f = self.files_for_source(source)[0]
+        return self.source_table(source, f.key_group(source, key))
+
+    def index_groups(self, source: str) -> list[str]:
+        return self.files_for_source(source)[0].index_groups(source)
+
+    def key_info(self, source: str, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        """(entry shape, dtype) of a key, from its first file."""
+        self._check_key(source, key)
+        shape, dtype = self.files_for_source(source)[0].source_keys(source)[key]
+        return tuple(shape[1:]), dtype
+
+    # -- selections -----------------------------------------------------------
+
+    def select_trains(self, train_range: Any) -> DataCollection:
+        return self._derive(train_ids=select_train_ids(self.train_ids_array, train_range))
+
+    def select(self, seln: Any, key_glob: str = "*") -> DataCollection:
+        """Keep sources matching a glob (and their keys matching key_glob)."""
+        if isinstance(seln, str):
+            seln = [(seln, key_glob)]
+        elif isinstance(seln, dict):
+            seln = [(s, k) for s, keys in seln.items() for k in (keys or ["*"])]
+        chosen: dict[str, set[str] | None] = {}
+        for src_glob, kglob in seln:
+            matched = fnmatch.filter(self._selection, src_glob)
+            if not matched:
+                raise SourceNameError(f"No source matches {src_glob!r}")
+            for src in matched:
+                if kglob in ("*", None):
+                    chosen[src] = None
+                elif chosen.get(src, set()) is not None:
+                    keys = fnmatch.filter(self.keys_for_source(src), kglob)
+                    chosen[src] = (chosen.get(src) or set()) | set(keys)
+        sel = {s: (None if k is None else frozenset(k)) for s, k in chosen.items()}
+        return self._derive(selection=sel)
+
+    def deselect(self, src_glob: str) -> DataCollection:
+        keep = {s: k for s, k in self._selection.items() if not fnmatch.fnmatch(s, src_glob)}
+        return self._derive(selection=keep)
+
+    # -- train-wise reading ---------------------------------------------------
+
+    def train_from_id(self, train_id: int, *, keep_dims: bool = False,
+                      flat_keys: bool = False) -> tuple[int, dict[Any, Any]]:
+        tid = int(train_id)
+        pos = np.searchsorted(self.train_ids_array, tid)
+        if pos >= len(self.train_ids_array) or int(self.train_ids_array[pos]) != tid:
+            raise TrainIDError(f"Train ID {tid} is not in this data "
+                               f"({len(self.train_ids_array)} trains"
+                               + (f", {self.train_ids[0]}-{self.train_ids[-1]})"
+                                  if len(self.train_ids_array) else ")"))
+        return tid, self._read_train(tid, keep_dims=keep_dims, flat_keys=flat_keys)
+
+    def train_from_index(self, index: int, **kwargs: Any) -> tuple[int, dict[Any, Any]]:
+        try:
+            tid = self.train_ids_array[index]
+        except IndexError:
+            raise TrainIDError(f"Train index {index} is out of range for "
+                               f"{len(self.train_ids_array)} trains") from None
+        return self.train_from_id(int(tid), **kwargs)
+
+    def trains(self, *, require_all: bool = False, keep_dims: bool = False,
+               flat_keys: bool = False) -> Iterator[tuple[int, dict[Any, Any]]]:
+        for tid in self.train_ids:
+            if require_all and self._data_missing(tid):
+                continue
+            yield tid, self._read_train(tid, keep_dims=keep_dims, flat_keys=flat_keys)
+
+    def _locate(self, source: str, group: str, tid: int) -> tuple[RunFile, int, int] | None:
+        table = self.source_table(source, group)
+        pos = np.searchsorted(table.train_ids, tid)
+        if pos >= len(table.train_ids) or int(table.train_ids[pos]) != tid:
+            return None
+        return self.files[int(table.file[pos])], int(table.first[pos]), int(table.count[pos])
+
+    def _data_missing(self, tid: int) -> bool:
+        for src in self._selection:
+            if src in self.legacy_sources:
+                continue
+            groups = {self.files_for_source(src)[0].key_group(src, k)
+                      for k in self.keys_for_source(src)}
+            for g in groups:
+                loc = self._locate(src, g, tid)
+                if loc is None or loc[2] == 0:
+                    return True
+        return False
+
+    def _read_train(self, tid: int, *, keep_dims: bool, flat_keys: bool) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for src in sorted(self._selection):
+            if src in self.legacy_sources:
+                continue
+            src_data: dict[str, Any] = {}
+            control = self.is_control(src)
+            for key in sorted(self.keys_for_source(src)):
+                f0 = self.files_for_source(src)[0]
+                loc = self._locate(src, f0.key_group(src, key), tid)
+                if loc is None or loc[2] == 0:
+                    continue
+                f, first, count = loc
+                ds = f.h5[f.dataset_path(src, key)]
+                if control or (count == 1 and not keep_dims):
+                    src_data[key] = ds[first]
+                else:
+                    src_data[key] = ds[first:first + count]
+            if not src_data and not control:
+                continue
+            if flat_keys:
+                out.update({(src, k): v for k, v in src_data.items()})
+            else:
+                meta = {"source": src, "timestamp.tid": tid}
+                out[src] = {"metadata": meta, **src_data}
+        return out
+
+    def __repr__(self) -> str:
+        return (f"<detstack.DataCollection: {len(self.all_sources)} sources, "
+                f"{len(self.train_ids_array)} trains, {len(self.files)} files>")
+
+
+def H5File(path: str | os.PathLike[str], *, inc_suspect_trains: bool = True) -> DataCollection:
+    """Open one EuXFEL HDF5 file; errors in it are raised, not skipped."""
+    return DataCollection([RunFile(path)], inc_suspect_trains=inc_suspect_trains)
+
+
+def RunDirectory(path: str | os.PathLike[str], include: str = "*", *,
+                 inc_suspect_trains: bool = True) -> DataCollection:
+    """Open every ``*.h5`` file of a run folder, skipping unusable files with a warning.
+
+    Nothing is written into the folder.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise NoUsableFilesError(f"{folder} is not a folder: RunDirectory needs the run "
+                                 "folder (use H5File for a single file)")
+    names = sorted(n for n in os.listdir(folder)
+                   if n.endswith(".h5") and n.lower() != "overview.h5")
+    names = fnmatch.filter(names, include)
+    if not names:
+        raise NoUsableFilesError(f"No .h5 files matching {include!r} in {folder}")
+    files, problems = _open_files(folder / n for n in names)
+    if not files:
+        raise NoUsableFilesError(f"None of the {len(names)} files in {folder} is usable:\n  "
+                                 + "\n  ".join(problems))
+    return DataCollection(files, inc_suspect_trains=inc_suspect_trains)
+
+
+def _open_files(paths: Iterable[Path]) -> tuple[list[RunFile], list[str]]:
+    files: list[RunFile] = []
+    problems: list[str] = []
+    for p in paths:
+        try:
+            files.append(RunFile(p))
+        except FileFormatError as exc:
+            problems.append(str(exc))
+            warnings.warn(f"Skipping unusable file: {exc}", stacklevel=3)
+    return files, problems
