@@ -1,5 +1,17 @@
 """detstack: European XFEL multi-module detector runs as one array."""
 
+from .detectors import (
+    AGIPD1M,
+    AGIPD500K,
+    DSSC1M,
+    JUNGFRAU,
+    LPD1M,
+    LPDSolo,
+    StackView,
+    identify_multimod_detectors,
+    stack_data,
+    stack_detector_data,
+)
 from .errors import (
     DetstackError,
     DuplicateTrainError,
@@ -15,6 +27,8 @@ from .run import DataCollection, H5File, RunDirectory, by_id, by_index
 __version__ = "0.1.0"
 
 __all__ = [
+    "AGIPD1M", "AGIPD500K", "DSSC1M", "JUNGFRAU", "LPD1M", "LPDSolo", "StackView",
+    "identify_multimod_detectors", "stack_data", "stack_detector_data",
     "DataCollection", "DetstackError", "DuplicateTrainError", "FileFormatError", "H5File",
     "MultiRunError", "NoUsableFilesError", "PropertyNameError", "RunDirectory",
     "SourceNameError", "TrainIDError", "by_id", "by_index",

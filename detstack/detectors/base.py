@@ -1,0 +1,221 @@
+"""The multi-module detector interface shared by every detector kind."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Container, Iterator
+from copy import copy
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import SourceNameError
+from ..frames import FrameMap
+from ..run.collection import DataCollection
+from ..run.selection import ById
+from .kinds import DetectorKind
+
+
+def find_detector_names(data: DataCollection, kind: DetectorKind) -> set[str]:
+    pattern = kind.source_re("(?:DET|CORR)")
+    found = set()
+    for src in data.instrument_sources:
+        m = pattern.match(src)
+        if m:
+            found.add(m.group("detname"))
+    return found
+
+
+class MultimodDetectorBase:
+    """Shared construction, train selection and per-key access."""
+
+    kind: DetectorKind
+    _frames_per_entry = 1
+
+    def __init__(self, data: DataCollection, detector_name: str | None = None,
+                 modules: Container[int] | None = None, *, min_modules: int = 1,
+                 raw: bool | None = None) -> None:
+        if detector_name is None:
+            detector_name = self._discover_name(data)
+        if min_modules <= 0:
+            raise ValueError(f"min_modules must be a positive integer, not {min_modules}")
+        self.detector_name = detector_name
+        sources = self._choose_sources(data, detector_name, modules, raw)
+        self.source_to_modno = dict(sorted(sources.items(), key=lambda kv: kv[1]))
+        self._renumber()
+        self.modno_to_source = {m: s for s, m in self.source_to_modno.items()}
+        self.data = data.select([(s, "*") for s in self.source_to_modno])
+        self._fmap = self._build_frame_map(min_modules)
+        self._group_maps: dict[str, FrameMap] = {self.kind.index_group: self._fmap}
+        self.data = self.data.select_trains(ById(self._fmap.train_ids))
+        self._n_modules = self._count_modules(data)
+
+    # -- construction steps -----------------------------------------------------
+
+    @classmethod
+    def _discover_name(cls, data: DataCollection) -> str:
+        names = find_detector_names(data, cls.kind)
+        if not names:
+            raise SourceNameError(
+                f"No {cls.kind.name} detector sources found (looked for sources matching "
+                f"{cls.kind.source_re('(DET|CORR)').pattern!r}). Check the run holds this "
+                "detector, or pass detector_name=")
+        if len(names) > 1:
+            listed = ", ".join(repr(n) for n in sorted(names))
+            raise ValueError(f"Multiple detectors found in the data: {listed}. "
+                             f"Pass detector_name to {cls.__name__}() to pick one.")
+        return names.pop()
+
+    def _is_raw(self, data: DataCollection, source: str) -> bool:
+        if "/CORR/" in source:
+            return False
+        entry, dtype = data.key_info(source, self.kind.main_key)
+        if self.kind.name in ("AGIPD1M", "AGIPD500K"):
+            return len(entry) == 3
+        return np.dtype(dtype).kind in "iu"
+
+    def _match(self, data: DataCollection, name: str, where: str) -> dict[str, int]:
+        pattern = re.compile(re.escape(name) + f"/{where}/" + self.kind.module_re)
+        out = {}
+        for src in data.instrument_sources:
+            m = pattern.match(src)
+            if m and not (where == "CORR" and src in data.legacy_sources):
+                out[src] = int(m.group("modno"))
+        return out
+
+    def _choose_sources(self, data: DataCollection, name: str,
+                        modules: Container[int] | None, raw: bool | None) -> dict[str, int]:
+        det = self._match(data, name, "DET")
+        corr = self._match(data, name, "CORR")
+        if raw:
+            not_raw = [s for s in det if not self._is_raw(data, s)]
+            if not_raw or not det:
+                raise ValueError(f"Raw data was not found: {name}/DET/... sources are "
+                                 "from corrected data" if det else
+                                 f"Raw data was not found: no {name}/DET/... sources")
+            chosen, label = det, f"{name}/DET/..."
+        elif corr:
+            chosen, label = corr, f"{name}/CORR/..."
+        else:
+            det = {s: m for s, m in det.items() if s not in data.legacy_sources}
+            if any(self._is_raw(data, s) for s in det):
+                if raw is False:
+                    raise SourceNameError(f"{name}/CORR/... (only raw data found; pass "
+                                          "raw=True or leave raw=None)")
+                warnings.warn("Falling back to raw data for backwards compatibility. Pass "
+                              "raw=True to select raw data explicitly.", stacklevel=4)
+            chosen = det
+            label = f"{name}/(DET|CORR)/..." if raw is None else f"{name}/CORR/..."
+        if modules is not None:
+            chosen = {s: m for s, m in chosen.items() if m in modules}
+        if not chosen:
+            raise SourceNameError(f"No sources matching {label}"
+                                  + (f" for modules {sorted(modules)}" if modules is not None
+                                     else ""))
+        return chosen
+
+    def _renumber(self) -> None:
+        """Hook for kinds whose module numbers are offset (JUNGFRAU)."""
+
+    def _count_modules(self, data: DataCollection) -> int:
+        return self.kind.n_modules
+
+    def _frame_map(self, group: str) -> FrameMap:
+        srcs = list(self.source_to_modno)
+        tables = [self.data.source_table(s, group) for s in srcs]
+        return FrameMap.from_tables(srcs, list(self.source_to_modno.values()),
+                                    self.data.train_ids_array, tables, self.data.files)
+
+    def _build_frame_map(self, min_modules: int) -> FrameMap:
+        fmap = self._frame_map(self.kind.index_group)
+        bad = fmap.inconsistent_train()
+        if bad is not None:
+            raise ValueError(f"Inconsistent frame counts for train {bad[0]}: {bad[1]}")
+        keep = fmap.present.sum(axis=0) >= min_modules
+        if not keep.any():
+            raise ValueError(f"No data found with >= {min_modules} modules present")
+        return fmap.select_trains(keep)
+
+    def group_map(self, group: str) -> FrameMap:
+        """Frame map of another index group (header, detector...), same trains."""
+        if group not in self._group_maps:
+            self._group_maps[group] = self._frame_map(group)
+        return self._group_maps[group]
+
+    # -- public attributes --------------------------------------------------------
+
+    @property
+    def frame_map(self) -> FrameMap:
+        return self._fmap
+
+    @property
+    def n_modules(self) -> int:
+        return self._n_modules
+
+    @property
+    def module_shape(self) -> tuple[int, int]:
+        return self.kind.module_shape
+
+    @property
+    def modules(self) -> list[int]:
+        return list(self.modno_to_source)
+
+    @property
+    def train_ids(self) -> list[int]:
+        return [int(t) for t in self._fmap.train_ids]
+
+    @property
+    def frame_counts(self) -> pd.Series:
+        return pd.Series(self._fmap.train_counts(), index=pd.Index(self._fmap.train_ids,
+                                                                     name="trainId"))
+
+    @property
+    def train_ids_perframe(self) -> np.ndarray:
+        return self._fmap.train_ids_perframe()
+
+    @property
+    def frames_per_train(self) -> int:
+        counts = set(np.unique(self._fmap.train_counts()).tolist()) - {0}
+        if len(counts) > 1:
+            raise ValueError(f"Varying number of frames per train: {counts}")
+        return int(counts.pop()) * self._frames_per_entry if counts else 0
+
+    def _is_all_raw(self) -> bool:
+        return all(self._is_raw(self.data, s) for s in self.source_to_modno)
+
+    def __repr__(self) -> str:
+        kind = "raw" if self._is_all_raw() else "proc"
+        return (f"<{type(self).__name__}: Data interface for detector {self.detector_name!r} - "
+                f"{kind} data with {len(self.source_to_modno)} modules>")
+
+    def __contains__(self, key: str) -> bool:
+        return all(key in self.data.keys_for_source(s) for s in self.source_to_modno)
+
+    def __getitem__(self, key: str) -> Any:
+        from .keydata import key_data_for
+        return key_data_for(self, key)
+
+    # -- train selection ------------------------------------------------------------
+
+    def select_trains(self, trains: Any) -> MultimodDetectorBase:
+        new = copy(self)
+        new.data = self.data.select_trains(trains)
+        keep = np.isin(self._fmap.train_ids, new.data.train_ids_array)
+        new._fmap = self._fmap.select_trains(keep)
+        new._group_maps = {g: fm.select_trains(keep) for g, fm in self._group_maps.items()}
+        return new
+
+    def split_trains(self, parts: int | None = None, trains_per_part: int | None = None,
+                     frames_per_part: int | None = None) -> Iterator[MultimodDetectorBase]:
+        from .split import split_train_ranges
+        for sl in split_train_ranges(self, parts, trains_per_part, frames_per_part):
+            yield self.select_trains(sl)
+
+    def data_availability(self, module_gaps: bool = False) -> np.ndarray:
+        return self[self.kind.main_key].data_availability(module_gaps=module_gaps)
+
+    def module_slot(self, modno: int) -> int:
+        """Position on a full module axis (with gaps)."""
+        return modno - self.kind.modno_base

@@ -1,0 +1,94 @@
+"""JUNGFRAU: one entry per train per module, memory cells along the second axis."""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterator
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..run.collection import DataCollection
+from . import kinds
+from .base import MultimodDetectorBase
+from .keydata import as_roi
+from .train_iter import iter_trains
+
+
+def relabel(arr: xr.DataArray) -> xr.DataArray:
+    """trainId -> train, and cell/pixel names for the per-entry axes."""
+    if "trainId" in arr.dims:
+        arr = arr.rename({"trainId": "train"})
+    inner = [d for d in arr.dims if d.startswith("dim_")]
+    if len(inner) == 3:
+        arr = arr.rename(dict(zip(inner, ["cell", "slow_scan", "fast_scan"], strict=True)))
+    elif len(inner) == 1:
+        arr = arr.rename({inner[0]: "cell"})
+    return arr
+
+
+class JUNGFRAU(MultimodDetectorBase):
+    """JUNGFRAU: modules of 512 x 1024 pixels numbered from 1, with memory cells."""
+
+    kind = kinds.JUNGFRAU
+
+    def __init__(self, data: DataCollection, detector_name: str | None = None,
+                 modules: Container[int] | None = None, *, min_modules: int = 1,
+                 n_modules: int | None = None, first_modno: int = 1,
+                 raw: bool | None = None) -> None:
+        self._first_modno = first_modno
+        self._n_modules_arg = n_modules
+        if modules is not None:
+            # module numbers given by the user are in the renumbered scheme
+            modules = {m + first_modno - 1 for m in modules}
+        super().__init__(data, detector_name, modules, min_modules=min_modules, raw=raw)
+        entry, _ = self.data.key_info(next(iter(self.source_to_modno)), self.kind.main_key)
+        self._frames_per_entry = int(entry[0]) if entry else 1
+
+    def _renumber(self) -> None:
+        shift = self._first_modno - 1
+        self.source_to_modno = {s: m - shift for s, m in self.source_to_modno.items()}
+
+    def _count_modules(self, data: DataCollection) -> int:
+        if self._n_modules_arg is not None:
+            return int(self._n_modules_arg)
+        all_numbers = self._match(data, self.detector_name, "DET") | self._match(
+            data, self.detector_name, "CORR")
+        return max(all_numbers.values()) - self._first_modno + 1
+
+    def _build_frame_map(self, min_modules: int) -> Any:
+        fmap = super()._build_frame_map(min_modules)
+        return type(fmap)(fmap.sources, np.asarray(list(self.source_to_modno.values())),
+                          fmap.train_ids, fmap.counts, fmap.file, fmap.first, fmap.files)
+
+    def get_array(self, key: str, *, fill_value: Any = None, roi: Any = (),
+                  astype: Any = None) -> xr.DataArray:
+        """Labelled array (module, train, cell, slow_scan, fast_scan)."""
+        arr = self[key].xarray(fill_value=fill_value, roi=as_roi(roi), astype=astype)
+        return relabel(arr)
+
+    def get_dask_array(self, key: str, fill_value: Any = None,
+                       astype: Any = None) -> xr.DataArray:
+        return relabel(self[key].dask_array(labelled=True, fill_value=fill_value, astype=astype))
+
+    def trains(self, require_all: bool = True) -> Iterator[tuple[int, dict[str, xr.DataArray]]]:
+        for tid, data in iter_trains(self, None, require_all):
+            yield tid, {k: relabel(v) for k, v in data.items()}
+
+    def cell_ids(self) -> np.ndarray:
+        """Memory cell of each cell slot, from the first train, agreed by all modules."""
+        first = self.select_trains(np.s_[:1])
+        cells = first["data.memoryCell"].ndarray(fill_value=255)[:, 0]
+        missing = cells == 255
+        if missing.all(axis=0).any():
+            raise ValueError("Failed to find memoryCell")
+        lo = np.where(missing, 255, cells).min(axis=0)
+        hi = np.where(missing, 0, cells).max(axis=0)
+        if (lo != hi).any():
+            raise ValueError("Inconsistent memoryCell for different modules")
+        return lo
+
+    def masked_data(self, key: str | None = None, *, mask_bits: Any = None,
+                    masked_value: Any = np.nan) -> Any:
+        from .masked import MaskedKeyData
+        return MaskedKeyData(self, key or self.kind.main_key, mask_bits, masked_value)

@@ -1,0 +1,184 @@
+"""One key of a multi-module detector, with the modules on the first axis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from copy import copy
+from typing import TYPE_CHECKING, Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..errors import PropertyNameError
+from ..frames import FrameMap
+from .reading import checked_fill, read_rows, roi_shape
+
+if TYPE_CHECKING:
+    from .base import MultimodDetectorBase
+
+PART_BYTES = 1 << 30
+
+
+def key_data_for(det: MultimodDetectorBase, key: str) -> MultimodKeyData:
+    if key not in det:
+        missing = [s for s in det.source_to_modno if key not in det.data.keys_for_source(s)]
+        raise PropertyNameError(f"Key {key!r} is not in every module of {det.detector_name} "
+                                f"(missing from {missing[0]}{' and others' if len(missing) > 1 else ''})")
+    if det.kind.xtdf and key.startswith(det.kind.per_frame_prefix):
+        from .xtdf_keydata import XtdfImageKeyData
+        return XtdfImageKeyData(det, key)
+    return MultimodKeyData(det, key)
+
+
+def as_roi(roi: Any) -> tuple[Any, ...]:
+    return roi if isinstance(roi, tuple) else (roi,)
+
+
+class MultimodKeyData:
+    """A key with one entry per train in each module (JUNGFRAU, headers...)."""
+
+    def __init__(self, det: MultimodDetectorBase, key: str) -> None:
+        self.det = det
+        self.key = key
+        first_source = next(iter(det.source_to_modno))
+        self.entry_shape, self.dtype = det.data.key_info(first_source, key)
+        self.dtype = np.dtype(self.dtype)
+        self.group = det.data.files_for_source(first_source)[0].key_group(first_source, key)
+
+    # -- shape and labels ----------------------------------------------------
+
+    @property
+    def fmap(self) -> FrameMap:
+        return self.det.group_map(self.group)
+
+    @property
+    def modules(self) -> list[int]:
+        return self.det.modules
+
+    @property
+    def train_ids(self) -> list[int]:
+        return self.det.train_ids
+
+    @property
+    def ndim(self) -> int:
+        return len(self.entry_shape) + 2
+
+    @property
+    def dimensions(self) -> list[str]:
+        return ["module", "trainId"] + [f"dim_{i}" for i in range(len(self.entry_shape))]
+
+    def _n_rows(self) -> int:
+        return len(self.det.train_ids)
+
+    def buffer_shape(self, module_gaps: bool = False, roi: Any = ()) -> tuple[int, ...]:
+        n_mod = self.det.n_modules if module_gaps else len(self.modules)
+        return (n_mod, self._n_rows()) + roi_shape(self.entry_shape, as_roi(roi))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.buffer_shape()
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.key!r} for {len(self.modules)} modules of "
+                f"{self.det.detector_name}, shape {self.shape}>")
+
+    # -- reading ---------------------------------------------------------------
+
+    def _slots(self, module_gaps: bool) -> list[int]:
+        if module_gaps:
+            return [self.det.module_slot(m) for m in self.modules]
+        return list(range(len(self.modules)))
+
+    def _selected(self) -> np.ndarray | None:
+        return None
+
+    def _src_index(self, roi: tuple[Any, ...]) -> tuple[Any, ...]:
+        return roi
+
+    def ndarray(self, *, fill_value: Any = None, out: np.ndarray | None = None, roi: Any = (),
+                astype: Any = None, module_gaps: bool = False) -> np.ndarray:
+        roi = as_roi(roi)
+        shape = self.buffer_shape(module_gaps, roi)
+        dtype = np.dtype(astype) if astype is not None else self.dtype
+        fill = checked_fill(fill_value, dtype)
+        if out is None:
+            out = np.empty(shape, dtype=dtype)
+        elif out.shape != shape:
+            raise ValueError(f"requires output array of shape {shape}, got {out.shape}")
+        slots = self._slots(module_gaps)
+        if not self._fully_covered(module_gaps):
+            out.fill(fill)
+        read_rows(self.fmap, self.key, out, slots, self._selected(), self._src_index(roi),
+                  per_train=not self._per_frame)
+        return out
+
+    _per_frame = False
+
+    def _fully_covered(self, module_gaps: bool) -> bool:
+        if module_gaps and len(self.modules) < self.det.n_modules:
+            return False
+        present = self.fmap.present
+        return bool(present.all()) and not (self._per_frame and self._has_ragged_modules())
+
+    def _has_ragged_modules(self) -> bool:
+        return False
+
+    def xarray(self, *, fill_value: Any = None, roi: Any = (), astype: Any = None) -> xr.DataArray:
+        arr = self.ndarray(fill_value=fill_value, roi=roi, astype=astype)
+        dims = self.dimensions[:2] + [f"dim_{i}" for i in range(arr.ndim - 2)]
+        return xr.DataArray(arr, dims=dims, coords={"module": self.modules,
+                                                    "trainId": np.asarray(self.train_ids)})
+
+    def data_availability(self, module_gaps: bool = False) -> np.ndarray:
+        present = self.fmap.present
+        if not module_gaps:
+            return present.copy()
+        out = np.zeros((self.det.n_modules, present.shape[1]), bool)
+        out[self._slots(True)] = present
+        return out
+
+    # -- dask ----------------------------------------------------------------------
+
+    def _part_rows(self) -> int:
+        """Rows per dask chunk: at most ~1 GiB and 256 trains."""
+        per_row = self.dtype.itemsize * len(self.modules) * int(np.prod(self.entry_shape))
+        return max(1, min(PART_BYTES // max(per_row, 1), 256))
+
+    def dask_array(self, *, labelled: bool = False, fill_value: Any = None,
+                   astype: Any = None) -> Any:
+        dtype = np.dtype(astype) if astype is not None else self.dtype
+        parts = []
+        for sub in self.det.split_trains(frames_per_part=self._part_rows()):
+            kd = copy(self)
+            kd.det = sub
+            shape = kd.buffer_shape()
+            read = dask.delayed(kd.ndarray, pure=True)(fill_value=fill_value, astype=astype)
+            parts.append(da.from_delayed(read, shape=shape, dtype=dtype))
+        arr = da.concatenate(parts, axis=1) if parts else da.zeros(self.buffer_shape(), dtype=dtype)
+        if not labelled:
+            return arr
+        return xr.DataArray(arr, dims=self.dimensions,
+                            coords={"module": self.modules, "trainId": np.asarray(self.train_ids)})
+
+    # -- train selection ---------------------------------------------------------
+
+    def select_trains(self, trains: Any) -> MultimodKeyData:
+        new = copy(self)
+        new.det = self.det.select_trains(trains)
+        return new
+
+    def __getitem__(self, item: Any) -> MultimodKeyData:
+        return self.select_trains(item)
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError(f"Iteration over {type(self).__name__} is not supported: use "
+                        "det.trains() or split_trains()")
+
+    def split_trains(self, parts: int | None = None, trains_per_part: int | None = None,
+                     frames_per_part: int | None = None) -> Iterator[MultimodKeyData]:
+        for sub in self.det.split_trains(parts, trains_per_part, frames_per_part):
+            new = copy(self)
+            new.det = sub
+            yield new
