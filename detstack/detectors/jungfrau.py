@@ -52,6 +52,9 @@ class JUNGFRAU(MultimodDetectorBase):
     def _count_modules(self, data: DataCollection) -> int:
         if self._n_modules_arg is not None:
             return int(self._n_modules_arg)
+        hint = getattr(data, "n_modules_hint", None)  # views record it
+        if hint is not None:
+            return int(hint)
         all_numbers = self._match(data, self.detector_name, "DET") | self._match(
             data, self.detector_name, "CORR")
         return max(all_numbers.values()) - self._first_modno + 1

@@ -144,8 +144,8 @@ def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
                 dpath = f.dataset_path(fmap.sources[m], key)
                 ds = f.h5[dpath]
                 layout = None
-                if (dest_bytes is not None and ds.dtype == out.dtype
-                        and _whole_rows(src_index, ds)):
+                if (dest_bytes is not None and isinstance(ds, h5py.Dataset)
+                        and ds.dtype == out.dtype and _whole_rows(src_index, ds)):
                     layout = direct.layout(str(f.path), dpath, ds)
                 datasets[run.file] = (ds, layout)
             ds, layout = datasets[run.file]

@@ -1,0 +1,172 @@
+"""A view's arrays seen as a run: one pseudo-file per module, rows addressed as usual.
+
+Every view form (HDF5 virtual view, zarr manifest, zarr store) holds the same
+content (see ``detstack.convert.plan``). Presenting it as a ``DataCollection``
+of one pseudo-file per module lets the detector classes, the frame map and
+all readers work on views exactly as on runs, with no code of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import FileFormatError
+from ..run.collection import DataCollection
+from ..run.files import SourceIndex
+from ..run.validity import guess_valid
+
+# The record schema versions this code reads.
+READABLE_SCHEMA_VERSIONS = {1}
+
+
+class RowView:
+    """One module slot of a view array, addressed as rows like a run dataset.
+
+    Per-frame arrays ``(slot, train, frame, *entry)`` have ``n_trains * max_frames``
+    rows (row ``t * max_frames + p``); per-train arrays have one row per train.
+    """
+
+    def __init__(self, array: Any, slot: int, per_frame: bool) -> None:
+        self.array = array
+        self.slot = slot
+        self.per_frame = per_frame
+        self.frames = int(array.shape[2]) if per_frame else 1
+        entry = tuple(array.shape[3:] if per_frame else array.shape[2:])
+        self.shape = (int(array.shape[1]) * self.frames,) + entry
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+
+    def _pieces(self, start: int, stop: int) -> list[tuple[tuple[Any, ...], int, int]]:
+        """(index into the array, first output row, n rows) covering rows [start, stop)."""
+        if not self.per_frame:
+            return [((self.slot, slice(start, stop)), 0, stop - start)]
+        pieces = []
+        row = start
+        while row < stop:
+            t, p = divmod(row, self.frames)
+            n = min(stop - row, self.frames - p)
+            pieces.append(((self.slot, t, slice(p, p + n)), row - start, n))
+            row += n
+        return pieces
+
+    def read(self, rows: slice, rest: tuple[Any, ...] = ()) -> np.ndarray:
+        start, stop, step = rows.indices(self.shape[0])
+        if step != 1:
+            raise ValueError("view rows can only be read in contiguous blocks")
+        parts = [np.asarray(self.array[idx + rest]) for idx, _, _ in self._pieces(start, stop)]
+        if not parts:
+            return np.empty((0,) + np.empty(self.shape[1:], bool)[rest].shape, self.dtype)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def read_direct(self, dest: np.ndarray, source_sel: tuple[Any, ...],
+                    dest_sel: slice) -> None:
+        rows, rest = source_sel[0], tuple(source_sel[1:])
+        start, stop, _ = rows.indices(self.shape[0])
+        base = dest_sel.start or 0
+        for idx, offset, n in self._pieces(start, stop):
+            dest[base + offset:base + offset + n] = self.array[idx + rest]
+
+    def __getitem__(self, item: Any) -> np.ndarray:
+        if not isinstance(item, tuple):
+            item = (item,)
+        rows, rest = item[0], tuple(item[1:])
+        if isinstance(rows, (int, np.integer)):
+            return self.read(slice(int(rows), int(rows) + 1), rest)[0]
+        return self.read(rows, rest)
+
+
+class ViewModuleFile:
+    """The part of a view belonging to one module, with the interface of ``RunFile``."""
+
+    format_version = "view"
+
+    def __init__(self, path: Path, record: Mapping[str, Any], arrays: Mapping[str, Any],
+                 train_ids: np.ndarray, counts: Mapping[str, np.ndarray], slot: int) -> None:
+        self.path = path
+        self.record = record
+        self.slot = slot
+        self.source = record["detector"]["modules"][str(slot)]["source"]
+        self.train_ids = np.asarray(train_ids, dtype=np.uint64)
+        self.validity = guess_valid(self.train_ids)
+        self.control_sources: set[str] = set()
+        self.instrument_sources = {self.source}
+        self.legacy_sources: dict[str, str] = {}
+        self._keys = record["keys"]
+        self._counts = counts
+        self.h5 = {key: RowView(arrays[key], slot, info["per_frame"])
+                   for key, info in self._keys.items()}
+
+    def index_groups(self, source: str) -> list[str]:
+        return sorted({info["group"] for info in self._keys.values()})
+
+    def index(self, source: str, group: str = "") -> SourceIndex:
+        count = np.asarray(self._counts[group][self.slot], dtype=np.uint64)
+        per_frame = any(i["per_frame"] for i in self._keys.values() if i["group"] == group)
+        frames = int(self.record["max_frames"]) if per_frame else 1
+        first = np.arange(len(count), dtype=np.uint64) * np.uint64(frames)
+        return SourceIndex(first, count if per_frame else np.minimum(count, 1))
+
+    def source_keys(self, source: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        return {k: (rv.shape, rv.dtype) for k, rv in self.h5.items()}
+
+    def key_group(self, source: str, key: str) -> str:
+        return self._keys[key]["group"]
+
+    def dataset_path(self, source: str, key: str) -> str:
+        return key
+
+    def metadata(self) -> dict[str, object]:
+        return dict(self.record.get("run_metadata", {}))
+
+    def close(self) -> None:
+        """Arrays belong to the view object, which closes them."""
+
+    def __repr__(self) -> str:
+        return f"<view module {self.slot} of {self.path}>"
+
+
+class ViewCollection(DataCollection):
+    """A ``DataCollection`` over a view; detector classes accept it like a run."""
+
+    def __init__(self, path: str | Path, record: Mapping[str, Any],
+                 arrays: Mapping[str, Any], train_ids: np.ndarray,
+                 counts: Mapping[str, np.ndarray], keepalive: Any = None) -> None:
+        check_record(record, path)
+        self.view_path = Path(path)
+        self.record = record
+        self._keepalive = keepalive  # e.g. the open h5py.File the arrays live in
+        slots = sorted(int(s) for s in record["detector"]["modules"])
+        files = [ViewModuleFile(self.view_path, record, arrays, train_ids, counts, s)
+                 for s in slots]
+        super().__init__(files)
+
+    @property
+    def n_modules_hint(self) -> int:
+        return int(self.record["detector"]["n_modules"])
+
+    def _derive(self, **kwargs: Any) -> DataCollection:
+        new = super()._derive(**kwargs)
+        new.n_modules_hint = self.n_modules_hint  # type: ignore[attr-defined]
+        new.record = self.record  # type: ignore[attr-defined]
+        new._keepalive = self._keepalive  # type: ignore[attr-defined]
+        return new
+
+    def __repr__(self) -> str:
+        return (f"<detstack view ({self.record['form']}) of {self.record['detector']['name']}: "
+                f"{len(self.files)} modules, {len(self.train_ids_array)} trains, "
+                f"{self.view_path}>")
+
+
+def check_record(record: Mapping[str, Any], path: str | Path) -> None:
+    """Refuse records we cannot read, with a message saying what to do."""
+    if record.get("format") != "detstack-view":
+        raise FileFormatError(path, "is not a detstack view (no detstack-view metadata record)")
+    version = record.get("schema_version")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        raise FileFormatError(path, f"was written with view schema version {version}, but this "
+                              f"detstack reads versions {sorted(READABLE_SCHEMA_VERSIONS)}",
+                              "Upgrade detstack to read it")
