@@ -8,6 +8,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,9 @@ European XFEL multi-module detector runs as one (module, train, pulse, y, x) arr
   detstack demo                 write a small synthetic AGIPD-1M run and read it back
   detstack info RUN             what a run folder holds: trains, sources, detectors
   detstack validate RUN         check every file of a run folder and report problems
+  detstack convert RUN OUT --to vds|cxi|manifest|zarr
+                                one array per key, (module, train, pulse, y, x)
+  detstack verify VIEW          check that a view's source files are present and unchanged
 """
 
 
@@ -100,6 +104,73 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _trains(spec: str | None) -> Any:
+    if not spec:
+        return None
+    start, _, stop = spec.partition(":")
+    return slice(int(start) if start else None, int(stop) if stop else None)
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (the library itself never prints)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.t0 = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        frac = done / total if total else 1.0
+        bar = "#" * int(30 * frac)
+        rate = done / max(time.perf_counter() - self.t0, 1e-9)
+        print(f"\r{self.label} [{bar:30}] {done}/{total} ({rate:.1f}/s)", end="",
+              file=sys.stderr, flush=True)
+        if done >= total:
+            print(file=sys.stderr, flush=True)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from . import convert
+    from .convert.plan import as_detector
+    from .run.selection import ById
+
+    source = RunDirectory(args.run, inc_suspect_trains=not args.exc_suspect_trains)
+    det_kwargs: dict[str, Any] = {"min_modules": args.min_modules}
+    if args.modules:
+        det_kwargs["modules"] = [int(m) for m in args.modules.split(",")]
+    if args.raw is not None:
+        det_kwargs["raw"] = args.raw
+    det = as_detector(source, args.detector, **det_kwargs)
+    trains = _trains(args.trains)
+    if trains is not None:
+        det = det.select_trains(ById(trains))
+    kwargs: dict[str, Any] = {"overwrite": args.overwrite}
+    if args.to == "vds":
+        kwargs["relative"] = not args.absolute
+    elif args.to == "manifest":
+        kwargs["relative"] = not args.absolute
+        if args.skip_unsupported:
+            kwargs["on_unsupported"] = "skip"
+    elif args.to == "zarr":
+        kwargs.update(resume=args.resume, progress=ProgressBar("converting"))
+        if args.scheduler:
+            from distributed import Client
+            kwargs["client"] = Client(args.scheduler)
+    t0 = time.perf_counter()
+    writer = getattr(convert, f"to_{args.to}")
+    writer(det, args.out, **kwargs)
+    _say(f"Wrote {args.to} view of {det.detector_name} ({len(det.modules)} modules, "
+         f"{len(det.train_ids)} trains) to {args.out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .store.verify import verify_view
+    report = verify_view(args.view)
+    for line in report.lines():
+        _say(line)
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detstack", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,6 +185,38 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check the files of a run folder")
     val.add_argument("run", help="run folder with EuXFEL .h5 files")
     val.set_defaults(func=cmd_validate)
+    conv = sub.add_parser("convert", help="write a view of a run's detector",
+                          description="Write one array per key shaped (module, train, pulse, "
+                          "y, x) (JUNGFRAU: cell) as an HDF5 virtual view, a virtual CXI file, "
+                          "a zarr manifest (.json/.parq) or a compressed zarr store (any "
+                          "fsspec URL).")
+    conv.add_argument("run", help="run folder with EuXFEL .h5 files")
+    conv.add_argument("out", help="output file, or URL for --to zarr")
+    conv.add_argument("--to", required=True, choices=["vds", "cxi", "manifest", "zarr"])
+    conv.add_argument("--detector", help="detector name, if the run holds several")
+    conv.add_argument("--modules", help="comma-separated module numbers (default: all)")
+    conv.add_argument("--min-modules", type=int, default=1,
+                      help="keep trains where at least N modules have data (default 1)")
+    conv.add_argument("--trains", help="train ID range A:B (B excluded)")
+    raw = conv.add_mutually_exclusive_group()
+    raw.add_argument("--raw", dest="raw", action="store_const", const=True, default=None,
+                     help="use raw data")
+    raw.add_argument("--corrected", dest="raw", action="store_const", const=False,
+                     help="use corrected data")
+    conv.add_argument("--exc-suspect-trains", action="store_true",
+                      help="drop train IDs flagged as suspect")
+    conv.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    conv.add_argument("--absolute", action="store_true",
+                      help="refer to source files by absolute path (default: relative)")
+    conv.add_argument("--skip-unsupported", action="store_true",
+                      help="manifest: skip keys that cannot be referenced exactly")
+    conv.add_argument("--resume", action="store_true",
+                      help="zarr: continue an interrupted conversion")
+    conv.add_argument("--scheduler", help="zarr: dask.distributed scheduler address")
+    conv.set_defaults(func=cmd_convert)
+    ver = sub.add_parser("verify", help="check a view's source files")
+    ver.add_argument("view", help="view file or URL")
+    ver.set_defaults(func=cmd_verify)
     return parser
 
 
