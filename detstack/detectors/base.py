@@ -216,6 +216,16 @@ class MultimodDetectorBase:
     def data_availability(self, module_gaps: bool = False) -> np.ndarray:
         return self[self.kind.main_key].data_availability(module_gaps=module_gaps)
 
+    def write_virtual_cxi(self, filename: str, fillvalues: dict[str, Any] | None = None) -> None:
+        """Write a CXI 1.5 file of virtual datasets over this detector's data."""
+        from ..convert.cxi import to_cxi
+        to_cxi(self, filename, fillvalues=fillvalues, overwrite=True)
+
+    def write_frames(self, filename: str, trains: Any, pulses: Any) -> None:
+        """Write the frames named by (train ID, pulse ID) pairs to a new EuXFEL file."""
+        from ..convert.frames_file import write_frames
+        write_frames(self, filename, trains, pulses)
+
     def module_slot(self, modno: int) -> int:
         """Position on a full module axis (with gaps)."""
         return modno - self.kind.modno_base
