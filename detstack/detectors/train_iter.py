@@ -1,4 +1,9 @@
-"""Train-by-train iteration over all keys of a detector's modules."""
+"""Train-by-train iteration over all keys of a detector's modules.
+
+Each train is read through the same frame-map engine as whole arrays (one
+train's slice of the map), so it takes the direct-read path and labels frames
+without building a pandas index per module.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
-from .pulses import select_frames
-from .xtdf_keydata import pixel_dims
+from .pulses import is_all_pulses, normalize_pulses, select_frames
+from .reading import read_rows
+from .xtdf_keydata import _unstacked, pixel_dims
 
 if TYPE_CHECKING:
     from .base import MultimodDetectorBase
@@ -20,71 +25,68 @@ def iter_trains(det: MultimodDetectorBase, pulses: Any = None,
                 require_all: bool = True) -> Iterator[tuple[int, dict[str, xr.DataArray]]]:
     """Yield (train ID, {key: DataArray with a module axis}) for each train."""
     sources = list(det.source_to_modno)
-    keys = {s: sorted(det.data.keys_for_source(s)) for s in sources}
-    groups = {s: sorted({det.data.files_for_source(s)[0].key_group(s, k) for k in keys[s]})
-              for s in sources}
-    maps = {g: det.group_map(g) for s in sources for g in groups[s]}
-    labels = None
-    if det.kind.xtdf:
-        labels = det.frame_labels("pulseId") if pulses is not None else None
+    modnos = np.asarray(list(det.source_to_modno.values()))
+    key_modules: dict[str, list[int]] = {}
+    key_group: dict[str, str] = {}
+    for m, src in enumerate(sources):
+        f0 = det.data.files_for_source(src)[0]
+        for key in det.data.keys_for_source(src):
+            key_modules.setdefault(key, []).append(m)
+            key_group[key] = f0.key_group(src, key)
+    maps = {g: det.group_map(g) for g in set(key_group.values())}
+    per_frame = {k for k in key_modules
+                 if det.kind.xtdf and k.startswith(det.kind.per_frame_prefix)}
+    labels = selected = None
+    if per_frame:
+        labels = det.frame_labels("pulseId")
+        sel = normalize_pulses(np.s_[:] if pulses is None else pulses)
+        selected = None if is_all_pulses(sel) else select_frames(sel, labels)
     offsets = det.frame_map.offsets()
     for t, tid in enumerate(det.train_ids):
-        complete = all(maps[g].counts[m, t] > 0 for m, s in enumerate(sources) for g in groups[s])
-        if require_all and not complete:
+        if require_all and not all((fm.counts[:, t] > 0).all() for fm in maps.values()):
             continue
-        per_key: dict[str, list[tuple[int, xr.DataArray]]] = {}
-        for m, src in enumerate(sources):
-            for key in keys[src]:
-                group = det.data.files_for_source(src)[0].key_group(src, key)
-                fmap = maps[group]
-                count = int(fmap.counts[m, t])
-                if count == 0:
-                    continue
-                f = fmap.files[int(fmap.file[m, t])]
-                first = int(fmap.first[m, t])
-                ds = f.h5[f.dataset_path(src, key)]
-                if det.kind.xtdf and key.startswith(det.kind.per_frame_prefix):
-                    sel = np.ones(count, bool)
-                    if labels is not None:
-                        span = slice(int(offsets[t]), int(offsets[t]) + count)
-                        sel = select_frames(det.normalized_pulses(pulses), _slice_labels(labels, span))
-                    arr = _frames(ds, first, count, sel, det, tid, labels, offsets[t])
-                else:
-                    arr = _entry(ds, first, count)
-                per_key.setdefault(key, []).append((det.source_to_modno[src], arr))
-        yield tid, {k: _stack(v) for k, v in per_key.items()}
+        one = np.zeros(len(det.train_ids), bool)
+        one[t] = True
+        span = slice(int(offsets[t]), int(offsets[t + 1]))
+        out: dict[str, xr.DataArray] = {}
+        for key in sorted(key_modules):
+            fm_all = maps[key_group[key]]
+            rows = [m for m in key_modules[key] if fm_all.counts[m, t] > 0]
+            if not rows:
+                continue
+            fmap = fm_all.select_trains(one).select_modules(rows)
+            kd_shape, dtype = det.data.key_info(sources[rows[0]], key)
+            if key in per_frame:
+                out[key] = _read_frames(fmap, key, kd_shape, dtype, modnos[rows], tid,
+                                        labels, None if selected is None else selected[span],
+                                        span)
+            else:
+                out[key] = _read_entries(fmap, key, kd_shape, dtype, modnos[rows])
+        yield tid, out
 
 
-def _slice_labels(labels: Any, span: slice) -> Any:
-    return type(labels)(labels.train[span], labels.position[span], labels.inner[span],
-                        None if labels.gain is None else labels.gain[span])
+def _read_frames(fmap: Any, key: str, entry: tuple[int, ...], dtype: np.dtype,
+                 modules: np.ndarray, tid: int, labels: Any, sel: np.ndarray | None,
+                 span: slice) -> xr.DataArray:
+    hidden = bool(entry) and entry[0] == 1
+    entry = entry[1:] if hidden else entry
+    n = int(fmap.train_counts()[0]) if sel is None else int(sel.sum())
+    buf = np.empty((len(modules), n) + tuple(entry), dtype=dtype)
+    read_rows(fmap, key, buf, list(range(len(modules))), sel, (0,) if hidden else ())
+    take = (lambda a: a) if sel is None else (lambda a: a[sel])
+    levels = {"train": np.full(n, tid, np.uint64)}
+    if labels.gain is not None:
+        levels["gain"] = take(labels.gain[span])
+    levels["pulse"] = take(labels.inner[span])
+    return _unstacked(buf, levels, modules, pixel_dims(len(entry)))
 
 
-def _entry(ds: Any, first: int, count: int) -> xr.DataArray:
-    data = ds[first] if count == 1 else ds[first:first + count]
-    return xr.DataArray(data)
-
-
-def _frames(ds: Any, first: int, count: int, sel: np.ndarray, det: MultimodDetectorBase,
-            tid: int, labels: Any, offset: int) -> xr.DataArray:
-    data = ds[first:first + count]
-    if data.ndim > 1 and data.shape[1] == 1:
-        data = data[:, 0]
-    data = data[sel]
-    lab = det.frame_labels("pulseId") if labels is None else labels
-    span = slice(int(offset), int(offset) + count)
-    inner = lab.inner[span][sel]
-    levels = {"train": np.full(len(inner), tid, np.uint64)}
-    if lab.gain is not None:
-        levels["gain"] = lab.gain[span][sel]
-    levels["pulse"] = inner
-    pix = pixel_dims(data.ndim - 1)
-    index = pd.MultiIndex.from_arrays(list(levels.values()), names=list(levels))
-    coords = xr.Coordinates.from_pandas_multiindex(index, "train_pulse")
-    arr = xr.DataArray(data, dims=["train_pulse"] + pix, coords=coords)
-    return arr.unstack("train_pulse").transpose(*levels, *pix)
-
-
-def _stack(items: list[tuple[int, xr.DataArray]]) -> xr.DataArray:
-    modnos = [m for m, _ in items]
-    return xr.concat([a for _, a in items], dim=pd.Index(modnos, name="module"))
+def _read_entries(fmap: Any, key: str, entry: tuple[int, ...], dtype: np.dtype,
+                  modules: np.ndarray) -> xr.DataArray:
+    count = int(fmap.train_counts()[0])
+    buf = np.empty((len(modules), count) + tuple(entry), dtype=dtype)
+    read_rows(fmap, key, buf, list(range(len(modules))))
+    if count == 1:
+        buf = buf[:, 0]
+    dims = ["module"] + [f"dim_{i}" for i in range(buf.ndim - 1)]
+    return xr.DataArray(buf, dims=dims, coords={"module": modules})

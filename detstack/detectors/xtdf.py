@@ -44,10 +44,6 @@ class XtdfDetectorBase(MultimodDetectorBase):
             self._labels[subtrain_index] = label_frames(self.frame_map, inner, self.parallel_gain)
         return self._labels[subtrain_index]
 
-    @staticmethod
-    def normalized_pulses(pulses: Any) -> Any:
-        return normalize_pulses(pulses)
-
     def get_array(self, key: str, pulses: Any = np.s_[:], unstack_pulses: bool = True, *,
                   fill_value: Any = None, subtrain_index: str = "pulseId", roi: Any = (),
                   astype: Any = None) -> xr.DataArray:
