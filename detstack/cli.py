@@ -47,7 +47,7 @@ def describe(run: DataCollection) -> None:
             warnings.simplefilter("ignore")
             det = cls(run, name)
         kd = det[det.kind.main_key]
-        counts = np.unique(det.frame_map.train_counts())
+        counts = np.unique(det.frame_map.train_counts()) * det._frames_per_entry
         avail = det.frame_map.present
         _say(f"  {cls.__name__} {name!r}: modules {det.modules} of {det.n_modules}")
         _say(f"    {len(det.train_ids)} trains, frames per train {counts.tolist()}, "
@@ -89,19 +89,37 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        run = RunDirectory(args.run)
-    problems = [str(w.message) for w in caught]
-    for src in sorted(run.all_sources):
+    from .run.files import RunFile
+
+    folder = Path(args.run)
+    names = sorted(p for p in folder.glob("*.h5") if p.name.lower() != "overview.h5")
+    problems: list[str] = []
+    files = []
+    for path in names:
         try:
-            run.keys_for_source(src)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                files.append(RunFile(path))
+            problems += [str(w.message) for w in caught]
+        except DetstackError as exc:
+            problems.append(str(exc))
+    for f in files:
+        tids = f.train_ids
+        if len(tids) > 1 and (np.diff(tids.astype(np.int64)) <= 0).any():
+            problems.append(f"{f.path}: train IDs do not strictly increase")
+        if not f.validity.all():
+            bad = tids[~f.validity][:5].tolist()
+            problems.append(f"{f.path}: {int((~f.validity).sum())} suspect train IDs "
+                            f"(e.g. {bad}); open with inc_suspect_trains=False to drop them")
+    if files:
+        try:
+            DataCollection(files)
         except DetstackError as exc:
             problems.append(str(exc))
     for p in problems:
         _say(f"PROBLEM: {p}")
-    _say(f"{len(run.files)} files checked, {len(problems)} problems")
-    return 1 if problems else 0
+    _say(f"{len(names)} files checked, {len(problems)} problems")
+    return 1 if problems or not names else 0
 
 
 def _trains(spec: str | None) -> Any:
