@@ -21,6 +21,7 @@ from .errors import (
     PropertyNameError,
     SourceNameError,
     TrainIDError,
+    TrainIndexError,
 )
 from .run import DataCollection, H5File, RunDirectory, by_id, by_index
 
@@ -31,5 +32,5 @@ __all__ = [
     "identify_multimod_detectors", "stack_data", "stack_detector_data",
     "DataCollection", "DetstackError", "DuplicateTrainError", "FileFormatError", "H5File",
     "MultiRunError", "NoUsableFilesError", "PropertyNameError", "RunDirectory",
-    "SourceNameError", "TrainIDError", "by_id", "by_index",
+    "SourceNameError", "TrainIDError", "TrainIndexError", "by_id", "by_index",
 ]

@@ -42,6 +42,10 @@ class TrainIDError(DetstackError, KeyError):
     """A train ID (or train index) that the data does not contain."""
 
 
+class TrainIndexError(TrainIDError, IndexError):
+    """A train position beyond the number of trains (also an IndexError)."""
+
+
 class DuplicateTrainError(DetstackError, ValueError):
     """The same train ID appears more than once for one source."""
 

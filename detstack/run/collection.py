@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import os
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from ..errors import (
     PropertyNameError,
     SourceNameError,
     TrainIDError,
+    TrainIndexError,
 )
 from .files import RunFile
 from .selection import select_train_ids
@@ -53,9 +56,11 @@ class DataCollection:
 
     def __init__(self, files: list[RunFile], *, inc_suspect_trains: bool = True,
                  train_ids: np.ndarray | None = None,
-                 selection: dict[str, frozenset[str] | None] | None = None) -> None:
+                 selection: dict[str, frozenset[str] | None] | None = None,
+                 is_single_run: bool | None = None) -> None:
         self.files = files
         self.inc_suspect_trains = inc_suspect_trains
+        self._single_run = is_single_run
         self._source_files: dict[str, list[int]] = {}
         for i, f in enumerate(files):
             for src in f.control_sources | f.instrument_sources:
@@ -68,6 +73,8 @@ class DataCollection:
             self._check_duplicates()
         self.train_ids_array = np.asarray(train_ids, dtype=np.uint64)
         self._tables: dict[tuple[str, str], SourceTable] = {}
+        self._datasets: dict[tuple[int, str, str], Any] = {}
+        self._warned_legacy: set[str] = set()
 
     # -- construction helpers -------------------------------------------------
 
@@ -96,7 +103,8 @@ class DataCollection:
                 selection: dict[str, frozenset[str] | None] | None = None) -> DataCollection:
         return DataCollection(self.files, inc_suspect_trains=self.inc_suspect_trains,
                               train_ids=self.train_ids_array if train_ids is None else train_ids,
-                              selection=self._selection if selection is None else selection)
+                              selection=self._selection if selection is None else selection,
+                              is_single_run=self._single_run)
 
     # -- what is in here ------------------------------------------------------
 
@@ -104,12 +112,12 @@ class DataCollection:
     def train_ids(self) -> list[int]:
         return [int(t) for t in self.train_ids_array]
 
-    @property
+    @cached_property
     def control_sources(self) -> frozenset[str]:
         return frozenset(s for s in self._selection
                          if any(s in self.files[i].control_sources for i in self._source_files[s]))
 
-    @property
+    @cached_property
     def instrument_sources(self) -> frozenset[str]:
         return frozenset(s for s in self._selection
                          if any(s in self.files[i].instrument_sources
@@ -121,6 +129,11 @@ class DataCollection:
 
     @property
     def legacy_sources(self) -> dict[str, str]:
+        """{legacy name: real name} of the selected legacy (soft-linked) sources."""
+        return dict(self._legacy)
+
+    @cached_property
+    def _legacy(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for f in self.files:
             out.update({k: v for k, v in f.legacy_sources.items() if k in self._selection})
@@ -128,17 +141,21 @@ class DataCollection:
 
     @property
     def is_single_run(self) -> bool:
+        """True when opened as one run (RunDirectory, H5File), else judged by runNumber."""
+        if self._single_run is not None:
+            return self._single_run
         runs = {f.metadata().get("runNumber") for f in self.files}
         return len(runs) <= 1
 
     def _check_source(self, source: str) -> None:
         if source not in self._selection:
-            near = sorted(s for s in self._selection if source.split(":")[0] in s)[:5]
+            near = difflib.get_close_matches(source, list(self._selection), n=5, cutoff=0.6)
             hint = f" Similar: {', '.join(near)}." if near else ""
             raise SourceNameError(f"Source {source!r} is not in this data.{hint} "
                                   "See .all_sources for what there is.")
-        if source in self.legacy_sources:
-            warnings.warn(f"{source} is a legacy name for {self.legacy_sources[source]}; "
+        if source in self._legacy and source not in self._warned_legacy:
+            self._warned_legacy.add(source)     # once per collection, not per train read
+            warnings.warn(f"{source} is a legacy name for {self._legacy[source]}; "
                           "use the new name", DeprecationWarning, stacklevel=3)
 
     def files_for_source(self, source: str) -> list[RunFile]:
@@ -206,6 +223,7 @@ class DataCollection:
     # -- selections -----------------------------------------------------------
 
     def select_trains(self, train_range: Any) -> DataCollection:
+        """Keep some trains: slice/int/positions/bool mask, by_index[...] or by_id[...]."""
         return self._derive(train_ids=select_train_ids(self.train_ids_array, train_range))
 
     def select(self, seln: Any, key_glob: str = "*") -> DataCollection:
@@ -249,14 +267,20 @@ class DataCollection:
         try:
             tid = self.train_ids_array[index]
         except IndexError:
-            raise TrainIDError(f"Train index {index} is out of range for "
-                               f"{len(self.train_ids_array)} trains") from None
+            raise TrainIndexError(f"Train index {index} is out of range for "
+                                  f"{len(self.train_ids_array)} trains") from None
         return self.train_from_id(int(tid), **kwargs)
 
     def trains(self, *, require_all: bool = False, keep_dims: bool = False,
                flat_keys: bool = False) -> Iterator[tuple[int, dict[Any, Any]]]:
-        for tid in self.train_ids:
-            if require_all and self._data_missing(tid):
+        """Iterate over (train ID, data dict) of the selected trains.
+
+        ``require_all=True`` skips trains where any selected source (any index group of
+        its selected keys) has no data.
+        """
+        keep = self._complete_trains() if require_all else None
+        for i, tid in enumerate(self.train_ids):
+            if keep is not None and not keep[i]:
                 continue
             yield tid, self._read_train(tid, keep_dims=keep_dims, flat_keys=flat_keys)
 
@@ -267,43 +291,63 @@ class DataCollection:
             return None
         return self.files[int(table.file[pos])], int(table.first[pos]), int(table.count[pos])
 
-    def _data_missing(self, tid: int) -> bool:
-        for src in self._selection:
-            if src in self.legacy_sources:
+    def _redundant_legacy(self, source: str) -> bool:
+        """A legacy alias whose real source is also selected (its data would come twice)."""
+        target = self._legacy.get(source)
+        return target is not None and target in self._selection
+
+    @cached_property
+    def _read_plan(self) -> list[tuple[str, bool, list[tuple[str, str]]]]:
+        """[(source, is control, [(key, index group)])] of what a train dict holds."""
+        plan = []
+        for src in sorted(self._selection):
+            if self._redundant_legacy(src):
                 continue
-            groups = {self.files_for_source(src)[0].key_group(src, k)
-                      for k in self.keys_for_source(src)}
-            for g in groups:
-                loc = self._locate(src, g, tid)
-                if loc is None or loc[2] == 0:
-                    return True
-        return False
+            f0 = self.files_for_source(src)[0]
+            keys = [(k, f0.key_group(src, k)) for k in sorted(self.keys_for_source(src))]
+            plan.append((src, self.is_control(src), keys))
+        return plan
+
+    def _complete_trains(self) -> np.ndarray:
+        """For each selected train: does every selected source have data in it?"""
+        ok = np.ones(len(self.train_ids_array), dtype=bool)
+        for src, _, keys in self._read_plan:
+            for group in {g for _, g in keys}:
+                ok &= self.source_table(src, group).counts_for(self.train_ids_array) > 0
+        return ok
+
+    def _dataset(self, f: RunFile, source: str, key: str) -> Any:
+        """The h5py dataset of (source, key) in one file, looked up once."""
+        cache_key = (id(f), source, key)
+        ds = self._datasets.get(cache_key)
+        if ds is None:
+            ds = self._datasets[cache_key] = f.h5[f.dataset_path(source, key)]
+        return ds
 
     def _read_train(self, tid: int, *, keep_dims: bool, flat_keys: bool) -> dict[Any, Any]:
+        """{source: {'metadata': {...}, key: value}}; every selected source gets an entry
+        (only metadata where it has no data for this train). A legacy alias is left out
+        when its real source is selected too, so no data is read twice."""
         out: dict[Any, Any] = {}
-        for src in sorted(self._selection):
-            if src in self.legacy_sources:
-                continue
-            src_data: dict[str, Any] = {}
-            control = self.is_control(src)
-            for key in sorted(self.keys_for_source(src)):
-                f0 = self.files_for_source(src)[0]
-                loc = self._locate(src, f0.key_group(src, key), tid)
+        for src, control, keys in self._read_plan:
+            src_data: dict[str, Any] = {"metadata": {"source": src, "timestamp.tid": tid}}
+            located: dict[str, tuple[RunFile, int, int] | None] = {}
+            for key, group in keys:
+                if group not in located:
+                    located[group] = self._locate(src, group, tid)
+                loc = located[group]
                 if loc is None or loc[2] == 0:
                     continue
                 f, first, count = loc
-                ds = f.h5[f.dataset_path(src, key)]
+                ds = self._dataset(f, src, key)
                 if control or (count == 1 and not keep_dims):
                     src_data[key] = ds[first]
                 else:
                     src_data[key] = ds[first:first + count]
-            if not src_data and not control:
-                continue
             if flat_keys:
                 out.update({(src, k): v for k, v in src_data.items()})
             else:
-                meta = {"source": src, "timestamp.tid": tid}
-                out[src] = {"metadata": meta, **src_data}
+                out[src] = src_data
         return out
 
     def __repr__(self) -> str:
@@ -313,7 +357,8 @@ class DataCollection:
 
 def H5File(path: str | os.PathLike[str], *, inc_suspect_trains: bool = True) -> DataCollection:
     """Open one EuXFEL HDF5 file; errors in it are raised, not skipped."""
-    return DataCollection([RunFile(path)], inc_suspect_trains=inc_suspect_trains)
+    return DataCollection([RunFile(path)], inc_suspect_trains=inc_suspect_trains,
+                          is_single_run=True)
 
 
 def RunDirectory(path: str | os.PathLike[str], include: str = "*", *,
@@ -335,7 +380,7 @@ def RunDirectory(path: str | os.PathLike[str], include: str = "*", *,
     if not files:
         raise NoUsableFilesError(f"None of the {len(names)} files in {folder} is usable:\n  "
                                  + "\n  ".join(problems))
-    return DataCollection(files, inc_suspect_trains=inc_suspect_trains)
+    return DataCollection(files, inc_suspect_trains=inc_suspect_trains, is_single_run=True)
 
 
 def _open_files(paths: Iterable[Path]) -> tuple[list[RunFile], list[str]]:

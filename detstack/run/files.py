@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import FileFormatError, PropertyNameError, SourceNameError
+from ..errors import FileFormatError, PropertyNameError
 from .validity import guess_valid
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,8 @@ class RunFile:
             try:
                 self._h5 = h5py.File(self.path, "r")
             except OSError as exc:
-                size = self.path.stat().st_size if self.path.exists() else None
-                if size is not None and size < 512:
-                    problem = f"is not an HDF5 file ({size} bytes)"
-                else:
-                    problem = f"is not a readable HDF5 file (not HDF5, truncated or corrupt: {exc})"
-                raise FileFormatError(self.path, problem, "Check the transfer of this file") from exc
+                problem, hint = _diagnose_unopenable(self.path, exc)
+                raise FileFormatError(self.path, problem, hint) from exc
         return self._h5
 
     def close(self) -> None:
@@ -91,22 +87,30 @@ class RunFile:
         self._read_sources(f)
         self._index_cache: dict[tuple[str, str], SourceIndex] = {}
         self._keys_cache: dict[str, dict[str, tuple[tuple[int, ...], np.dtype]]] = {}
+        self._paths_cache: dict[str, dict[str, str]] = {}
         for source in self.instrument_sources | self.control_sources:
             self._check_source(source)
 
     def _read_validity(self, f: h5py.File, raw_tids: np.ndarray) -> np.ndarray:
-        """True where a train ID is trusted (time-server flag, or guessed for old files)."""
-        valid = guess_valid(self.train_ids)
-        if self.format_version != "0.5" and "INDEX/flag" in f:
-            flag = np.asarray(f["INDEX/flag"][:]).astype(bool)
-            if len(flag) < len(raw_tids):
-                raise FileFormatError(self.path, f"INDEX/flag has {len(flag)} entries for "
-                                      f"{len(raw_tids)} in INDEX/trainId")
-            flag = flag[: len(raw_tids)][self._positions]
-            if self.format_version == "1.1":
-                flag = ~flag
-            valid &= flag
-        return valid
+        """True where a train ID is trusted.
+
+        Format >= 1.0 files say so in INDEX/flag (non-zero: the ID came from the time
+        server; format 1.1 stored it inverted). Older files, and newer ones missing the
+        flag, get a guess: the fewest IDs dropped to leave a strictly increasing sequence.
+        """
+        if self.format_version == "0.5" or "INDEX/flag" not in f:
+            return guess_valid(self.train_ids)
+        flag = np.asarray(f["INDEX/flag"][:]).astype(bool)
+        needed = int(self._positions[-1]) + 1 if len(self._positions) else 0
+        if flag.ndim != 1 or len(flag) < needed:
+            raise FileFormatError(self.path, f"INDEX/flag has {len(flag)} entries for "
+                                  f"{len(raw_tids)} in INDEX/trainId",
+                                  "The index is corrupt; re-transfer the file")
+        flag = flag[self._positions]
+        if self.format_version == "1.1":
+            log.info("%s: format 1.1 stores INDEX/flag inverted; reading it so", self.path)
+            flag = ~flag
+        return flag
 
     def _read_sources(self, f: h5py.File) -> None:
         meta = f["METADATA"]
@@ -191,28 +195,40 @@ class RunFile:
         root = "CONTROL" if source in self.control_sources else "INSTRUMENT"
         grp = self.h5.get(f"{root}/{source}")
         if grp is None:
-            raise SourceNameError(f"{self.path}: source {source} is listed in METADATA but has "
+            raise FileFormatError(self.path, f"source {source} is listed in METADATA but has "
                                   f"no {root}/{source} group")
         keys: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        paths: dict[str, str] = {}
 
         def visit(name: bytes, info: h5py.h5o.ObjInfo) -> None:
             # low-level visit: about twice as fast as Group.visititems on wide sources
             if info.type == h5py.h5o.TYPE_DATASET:
                 dset = h5py.h5d.open(grp.id, name)
-                keys[name.decode().replace("/", ".")] = (dset.shape, dset.dtype)
+                hpath = name.decode()
+                key = hpath.replace("/", ".")
+                keys[key] = (dset.shape, dset.dtype)
+                paths[key] = hpath
 
         h5py.h5o.visit(grp.id, visit, info=True)
+        # HDF5 names may themselves contain dots (e.g. 'performanceStatistics.enable/value'),
+        # so the key -> path mapping is kept rather than rebuilt by replacing '.' with '/'
+        self._paths_cache[source] = paths
         return keys
+
+    def _hdf5_path(self, source: str, key: str) -> str:
+        if key not in self.source_keys(source):
+            raise PropertyNameError(f"{self.path}: source {source} has no key {key!r}")
+        return self._paths_cache[source][key]
 
     def key_group(self, source: str, key: str) -> str:
         """The index group a key belongs to ('' for control data)."""
-        return "" if source in self.control_sources else key.partition(".")[0]
+        if source in self.control_sources:
+            return ""
+        return self._hdf5_path(source, key).partition("/")[0]
 
     def dataset_path(self, source: str, key: str) -> str:
         root = "CONTROL" if source in self.control_sources else "INSTRUMENT"
-        if key not in self.source_keys(source):
-            raise PropertyNameError(f"{self.path}: source {source} has no key {key!r}")
-        return f"{root}/{source}/{key.replace('.', '/')}"
+        return f"{root}/{source}/{self._hdf5_path(source, key)}"
 
     def _check_source(self, source: str) -> None:
         """Refuse an index that points past the end of its datasets."""
@@ -224,10 +240,9 @@ class RunFile:
             if not len(idx.count) or not idx.count.any():
                 continue
             end = int((idx.first + idx.count)[idx.count > 0].max())
-            prefix = f"{group}." if group else ""
             for key, (shape, _) in keys.items():
-                if key.startswith(prefix) and shape and shape[0] < end:
-                    bad = int(np.argmax(idx.first + idx.count > shape[0]))
+                if shape and shape[0] < end and self.key_group(source, key) == group:
+                    bad = int(np.argmax((idx.first + idx.count > shape[0]) & (idx.count > 0)))
                     raise FileFormatError(
                         self.path,
                         f"INDEX/{source}/{group} points past the end of {key} "
@@ -254,6 +269,37 @@ class RunFile:
                     value = value.decode("utf-8", "replace")
                 out[name] = value
         return out
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _diagnose_unopenable(path: Path, exc: OSError) -> tuple[str, str]:
+    """Why h5py could not open a file, in words a user can act on: (problem, hint)."""
+    transfer = "Check the transfer of this file, or leave it out (include= for RunDirectory)"
+    if not path.exists():
+        return "does not exist", ""
+    if not path.is_file():
+        return "is not a file", "H5File opens one file; RunDirectory opens a run folder"
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty (0 bytes)", transfer
+    # the signature sits at offset 0, or 512, 1024, 2048... after a user block
+    with open(path, "rb") as fh:
+        offsets = [0] + [512 << i for i in range(max(0, size.bit_length() - 9))]
+        found = False
+        for off in offsets:
+            fh.seek(off)
+            if fh.read(8) == HDF5_SIGNATURE:
+                found = True
+                break
+        if not found:
+            fh.seek(0)
+            start = fh.read(16)
+            return f"is not an HDF5 file ({size} bytes, starting {start!r})", transfer
+    if "truncated" in str(exc):
+        return f"is truncated ({size} bytes; HDF5 says: {exc})", transfer
+    return f"is a damaged HDF5 file ({exc})", transfer
 
 
 def _format_version(f: h5py.File) -> str:

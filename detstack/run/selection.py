@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -39,14 +40,25 @@ by_index = _Maker(ByIndex)
 
 
 def select_train_ids(train_ids: np.ndarray, sel: Any) -> np.ndarray:
-    """Apply a train selection to a sorted train-ID array, returning the kept IDs."""
+    """Apply a train selection to a sorted train-ID array, returning the kept IDs.
+
+    The result is always sorted and free of repeats, whatever the order or step asked
+    for: a collection's train list stays ascending.
+    """
     tids = np.asarray(train_ids, dtype=np.uint64)
+    return np.unique(_select(tids, sel))
+
+
+def _select(tids: np.ndarray, sel: Any) -> np.ndarray:
     if isinstance(sel, ById):
         return _select_by_id(tids, sel.value)
     if isinstance(sel, ByIndex):
         sel = sel.value
     if _is_xarray(sel):
-        return _select_by_id(tids, np.asarray(sel.coords["trainId"].values)[np.asarray(sel)])
+        mask = np.asarray(sel)
+        if mask.dtype != bool:
+            raise TypeError(f"An xarray train selection must be boolean, not {mask.dtype}")
+        return _select_by_id(tids, np.asarray(sel.coords["trainId"].values)[mask])
     if isinstance(sel, slice):
         return tids[sel]
     if isinstance(sel, (int, np.integer)):
@@ -57,41 +69,52 @@ def select_train_ids(train_ids: np.ndarray, sel: Any) -> np.ndarray:
             raise ValueError(f"Boolean train selection has length {arr.shape}, "
                              f"but there are {len(tids)} trains")
         return tids[arr]
-    if arr.dtype.kind in "iu":
-        return np.sort(tids[arr.ravel()])
+    if arr.dtype.kind in "iu" or (arr.size == 0 and arr.ndim == 1):
+        return tids[arr.ravel().astype(np.intp)]
     raise TypeError(f"Cannot select trains with {type(sel).__name__}: use a slice, int, "
                     "list/array of positions, boolean mask, by_id[...] or by_index[...]")
 
 
 def _select_by_id(tids: np.ndarray, value: Any) -> np.ndarray:
     if isinstance(value, slice):
-        start, stop = value.start, value.stop
-        for name, v in (("start", start), ("stop", stop)):
-            if v is not None and int(v) < 0:
-                raise ValueError(f"by_id slice {name} {v} is negative: train IDs are positive")
+        start, stop = (None if v is None else _train_id(v, name)
+                       for v, name in ((value.start, "start"), (value.stop, "stop")))
         i0 = 0 if start is None else int(np.searchsorted(tids, np.uint64(start)))
         i1 = len(tids) if stop is None else int(np.searchsorted(tids, np.uint64(stop)))
         result = tids[i0:i1:value.step]
         if not len(result) and len(tids):
-            if start is not None and int(start) > int(tids[-1]):
-                warnings.warn(f"Train ID {start} is after the end of the data "
-                              f"(last train {int(tids[-1])}); nothing selected", stacklevel=4)
-            elif stop is not None and int(stop) <= int(tids[0]):
-                warnings.warn(f"Train ID {stop} is before the start of the data "
-                              f"(first train {int(tids[0])}); nothing selected", stacklevel=4)
+            first, last = int(tids[0]), int(tids[-1])
+            if start is not None and start > last:
+                msg = f"by_id start {start} is after the last train ({last})"
+            elif stop is not None and stop <= first:
+                msg = f"by_id stop {stop} is at or before the first train ({first})"
             else:
-                warnings.warn("No trains selected", stacklevel=4)
+                msg = f"by_id[{start}:{stop}] matches none of the trains ({first}-{last})"
+            warnings.warn(f"{msg}; nothing selected", stacklevel=5)
         return result
     wanted = np.atleast_1d(np.asarray(value))
+    if not wanted.size:
+        return tids[:0]
     if wanted.dtype.kind not in "iu":
         raise TypeError(f"by_id needs integer train IDs, not {wanted.dtype}")
-    if wanted.size and wanted.min() < 0:
+    if wanted.min() < 0:
         raise ValueError(f"by_id got negative train ID {int(wanted.min())}: train IDs are positive")
     result = np.intersect1d(tids, wanted.astype(np.uint64))
     if not len(result):
         warnings.warn(f"None of the {wanted.size} requested train IDs are in the data",
-                      stacklevel=4)
+                      stacklevel=5)
     return result
+
+
+def _train_id(value: Any, what: str) -> int:
+    try:
+        tid = operator.index(value)
+    except TypeError:
+        raise TypeError(f"by_id slice {what} must be an integer train ID, "
+                        f"not {type(value).__name__}") from None
+    if tid < 0:
+        raise ValueError(f"by_id slice {what} {tid} is negative: train IDs are positive")
+    return tid
 
 
 def _is_xarray(obj: Any) -> bool:
