@@ -24,6 +24,7 @@ from .errors import (
     TrainIndexError,
 )
 from .run import DataCollection, H5File, RunDirectory, by_id, by_index
+from .store import open_view
 
 __version__ = "0.1.0"
 
@@ -32,5 +33,5 @@ __all__ = [
     "identify_multimod_detectors", "stack_data", "stack_detector_data",
     "DataCollection", "DetstackError", "DuplicateTrainError", "FileFormatError", "H5File",
     "MultiRunError", "NoUsableFilesError", "PropertyNameError", "RunDirectory",
-    "SourceNameError", "TrainIDError", "TrainIndexError", "by_id", "by_index",
+    "SourceNameError", "TrainIDError", "TrainIndexError", "by_id", "by_index", "open_view",
 ]

@@ -43,6 +43,8 @@ def _is_manifest(name: str) -> bool:
     return name.endswith((".json", ".parq", ".parquet"))
 
 
+register_opener(lambda name: name.endswith(".icechunk"),
+                "detstack.convert.icechunk:open_icechunk")
 register_opener(_is_hdf5, "detstack.store.h5view:open_h5_view")
 register_opener(_is_manifest, "detstack.store.manifest:open_manifest")
 register_opener(lambda name: True, "detstack.store.zarr_store:open_zarr_store")

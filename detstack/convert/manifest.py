@@ -1,0 +1,623 @@
+"""Zarr manifests: a run laid out as one array per key, as references into its own files.
+
+A manifest holds Zarr (v2) metadata and, for every chunk, a byte range inside the
+original HDF5 files, in the kerchunk reference format that fsspec reads: JSON
+(``.json``) or Parquet (``.parq``, for millions of chunks). Plain
+``xarray.open_dataset("reference://", engine="zarr", ...)`` and zarr-python open it;
+``detstack.store.open_view`` turns it back into a collection every detector accepts.
+
+Zarr can only reference what it can decode chunk by chunk, so each chunk of the
+view must be exactly one HDF5 chunk (or one row of uncompressed storage): keys
+where that is impossible are refused (or skipped) with the reason, never written
+wrong. Small keys (pulse/cell IDs, headers) and the coordinates are copied into
+the manifest instead, compressed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from numcodecs import Zlib
+
+from ..errors import DetstackError
+from .atomic import atomic_path, check_target
+from .plan import KeyPlan, ViewPlan, as_detector
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = "base"            # JSON template naming the folder references are relative to
+INLINE_BELOW = 4096          # rows smaller than this (bytes) are copied into the manifest
+INLINE_CHUNK_BYTES = 1 << 20  # chunk size of copied arrays
+RECORD_SIZE = 100_000        # Parquet references per record file
+_ZLIB = Zlib(level=1)
+
+# HDF5 filter id -> (name, numcodecs config from the filter's client data)
+_FILTERS = {
+    h5py.h5z.FILTER_DEFLATE: "deflate",
+    h5py.h5z.FILTER_SHUFFLE: "shuffle",
+    h5py.h5z.FILTER_FLETCHER32: "fletcher32",
+}
+
+
+class UnsupportedKeyError(DetstackError, ValueError):
+    """A key whose data cannot be referenced exactly by a Zarr manifest."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"key {key!r} cannot be referenced by a zarr manifest: {reason}. "
+                         "Copy it into a zarr store with detstack.convert.to_zarr instead, "
+                         "or pass on_unsupported='skip' to leave it out of the manifest")
+
+
+# -- HDF5 storage ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How the rows of one source dataset are stored."""
+
+    chunk: tuple[int, ...]          # chunk extent over the entry axes
+    rows_per_chunk: int             # rows per HDF5 chunk (1 for contiguous storage)
+    filters: tuple[tuple[str, int], ...]  # (name, parameter): deflate level, shuffle size
+    contiguous_offset: int | None   # file offset of contiguous data (-1: unallocated)
+
+    @property
+    def signature(self) -> tuple[Any, ...]:
+        """What must agree between files: chunk shape and filters (not deflate levels)."""
+        return self.chunk, tuple((n, 0 if n == "deflate" else p) for n, p in self.filters)
+
+    def codecs(self) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None]:
+        """Zarr v2 (filters, compressor): the HDF5 pipeline in its encoding order."""
+        conf = []
+        for name, param in self.filters:
+            if name == "deflate":
+                conf.append({"id": "zlib", "level": param})
+            elif name == "shuffle":
+                conf.append({"id": "shuffle", "elementsize": param})
+            else:
+                conf.append({"id": "fletcher32"})
+        if conf and conf[-1]["id"] == "zlib":
+            return conf[:-1] or None, conf[-1]
+        return conf or None, None
+
+
+def dataset_storage(ds: h5py.Dataset, kp: KeyPlan) -> Storage:
+    """The storage of ``ds``, or UnsupportedKeyError saying why it cannot be referenced."""
+    where = f"{ds.file.filename}:{ds.name}"
+    if ds.is_virtual:
+        raise UnsupportedKeyError(kp.key, f"{where} is a virtual dataset; build the manifest "
+                                  "from the run's own files")
+    if ds.dtype != kp.dtype or tuple(ds.shape[1:]) != kp.entry_shape:
+        raise UnsupportedKeyError(kp.key, f"{where} has dtype {ds.dtype} and rows "
+                                  f"{ds.shape[1:]}, unlike the other files")
+    dcpl = ds.id.get_create_plist()
+    if dcpl.get_external_count():
+        raise UnsupportedKeyError(kp.key, f"{where} keeps its data in external files")
+    layout = dcpl.get_layout()
+    if layout == h5py.h5d.CONTIGUOUS:
+        offset = ds.id.get_offset()
+        return Storage(kp.entry_shape, 1, (), -1 if offset is None else int(offset))
+    if layout != h5py.h5d.CHUNKED:
+        raise UnsupportedKeyError(kp.key, f"{where} uses HDF5 compact storage")
+    filters = []
+    for i in range(dcpl.get_nfilters()):
+        code, _flags, values, name = dcpl.get_filter(i)
+        if code not in _FILTERS:
+            raise UnsupportedKeyError(kp.key, f"{where} uses the HDF5 filter "
+                                      f"{name.decode(errors='replace')!r} (id {code}), which "
+                                      "has no Zarr codec here")
+        kind = _FILTERS[code]
+        param = 0
+        if kind == "deflate":
+            param = int(values[0]) if values else 6
+        elif kind == "shuffle":
+            param = int(values[0]) if values else ds.dtype.itemsize
+        filters.append((kind, param))
+    storage = Storage(tuple(ds.chunks[1:]), int(ds.chunks[0]), tuple(filters), None)
+    if filters and storage.rows_per_chunk > 1:
+        raise UnsupportedKeyError(
+            kp.key, f"{where} stores {storage.rows_per_chunk} rows per compressed chunk; a "
+            "compressed chunk cannot be split into the per-frame chunks of the view, and its "
+            "rows cross train boundaries")
+    return storage
+
+
+def chunk_table(ds: h5py.Dataset, st: Storage, entry_grid: tuple[int, ...],
+                n_row_chunks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offset (-1: not allocated), size, filter_mask) of every HDF5 chunk of ``ds``, as
+    (row chunk, entry chunk) tables, from one pass of ``chunk_iter``."""
+    n_e = math.prod(entry_grid)
+    offset = np.full((n_row_chunks, n_e), -1, np.int64)
+    size = np.zeros((n_row_chunks, n_e), np.int64)
+    mask = np.zeros((n_row_chunks, n_e), np.int64)
+    if st.contiguous_offset is not None:
+        if st.contiguous_offset >= 0:
+            row_bytes = ds.dtype.itemsize * math.prod(ds.shape[1:])
+            offset[:, 0] = st.contiguous_offset + np.arange(n_row_chunks) * row_bytes
+            size[:] = row_bytes
+        return offset, size, mask
+    infos: list[tuple[tuple[int, ...], int, int, int]] = []
+    ds.id.chunk_iter(lambda i: infos.append((i.chunk_offset, i.byte_offset, i.size,
+                                             i.filter_mask)))
+    if infos:
+        coords = np.array([i[0] for i in infos], np.int64) // np.array(ds.chunks, np.int64)
+        rows = coords[:, 0]
+        keep = rows < n_row_chunks
+        ent = (np.ravel_multi_index(tuple(coords[keep, 1:].T), entry_grid)
+               if entry_grid else np.zeros(int(keep.sum()), np.int64))
+        offset[rows[keep], ent] = np.array([i[1] for i in infos], np.int64)[keep]
+        size[rows[keep], ent] = np.array([i[2] for i in infos], np.int64)[keep]
+        mask[rows[keep], ent] = np.array([i[3] for i in infos], np.int64)[keep]
+    return offset, size, mask
+
+
+def _same_fill(ds: h5py.Dataset, kp: KeyPlan) -> bool:
+    """Does HDF5 read unallocated storage as the view's fill value?"""
+    hdf5_fill = np.asarray(ds.fillvalue, dtype=kp.dtype)
+    view_fill = np.asarray(kp.fill_value, dtype=kp.dtype)
+    return bool(np.array_equal(hdf5_fill, view_fill, equal_nan=kp.dtype.kind in "fc"))
+
+
+# -- rows of a key -----------------------------------------------------------------
+
+
+@dataclass
+class Rows:
+    """Every stored row of one key, with its place in the view and in the files."""
+
+    view_row: np.ndarray   # (slot * n_trains + train) * frames + frame
+    fmap_file: np.ndarray  # index into the frame map's files
+    module: np.ndarray     # index into the frame map's sources
+    src_row: np.ndarray
+
+
+def key_rows(plan: ViewPlan, kp: KeyPlan) -> tuple[Rows, Any]:
+    fmap = plan.frame_map(kp)
+    counts = fmap.counts.astype(np.int64)
+    if not kp.per_frame:
+        counts = np.minimum(counts, 1)
+    m, t = np.nonzero(counts)
+    c = counts[m, t]
+    within = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
+    frames = plan.max_frames if kp.per_frame else 1
+    slots = np.asarray(plan.slots, np.int64)[m]
+    view_row = (np.repeat(slots * len(plan.train_ids) + t, c)) * frames + within
+    rows = Rows(view_row, np.repeat(fmap.file[m, t], c), np.repeat(m, c),
+                np.repeat(fmap.first[m, t].astype(np.int64), c) + within)
+    return rows, fmap
+
+
+def _groups(rows: Rows) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(file index, module index, positions) for each source dataset holding rows."""
+    pair = rows.fmap_file * (int(rows.module.max(initial=0)) + 1) + rows.module
+    order = np.argsort(pair, kind="stable")
+    bounds = np.flatnonzero(np.diff(pair[order])) + 1
+    for sel in np.split(order, bounds):
+        if len(sel):
+            yield int(rows.fmap_file[sel[0]]), int(rows.module[sel[0]]), sel
+
+
+def _dataset_id(fmap: Any, fi: int, m: int, key: str) -> h5py.h5d.DatasetID:
+    f = fmap.files[fi]
+    h5 = getattr(f, "h5", None)
+    if not isinstance(h5, h5py.File):
+        raise DetstackError(f"{f.path} is not an EuXFEL HDF5 file (a view?); build manifests "
+                            "from the run's own files")
+    return h5py.h5d.open(h5.id, f.dataset_path(fmap.sources[m], key).encode())
+
+
+def _dataset(fmap: Any, fi: int, m: int, key: str) -> h5py.Dataset:
+    return h5py.Dataset(_dataset_id(fmap, fi, m, key))
+
+
+# -- arrays of the manifest -------------------------------------------------------------
+
+
+@dataclass
+class ArraySpec:
+    """One Zarr array: metadata plus referenced chunks or chunk bytes to inline."""
+
+    name: str
+    dims: list[str]
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    fill: Any
+    filters: list[dict[str, Any]] | None = None
+    compressor: dict[str, Any] | None = None
+    # referenced chunks: raveled chunk-grid index, url number, offset, size
+    index: np.ndarray | None = None
+    url: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    size: np.ndarray | None = None
+    data: np.ndarray | None = None   # inlined arrays: the whole array
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
+
+    def zarray(self) -> dict[str, Any]:
+        fill = None
+        if self.dtype.kind == "f":
+            fill = "NaN" if np.isnan(self.fill) else float(self.fill)
+        return {"zarr_format": 2, "shape": list(self.shape), "chunks": list(self.chunks),
+                "dtype": self.dtype.str, "compressor": self.compressor,
+                "filters": self.filters, "fill_value": fill, "order": "C",
+                "dimension_separator": "."}
+
+    def inline_chunks(self) -> Iterator[tuple[int, bytes]]:
+        """(raveled chunk index, zlib-compressed bytes) of an inlined array."""
+        assert self.data is not None
+        grid = self.grid
+        for i, idx in enumerate(np.ndindex(*grid)):
+            sel = tuple(slice(j * c, (j + 1) * c) for j, c in zip(idx, self.chunks, strict=True))
+            block = self.data[sel]
+            if block.shape != self.chunks:  # zarr v2 stores edge chunks at full size
+                full = np.full(self.chunks, self.fill, self.dtype)
+                full[tuple(slice(0, n) for n in block.shape)] = block
+                block = full
+            yield i, bytes(_ZLIB.encode(np.ascontiguousarray(block, self.dtype)))
+
+
+def inline_spec(name: str, dims: list[str], data: np.ndarray, fill: Any = 0) -> ArraySpec:
+    """An array copied into the manifest, chunked along its first two axes."""
+    data = np.ascontiguousarray(data)
+    chunks = list(data.shape) or [1]
+    row = data.itemsize * math.prod(data.shape[2:]) if data.ndim > 1 else data.itemsize
+    if data.ndim >= 2:
+        chunks[0] = 1
+        chunks[1] = max(1, min(data.shape[1], INLINE_CHUNK_BYTES // max(row, 1)))
+    chunks = [max(c, 1) for c in chunks]
+    return ArraySpec(name, dims, data.shape, tuple(chunks), data.dtype, fill, None,
+                     {"id": "zlib", "level": 1}, data=data)
+
+
+def key_dims(plan: ViewPlan, kp: KeyPlan) -> list[str]:
+    """Named dims: module, train, pulse (XTDF) then pixel axes; JUNGFRAU: cell."""
+    det = plan.det
+    lead = ["module", "train"] + (["pulse"] if kp.per_frame else [])
+    entry = kp.entry_shape
+    module_shape = tuple(det.kind.module_shape)
+    if det.kind.xtdf and len(entry) in (2, 3) and entry[-2:] == module_shape:
+        rest = (["data_gain"] if len(entry) == 3 else []) + ["slow_scan", "fast_scan"]
+    elif not det.kind.xtdf and entry and entry[0] == det._frames_per_entry and (
+            len(entry) == 1 or entry[1:] == module_shape):
+        rest = ["cell"] + (["slow_scan", "fast_scan"] if len(entry) == 3 else [])
+    else:
+        rest = [f"{kp.key}_dim{i}" for i in range(len(entry))]
+    return lead + rest
+
+
+def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> ArraySpec:
+    """References to every stored chunk of ``kp``, after checking they decode exactly."""
+    rows, fmap = key_rows(plan, kp)
+    groups = list(_groups(rows))
+    storages = {}
+    for fi, m, _ in groups:
+        storages[fi, m] = dataset_storage(_dataset(fmap, fi, m, kp.key), kp)
+    signatures = {st.signature for st in storages.values()}
+    if len(signatures) > 1:
+        raise UnsupportedKeyError(kp.key, "its files differ in chunk shape or HDF5 filters "
+                                  f"({sorted(map(str, signatures))[:2]}); one Zarr array has "
+                                  "one chunk shape and one codec pipeline")
+    first = next(iter(storages.values())) if storages else Storage(kp.entry_shape, 1, (), -1)
+    chunk = first.chunk
+    entry_grid = tuple(-(-e // c) for e, c in zip(kp.entry_shape, chunk, strict=True))
+    n_e = math.prod(entry_grid)
+    part_bytes = kp.dtype.itemsize * math.prod(chunk)
+    idx_parts, url_parts, off_parts, size_parts = [], [], [], []
+    for fi, m, sel in groups:
+        ds = _dataset(fmap, fi, m, kp.key)
+        st = storages[fi, m]
+        src = rows.src_row[sel]
+        k = st.rows_per_chunk
+        n_row_chunks = -(-ds.shape[0] // k) if ds.shape[0] else 0
+        if len(src) and int(src.max()) >= ds.shape[0]:
+            raise UnsupportedKeyError(kp.key, f"INDEX of {ds.file.filename} points past the "
+                                      f"end of {ds.name}")
+        t_off, t_size, t_mask = chunk_table(ds, st, entry_grid, n_row_chunks)
+        rc, within = src // k, src % k
+        off = t_off[rc]                             # (n rows, n_e)
+        if st.filters:
+            size = t_size[rc]
+            if (t_mask[rc][off >= 0] != 0).any():
+                raise UnsupportedKeyError(kp.key, f"some chunks of {ds.file.filename}:"
+                                          f"{ds.name} skip HDF5 filters (filter_mask != 0)")
+        else:
+            off = np.where(off >= 0, off + (within * part_bytes)[:, None], -1)
+            size = np.full(off.shape, part_bytes, np.int64)
+        have = off >= 0
+        if not have.all() and not _same_fill(ds, kp):
+            raise UnsupportedKeyError(kp.key, f"rows of {ds.file.filename}:{ds.name} are not "
+                                      f"allocated and read as {ds.fillvalue!r}, not the view's "
+                                      f"fill value {kp.fill_value!r}")
+        cidx = rows.view_row[sel][:, None] * n_e + np.arange(n_e)[None, :]
+        idx_parts.append(cidx[have])
+        url_parts.append(np.full(int(have.sum()), url_of[Path(fmap.files[fi].path).resolve()],
+                                 np.int32))
+        off_parts.append(off[have])
+        size_parts.append(size[have])
+    index = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int64)
+    order = np.argsort(index, kind="stable")
+    filters, compressor = first.codecs()
+    lead = (1, 1, 1) if kp.per_frame else (1, 1)
+    return ArraySpec(
+        kp.key, key_dims(plan, kp), plan.shape(kp), lead + chunk, kp.dtype, kp.fill_value,
+        filters, compressor, index[order],
+        (np.concatenate(url_parts) if url_parts else np.zeros(0, np.int32))[order],
+        (np.concatenate(off_parts) if off_parts else np.zeros(0, np.int64))[order],
+        (np.concatenate(size_parts) if size_parts else np.zeros(0, np.int64))[order])
+
+
+def copied_spec(plan: ViewPlan, kp: KeyPlan) -> ArraySpec:
+    """A small key read from the files and stored in the manifest (IDs, headers)."""
+    rows, fmap = key_rows(plan, kp)
+    shape = plan.shape(kp)
+    out = np.full((math.prod(shape[:3 if kp.per_frame else 2]),) + kp.entry_shape,
+                  kp.fill_value, kp.dtype)
+    for fi, m, sel in _groups(rows):
+        dsid = _dataset_id(fmap, fi, m, kp.key)   # small: read whole, low level (fast)
+        if not dsid.shape or int(rows.src_row[sel].max()) >= dsid.shape[0]:
+            raise UnsupportedKeyError(kp.key, f"INDEX of {fmap.files[fi].path} points past "
+                                      "the end of its data")
+        buf = np.empty(dsid.shape, kp.dtype)
+        dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, buf)
+        out[rows.view_row[sel]] = buf[rows.src_row[sel]]
+    spec = inline_spec(kp.key, key_dims(plan, kp), out.reshape(shape), kp.fill_value)
+    spec.fill = kp.fill_value
+    return spec
+
+
+def coordinate_specs(plan: ViewPlan, groups: list[str]) -> list[ArraySpec]:
+    """Train IDs, module numbers per slot and row counts per index group."""
+    base = plan.det.kind.modno_base
+    specs = [inline_spec("train", ["train"], plan.train_ids.astype(np.uint64)),
+             inline_spec("module", ["module"], np.arange(plan.n_slots, dtype=np.int64) + base)]
+    for g in groups:
+        specs.append(inline_spec(f"count.{g}", ["module", "train"],
+                                 plan.counts(g).astype(np.uint64)))
+    return specs
+
+
+# -- writing -------------------------------------------------------------------------
+
+
+def _metadata(specs: list[ArraySpec], root_attrs: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": root_attrs}
+    for s in specs:
+        meta[f"{s.name}/.zarray"] = s.zarray()
+        meta[f"{s.name}/.zattrs"] = {"_ARRAY_DIMENSIONS": s.dims}
+    return meta
+
+
+def _chunk_keys(spec: ArraySpec, index: np.ndarray) -> list[str]:
+    coords = np.unravel_index(index, spec.grid)
+    cols = [c.astype(str) for c in coords]
+    prefix = spec.name + "/"
+    return [prefix + ".".join(t) for t in zip(*cols, strict=True)]
+
+
+def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
+               urls: list[str], base: str) -> None:
+    refs: dict[str, Any] = {k: json.dumps(v) for k, v in meta.items()}
+    refs[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": meta})
+    templ = [f"{{{{{TEMPLATE}}}}}/{u}" for u in urls]
+    for s in specs:
+        if s.data is not None:
+            for i, blob in s.inline_chunks():
+                key = _chunk_keys(s, np.array([i]))[0]
+                refs[key] = "base64:" + base64.b64encode(blob).decode()
+            continue
+        assert s.index is not None and s.url is not None
+        keys = _chunk_keys(s, s.index)
+        for key, u, o, n in zip(keys, s.url.tolist(), s.offset.tolist(), s.size.tolist(),
+                                strict=True):
+            refs[key] = [templ[u], o, n]
+    doc = {"version": 1, "templates": {TEMPLATE: base}, "refs": refs}
+    path.write_text(json.dumps(doc, separators=(",", ":")))  # dumps: the C encoder
+
+
+def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
+                  urls: list[str], record_size: int = RECORD_SIZE) -> None:
+    """fsspec's lazy Parquet reference layout; holes are null paths (read as fill)."""
+    try:
+        import fastparquet
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("Parquet manifests need fastparquet: pip install "
+                          "'detstack[parquet]'") from exc
+    path.mkdir(parents=True)
+    zmeta = {"zarr_consolidated_format": 1, "metadata": meta, "record_size": record_size}
+    (path / ".zmetadata").write_text(json.dumps(zmeta))
+    url_arr = np.array(urls + [None], dtype=object)
+    for s in specs:
+        folder = path / s.name
+        folder.mkdir()
+        n_total = math.prod(s.grid)
+        if s.data is not None:
+            raws = [blob for _, blob in s.inline_chunks()]
+            for r0 in range(0, n_total, record_size):
+                df = pd.DataFrame({"raw": pd.Series(raws[r0:r0 + record_size], dtype=object)})
+                fastparquet.write(str(folder / f"refs.{r0 // record_size}.parq"), df,
+                                  compression="ZSTD", object_encoding={"raw": "bytes"},
+                                  stats=False, write_index=False)
+            continue
+        assert s.index is not None and s.url is not None
+        rec = s.index // record_size
+        bounds = np.flatnonzero(np.diff(rec)) + 1
+        for sel in np.split(np.arange(len(rec)), bounds):
+            if not len(sel):
+                continue
+            r = int(rec[sel[0]])
+            n = min(record_size, n_total - r * record_size)
+            pos = s.index[sel] - r * record_size
+            which = np.full(n, len(urls), np.int64)
+            which[pos] = s.url[sel]
+            offset = np.zeros(n, np.int64)
+            size = np.zeros(n, np.int64)
+            offset[pos] = s.offset[sel]
+            size[pos] = s.size[sel]
+            df = pd.DataFrame({"path": pd.Series(url_arr[which], dtype=object),
+                               "offset": offset, "size": size})
+            fastparquet.write(str(folder / f"refs.{r}.parq"), df, compression="ZSTD",
+                              object_encoding={"path": "utf8"}, has_nulls=["path"],
+                              stats=False, write_index=False)
+
+
+@contextlib.contextmanager
+def _atomic_dir(path: Path, overwrite: bool) -> Iterator[Path]:
+    """Like ``atomic_path``, for a folder (Parquet references): swap it in when complete."""
+    target = check_target(path, overwrite)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _format(path: Path, format: str | None) -> str:
+    if format is not None:
+        if format not in ("json", "parquet"):
+            raise ValueError(f"format must be 'json' or 'parquet', not {format!r}")
+        return format
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return "json"
+    if suffix in (".parq", ".parquet"):
+        return "parquet"
+    raise ValueError(f"cannot tell the manifest format of {path.name}: name it .json or .parq, "
+                     "or pass format='json'|'parquet'")
+
+
+def _locations(files: list[Path], folder: Path, relative: bool, url_prefix: str | None
+               ) -> tuple[str, list[str], str]:
+    """(kind of paths, path of each file below the base, base)."""
+    if url_prefix is not None:
+        common = Path(os.path.commonpath([str(p.parent) for p in files])) if files else folder
+        rel = [Path(os.path.relpath(p, common)).as_posix() for p in files]
+        return "url", rel, url_prefix.rstrip("/")
+    if relative:
+        rel = [Path(os.path.relpath(p, folder)).as_posix() for p in files]
+        if any(r.startswith("../") for r in rel):
+            log.warning("source files lie outside the manifest's folder; opening it with "
+                        "detstack will need allowed_prefixes=[...] naming their folder")
+        return "relative", rel, "."
+    common = Path(os.path.commonpath([str(p.parent) for p in files])) if files else folder
+    return "absolute", [Path(os.path.relpath(p, common)).as_posix() for p in files], \
+        common.as_posix()
+
+
+@dataclass
+class Layout:
+    """Everything a reference writer needs: the arrays, the record, the source files."""
+
+    specs: list[ArraySpec]     # keys, then coordinates
+    record: dict[str, Any]
+    coordinates: list[str]     # names xarray should show as coordinates
+    files: list[Path]          # resolved source files; ArraySpec.url indexes this list
+    skipped: dict[str, str]
+
+
+def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: str,
+                 base: Path) -> Layout:
+    """Check and reference every key (copying the small ones), plus the coordinates."""
+    if on_unsupported not in ("raise", "skip"):
+        raise ValueError(f"on_unsupported must be 'raise' or 'skip', not {on_unsupported!r}")
+    plan = ViewPlan(det, keys)
+    files = [p.resolve() for p in plan.source_files()]
+    url_of = {p: i for i, p in enumerate(files)}
+    specs: list[ArraySpec] = []
+    skipped: dict[str, str] = {}
+    for kp in plan.keys:
+        try:
+            if kp.dtype.kind not in "biuf":
+                raise UnsupportedKeyError(kp.key, f"its dtype {kp.dtype} is not a plain number")
+            if kp.dtype.itemsize * math.prod(kp.entry_shape) < INLINE_BELOW:
+                specs.append(copied_spec(plan, kp))
+            else:
+                specs.append(referenced_spec(plan, kp, url_of))
+        except UnsupportedKeyError as exc:
+            if on_unsupported == "raise":
+                raise
+            warnings.warn(str(exc), stacklevel=3)
+            skipped[kp.key] = exc.reason
+    kept = [kp for kp in plan.keys if kp.key not in skipped]
+    if not kept:
+        raise UnsupportedKeyError(", ".join(skipped), "no key of the detector can be "
+                                  "referenced exactly")
+    record = plan.record(form, base=base)
+    record["keys"] = {k: v for k, v in record["keys"].items() if k not in skipped}
+    groups = sorted({kp.group for kp in kept})
+    record["index_groups"] = groups
+    coords = [f"count.{g}" for g in groups]
+    coords += [k for k in (det.kind.pulse_key, det.kind.cell_key)
+               if k in record["keys"] and k not in coords]
+    specs += coordinate_specs(plan, groups)
+    return Layout(specs, record, coords, files, skipped)
+
+
+def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | None = None,
+                format: str | None = None, relative: bool = True, overwrite: bool = False,
+                on_unsupported: str = "raise", url_prefix: str | None = None,
+                detector_name: str | None = None, **det_kwargs: Any) -> Path:
+    """Write a Zarr manifest (kerchunk references) of a detector's run; return its path.
+
+    ``.json`` gives kerchunk JSON references, ``.parq`` Parquet references (for
+    millions of chunks; needs fastparquet). Paths are relative to the manifest's
+    folder by default, so a run and its manifest move together; ``relative=False``
+    writes absolute paths, and ``url_prefix`` (e.g. ``"s3://bucket/run/"``) names where
+    the run's files are for remote readers. Keys that cannot be referenced exactly
+    raise ``UnsupportedKeyError``, or are left out with a warning when
+    ``on_unsupported='skip'``.
+    """
+    target = Path(path)
+    fmt = _format(target, format)
+    check_target(target, overwrite)
+    det = as_detector(det_or_run, detector_name, **det_kwargs)
+    folder = target.parent.resolve()
+    lay = build_layout(det, keys, on_unsupported, "manifest", folder)
+    paths_kind, rel, base = _locations(lay.files, folder, relative, url_prefix)
+    record = lay.record
+    for entry, p, r in zip(record["source_files"], lay.files, rel, strict=True):
+        entry["path"] = {"relative": r, "absolute": str(p), "url": f"{base}/{r}"}[paths_kind]
+    record["manifest"] = {
+        "format": fmt, "zarr_format": 2, "paths": paths_kind, "template": TEMPLATE,
+        "base": base, "referenced": [s.name for s in lay.specs if s.index is not None],
+        "copied": [k for k in record["keys"] if k not in
+                   {s.name for s in lay.specs if s.index is not None}],
+        "skipped": lay.skipped,
+    }
+    meta = _metadata(lay.specs, {"detstack_record": record,
+                                 "coordinates": " ".join(lay.coordinates)})
+    if fmt == "json":
+        with atomic_path(target, overwrite) as tmp:
+            write_json(tmp, lay.specs, meta, rel, base)
+    else:
+        if paths_kind != "relative":
+            rel = [f"{base}/{r}" for r in rel]  # Parquet references have no templates
+        with _atomic_dir(target, overwrite) as tmp:
+            write_parquet(tmp, lay.specs, meta, rel)
+    return target
