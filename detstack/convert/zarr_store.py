@@ -1,0 +1,236 @@
+"""``to_zarr``: copy a detector's data into a compressed, sharded Zarr v3 store.
+
+The store is readable by any Zarr v3 reader and ``xarray.open_zarr`` (named dims,
+coordinates, the view record as a root attribute) and by ``detstack.open_view``.
+xarray makes one dask chunk per inner chunk (a frame) by default; open with
+``chunks={"pulse": -1}`` (JUNGFRAU: ``"cell"``) for one dask chunk per shard.
+
+How it stays safe:
+
+* work is split into tasks (one module slot x one block of trains); each task
+  writes whole shards that no other task touches, so threads or dask workers
+  never race on an object (two writers of one shard lose data);
+* memory is bounded: a task holds one shard's source rows at a time;
+* ``.detstack-progress/plan.json`` is written first and a *done* marker after
+  each task; the array metadata, coordinates and, last of all, the root
+  ``zarr.json`` (the completion marker) are written once every task is done.
+  An interrupted store has no root group, so readers refuse it, and running
+  again with ``resume=True`` redoes only the unfinished tasks, giving the same
+  bytes as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+import numpy as np
+
+from ..store.view_collection import ViewModuleFile
+from ..store.zarr_store import PLAN_FILE, PROGRESS_DIR
+from .plan import ViewPlan, as_detector
+from .zarr_layout import ChunkSpec, ShardSpec, plan_layouts, train_block
+from .zarr_meta import build_metadata, coordinate_dims, coordinates, with_codecs
+from .zarr_target import DONE_DIR, Target
+from .zarr_tasks import TaskSpec, make_tasks, run_task
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+def default_threads() -> int:
+    return min(8, (os.cpu_count() or 1) + 1)
+
+
+def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | None = None,
+            storage_options: dict[str, Any] | None = None, compressor: Any = None,
+            chunks: ChunkSpec = None, shards: ShardSpec = None, client: Any = None,
+            progress: Progress | bool | None = None, overwrite: bool = False,
+            resume: bool = False, threads: int | None = None) -> str:
+    """Write the detector's keys as a Zarr v3 store at ``url`` (folder, ``.zip``, ``s3://``).
+
+    ``compressor``: a zarr codec (or list) for every key; default blosc zstd-1 with
+    bit shuffling; ``False``: uncompressed. ``chunks``/``shards``: inner chunk and
+    shard shapes (a tuple for the large keys, or ``{key: shape}``; ``shards`` may be
+    a number of trains per shard, or ``False`` for no sharding); default one frame per
+    chunk and one train per module per shard. ``client``: a ``dask.distributed``
+    client whose workers run the tasks (they must see the run files and the target);
+    otherwise ``threads`` threads. ``progress``: ``callable(done, total)`` (trains x
+    modules) or ``True`` for a bar on stderr. ``resume``: finish an interrupted
+    conversion. ``overwrite``: replace an existing store. Returns ``url``.
+    """
+    det = as_detector(det_or_run)
+    if any(isinstance(f, ViewModuleFile) for f in det.data.files):
+        raise ValueError("to_zarr copies a run's HDF5 files, but this detector reads a view; "
+                         "convert the run itself (detstack.RunDirectory(...))")
+    url = os.fspath(url)
+    target = Target(url, storage_options)
+    plan = ViewPlan(det, keys)
+    layouts = plan_layouts(plan, chunks, shards)
+    coord_dims = coordinate_dims(plan, layouts)
+    docs = build_metadata(layouts, compressor, coord_dims)
+    layouts = with_codecs(layouts, docs)
+    block = train_block(layouts, len(plan.train_ids))
+    record = plan.record("zarr", base=_record_base(target))
+    fingerprint = _fingerprint(plan, docs, block, record)
+
+    prepared = _prepare(target, fingerprint, record, overwrite=overwrite, resume=resume)
+    if prepared is None:
+        return url
+    record = prepared
+
+    tasks = make_tasks(plan, layouts, block)
+    done = target.names(DONE_DIR)
+    todo = [t for t in tasks if t.task_id not in done]
+    total = sum(t.n_trains for t in tasks)
+    report = _reporter(progress)
+    finished = total - sum(t.n_trains for t in todo)
+    report(finished, total)
+    log.info("to_zarr %s: %d tasks (%d already done)", url, len(tasks), len(tasks) - len(todo))
+
+    def on_done(n: int) -> None:
+        nonlocal finished
+        finished += n
+        report(finished, total)
+
+    if client is None:
+        _run_threads(todo, target, threads or default_threads(), on_done)
+    else:
+        _run_distributed(client, todo, target, on_done)
+    _finish(target, plan, layouts, compressor, coord_dims, record)
+    return url
+
+
+def _record_base(target: Target) -> str | None:
+    if target.zip_path is not None:
+        return os.path.dirname(target.zip_path)
+    return os.path.dirname(target.root) if target.is_local else None
+
+
+def _digest(arrays: Iterable[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _fingerprint(plan: ViewPlan, docs: dict[str, bytes], block: int,
+                 record: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a resumed conversion to finish the same store."""
+    groups = record["index_groups"]
+    fp = {"arrays": {k: json.loads(v) for k, v in sorted(docs.items())},
+          "train_block": block, "slots": plan.slots,
+          "train_ids": _digest([plan.train_ids]),
+          "counts": _digest(plan.counts(g) for g in groups),
+          "source_files": record["source_files"]}
+    return json.loads(json.dumps(fp))
+
+
+def _prepare(target: Target, fingerprint: dict[str, Any], record: dict[str, Any], *,
+             overwrite: bool, resume: bool) -> dict[str, Any] | None:
+    """Check what is at the target; return the record to write, or None if done."""
+    url = target.url
+    state = target.state()
+    if state == "complete" and not overwrite:
+        if resume:
+            log.info("%s is already a complete store; nothing to resume", url)
+            target.remove(PROGRESS_DIR)      # a ledger left by a kill after completion
+            return None
+        raise FileExistsError(f"{url} already holds a complete detstack zarr store; pass "
+                              "overwrite=True (--overwrite) to replace it")
+    if state in ("partial", "packing") and not overwrite:
+        if not resume:
+            raise FileExistsError(
+                f"{url} holds an interrupted conversion; pass resume=True (--resume) to "
+                "finish it, or overwrite=True (--overwrite) to start again")
+        if state == "packing":
+            target.pack_zip()
+            return None
+        saved = json.loads(target.get(PLAN_FILE) or b"{}")
+        if saved.get("fingerprint") != fingerprint:
+            diff = sorted(k for k in fingerprint
+                          if saved.get("fingerprint", {}).get(k) != fingerprint[k])
+            raise ValueError(f"{url}: the interrupted conversion there was started with other "
+                             f"settings or data (differs in: {', '.join(diff)}); resume it with "
+                             "the same arguments, or pass overwrite=True to start again")
+        return saved["record"]
+    if state == "foreign":
+        if not overwrite:
+            raise FileExistsError(f"{url} already exists and is not a detstack zarr store; "
+                                  "choose another name, or pass overwrite=True to replace it")
+        if target.zip_path is None and not target.looks_like_zarr():
+            raise FileExistsError(f"{url} is a non-empty folder that is not a zarr store; "
+                                  "refusing to delete it even with overwrite=True")
+    if state != "absent":
+        target.wipe()
+    target.put(PLAN_FILE, json.dumps({"fingerprint": fingerprint, "record": record}).encode())
+    return record
+
+
+def _reporter(progress: Progress | bool | None) -> Progress:
+    if progress is True:
+        from ..cli import ProgressBar
+        return ProgressBar("to_zarr")
+    if callable(progress):
+        return progress
+    return lambda done, total: None
+
+
+def _run_threads(tasks: list[TaskSpec], target: Target, threads: int,
+                 on_done: Callable[[int], None]) -> None:
+    """Run tasks on a thread pool, keeping at most ``threads + 1`` in flight (bounded
+    memory, and a slow progress callback slows submission rather than piling up)."""
+    pending: set[Future[int]] = set()
+    with ThreadPoolExecutor(threads, thread_name_prefix="to_zarr") as pool:
+        try:
+            for task in tasks:
+                pending.add(pool.submit(run_task, task, target))
+                if len(pending) > threads:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        on_done(fut.result())
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    on_done(fut.result())
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+
+
+def _run_distributed(client: Any, tasks: list[TaskSpec], target: Target,
+                     on_done: Callable[[int], None]) -> None:
+    """One dask task per conversion task; each writes only the shards it owns."""
+    from distributed import as_completed
+    if not tasks:
+        return
+    token = uuid.uuid4().hex[:8]
+    futures = client.map(run_task, tasks, target=target, pure=False,
+                         key=[f"detstack-to-zarr-{token}-{t.task_id}" for t in tasks])
+    try:
+        for fut in as_completed(futures):
+            on_done(fut.result())
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
+def _finish(target: Target, plan: ViewPlan, layouts: list[Any], compressor: Any,
+            coord_dims: dict[str, tuple[str, ...]], record: dict[str, Any]) -> None:
+    """Metadata and coordinates, then the root group last; drop the ledger; pack a zip."""
+    objects = build_metadata(layouts, compressor, coord_dims, coordinates(plan, layouts), record)
+    root = objects.pop("zarr.json")
+    for key in sorted(objects):
+        target.put(key, objects[key])
+    target.put("zarr.json", root)
+    target.remove(PROGRESS_DIR)      # if killed before this, resume=True removes it
+    if target.zip_path is not None:
+        target.pack_zip()

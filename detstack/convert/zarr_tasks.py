@@ -1,0 +1,247 @@
+"""Conversion tasks: one module slot x one block of trains, every key.
+
+A task reads its rows from the run's HDF5 files one shard at a time, encodes
+whole shards (or chunks) and writes them; no other task writes those objects,
+so tasks run in any order, on threads or on dask workers, with memory bounded
+by one shard per running task. A task ends by writing its *done* marker, which
+lets an interrupted conversion skip it when resumed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..layout import RowLayout, row_layout
+from .plan import ViewPlan
+from .zarr_layout import EMPTY, ArrayLayout, chunk_encoder, shard_index
+from .zarr_target import DONE_DIR, Target
+
+
+@dataclass(frozen=True)
+class KeyRows:
+    """Where one key's rows of one task come from, train by train."""
+
+    layout: ArrayLayout
+    datasets: dict[int, str]   # dataset path in each of the task's files
+    file: np.ndarray           # (n,) index into TaskSpec.files; -1: no data
+    first: np.ndarray          # (n,) first source row
+    count: np.ndarray          # (n,) rows (per-train keys: 0 or 1)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a worker needs (plain data, cheap to pickle): no open files."""
+
+    task_id: str
+    slot: int
+    t0: int
+    t1: int
+    files: tuple[str, ...]
+    keys: tuple[KeyRows, ...]
+
+    @property
+    def n_trains(self) -> int:
+        return self.t1 - self.t0
+
+
+def make_tasks(plan: ViewPlan, layouts: list[ArrayLayout], block: int) -> list[TaskSpec]:
+    """Tasks over every present module and ``block``-train range, in module order
+    (each thread then reads its own module's files sequentially)."""
+    n_trains = len(plan.train_ids)
+    maps = [(lay, plan.frame_map(plan.key(lay.key))) for lay in layouts]
+    tasks = []
+    for m, slot in enumerate(plan.slots):
+        for t0 in range(0, n_trains, block):
+            t1 = min(t0 + block, n_trains)
+            files: dict[str, int] = {}
+            keys = []
+            for lay, fmap in maps:
+                count = fmap.counts[m, t0:t1].astype(np.int64)
+                if not lay.per_frame:
+                    count = np.minimum(count, 1)
+                fidx = fmap.file[m, t0:t1]
+                local = np.full(t1 - t0, -1, np.int32)
+                datasets = {}
+                for fi in np.unique(fidx[count > 0]):
+                    f = fmap.files[int(fi)]
+                    j = files.setdefault(str(f.path), len(files))
+                    local[fidx == fi] = j
+                    datasets[j] = f.dataset_path(fmap.sources[m], lay.key)
+                keys.append(KeyRows(lay, datasets, local,
+                                    fmap.first[m, t0:t1].astype(np.int64), count))
+            if any(k.count.any() for k in keys):
+                tasks.append(TaskSpec(f"{slot:03d}-{t0:09d}", slot, t0, t1, tuple(files),
+                                      tuple(keys)))
+    return tasks
+
+
+class _Sources:
+    """The task's open files; plain-byte rows are copied with ``os.preadv`` (no HDF5 lock)."""
+
+    def __init__(self, paths: tuple[str, ...]) -> None:
+        self.paths = paths
+        self.h5: dict[int, h5py.File] = {}
+        self.fds: dict[int, int] = {}
+        self.layouts: dict[tuple[int, str], RowLayout | None] = {}
+
+    def __enter__(self) -> _Sources:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for f in self.h5.values():
+            f.close()
+        for fd in self.fds.values():
+            os.close(fd)
+
+    def _dataset(self, j: int, dset: str) -> h5py.Dataset:
+        if j not in self.h5:
+            self.h5[j] = h5py.File(self.paths[j], "r")
+        return self.h5[j][dset]
+
+    def read(self, j: int, dset: str, start: int, count: int, out: np.ndarray) -> None:
+        """Rows ``start:start+count`` into ``out`` (shape (count, *entry))."""
+        ds = self._dataset(j, dset)
+        if not out.flags.c_contiguous:
+            tmp = np.empty(out.shape, out.dtype)
+            self.read(j, dset, start, count, tmp)
+            out[...] = tmp
+            return
+        if ds.dtype == out.dtype:
+            if (j, dset) not in self.layouts:
+                self.layouts[(j, dset)] = row_layout(ds)
+            lay = self.layouts[(j, dset)]
+            pieces = lay.extents(start, count) if lay is not None else None
+            if pieces is not None and lay is not None and lay.row_bytes * count == out.nbytes:
+                self._preadv(j, pieces, memoryview(out.reshape(-1).view(np.uint8)))
+                return
+        ds.read_direct(out, np.s_[start:start + count])
+
+    def _preadv(self, j: int, pieces: list[tuple[int, int]], dest: memoryview) -> None:
+        if j not in self.fds:
+            self.fds[j] = os.open(self.paths[j], os.O_RDONLY)
+        fd, pos = self.fds[j], 0
+        for offset, nbytes in pieces:
+            done = 0
+            while done < nbytes:
+                n = os.preadv(fd, [dest[pos + done:pos + nbytes]], offset + done)
+                if n <= 0:
+                    raise OSError(f"{self.paths[j]}: file ended at byte {offset + done} while "
+                                  "reading detector data; the file is truncated")
+                done += n
+            pos += nbytes
+
+
+@lru_cache(maxsize=64)
+def _encoder(codecs_json: str, dtype: str) -> Any:
+    return chunk_encoder(json.loads(codecs_json), np.dtype(dtype))
+
+
+def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout) -> bytes:
+    """One stored object from its values ``unit`` (the unit shape, module axis first).
+
+    ``valid`` (trains[, frames]) marks entries that have source rows; inner chunks
+    without any are left out of the shard (they read as the fill value).
+    """
+    encode = _encoder(json.dumps(lay.codecs), lay.dtype.str)
+    if not lay.sharded:
+        return encode(unit)
+    grid = tuple(u // c for u, c in zip(lay.unit, lay.chunk, strict=True))
+    index = np.full(grid + (2,), EMPTY, np.uint64)
+    parts: list[bytes] = []
+    offset = 0
+    for pos in np.ndindex(*grid):
+        sel = tuple(slice(p * c, (p + 1) * c) for p, c in zip(pos, lay.chunk, strict=True))
+        if not valid[sel[1:1 + valid.ndim]].any():
+            continue
+        data = encode(unit[sel])
+        index[pos] = (offset, len(data))
+        parts.append(data)
+        offset += len(data)
+    return b"".join(parts) + shard_index(index)
+
+
+def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target) -> None:
+    lay = rows.layout
+    ut = lay.unit_trains
+    natural = tuple(max(s, 1) for s in lay.shape[2:])
+    padded = tuple(-(-s // u) * u for s, u in zip(natural, lay.unit[2:], strict=True))
+    fill = lay.dtype.type(lay.fill_value)
+    # one buffer for every stored object of this key: every entry of ``region`` is
+    # rewritten each time, and the padding beyond the array's edge stays fill
+    slab = (np.empty if padded == natural else np.zeros)((ut,) + padded, lay.dtype)
+    if padded != natural:
+        slab[...] = fill
+    region = slab[(slice(None),) + tuple(slice(0, s) for s in natural)]
+    for u0 in range(task.t0, task.t1, ut):
+        a = u0 - task.t0
+        count = rows.count[a:a + ut]
+        if not count.any():
+            continue
+        valid = np.zeros((ut, padded[0]) if lay.per_frame else (ut,), bool)
+        for i in range(ut):
+            c = int(count[i]) if i < len(count) else 0
+            if c == 0:
+                region[i] = fill
+                continue
+            if lay.per_frame:
+                src.read(int(rows.file[a + i]), rows.datasets[int(rows.file[a + i])],
+                         int(rows.first[a + i]), c, region[i, :c])
+                region[i, c:] = fill
+                valid[i, :c] = True
+            else:
+                src.read(int(rows.file[a + i]), rows.datasets[int(rows.file[a + i])],
+                         int(rows.first[a + i]), 1, region[i:i + 1])
+                valid[i] = True
+        grid = [range(p // u) for p, u in zip(padded, lay.unit[2:], strict=True)]
+        for pos in itertools.product(*grid):
+            sel = tuple(slice(p * u, (p + 1) * u) for p, u in zip(pos, lay.unit[2:], strict=True))
+            unit_valid = valid[:, sel[0]] if lay.per_frame else valid
+            if not unit_valid.any():
+                continue
+            unit = slab[(slice(None),) + sel][None]
+            key = "/".join([lay.key, "c", str(task.slot), str(u0 // ut), *map(str, pos)])
+            target.put(key, encode_unit(unit, unit_valid, lay))
+
+
+_malloc_tuned = False
+
+
+def _tune_malloc() -> None:
+    """Undo the cost of ``MALLOC_TRIM_THRESHOLD_`` for this process, once.
+
+    dask.distributed starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``; glibc then
+    maps and unmaps every buffer above 128 KiB, and blosc, which allocates one per
+    frame, spends half its time in page faults (encoding runs 2x slower than in a
+    plain process). Keeping buffers up to 1 MiB on the heap and trimming above 64 MiB
+    restores the speed; larger buffers still go back to the system.
+    """
+    global _malloc_tuned
+    if _malloc_tuned or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return
+    _malloc_tuned = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:     # not glibc
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 1 << 20)
+    libc.mallopt(m_trim_threshold, 64 << 20)
+
+
+def run_task(task: TaskSpec, target: Target) -> int:
+    """Convert one task; returns its number of trains (progress units)."""
+    _tune_malloc()
+    with _Sources(task.files) as src:
+        for rows in task.keys:
+            _write_key(task, rows, src, target)
+    target.put(f"{DONE_DIR}/{task.task_id}", b"")
+    return task.n_trains
