@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -170,6 +171,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
             kwargs["on_unsupported"] = "skip"
     elif args.to == "zarr":
         kwargs.update(resume=args.resume, progress=ProgressBar("converting"))
+        if args.storage_options:
+            kwargs["storage_options"] = json.loads(args.storage_options)
         if args.scheduler:
             from distributed import Client
             kwargs["client"] = Client(args.scheduler)
@@ -231,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--resume", action="store_true",
                       help="zarr: continue an interrupted conversion")
     conv.add_argument("--scheduler", help="zarr: dask.distributed scheduler address")
+    conv.add_argument("--storage-options", metavar="JSON",
+                      help='zarr: fsspec options as JSON, e.g. \'{"endpoint_url": "http://..."}\'')
     conv.set_defaults(func=cmd_convert)
     ver = sub.add_parser("verify", help="check a view's source files")
     ver.add_argument("view", help="view file or URL")
