@@ -18,6 +18,21 @@ from ..run.selection import ById
 from .kinds import DetectorKind
 
 
+def _caller_stacklevel() -> int:
+    """``stacklevel`` pointing at the first frame outside this package (the user's call),
+    however deep the detector class hierarchy is."""
+    import inspect
+    import os
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, frame = 1, inspect.currentframe()
+    frame = frame.f_back if frame is not None else None  # the function that warns
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def find_detector_names(data: DataCollection, kind: DetectorKind) -> set[str]:
     pattern = kind.source_re("(?:DET|CORR)")
     found = set()
@@ -105,7 +120,8 @@ class MultimodDetectorBase:
                     raise SourceNameError(f"{name}/CORR/... (only raw data found; pass "
                                           "raw=True or leave raw=None)")
                 warnings.warn("Falling back to raw data for backwards compatibility. Pass "
-                              "raw=True to select raw data explicitly.", stacklevel=4)
+                              "raw=True to select raw data explicitly.",
+                              stacklevel=_caller_stacklevel())
             chosen = det
             label = f"{name}/(DET|CORR)/..." if raw is None else f"{name}/CORR/..."
         if modules is not None:

@@ -13,18 +13,27 @@ from . import kinds
 from .base import MultimodDetectorBase
 from .keydata import as_roi
 from .train_iter import iter_trains
+from .xtdf_keydata import dims_after_roi
 
 
-def relabel(arr: xr.DataArray) -> xr.DataArray:
-    """trainId -> train, and cell/pixel names for the per-entry axes."""
+def relabel(arr: xr.DataArray, entry_ndim: int | None = None, roi: Any = ()) -> xr.DataArray:
+    """trainId -> train, and cell/pixel names for the per-entry axes.
+
+    ``entry_ndim`` is the number of per-entry axes before ``roi`` was applied: an
+    integer in the ROI drops its axis, and the others keep their names.
+    """
     if "trainId" in arr.dims:
         arr = arr.rename({"trainId": "train"})
     inner = [d for d in arr.dims if d.startswith("dim_")]
-    if len(inner) == 3:
-        arr = arr.rename(dict(zip(inner, ["cell", "slow_scan", "fast_scan"], strict=True)))
-    elif len(inner) == 1:
-        arr = arr.rename({inner[0]: "cell"})
+    names = ENTRY_NAMES.get(len(inner) if entry_ndim is None else entry_ndim)
+    if names is not None:
+        kept = dims_after_roi(names, as_roi(roi))
+        if len(kept) == len(inner):
+            arr = arr.rename(dict(zip(inner, kept, strict=True)))
     return arr
+
+
+ENTRY_NAMES = {3: ["cell", "slow_scan", "fast_scan"], 1: ["cell"]}
 
 
 class JUNGFRAU(MultimodDetectorBase):
@@ -67,8 +76,9 @@ class JUNGFRAU(MultimodDetectorBase):
     def get_array(self, key: str, *, fill_value: Any = None, roi: Any = (),
                   astype: Any = None) -> xr.DataArray:
         """Labelled array (module, train, cell, slow_scan, fast_scan)."""
-        arr = self[key].xarray(fill_value=fill_value, roi=as_roi(roi), astype=astype)
-        return relabel(arr)
+        kd = self[key]
+        arr = kd.xarray(fill_value=fill_value, roi=as_roi(roi), astype=astype)
+        return relabel(arr, len(kd.entry_shape), roi)
 
     def get_dask_array(self, key: str, fill_value: Any = None,
                        astype: Any = None) -> xr.DataArray:
@@ -93,5 +103,7 @@ class JUNGFRAU(MultimodDetectorBase):
 
     def masked_data(self, key: str | None = None, *, mask_bits: Any = None,
                     masked_value: Any = np.nan) -> Any:
-        from .masked import MaskedKeyData
-        return MaskedKeyData(self, key or self.kind.main_key, mask_bits, masked_value)
+        """Key data like ``det[key]`` whose reads replace bad pixels (non-zero mask, or
+        any of ``mask_bits``, an int or a list of ints) by ``masked_value``."""
+        from .masked import masked_key_data
+        return masked_key_data(self, key, mask_bits, masked_value)

@@ -32,6 +32,11 @@ def key_data_for(det: MultimodDetectorBase, key: str) -> MultimodKeyData:
     return MultimodKeyData(det, key)
 
 
+def empty_dask(shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """A dask array without trains (da.zeros cannot chunk a zero-length axis)."""
+    return da.from_array(np.zeros(shape, dtype=dtype), chunks=-1)
+
+
 def as_roi(roi: Any) -> tuple[Any, ...]:
     return roi if isinstance(roi, tuple) else (roi,)
 
@@ -99,19 +104,26 @@ class MultimodKeyData:
 
     def ndarray(self, *, fill_value: Any = None, out: np.ndarray | None = None, roi: Any = (),
                 astype: Any = None, module_gaps: bool = False) -> np.ndarray:
+        return self._read(fill_value, out, roi, astype, module_gaps)
+
+    def _read(self, fill_value: Any, out: np.ndarray | None, roi: Any, astype: Any,
+              module_gaps: bool, threads: int = 1) -> np.ndarray:
         roi = as_roi(roi)
         shape = self.buffer_shape(module_gaps, roi)
-        dtype = np.dtype(astype) if astype is not None else self.dtype
+        if out is not None:
+            if out.shape != shape:
+                raise ValueError(f"requires output array of shape {shape}, got {out.shape}")
+            dtype = out.dtype  # the fill value is that of the buffer we write into
+        else:
+            dtype = np.dtype(astype) if astype is not None else self.dtype
         fill = checked_fill(fill_value, dtype)
         if out is None:
             out = np.empty(shape, dtype=dtype)
-        elif out.shape != shape:
-            raise ValueError(f"requires output array of shape {shape}, got {out.shape}")
         slots = self._slots(module_gaps)
         if not self._fully_covered(module_gaps):
             out.fill(fill)
         read_rows(self.fmap, self.key, out, slots, self._selected(), self._src_index(roi),
-                  per_train=not self._per_frame)
+                  per_train=not self._per_frame, threads=threads)
         return out
 
     _per_frame = False
@@ -125,11 +137,18 @@ class MultimodKeyData:
     def _has_ragged_modules(self) -> bool:
         return False
 
+    def _train_coord(self) -> np.ndarray:
+        return np.asarray(self.det.frame_map.train_ids, dtype=np.uint64)
+
+    def train_id_coordinates(self) -> np.ndarray:
+        """The train ID of every entry along the second axis (a copy)."""
+        return self._train_coord().copy()
+
     def xarray(self, *, fill_value: Any = None, roi: Any = (), astype: Any = None) -> xr.DataArray:
         arr = self.ndarray(fill_value=fill_value, roi=roi, astype=astype)
         dims = self.dimensions[:2] + [f"dim_{i}" for i in range(arr.ndim - 2)]
         return xr.DataArray(arr, dims=dims, coords={"module": self.modules,
-                                                    "trainId": np.asarray(self.train_ids)})
+                                                    "trainId": self._train_coord()})
 
     def data_availability(self, module_gaps: bool = False) -> np.ndarray:
         present = self.fmap.present
@@ -156,11 +175,11 @@ class MultimodKeyData:
             shape = kd.buffer_shape()
             read = dask.delayed(kd.ndarray, pure=True)(fill_value=fill_value, astype=astype)
             parts.append(da.from_delayed(read, shape=shape, dtype=dtype))
-        arr = da.concatenate(parts, axis=1) if parts else da.zeros(self.buffer_shape(), dtype=dtype)
+        arr = da.concatenate(parts, axis=1) if parts else empty_dask(self.buffer_shape(), dtype)
         if not labelled:
             return arr
         return xr.DataArray(arr, dims=self.dimensions,
-                            coords={"module": self.modules, "trainId": np.asarray(self.train_ids)})
+                            coords={"module": self.modules, "trainId": self._train_coord()})
 
     # -- train selection ---------------------------------------------------------
 

@@ -1,71 +1,100 @@
-"""Detector data with bad pixels (non-zero mask bits) replaced by a chosen value."""
+"""Detector data with bad pixels (non-zero mask bits) replaced by a chosen value.
+
+``det.masked_data()`` returns a key data object of the same kind as ``det[key]``
+(selections, ``ndarray``, ``xarray``, ``dask_array``, ``split_trains``... all work),
+whose every read also reads the mask key with the same trains, pulses, ROI and module
+gaps, and overwrites the bad pixels.
+"""
 
 from __future__ import annotations
 
-from copy import copy
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
+
+from .keydata import MultimodKeyData
+from .xtdf_keydata import XtdfImageKeyData
 
 if TYPE_CHECKING:
     from .base import MultimodDetectorBase
 
 
-class MaskedKeyData:
-    """A key read together with the detector's mask key."""
+class _Masked:
+    """Mixin over a key data class: reads apply the mask."""
 
-    def __init__(self, det: MultimodDetectorBase, key: str, mask_bits: Any,
-                 masked_value: Any) -> None:
-        mask_key = det.kind.mask_key
-        if mask_key not in det:
-            raise RuntimeError(f"masked_data() needs {mask_key!r} in every module of "
-                               f"{det.detector_name}, which is missing: is this raw instead of "
-                               "corrected data?")
-        self.det = det
-        self.key = key
-        self._data = det[key]
-        self._mask = det[mask_key]
-        bits = mask_bits
-        if bits is not None and not isinstance(bits, (int, np.integer)):
-            bits = int(np.bitwise_or.reduce(np.asarray(list(bits), dtype=np.uint64)))
-        self.mask_bits = bits
-        self.masked_value = masked_value
+    _mask_key: str
+    _mask_bits: int | None
+    _masked_value: Any
+
+    def _setup_mask(self, mask_key: str, mask_bits: Any, masked_value: Any) -> None:
+        self._mask_key = mask_key
+        if mask_bits is not None and not isinstance(mask_bits, (int, np.integer)):
+            mask_bits = int(np.bitwise_or.reduce(np.asarray(list(mask_bits), dtype=np.uint64)))
+        self._mask_bits = None if mask_bits is None else int(mask_bits)
+        self._masked_value = masked_value
+
+    @property
+    def mask_bits(self) -> int | None:
+        return self._mask_bits
+
+    @property
+    def masked_value(self) -> Any:
+        return self._masked_value
 
     def __repr__(self) -> str:
-        return (f"<Masked {self.key!r} detector data for {len(self._data.modules)} modules>")
+        return f"<Masked {self.key!r} detector data for {len(self.modules)} modules>"  # type: ignore[attr-defined]
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._data.shape
+    def _mask_keydata(self) -> Any:
+        return self.det[self._mask_key]  # type: ignore[attr-defined]
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def _with(self, data: Any, mask: Any) -> MaskedKeyData:
-        new = copy(self)
-        new._data, new._mask = data, mask
-        return new
-
-    def select_trains(self, trains: Any) -> MaskedKeyData:
-        return self._with(self._data.select_trains(trains), self._mask.select_trains(trains))
-
-    def select_pulses(self, pulses: Any) -> MaskedKeyData:
-        return self._with(self._data.select_pulses(pulses), self._mask.select_pulses(pulses))
-
-    def _bad(self, roi: Any, module_gaps: bool) -> np.ndarray:
-        mask = self._mask.ndarray(roi=roi, module_gaps=module_gaps)
-        if self.mask_bits is None:
+    def _bad_pixels(self, roi: Any, module_gaps: bool) -> np.ndarray:
+        mask = self._mask_keydata()._read(None, None, roi, None, module_gaps)
+        if self._mask_bits is None:
             return mask != 0
-        return (mask & np.asarray(self.mask_bits).astype(mask.dtype)) != 0
+        return (mask & np.asarray(self._mask_bits).astype(mask.dtype)) != 0
 
-    def ndarray(self, *, roi: Any = (), module_gaps: bool = False) -> np.ndarray:
-        data = self._data.ndarray(roi=roi, module_gaps=module_gaps)
-        data[self._bad(roi, module_gaps)] = self.masked_value
+    def _read(self, fill_value: Any, out: np.ndarray | None, roi: Any, astype: Any,
+              module_gaps: bool, threads: int = 1) -> np.ndarray:
+        bad = self._bad_pixels(roi, module_gaps)  # first: 1 byte/pixel at peak, not 4
+        data = super()._read(fill_value, out, roi, astype, module_gaps, threads)  # type: ignore[misc]
+        data[bad] = self._masked_value
         return data
 
-    def xarray(self, *, roi: Any = ()) -> xr.DataArray:
-        arr = self._data.xarray(roi=roi)
-        arr.values[self._bad(roi, False)] = self.masked_value
-        return arr
+
+class MaskedKeyData(_Masked, MultimodKeyData):
+    """A per-train key (JUNGFRAU ``data.adc``...) read with its mask applied."""
+
+    def __init__(self, det: MultimodDetectorBase, key: str, mask_key: str, mask_bits: Any,
+                 masked_value: Any) -> None:
+        super().__init__(det, key)
+        self._setup_mask(mask_key, mask_bits, masked_value)
+
+
+class MaskedXtdfKeyData(_Masked, XtdfImageKeyData):
+    """An ``image.*`` key read with ``image.mask`` applied (same pulse selection)."""
+
+    def __init__(self, det: MultimodDetectorBase, key: str, mask_key: str, mask_bits: Any,
+                 masked_value: Any) -> None:
+        super().__init__(det, key)
+        self._setup_mask(mask_key, mask_bits, masked_value)
+
+    def _mask_keydata(self) -> Any:
+        return self.det[self._mask_key].select_pulses(self._pulses)
+
+
+def masked_key_data(det: MultimodDetectorBase, key: str | None, mask_bits: Any,
+                    masked_value: Any) -> MaskedKeyData | MaskedXtdfKeyData:
+    """``det.masked_data(key, mask_bits=, masked_value=)``."""
+    key = key or det.kind.main_key
+    mask_key = det.kind.mask_key
+    if mask_key not in det:
+        raise RuntimeError(f"masked_data() needs {mask_key!r} in every module of "
+                           f"{det.detector_name}, which is missing: is this raw instead of "
+                           "corrected data?")
+    kd = det[key]
+    if isinstance(kd, XtdfImageKeyData):
+        return MaskedXtdfKeyData(det, key, mask_key, mask_bits, masked_value)
+    if det.kind.xtdf:
+        raise ValueError(f"masked_data() works on per-frame keys ({det.kind.per_frame_prefix}*) "
+                         f"of {type(det).__name__}, not {key!r}")
+    return MaskedKeyData(det, key, mask_key, mask_bits, masked_value)

@@ -64,8 +64,7 @@ class XtdfDetectorBase(MultimodDetectorBase):
             raise ValueError("subtrain_index must be 'pulseId' or 'cellId'")
         kd = self[key]
         if isinstance(kd, XtdfImageKeyData):
-            return kd.dask_array(labelled=True, subtrain_index=subtrain_index,
-                                 fill_value=fill_value, astype=astype)
+            return kd.detector_dask_array(subtrain_index, fill_value=fill_value, astype=astype)
         return kd.dask_array(labelled=True, fill_value=fill_value, astype=astype)
 
     def trains(self, pulses: Any = np.s_[:], require_all: bool = True
@@ -76,8 +75,10 @@ class XtdfDetectorBase(MultimodDetectorBase):
 
     def masked_data(self, key: str | None = None, *, mask_bits: Any = None,
                     masked_value: Any = np.nan) -> Any:
-        from .masked import MaskedKeyData
-        return MaskedKeyData(self, key or self.kind.main_key, mask_bits, masked_value)
+        """Key data like ``det[key]`` whose reads replace bad pixels (non-zero mask, or
+        any of ``mask_bits``, an int or a list of ints) by ``masked_value``."""
+        from .masked import masked_key_data
+        return masked_key_data(self, key, mask_bits, masked_value)
 
 
 class AGIPD1M(XtdfDetectorBase):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .keydata import MultimodKeyData, as_roi
+from .keydata import MultimodKeyData, as_roi, empty_dask
 from .pulses import (
     FrameLabels,
     is_all_pulses,
@@ -84,10 +84,11 @@ class XtdfImageKeyData(MultimodKeyData):
             raise ValueError("subtrain_index must be 'pulseId' or 'cellId'")
         return self.det.frame_labels(subtrain_index)
 
-    def _selected(self, subtrain_index: str = "pulseId") -> np.ndarray | None:
+    def _selected(self) -> np.ndarray | None:
+        """Mask over frames; by_id always selects on pulse IDs, whatever labels them."""
         if is_all_pulses(self._pulses):
             return None
-        return select_frames(self._pulses, self.labels(subtrain_index))
+        return select_frames(self._pulses, self.labels("pulseId"))
 
     def _n_rows(self) -> int:
         sel = self._selected()
@@ -96,8 +97,8 @@ class XtdfImageKeyData(MultimodKeyData):
     def _src_index(self, roi: tuple[Any, ...]) -> tuple[Any, ...]:
         return ((0,) if self._hidden else ()) + roi
 
-    def _masked(self, values: np.ndarray, subtrain_index: str = "pulseId") -> np.ndarray:
-        sel = self._selected(subtrain_index)
+    def _masked(self, values: np.ndarray) -> np.ndarray:
+        sel = self._selected()
         return values if sel is None else values[sel]
 
     def train_id_coordinates(self) -> np.ndarray:
@@ -107,7 +108,7 @@ class XtdfImageKeyData(MultimodKeyData):
         return self._masked(self.labels("pulseId").inner)
 
     def cell_id_coordinates(self) -> np.ndarray:
-        return self._masked(self.labels("cellId").inner, "cellId")
+        return self._masked(self.labels("cellId").inner)
 
     def data_availability(self, module_gaps: bool = False) -> np.ndarray:
         fmap = self.fmap
@@ -133,11 +134,21 @@ class XtdfImageKeyData(MultimodKeyData):
         levels[inner_name] = take(labels.inner)
         return levels
 
+    def ndarray(self, *, fill_value: Any = None, out: np.ndarray | None = None, roi: Any = (),
+                astype: Any = None, module_gaps: bool = False,
+                decompress_threads: int | None = None) -> np.ndarray:
+        """Frames of the selected pulses as (module, frame, ...); modules read by up to
+        ``decompress_threads`` threads (default 1)."""
+        return self._read(fill_value, out, roi, astype, module_gaps,
+                          threads=max(1, decompress_threads or 1))
+
     def xarray(self, *, fill_value: Any = None, roi: Any = (), astype: Any = None,
-               subtrain_index: str = "pulseId", unstack_pulses: bool = False) -> xr.DataArray:
+               subtrain_index: str = "pulseId", unstack_pulses: bool = False,
+               decompress_threads: int | None = None) -> xr.DataArray:
         roi = as_roi(roi)
         levels = self._index_levels(subtrain_index)
-        arr = self.ndarray(fill_value=fill_value, roi=roi, astype=astype)
+        arr = self.ndarray(fill_value=fill_value, roi=roi, astype=astype,
+                           decompress_threads=decompress_threads)
         pix = dims_after_roi(pixel_dims(len(self.entry_shape)), roi)
         modules = np.asarray(self.modules)
         if unstack_pulses:
@@ -161,16 +172,29 @@ class XtdfImageKeyData(MultimodKeyData):
             read = dask.delayed(kd.ndarray, pure=True)(fill_value=fill_value, astype=astype)
             parts.append(da.from_delayed(read, shape=kd.buffer_shape(), dtype=dtype))
         arr = (da.concatenate(parts, axis=1) if parts
-               else da.zeros(self.buffer_shape(), dtype=dtype))
-        if self._hidden:
-            arr = arr[:, :, None]
+               else empty_dask(self.buffer_shape(), dtype))
         if not labelled:
             return arr
+        return self._labelled(arr, self._index_levels(subtrain_index), self.dimensions)
+
+    def detector_dask_array(self, subtrain_index: str = "pulseId", fill_value: Any = None,
+                            astype: Any = None) -> xr.DataArray:
+        """The layout of ``get_dask_array``: a hidden length-1 axis is put back (as
+        ``dim_0``), and the frame index levels are named ``trainId`` ... ``pulseId``."""
+        arr = self.dask_array(subtrain_index=subtrain_index, fill_value=fill_value,
+                              astype=astype)
+        if self._hidden:
+            arr = arr[:, :, None]
         levels = self._index_levels(subtrain_index)
         names = ["trainId"] + list(levels)[1:-1] + [subtrain_index]
-        index = pd.MultiIndex.from_arrays(list(levels.values()), names=names)
-        coords = xr.Coordinates.from_pandas_multiindex(index, "train_pulse")
+        levels = dict(zip(names, levels.values(), strict=True))
         dims = ["module", "train_pulse"] + [f"dim_{i}" for i in range(arr.ndim - 2)]
+        return self._labelled(arr, levels, dims)
+
+    def _labelled(self, arr: Any, levels: dict[str, np.ndarray], dims: list[str]
+                  ) -> xr.DataArray:
+        index = pd.MultiIndex.from_arrays(list(levels.values()), names=list(levels))
+        coords = xr.Coordinates.from_pandas_multiindex(index, "train_pulse")
         return xr.DataArray(arr, dims=dims, coords=coords).assign_coords(
             module=np.asarray(self.modules))
 
