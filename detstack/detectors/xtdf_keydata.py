@@ -18,7 +18,7 @@ from .pulses import (
     normalize_pulses,
     select_frames,
 )
-from .reading import roi_shape
+from .reading import DEFAULT_THREADS, roi_shape
 
 if TYPE_CHECKING:
     from .base import MultimodDetectorBase
@@ -137,10 +137,10 @@ class XtdfImageKeyData(MultimodKeyData):
     def ndarray(self, *, fill_value: Any = None, out: np.ndarray | None = None, roi: Any = (),
                 astype: Any = None, module_gaps: bool = False,
                 decompress_threads: int | None = None) -> np.ndarray:
-        """Frames of the selected pulses as (module, frame, ...); modules read by up to
-        ``decompress_threads`` threads (default 1)."""
+        """Frames of the selected pulses as (module, frame, ...); plain-byte blocks are
+        copied by up to ``decompress_threads`` threads (default: a few per core)."""
         return self._read(fill_value, out, roi, astype, module_gaps,
-                          threads=max(1, decompress_threads or 1))
+                          threads=max(1, decompress_threads or DEFAULT_THREADS))
 
     def xarray(self, *, fill_value: Any = None, roi: Any = (), astype: Any = None,
                subtrain_index: str = "pulseId", unstack_pulses: bool = False,
