@@ -86,6 +86,9 @@ class MultimodDetectorBase:
     def _is_raw(self, data: DataCollection, source: str) -> bool:
         if "/CORR/" in source:
             return False
+        if self.kind.main_key not in data.keys_for_source(source):
+            # e.g. a view written without the pixel data: only corrected data has a mask
+            return self.kind.mask_key not in data.keys_for_source(source)
         entry, dtype = data.key_info(source, self.kind.main_key)
         if self.kind.name in ("AGIPD1M", "AGIPD500K"):
             return len(entry) == 3
