@@ -79,7 +79,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _say(f"  mean photon count {float(data.mean()):.3f}; "
          f"module {det.modules[0]} train {det.train_ids[0]} pulse "
          f"{int(arr.pulse[0])} sum {int(data[0, 0, 0].sum())}")
+    if not args.no_convert:
+        demo_views(det, out, arr)
     return 0
+
+
+def demo_views(det: Any, out: Path, expected: Any) -> None:
+    """Convert the demo run to every view form and read each back through the same API."""
+    from . import convert
+    from .detectors import AGIPD1M
+    from .store import open_view
+
+    forms = [("HDF5 virtual view", "to_vds", out / "view.h5"),
+             ("virtual CXI", "to_cxi", out / "view.cxi"),
+             ("zarr manifest", "to_manifest", out / "run" / "view.json"),
+             ("zarr store", "to_zarr", out / "view.zarr")]
+    for label, writer, target in forms:
+        t0 = time.perf_counter()
+        getattr(convert, writer)(det, target, overwrite=True)
+        t_write = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        view_det = AGIPD1M(open_view(target), raw=True)
+        got = view_det.get_array("image.data", pulses=np.s_[:4])
+        same = bool((got.values == expected.values).all()) and got.dims == expected.dims
+        _say(f"{label:18} {target.name:10} written in {t_write:5.2f} s, read back in "
+             f"{time.perf_counter() - t0:5.2f} s: {'identical' if same else 'DIFFERENT'}")
+        if not same:
+            raise RuntimeError(f"{label} read back different data")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -199,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="write a synthetic AGIPD-1M run, open and read it")
     demo.add_argument("--out", help="folder for the demo output (default: a new temp folder)")
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo run")
+    demo.add_argument("--no-convert", action="store_true",
+                      help="only write and read the run, skip converting it to views")
     demo.set_defaults(func=cmd_demo)
     info = sub.add_parser("info", help="summarise a run folder")
     info.add_argument("run", help="run folder with EuXFEL .h5 files")

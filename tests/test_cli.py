@@ -21,6 +21,9 @@ def test_demo_writes_opens_and_reads(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "4 trains" in out and "(16, 4, 4, 2, 512, 128)" not in out
     assert "{'module': 16, 'train': 4, 'pulse': 4, 'data_gain': 2, 'slow_scan': 512, 'fast_scan': 128}" in out
     assert len(list((tmp_path / "run").glob("*.h5"))) == 34
+    for label in ("HDF5 virtual view", "virtual CXI", "zarr manifest", "zarr store"):
+        line = next(ln for ln in out.splitlines() if ln.startswith(label))
+        assert line.endswith("identical"), line
     # a second demo into the same folder is refused, not silently overwritten
     assert main(["demo", "--out", str(tmp_path)]) == 2
     assert "already" in capsys.readouterr().err
