@@ -1,0 +1,263 @@
+"""Virtual CXI 1.5 files: the reference layout for CrystFEL, plus a bulk-friendly copy.
+
+The CXI part reproduces EXtra-data's ``write_virtual_cxi`` dataset by dataset (paths,
+shapes, dtypes, attributes, values, one mapping per module per contiguous block of
+source rows), written with HDF5 1.10 format bounds so CrystFEL builds linked against
+HDF5 1.10 open it::
+
+    /cxi_version                       [150]
+    /entry_1                           attrs name, euxfelProposalNumber, euxfelRunNumber
+      experiment_identifier (F,)       "trainId:pulseId" ("trainId:memoryCell" for JUNGFRAU)
+      trainId, pulseId|memoryCell (F,) uint64 per frame
+      cellId (F, M)                    virtual
+      data_1 -> instrument_1/detector_1
+      instrument_1/detector_1          attr name; data, gain, mask (F, M, ...) virtual;
+                                       module_identifier (M,); experiment_identifier link
+      by_module/                       the same data module-first (see below), coordinates
+
+The frames-first ``(frame, module, ...)`` datasets read frame by frame quickly, but a
+bulk read of many frames from chunked sources goes down HDF5's slow path (each mapping
+pairs ``(n, 1, ...)`` with ``(n, ...)``). ``/entry_1/by_module`` holds the same data laid
+out for bulk reads, mapping the same source rows: XTDF detectors ``(module, frame, ...)``
+with the CXI frame order, JUNGFRAU ``(module, train, cell, ...)``. ``detstack.open_view``
+reads a CXI file through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..detectors.pulses import MISSING, read_inner_ids
+from ..detectors.reading import read_rows
+from .atomic import atomic_path
+from .plan import ViewPlan, as_detector
+from .vds import LIBVER, MappingBuilder, SourceNames, store_record, view_record, write_coords
+
+log = logging.getLogger(__name__)
+
+CXI_VERSION = 150
+BULK_GROUP = "entry_1/by_module"
+DET_GROUP = "entry_1/instrument_1/detector_1"
+
+
+class CxiSpec:
+    """What the CXI file holds for one detector: names, keys, frames."""
+
+    def __init__(self, det: Any) -> None:
+        self.det = det
+        kind = det.kind
+        self.xtdf = kind.xtdf
+        self.group = kind.index_group
+        self.cpe = 1 if self.xtdf else int(det._frames_per_entry)
+        self.pulse_label = "pulseId" if self.xtdf else "memoryCell"
+        self.cell_key = kind.cell_key
+        self.fmap = det.frame_map
+        src = next(iter(det.source_to_modno))
+        present = det.data.keys_for_source(src)
+        self.corrected = (f"{self.group}.gain" in present) if self.xtdf else True
+        # CXI dataset name -> detstack key
+        self.pixel_keys = {"data": kind.main_key}
+        if self.corrected and f"{self.group}.gain" in present:
+            self.pixel_keys["gain"] = f"{self.group}.gain"
+        if self.corrected and kind.mask_key in present:
+            self.pixel_keys["mask"] = kind.mask_key
+        self.bulk_keys = dict(self.pixel_keys)
+        self.bulk_keys["cellId" if self.xtdf else "memoryCell"] = self.cell_key
+        if self.xtdf:
+            self.bulk_keys["pulseId"] = kind.pulse_key
+        counts = self.fmap.train_counts().astype(np.int64) * self.cpe
+        self.n_frames = int(counts.sum())
+        self.train_ids_perframe = np.repeat(self.fmap.train_ids.astype(np.uint64), counts)
+        self.modulenos = [slot + kind.modno_base for slot in range(det.n_modules)]
+
+    def entry(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        shape, dtype = self.det.data.key_info(next(iter(self.det.source_to_modno)), key)
+        return tuple(shape), np.dtype(dtype)
+
+    def frames_first_shape(self, name: str, key: str) -> tuple[int, ...]:
+        head = (self.n_frames, self.det.n_modules)
+        if name == "cellId":
+            return head
+        if self.xtdf and not self.corrected:
+            return head + self.entry(key)[0]
+        return head + tuple(self.det.module_shape)
+
+    def bulk_shape(self, key: str) -> tuple[int, ...]:
+        entry = self.entry(key)[0]
+        if self.xtdf:
+            return (self.det.n_modules, self.n_frames) + entry
+        return (self.det.n_modules, len(self.fmap.train_ids)) + entry
+
+    def pulse_ids(self) -> np.ndarray:
+        """One pulse ID (JUNGFRAU: memory cell) per frame, agreed by every module."""
+        key = self.det.kind.pulse_key
+        entry, _ = self.entry(key)
+        if self.xtdf:
+            return read_inner_ids(self.fmap, key, "pulseId", (0,) if entry[:1] == (1,) else ())
+        ids = np.full((self.fmap.n_modules, len(self.fmap.train_ids)) + entry, MISSING, np.int64)
+        read_rows(self.fmap, key, ids, list(range(self.fmap.n_modules)), per_train=True)
+        ids = ids.reshape(self.fmap.n_modules, -1)
+        missing = ids == MISSING
+        if ids.shape[1] and missing.all(axis=0).any():
+            raise ValueError("Failed to find memoryCell for some data")
+        lo = np.where(missing, MISSING, ids).min(axis=0)
+        hi = np.where(missing, -1, ids).max(axis=0)
+        if (lo != hi).any():
+            raise ValueError("Inconsistent memoryCell for different modules")
+        return lo.astype(np.uint64)
+
+
+def _fill_values(spec: CxiSpec, fillvalues: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults as the reference: data NaN (float) or 0, gain 0, mask 0xffffffff."""
+    dtypes = {name: spec.entry(key)[1] for name, key in spec.pixel_keys.items()}
+    fills: dict[str, Any] = {"data": np.nan if dtypes["data"].kind == "f" else 0, "gain": 0,
+                             "mask": 0xFFFFFFFF}
+    given = dict(fillvalues or {})
+    if not spec.xtdf and "adc" in given:  # the reference's name for JUNGFRAU data
+        given.setdefault("data", given.pop("adc"))
+    unknown = set(given) - {"data", "gain", "mask"}
+    if unknown:
+        raise ValueError(f"fillvalues keys must be 'data', 'gain' or 'mask', not {sorted(unknown)}")
+    fills.update(given)
+    out = {}
+    for name, dtype in dtypes.items():
+        value = fills[name]
+        if dtype.kind in "iub" and isinstance(value, float) and not np.isfinite(value):
+            raise ValueError(f"fill value {value} does not fit the {dtype} {name!r} dataset: "
+                             "use an integer")
+        try:
+            out[name] = dtype.type(value)
+        except (OverflowError, ValueError) as exc:
+            raise ValueError(f"fill value {value!r} does not fit the {dtype} {name!r} dataset"
+                             ) from exc
+    return out
+
+
+def _map(spec: CxiSpec, builder: MappingBuilder, key: str, names: SourceNames,
+         frames_first: bool) -> None:
+    """One mapping per module and block of source rows contiguous in file and output."""
+    fmap = spec.fmap
+    entry, _ = spec.entry(key)
+    shape = builder.shape
+    cpe = spec.cpe
+    for m in range(fmap.n_modules):
+        slot = spec.det.module_slot(int(fmap.modules[m]))
+        for run in fmap.runs(m, per_train=not spec.xtdf):
+            ref = names.ref(fmap, run.file, fmap.sources[m], key)
+            zeros = (0,) * len(entry)
+            if frames_first:
+                vstart = (run.dst_start * cpe, slot) + (0,) * (len(shape) - 2)
+                vcount = (run.length * cpe, 1) + tuple(shape[2:])
+                scount = (run.length,) + entry
+            else:
+                vstart = (slot, run.dst_start) + zeros
+                vcount = (1, run.length) + entry
+                scount = (run.length,) + entry
+            builder.add(vstart, vcount, ref, (run.src_start,) + zeros, scount)
+
+
+def _bulk_axes(spec: CxiSpec, entry: tuple[int, ...]) -> str:
+    """CXI-style axes of a by_module dataset, e.g. module_identifier:experiment_identifier:y:x."""
+    names = ["module_identifier"] + (["experiment_identifier"] if spec.xtdf else ["train"])
+    rest = list(entry)
+    if not spec.xtdf and rest:
+        names.append("cell")
+        rest = rest[1:]
+    tail = []
+    if len(rest) >= 2 and tuple(rest[-2:]) == tuple(spec.det.module_shape):
+        tail, rest = ["y", "x"], rest[:-2]
+    names += ["data_gain" if tail else f"dim_{i}" for i in range(len(rest))] + tail
+    return ":".join(names)
+
+
+def _write_entry(h5: h5py.File, spec: CxiSpec) -> None:
+    h5.create_dataset("cxi_version", data=[CXI_VERSION])
+    entry = h5.create_group("entry_1")
+    pulse_ids = spec.pulse_ids()
+    exp_ids = np.char.add(np.char.add(spec.train_ids_perframe.astype(str), ":"),
+                          pulse_ids.astype(str))
+    d = entry.create_dataset("experiment_identifier", shape=exp_ids.shape,
+                             dtype=h5py.string_dtype())
+    if len(exp_ids):
+        d[:] = exp_ids.astype(object)
+    try:
+        meta = spec.det.data.run_metadata()
+    except ValueError:
+        meta = {}
+    if "proposalNumber" in meta and "runNumber" in meta:
+        entry.attrs["name"] = f"EuXFEL proposal {meta['proposalNumber']} run {meta['runNumber']}"
+        entry.attrs["euxfelProposalNumber"] = meta["proposalNumber"]
+        entry.attrs["euxfelRunNumber"] = meta["runNumber"]
+    entry.create_dataset(spec.pulse_label, data=pulse_ids)
+    entry.create_dataset("trainId", data=spec.train_ids_perframe)
+
+
+def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
+           fillvalues: dict[str, Any] | None = None, overwrite: bool = False,
+           relative: bool = False) -> Path:
+    """Write a virtual CXI 1.5 file of a detector (``det.write_virtual_cxi``).
+
+    ``fillvalues``: {'data'|'gain'|'mask': value} for frames a module lacks (defaults NaN
+    or 0, 0, 0xffffffff). Sources are referred to by absolute path, as the reference
+    does, unless ``relative``. An existing file is refused unless ``overwrite``.
+    """
+    det = as_detector(det_or_run)
+    spec = CxiSpec(det)
+    fills = _fill_values(spec, fillvalues)
+    names = SourceNames(path, relative)
+    plan = ViewPlan(det, sorted(spec.bulk_keys.values()))
+    mappings: dict[str, int] = {}
+    with atomic_path(path, overwrite) as tmp, h5py.File(tmp, "w", libver=LIBVER) as h5:
+        _write_entry(h5, spec)
+        dgrp = h5.create_group(DET_GROUP)
+        dgrp.attrs["name"] = det.detector_name
+        frames_first: dict[str, h5py.Dataset] = {}
+        for name, key in list(spec.pixel_keys.items()) + [("cellId", spec.cell_key)]:
+            dtype = spec.entry(key)[1]
+            b = MappingBuilder(spec.frames_first_shape(name, key), dtype, fills.get(name, 0))
+            _map(spec, b, key, names, frames_first=True)
+            where = h5["entry_1"] if name == "cellId" else dgrp
+            frames_first[name] = b.create(where, name)
+            mappings[frames_first[name].name.lstrip("/")] = b.count
+        frames_first["cellId"].attrs["axes"] = "experiment_identifier:module_identifier"
+        data = frames_first["data"]
+        if data.ndim == 4:
+            axes = "experiment_identifier:module_identifier:y:x"
+        else:
+            axes = "experiment_identifier:module_identifier:data_gain:y:x"
+            ndg = data.shape[2]
+            d = h5.create_dataset("entry_1/data_gain", shape=(ndg,), dtype=h5py.string_dtype())
+            d[:] = ["data", "gain"] if ndg == 2 else ["data"]
+            dgrp["data_gain"] = h5py.SoftLink("/entry_1/data_gain")
+        for name in spec.pixel_keys:
+            frames_first[name].attrs["axes"] = axes
+        dgrp["experiment_identifier"] = h5py.SoftLink("/entry_1/experiment_identifier")
+        h5["entry_1/data_1"] = h5py.SoftLink("/" + DET_GROUP)
+        dgrp.create_dataset("module_identifier", data=spec.modulenos)
+
+        bulk = h5.create_group(BULK_GROUP)
+        arrays, layouts = {}, {}
+        for name, key in spec.bulk_keys.items():
+            entry, dtype = spec.entry(key)
+            b = MappingBuilder(spec.bulk_shape(key), dtype, fills.get(name, 0))
+            _map(spec, b, key, names, frames_first=False)
+            ds = b.create(bulk, name)
+            ds.attrs["axes"] = _bulk_axes(spec, entry)
+            arrays[key] = ds.name.lstrip("/")
+            layouts[key] = "module-frame" if spec.xtdf else "module-train"
+            mappings[arrays[key]] = b.count
+        coords = write_coords(bulk, plan, [spec.group])
+        store_record(h5, view_record(plan, "cxi", path, relative, layout="cxi", arrays=arrays,
+                                     array_layouts=layouts, coords=coords,
+                                     cxi={"fillvalues": {k: v.item() if np.isfinite(v) else None
+                                                         for k, v in fills.items()},
+                                          "mappings": mappings}))
+    log.info("Wrote virtual CXI file %s: %d frames, %d modules", path, spec.n_frames,
+             det.n_modules)
+    return Path(path)
