@@ -109,7 +109,11 @@ def demo_views(det: Any, out: Path, expected: Any) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    run = RunDirectory(args.run)
+    if Path(args.run).is_dir() and not (Path(args.run) / "zarr.json").exists():
+        run = RunDirectory(args.run)
+    else:
+        from .store import open_view
+        run = open_view(args.run)
     _say(f"{args.run}:")
     describe(run)
     return 0
@@ -229,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only write and read the run, skip converting it to views")
     demo.set_defaults(func=cmd_demo)
     info = sub.add_parser("info", help="summarise a run folder")
-    info.add_argument("run", help="run folder with EuXFEL .h5 files")
+    info.add_argument("run", help="run folder with EuXFEL .h5 files, or a view (file or URL)")
     info.set_defaults(func=cmd_info)
     val = sub.add_parser("validate", help="check the files of a run folder")
     val.add_argument("run", help="run folder with EuXFEL .h5 files")

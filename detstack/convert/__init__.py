@@ -13,7 +13,7 @@ _WRITERS = {
     "to_vds": "vds",
     "to_cxi": "cxi",
     "write_frames": "frames_file",
-    "materialize": "materialize",
+    "materialize": "archive",
     "to_manifest": "manifest",
     "to_icechunk": "icechunk",
     "to_zarr": "zarr_store",

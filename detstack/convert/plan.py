@@ -144,7 +144,7 @@ class ViewPlan:
         files = []
         for p in self.source_files():
             st = p.stat()
-            rel = os.path.relpath(p, base) if base is not None else str(p)
+            rel = os.path.relpath(p, base) if base is not None else str(p.resolve())
             files.append({"path": rel, "size": st.st_size, "mtime": st.st_mtime})
         try:
             run_meta = {k: (v.item() if isinstance(v, np.generic) else v)

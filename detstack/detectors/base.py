@@ -243,7 +243,7 @@ class MultimodDetectorBase:
     def write_frames(self, filename: str, trains: Any, pulses: Any) -> None:
         """Write the frames named by (train ID, pulse ID) pairs to a new EuXFEL file."""
         from ..convert.frames_file import write_frames
-        write_frames(self, filename, trains, pulses)
+        write_frames(self, filename, trains, pulses, overwrite=True)
 
     def module_slot(self, modno: int) -> int:
         """Position on a full module axis (with gaps)."""

@@ -22,8 +22,8 @@ from h5_fixtures import (
     validate_record,
 )
 
+from detstack.convert import archive as materialize_module
 from detstack.convert import materialize, to_cxi, to_vds
-from detstack.convert import materialize as materialize_module
 from detstack.errors import FileFormatError
 from detstack.store import open_view
 

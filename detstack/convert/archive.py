@@ -24,8 +24,6 @@ import json
 import logging
 import math
 import os
-import sys
-import types
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -412,14 +410,3 @@ def _copy_tree(src_h5: h5py.File, out: h5py.File, virtual: dict[str, list[Mappin
             pairs = [(m, m.dset, m.sstart, m.sshape) for m in maps]
         _self_vds(out, path, obj, pairs)
         _copy_attrs(obj, out[path])
-
-
-class _CallableModule(types.ModuleType):
-    """``detstack.convert.materialize`` names both this module and the function: once the
-    module is imported the package attribute is the module, so calling it must work."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Path:
-        return materialize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
