@@ -21,6 +21,7 @@ import pytest
 import xarray as xr
 import zarr
 from fsspec.implementations.reference import ReferenceNotReachable
+from view_oracle import expected_array
 
 import detstack
 from detstack import synth
@@ -79,25 +80,6 @@ def open_det(source: Any, name: str) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return getattr(detstack, kwargs["kind"])(source, **det_kwargs)
-
-
-def expected_array(plan: ViewPlan, key: str) -> np.ndarray:
-    kp = plan.key(key)
-    out = np.full(plan.shape(kp), kp.fill_value, kp.dtype)
-    files: dict[Path, h5py.File] = {}
-    try:
-        for b in plan.blocks(kp):
-            if b.file not in files:
-                files[b.file] = h5py.File(b.file, "r")
-            rows = files[b.file][b.dataset][b.src_start:b.src_start + b.count]
-            if kp.per_frame:
-                out[b.slot, b.train, :b.count] = rows
-            else:
-                out[b.slot, b.train] = rows[0]
-    finally:
-        for f in files.values():
-            f.close()
-    return out
 
 
 def plain_options(manifest: Path) -> dict[str, Any]:

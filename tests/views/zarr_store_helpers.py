@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pytest
 import xarray as xr
+from view_oracle import expected_array
 
 import detstack
 from detstack import synth
@@ -71,26 +71,6 @@ def view_det(det: Any, url: str, **kw: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return type(det)(view, **det_kwargs)
-
-
-def expected_array(plan: ViewPlan, key: str) -> np.ndarray:
-    """The key's full view array built from the run with h5py (the oracle)."""
-    kp = plan.key(key)
-    out = np.full(plan.shape(kp), kp.fill_value, kp.dtype)
-    files: dict[Path, h5py.File] = {}
-    try:
-        for b in plan.blocks(kp):
-            if b.file not in files:
-                files[b.file] = h5py.File(b.file, "r")
-            rows = files[b.file][b.dataset][b.src_start:b.src_start + b.count]
-            if kp.per_frame:
-                out[b.slot, b.train, :b.count] = rows
-            else:
-                out[b.slot, b.train] = rows[0]
-    finally:
-        for f in files.values():
-            f.close()
-    return out
 
 
 def check_arrays(plan: ViewPlan, ds: xr.Dataset, keys: list[str] | None = None) -> None:
