@@ -22,6 +22,7 @@ import xarray as xr
 import zarr
 from fsspec.implementations.reference import ReferenceNotReachable
 from view_oracle import expected_array
+from zarr_store_helpers import s3_server  # noqa: F401 - fixture
 
 import detstack
 from detstack import synth
@@ -414,26 +415,14 @@ def test_cli_convert_to_manifest(tmp_path):
 # -- files on S3 (a moto server on localhost) ---------------------------------------------
 
 @pytest.fixture(scope="module")
-def s3_options() -> Any:
-    import socket
-
+def s3_options(s3_server: dict[str, Any]) -> Any:  # noqa: F811 - fixture argument
+    """The shared moto server (zarr_store_helpers), with this module's bucket 'runs'."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
-                     aws_secret_access_key="testing", region_name="us-east-1"
-                     ).create_bucket(Bucket="runs")
-        yield {"endpoint_url": endpoint, "key": "testing", "secret": "testing",
-               "client_kwargs": {"region_name": "us-east-1"}}
-    finally:
-        server.stop()
+    boto3.client("s3", endpoint_url=s3_server["endpoint_url"], aws_access_key_id="testing",
+                 aws_secret_access_key="testing", region_name="us-east-1"
+                 ).create_bucket(Bucket="runs")
+    return s3_server
 
 
 def test_run_and_manifests_on_s3(tmp_path, s3_options):
