@@ -132,10 +132,7 @@ class MultimodKeyData:
         if module_gaps and len(self.modules) < self.det.n_modules:
             return False
         present = self.fmap.present
-        return bool(present.all()) and not (self._per_frame and self._has_ragged_modules())
-
-    def _has_ragged_modules(self) -> bool:
-        return False
+        return bool(present.all())
 
     def _train_coord(self) -> np.ndarray:
         return np.asarray(self.det.frame_map.train_ids, dtype=np.uint64)
@@ -167,19 +164,22 @@ class MultimodKeyData:
 
     def dask_array(self, *, labelled: bool = False, fill_value: Any = None,
                    astype: Any = None) -> Any:
-        dtype = np.dtype(astype) if astype is not None else self.dtype
-        parts = []
-        for sub in self.det.split_trains(frames_per_part=self._part_rows()):
-            kd = copy(self)
-            kd.det = sub
-            shape = kd.buffer_shape()
-            read = dask.delayed(kd.ndarray, pure=True)(fill_value=fill_value, astype=astype)
-            parts.append(da.from_delayed(read, shape=shape, dtype=dtype))
-        arr = da.concatenate(parts, axis=1) if parts else empty_dask(self.buffer_shape(), dtype)
+        arr = self._lazy(self._part_rows(), fill_value, astype)
         if not labelled:
             return arr
         return xr.DataArray(arr, dims=self.dimensions,
                             coords={"module": self.modules, "trainId": self._train_coord()})
+
+    def _lazy(self, rows_per_part: int, fill_value: Any, astype: Any) -> Any:
+        """A dask array of one delayed ``ndarray()`` per part of whole trains."""
+        dtype = np.dtype(astype) if astype is not None else self.dtype
+        parts = []
+        for sub in self.det.split_trains(frames_per_part=rows_per_part):
+            kd = copy(self)
+            kd.det = sub
+            read = dask.delayed(kd.ndarray, pure=True)(fill_value=fill_value, astype=astype)
+            parts.append(da.from_delayed(read, shape=kd.buffer_shape(), dtype=dtype))
+        return da.concatenate(parts, axis=1) if parts else empty_dask(self.buffer_shape(), dtype)
 
     # -- train selection ---------------------------------------------------------
 

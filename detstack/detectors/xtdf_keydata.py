@@ -5,13 +5,11 @@ from __future__ import annotations
 from copy import copy
 from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .keydata import MultimodKeyData, as_roi, empty_dask
+from .keydata import MultimodKeyData, as_roi
 from .pulses import (
     FrameLabels,
     is_all_pulses,
@@ -165,14 +163,7 @@ class XtdfImageKeyData(MultimodKeyData):
         if frames_per_chunk is None:
             per_frame = dtype.itemsize * len(self.modules) * int(np.prod(self.entry_shape))
             frames_per_chunk = max(1, min(FRAMES_BYTES // max(per_frame, 1), 1024))
-        parts = []
-        for sub in self.det.split_trains(frames_per_part=frames_per_chunk):
-            kd = copy(self)
-            kd.det = sub
-            read = dask.delayed(kd.ndarray, pure=True)(fill_value=fill_value, astype=astype)
-            parts.append(da.from_delayed(read, shape=kd.buffer_shape(), dtype=dtype))
-        arr = (da.concatenate(parts, axis=1) if parts
-               else empty_dask(self.buffer_shape(), dtype))
+        arr = self._lazy(frames_per_chunk, fill_value, astype)
         if not labelled:
             return arr
         return self._labelled(arr, self._index_levels(subtrain_index), self.dimensions)
