@@ -52,3 +52,8 @@ class DuplicateTrainError(DetstackError, ValueError):
 
 class MultiRunError(DetstackError, ValueError):
     """Run-level metadata was asked of data combining several runs."""
+
+
+class CorruptChunkError(FileFormatError):
+    """A stored chunk cannot be decoded exactly (a damaged deflate stream, a wrong
+    decompressed size, a filter that fails): its frames are unreadable, never zeros."""
