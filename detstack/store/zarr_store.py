@@ -16,6 +16,7 @@ import fsspec
 
 from ..errors import FileFormatError
 from .view_collection import ViewCollection
+from .zarr_shards import ShardedArray
 
 RECORD_ATTR = "detstack_record"
 PROGRESS_DIR = ".detstack-progress"   # ledger of an unfinished conversion
@@ -104,7 +105,8 @@ def open_zarr_store(path: str | os.PathLike[str], storage_options: dict[str, Any
     from .view_collection import check_record
     check_record(record, url)
     try:
-        arrays = {key: group[key] for key in record["keys"]}
+        folder = local_path(url) if zip_path is None else None
+        arrays = {key: ShardedArray.wrap(group[key], folder) for key in record["keys"]}
         train_ids = group["train"][...]
         counts = {g: group[count_name(g)][...] for g in record["index_groups"]}
     except KeyError as exc:
