@@ -107,6 +107,10 @@ class CompressedReader:
     def jobs(self) -> list[Callable[[], None]]:
         return [lambda job=job: self._run(job) for job in self._jobs.values()]
 
+    def clear(self) -> None:
+        """Forget the planned jobs (files stay open for the next plan)."""
+        self._jobs.clear()
+
     def close(self) -> None:
         for fd in self._fds.values():
             os.close(fd)

@@ -12,9 +12,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import zarr
 
 import detstack
 from detstack import by_index, synth
+from detstack.convert import to_zarr
 from detstack.detectors import deflate
 from detstack.errors import CorruptChunkError
 
@@ -143,3 +145,15 @@ def test_corrupt_chunk_is_a_typed_error(tmp_path: Path, how: str) -> None:
     # the frames around it still read
     good = det.select_trains(by_index[[0, 2]])["image.data"].ndarray()
     assert good.shape == (1, 8, 512, 128) and good.any()
+    # converting to a zarr store stops at the damaged chunk too
+    with pytest.raises(CorruptChunkError, match="train 10001"):
+        to_zarr(det, tmp_path / "out.zarr", keys=["image.data"])
+
+
+def test_to_zarr_from_compressed_equals_h5py(run: Path, tmp_path: Path) -> None:
+    det = detstack.AGIPD1M(detstack.RunDirectory(run))
+    to_zarr(det, tmp_path / "s.zarr", keys=["image.data", "image.mask"], threads=2)
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    for key in ("image.data", "image.mask"):
+        want = h5py_frames(run, key, [0, 3]).reshape((2, 6, FRAMES) + g[key].shape[3:])
+        np.testing.assert_array_equal(g[key][[0, 3]], want)
