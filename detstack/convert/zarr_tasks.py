@@ -164,11 +164,14 @@ def _encoder(codecs_json: str, dtype: str) -> Any:
     return chunk_encoder(json.loads(codecs_json), np.dtype(dtype))
 
 
-def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout) -> bytes:
+def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout,
+                out: np.ndarray | None = None) -> bytes | memoryview:
     """One stored object from its values ``unit`` (the unit shape, module axis first).
 
     ``valid`` (trains[, frames]) marks entries that have source rows; inner chunks
-    without any are left out of the shard (they read as the fill value).
+    without any are left out of the shard (they read as the fill value). With ``out``
+    (a reusable uint8 buffer), a shard is assembled there and a view of it returned:
+    one copy into memory already mapped instead of a fresh join per shard.
     """
     encode = _encoder(json.dumps(lay.codecs), lay.dtype.str)
     if not lay.sharded:
@@ -183,9 +186,27 @@ def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout) -> bytes:
             continue
         data = encode(unit[sel])
         index[pos] = (offset, len(data))
+        if out is not None and offset + len(data) <= len(out):
+            out[offset:offset + len(data)] = np.frombuffer(data, np.uint8)
+        else:
+            out = None
         parts.append(data)
         offset += len(data)
-    return b"".join(parts) + shard_index(index)
+    tail = shard_index(index)
+    if out is None or offset + len(tail) > len(out):
+        return b"".join(parts) + tail
+    out[offset:offset + len(tail)] = np.frombuffer(tail, np.uint8)
+    return memoryview(out[:offset + len(tail)])
+
+
+def _shard_buffer(lay: ArrayLayout) -> np.ndarray | None:
+    """A buffer big enough for one shard of ``lay`` with any usual codec's overhead."""
+    if not lay.sharded:
+        return None
+    chunk_bytes = lay.dtype.itemsize * int(np.prod(lay.chunk))
+    n_chunks = int(np.prod(lay.unit)) // int(np.prod(lay.chunk))
+    return np.empty(n_chunks * (chunk_bytes + chunk_bytes // 128 + 1024) + 16 * n_chunks + 64,
+                    np.uint8)
 
 
 def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target) -> None:
@@ -200,6 +221,7 @@ def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target) -> 
     if padded != natural:
         slab[...] = fill
     region = slab[(slice(None),) + tuple(slice(0, s) for s in natural)]
+    shard_buf = _shard_buffer(lay) if target.is_local else None
     for u0 in range(task.t0, task.t1, ut):
         a = u0 - task.t0
         count = rows.count[a:a + ut]
@@ -229,7 +251,7 @@ def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target) -> 
                 continue
             unit = slab[(slice(None),) + sel][None]
             key = "/".join([lay.key, "c", str(task.slot), str(u0 // ut), *map(str, pos)])
-            target.put(key, encode_unit(unit, unit_valid, lay))
+            target.put(key, encode_unit(unit, unit_valid, lay, shard_buf))
 
 
 _malloc_tuned = False
