@@ -144,7 +144,8 @@ class ShardedArray:
 
     def _selection(self, index: tuple[Any, ...]) -> list[tuple[int, int, int, bool]] | None:
         if len(index) > len(self.shape) or not all(
-                isinstance(i, (int, np.integer, slice)) for i in index):
+                isinstance(i, (int, np.integer)) or (isinstance(i, slice) and (i.step or 1) > 0)
+                for i in index):
             return None
         index = index + (slice(None),) * (len(self.shape) - len(index))
         return [_axis_sel(i, n) for i, n in zip(index, self.shape, strict=True)]

@@ -46,6 +46,7 @@ def test_same_values_as_zarr_python(tmp_path: Path, codecs: list, order: tuple |
         for job in fast.read_jobs(index, out):
             job()
         np.testing.assert_array_equal(out, data[index], err_msg=str(index))
+    assert fast.read_jobs((0, slice(None, None, -1)), np.empty((5, 7, 4, 9))) is None
 
 
 def test_unusual_arrays_stay_with_zarr_python(tmp_path: Path) -> None:
@@ -91,3 +92,22 @@ def test_damaged_store_is_a_typed_error(run: Path, tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         with pytest.raises(MissingDataError, match="shard"):
             view_det(det, str(url)).get_array("image.data")
+
+
+def test_xarray_dask_chunks(run: Path, tmp_path: Path) -> None:
+    """What xarray does with a store (documented in the README): its default dask chunk
+    is the zarr read chunk (our inner chunk); ``chunks={"pulse": -1}`` gives one dask
+    chunk per shard, ``chunks="auto"`` whole multiples of inner chunks (~128 MiB)."""
+    det = open_det(run, "AGIPD1M-raw")
+    url = str(tmp_path / "s.zarr")
+    to_zarr(det, url, keys=["image.data"])
+    arr = zarr.open_array(url + "/image.data", mode="r")
+    default = xr.open_zarr(url)["image.data"]
+    assert default.data.chunksize == arr.chunks
+    assert default.encoding["shards"] == arr.shards
+    per_shard = xr.open_zarr(url, chunks={"pulse": -1})["image.data"]
+    assert per_shard.data.chunksize == arr.shards
+    auto = xr.open_zarr(url, chunks="auto")["image.data"].data
+    assert all(c % i == 0 or c == s for cs, i, s in zip(auto.chunks, arr.chunks, arr.shape,
+                                                          strict=True) for c in cs[:-1])
+    assert np.prod(auto.chunksize) >= np.prod(arr.shards)
