@@ -24,6 +24,7 @@ import numpy as np
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from ..detectors.base import MultimodDetectorBase
+from .lossy import QUANTIZE, LossyMode, parse_lossy
 from .plan import KeyPlan, ViewPlan
 
 SMALL_KEY_BYTES = 1 << 16   # per module-train; below this a key is stored in train blocks
@@ -61,6 +62,7 @@ class ArrayLayout:
     chunk: tuple[int, ...]     # inner chunk (== unit when unsharded)
     codecs: tuple[dict[str, Any], ...] = ()  # zarr v3 JSON of the chunk codecs after bytes
     order: tuple[int, ...] | None = None     # transpose codec order (train axis last)
+    lossy: LossyMode | None = None           # values rounded before encoding (lossy.py)
 
     @property
     def sharded(self) -> bool:
@@ -161,9 +163,20 @@ def _check_layout(key: str, shape: tuple[int, ...], unit: tuple[int, ...],
         raise ValueError(f"{key}: shard shape {unit} is not a multiple of chunk shape {chunk}")
 
 
-def plan_layouts(plan: ViewPlan, chunks: ChunkSpec = None, shards: ShardSpec = None
-                 ) -> list[ArrayLayout]:
-    return [key_layout(plan, kp, chunks, shards) for kp in plan.keys]
+def plan_layouts(plan: ViewPlan, chunks: ChunkSpec = None, shards: ShardSpec = None,
+                 lossy: Any = None) -> list[ArrayLayout]:
+    """Every key's layout; ``lossy`` (see lossy.py) applies to the float pixel keys."""
+    from dataclasses import replace
+    layouts = [key_layout(plan, kp, chunks, shards) for kp in plan.keys]
+    if lossy is None:
+        return layouts
+    mode = parse_lossy(lossy)
+    targets = [lay.key for lay in layouts if lay.dtype.kind == "f" and "slow_scan" in lay.dims]
+    if not targets:
+        raise ValueError(f"lossy={lossy!r} rounds float pixel data (corrected detector data), "
+                         f"but none of the keys converted is one ({[k.key for k in plan.keys]}); "
+                         "convert corrected data, or leave lossy out")
+    return [replace(lay, lossy=mode) if lay.key in targets else lay for lay in layouts]
 
 
 def train_block(layouts: Sequence[ArrayLayout], n_trains: int) -> int:
@@ -213,13 +226,19 @@ def transposed(chunk: np.ndarray, order: Sequence[int]) -> np.ndarray:
 
 def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype
                   ) -> Callable[[np.ndarray], bytes]:
-    """Encode a chunk exactly as zarr's [transpose?, bytes(little), *codecs] pipeline does."""
+    """Encode a chunk exactly as zarr's [transpose?, bytes(little), *codecs] pipeline does
+    (after the lossy quantizer, when ``codecs`` starts with one)."""
     steps: list[Callable[[bytes | np.ndarray], bytes]] = []
     order: tuple[int, ...] | None = None
+    quantize: LossyMode | None = None
     for spec in codecs:
         name = spec["name"]
         conf = dict(spec.get("configuration", {}))
-        if name == "transpose":
+        if name == QUANTIZE:
+            if steps or order is not None or quantize is not None:
+                raise ValueError("the lossy quantizer must come before every codec")
+            quantize = parse_lossy(conf)
+        elif name == "transpose":
             if steps or order is not None:
                 raise ValueError("transpose must be the first chunk codec")
             order = tuple(int(a) for a in conf["order"])
@@ -244,6 +263,8 @@ def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype
     little = np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).byteorder == ">" else dtype
 
     def encode(chunk: np.ndarray) -> bytes:
+        if quantize is not None:
+            chunk = quantize.apply(chunk)
         if order is not None:
             chunk = transposed(chunk, order)
         data: bytes | np.ndarray = np.ascontiguousarray(chunk, dtype=little)
