@@ -229,6 +229,7 @@ def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
     direct = _DirectReader()
     compressed = CompressedReader()
     other_jobs: list[Callable[[], None]] = []
+    batch: dict[Any, Any] = {}       # lets views share one job per stored object
     contiguous = out.flags.c_contiguous
 
     for m in range(fmap.n_modules):
@@ -263,7 +264,8 @@ def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
                                 _whole_rows(src_index, ds), describe)
                 continue
             planner = getattr(ds, "read_jobs", None)
-            jobs = planner(run.src_start, run.length, src_index, rows) if planner else None
+            jobs = (planner(run.src_start, run.length, src_index, rows, batch) if planner
+                    else None)
             if jobs is not None:
                 other_jobs.extend(jobs)
                 continue

@@ -150,27 +150,39 @@ class ShardedArray:
         index = index + (slice(None),) * (len(self.shape) - len(index))
         return [_axis_sel(i, n) for i, n in zip(index, self.shape, strict=True)]
 
-    def read_jobs(self, index: tuple[Any, ...], dest: np.ndarray) -> list[Job] | None:
-        """Jobs that fill ``dest`` with ``self[index]``, one per shard; None: not here."""
+    def read_jobs(self, index: tuple[Any, ...], dest: np.ndarray,
+                  batch: dict[Any, Any] | None = None) -> list[Job] | None:
+        """Jobs that fill ``dest`` with ``self[index]``, one per shard; None: not here.
+
+        Requests made with the same ``batch`` (one dict per read, passed by the reader)
+        share their shard's job, so an inner chunk holding several trains is fetched and
+        decoded once however many blocks of rows need it.
+        """
         sels = self._selection(index)
         if sels is None or any(a >= b for a, b, _, _ in sels):
             return None if sels is None else []
+        batch = {} if batch is None else batch
         dest_full = dest[tuple(np.newaxis if d else slice(None) for *_, d in sels)]
         ranges = [range(a // n, (b - 1) // n + 1) for (a, b, _, _), n in zip(sels, self.shard,
                                                                             strict=True)]
         jobs: list[Job] = []
         for pos in np.ndindex(*(len(r) for r in ranges)):
             shard = tuple(r[p] for r, p in zip(ranges, pos, strict=True))
-            jobs.append(lambda shard=shard: self._read_shard(shard, sels, dest_full))
+            key = (id(self), shard)
+            if key not in batch:
+                batch[key] = requests = []
+                jobs.append(lambda shard=shard, requests=requests:
+                            self._read_shard(shard, requests))
+            batch[key].append((sels, dest_full))
         return jobs
 
     def _shard_path(self, shard: Sequence[int]) -> str:
         return os.path.join(self.folder, "c", *map(str, shard))
 
-    def _read_shard(self, shard: tuple[int, ...], sels: list[tuple[int, int, int, bool]],
-                    dest: np.ndarray) -> None:
-        path = self._shard_path(shard)
-        chunks = []   # (inner position, chunk slices, dest slices)
+    def _pieces(self, shard: tuple[int, ...], sels: list[tuple[int, int, int, bool]]
+                ) -> list[tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]]:
+        """(inner chunk position, slices inside the chunk, slices of the request's output)."""
+        out = []
         for pos in np.ndindex(*self.grid):
             lo = [s * n + p * c for s, n, p, c in zip(shard, self.shard, pos, self.inner,
                                                        strict=True)]
@@ -185,16 +197,25 @@ class ShardedArray:
                 local.append(slice(first - l0, first - l0 + (n - 1) * st + 1, st))
                 target.append(slice((first - a) // st, (first - a) // st + n))
             else:
-                chunks.append((pos, tuple(local), tuple(target)))
-        if not chunks:
+                out.append((pos, tuple(local), tuple(target)))
+        return out
+
+    def _read_shard(self, shard: tuple[int, ...],
+                    requests: list[tuple[list[tuple[int, int, int, bool]], np.ndarray]]) -> None:
+        path = self._shard_path(shard)
+        uses: dict[tuple[int, ...], list[tuple[tuple[slice, ...], np.ndarray]]] = {}
+        for sels, dest in requests:
+            for pos, local, target in self._pieces(shard, sels):
+                uses.setdefault(pos, []).append((local, dest[target]))
+        if not uses:
             return
         index = self._index(path, shard)
-        flat = [int(np.ravel_multi_index(pos, self.grid)) for pos, _, _ in chunks]
-        entries = index[flat]
+        positions = sorted(uses)
+        entries = index[[int(np.ravel_multi_index(pos, self.grid)) for pos in positions]]
         missing = (entries == EMPTY).all(axis=1)
         if missing.any():
             raise MissingDataError(path, f"shard {shard} of {self.array.path} lacks inner "
-                                   f"chunk {chunks[int(np.flatnonzero(missing)[0])][0]} that "
+                                   f"chunk {positions[int(np.flatnonzero(missing)[0])]} that "
                                    "the store's counts say holds frames",
                                    "The store is damaged; convert the run again")
         lo = int(entries[:, 0].min())
@@ -204,8 +225,8 @@ class ShardedArray:
         if len(span) != hi - lo:
             raise FileFormatError(path, "the shard file is truncated", "Convert the run again")
         buf = memoryview(span)
-        for (_, local, target), (off, nbytes) in zip(chunks, entries.tolist(), strict=True):
-            self._decode_into(buf[off - lo:off - lo + nbytes], local, target, dest, path)
+        for pos, (off, nbytes) in zip(positions, entries.tolist(), strict=True):
+            self._decode_into(buf[off - lo:off - lo + nbytes], uses[pos], path)
 
     def _index(self, path: str, shard: tuple[int, ...]) -> np.ndarray:
         n = math.prod(self.grid)
@@ -229,14 +250,16 @@ class ShardedArray:
                                   "The store is damaged; convert the run again")
         return np.frombuffer(raw[:16 * n], "<u8").reshape(n, 2)
 
-    def _decode_into(self, raw: memoryview, local: tuple[slice, ...], target: tuple[slice, ...],
-                     dest: np.ndarray, path: str) -> None:
+    def _decode_into(self, raw: memoryview,
+                     uses: list[tuple[tuple[slice, ...], np.ndarray]], path: str) -> None:
+        """Decode one inner chunk and copy it where each use wants it (straight into the
+        output when one use takes the whole, untransposed chunk)."""
         codecs = self.codecs
         shape = self.inner if codecs.order is None else tuple(self.inner[i] for i in codecs.order)
-        whole = all(s == slice(0, n, 1) for s, n in zip(local, self.inner, strict=True))
-        out = dest[target]
-        direct = (whole and codecs.order is None and out.flags.c_contiguous
-                  and codecs.dtype == self.dtype)
+        local, out = uses[0]
+        direct = (len(uses) == 1 and codecs.order is None and out.flags.c_contiguous
+                  and codecs.dtype == self.dtype
+                  and all(s == slice(0, n, 1) for s, n in zip(local, self.inner, strict=True)))
         data: Any = raw
         try:
             for i, step in enumerate(codecs.steps):
@@ -254,7 +277,25 @@ class ShardedArray:
             raise FileFormatError(path, f"an inner chunk of {self.array.path} decodes to "
                                   f"{flat.size} bytes instead of {nbytes}",
                                   "The store is damaged; convert the run again")
-        chunk = flat.view(codecs.dtype).reshape(shape)
-        if codecs.order is not None:
-            chunk = chunk.transpose(np.argsort(codecs.order))
-        out[...] = chunk[local]
+        stored = flat.view(codecs.dtype).reshape(shape)
+        for local, out in uses:
+            if codecs.order is None:
+                out[...] = stored[local]
+            else:
+                _untranspose_into(out, stored, codecs.order, local)
+
+
+def _untranspose_into(out: np.ndarray, stored: np.ndarray, order: tuple[int, ...],
+                      local: tuple[slice, ...]) -> None:
+    """``out[...] = stored.transpose(inverse of order)[local]``; when ``order`` moved one
+    short axis to the end (our layout: trains innermost), one pass per position along it
+    (contiguous writes; ~2x numpy's general strided copy)."""
+    n = stored.ndim
+    axis = order[-1]
+    if order[:-1] != tuple(a for a in range(n) if a != axis):
+        out[...] = stored.transpose(np.argsort(order))[local]
+        return
+    rest = local[:axis] + local[axis + 1:]
+    positions = range(stored.shape[-1])[local[axis]]
+    for k, j in enumerate(positions):
+        out[(slice(None),) * axis + (k,)] = stored[(Ellipsis, j)][rest]
