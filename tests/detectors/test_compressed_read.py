@@ -157,3 +157,22 @@ def test_to_zarr_from_compressed_equals_h5py(run: Path, tmp_path: Path) -> None:
     for key in ("image.data", "image.mask"):
         want = h5py_frames(run, key, [0, 3]).reshape((2, 6, FRAMES) + g[key].shape[3:])
         np.testing.assert_array_equal(g[key][[0, 3]], want)
+
+
+def test_filters_we_do_not_decode_go_to_hdf5(tmp_path: Path) -> None:
+    """deflate + Fletcher-32 checksums: read by HDF5, equal to h5py; a damaged chunk
+    (the checksum catches it) is typed."""
+    synth.write_run(tmp_path, "AGIPD1M", raw=False, n_trains=3, frames_per_train=4,
+                    modules=[1], layout="deflate", with_control=False)
+    path = next(tmp_path.glob("CORR-*-AGIPD01-S00000.h5"))
+    dset = "INSTRUMENT/SPB_DET_AGIPD1M-1/CORR/1CH0:output/image/data"
+    with h5py.File(path, "r+") as f:
+        values = f[dset][:]
+        del f[dset]
+        f.create_dataset(dset, data=values, chunks=(1, 512, 128), compression="gzip",
+                         fletcher32=True)
+    det = detstack.AGIPD1M(detstack.RunDirectory(tmp_path))
+    np.testing.assert_array_equal(det["image.data"].ndarray()[0], values[:12])
+    _damage(path, dset, 9, "flip")                 # train 10002, frame 1
+    with pytest.raises(CorruptChunkError, match="train 10002"):
+        det["image.data"].ndarray()
