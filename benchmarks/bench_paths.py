@@ -66,6 +66,7 @@ def best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 
 _last_cpu = 0.0
+SKIP: set[str] = set()
 
 
 def warm(folder: Path) -> None:
@@ -244,10 +245,13 @@ def bench_zread(base: Path, trains: int, repeat: int) -> None:
     theirs = row("tensorstore read()", s, a.nbytes, limit)
     assert a.nbytes == nbytes_all
     del a
-    s, a = best(lambda: z[...], repeat)
-    row("zarr-python arr[...]", s, a.nbytes, limit)
-    del a
+    if "zarr-python" not in SKIP:
+        s, a = best(lambda: z[...], repeat)
+        row("zarr-python arr[...]", s, a.nbytes, limit)
+        del a
     try:
+        if "zarrs" in SKIP:
+            raise ImportError("left out (--without zarrs)")
         with zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}):
             zz = zarr.open_array(str(arr_path), mode="r")
             s, a = best(lambda: zz[...], repeat)
@@ -308,10 +312,13 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
                                           meta["codecs"][0]), fill_value=0)
                 a[...] = data
         return write
-    s, _ = best(with_zarr(None), repeat)
-    row("zarr-python arr[...] = data (in memory)", s, data.nbytes, limit)
+    if "zarr-python" not in SKIP:
+        s, _ = best(with_zarr(None), repeat)
+        row("zarr-python arr[...] = data (in memory)", s, data.nbytes, limit)
     try:
         import zarrs  # noqa: F401
+        if "zarrs" in SKIP:
+            raise ImportError("left out (--without zarrs)")
         s, _ = best(with_zarr("zarrs.ZarrsCodecPipeline"), repeat)
         row("zarr-python + zarrs pipeline (in memory)", s, data.nbytes, limit)
     except ImportError as exc:
@@ -334,7 +341,10 @@ def main() -> None:
     ap.add_argument("--parts", nargs="*", default=["h5", "zread", "zwrite"])
     ap.add_argument("--dir", default="/tmp/detstack-bench/paths")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--without", nargs="*", default=[], choices=["zarrs", "zarr-python"],
+                    help="leave these out (they are slow on the transposed layout)")
     args = ap.parse_args()
+    SKIP.update(args.without)
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
     print(f"machine: {CORES} cores, load average {os.getloadavg()[0]:.1f}")
