@@ -222,8 +222,15 @@ def ensure_run(workdir: Path, kind: str, trains: int) -> tuple[Path, dict[str, o
     """The metadata-only run of this size (generated in a subprocess the first time)."""
     folder = workdir / f"agipd1m-{kind}-{trains}"
     marker = workdir / f"agipd1m-{kind}-{trains}.json"
-    if marker.exists() and folder.is_dir():
-        return folder, json.loads(marker.read_text())
+    import fcntl
+    with open(workdir / ".generate.lock", "w") as lock:  # benchmarks sharing a workdir
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists() and folder.is_dir():
+            return folder, json.loads(marker.read_text())
+        return folder, _generate(folder, marker, kind, trains)
+
+
+def _generate(folder: Path, marker: Path, kind: str, trains: int) -> dict[str, object]:
     code = (
         "import json, sys, time\n"
         "from detstack import synth\n"
@@ -241,7 +248,7 @@ def ensure_run(workdir: Path, kind: str, trains: int) -> tuple[Path, dict[str, o
                          text=True).stdout
     info = json.loads(out.strip().splitlines()[-1])
     marker.write_text(json.dumps(info))
-    return folder, info
+    return info
 
 
 def fmt(result: dict[str, object]) -> str:
