@@ -223,6 +223,7 @@ def ensure_run(workdir: Path, kind: str, trains: int) -> tuple[Path, dict[str, o
     folder = workdir / f"agipd1m-{kind}-{trains}"
     marker = workdir / f"agipd1m-{kind}-{trains}.json"
     import fcntl
+    workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / ".generate.lock", "w") as lock:  # benchmarks sharing a workdir
         fcntl.flock(lock, fcntl.LOCK_EX)
         if marker.exists() and folder.is_dir():
