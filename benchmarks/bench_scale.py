@@ -16,7 +16,7 @@ written or read).
 
 Adding a row: write a function `f(ctx: Context) -> str | None` (it runs in the child; the
 clock covers the whole call, so do imports at module level of the function's body before
-calling `ctx.start()`), decorate it with `@measurement("row name")` and, if it needs
+calling `ctx.start()`), decorate it with `@measurement("row_id", "row label")` and, if it needs
 something prepared first (e.g. a view written), pass `prepare=` a function run in the parent
 before the child starts (it may itself call `run_child`). The returned string is a note
 printed under the table.
@@ -62,7 +62,8 @@ class Context:
 
 @dataclass(frozen=True)
 class Measurement:
-    name: str
+    id: str       # short name for --rows
+    name: str     # the row label
     func: Callable[[Context], str | None]
     prepare: Callable[[Context], None] | None = None
     env: Callable[[Context], dict[str, str]] | None = None
@@ -71,12 +72,12 @@ class Measurement:
 MEASUREMENTS: dict[str, Measurement] = {}
 
 
-def measurement(name: str, *, prepare: Callable[[Context], None] | None = None,
+def measurement(id_: str, name: str, *, prepare: Callable[[Context], None] | None = None,
                 env: Callable[[Context], dict[str, str]] | None = None
                 ) -> Callable[[Callable[[Context], str | None]], Callable[[Context], str | None]]:
     """Register a row of the table (rows appear in registration order)."""
     def deco(func: Callable[[Context], str | None]) -> Callable[[Context], str | None]:
-        MEASUREMENTS[name] = Measurement(name, func, prepare, env)
+        MEASUREMENTS[id_] = Measurement(id_, name, func, prepare, env)
         return func
     return deco
 
@@ -110,7 +111,7 @@ def quiet() -> None:
 
 # -- rows ---------------------------------------------------------------------------------
 
-@measurement("python + imports (baseline)")
+@measurement("baseline", "python + imports (baseline)")
 def _baseline(ctx: Context) -> str | None:
     import extra_data  # noqa: F401
     import h5py  # noqa: F401
@@ -122,7 +123,7 @@ def _baseline(ctx: Context) -> str | None:
     return None
 
 
-@measurement("detstack RunDirectory, first open", prepare=clear_detstack_cache,
+@measurement("ds_open", "detstack RunDirectory, first open", prepare=clear_detstack_cache,
              env=detstack_env)
 def _ds_open(ctx: Context) -> str | None:
     import detstack
@@ -135,15 +136,15 @@ def _ds_open(ctx: Context) -> str | None:
 
 def _ds_warm(ctx: Context) -> None:
     clear_detstack_cache(ctx)
-    run_child("detstack RunDirectory, first open", ctx)
+    run_child("ds_open", ctx)
 
 
-@measurement("detstack RunDirectory, second open (cache)", prepare=_ds_warm, env=detstack_env)
+@measurement("ds_open_cached", "detstack RunDirectory, second open (cache)", prepare=_ds_warm, env=detstack_env)
 def _ds_open_cached(ctx: Context) -> str | None:
     return _ds_open(ctx)
 
 
-@measurement("EXtra-data 1.25 RunDirectory, first open", prepare=clear_extra_data_cache)
+@measurement("ed_open", "EXtra-data 1.25 RunDirectory, first open", prepare=clear_extra_data_cache)
 def _ed_open(ctx: Context) -> str | None:
     import extra_data
     quiet()
@@ -155,10 +156,10 @@ def _ed_open(ctx: Context) -> str | None:
 
 def _ed_warm(ctx: Context) -> None:
     clear_extra_data_cache(ctx)
-    run_child("EXtra-data 1.25 RunDirectory, first open", ctx)
+    run_child("ed_open", ctx)
 
 
-@measurement("EXtra-data 1.25 RunDirectory, second open (cache)", prepare=_ed_warm)
+@measurement("ed_open_cached", "EXtra-data 1.25 RunDirectory, second open (cache)", prepare=_ed_warm)
 def _ed_open_cached(ctx: Context) -> str | None:
     try:
         return _ed_open(ctx)
@@ -166,7 +167,7 @@ def _ed_open_cached(ctx: Context) -> str | None:
         clear_extra_data_cache(ctx)  # EXtra-data wrote it into the run folder; detstack never does
 
 
-@measurement("detstack RunDirectory + AGIPD1M(run)", prepare=_ds_warm, env=detstack_env)
+@measurement("ds_det", "detstack RunDirectory + AGIPD1M(run)", prepare=_ds_warm, env=detstack_env)
 def _ds_detector(ctx: Context) -> str | None:
     import detstack
     quiet()
@@ -176,7 +177,7 @@ def _ds_detector(ctx: Context) -> str | None:
     return None
 
 
-@measurement("EXtra-data RunDirectory + AGIPD1M(run)", prepare=_ed_warm)
+@measurement("ed_det", "EXtra-data RunDirectory + AGIPD1M(run)", prepare=_ed_warm)
 def _ed_detector(ctx: Context) -> str | None:
     import extra_data
     from extra_data.components import AGIPD1M
@@ -262,7 +263,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trains", default="1000,3000,10000,30000")
     parser.add_argument("--kinds", default="raw,corrected")
-    parser.add_argument("--rows", default="", help="comma-separated row names (default all)")
+    parser.add_argument("--rows", default="", help="comma-separated row ids (default all)")
     parser.add_argument("--workdir", default="/tmp/detstack-scale", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -285,13 +286,14 @@ def main() -> None:
             columns.append((f"{kind} {n:,} trains ({info['files']} files)", ctx, info))
     results: dict[str, list[str]] = {}
     notes: list[str] = []
-    for name in rows:
-        m = MEASUREMENTS[name]
+    for row in rows:
+        m = MEASUREMENTS[row]
+        name = m.name
         cells = []
         for label, ctx, _ in columns:
             if m.prepare:
                 m.prepare(ctx)
-            res = run_child(name, ctx)
+            res = run_child(row, ctx)
             cells.append(fmt(res))
             if res.get("note"):
                 notes.append(f"{name}, {label}: {res['note']}")

@@ -6,7 +6,7 @@ import difflib
 import fnmatch
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -317,11 +317,15 @@ class DataCollection:
         return ok
 
     def _dataset(self, f: RunFile, source: str, key: str) -> Any:
-        """The h5py dataset of (source, key) in one file, looked up once."""
+        """The h5py dataset of (source, key) in one file, looked up once per open handle
+        (the handle pool may have closed and reopened the file since)."""
         cache_key = (id(f), source, key)
-        ds = self._datasets.get(cache_key)
-        if ds is None:
-            ds = self._datasets[cache_key] = f.h5[f.dataset_path(source, key)]
+        h5 = f.h5
+        hit = self._datasets.get(cache_key)
+        if hit is not None and hit[0] is h5:
+            return hit[1]
+        ds = h5[f.dataset_path(source, key)]
+        self._datasets[cache_key] = (h5, ds)
         return ds
 
     def _read_train(self, tid: int, *, keep_dims: bool, flat_keys: bool) -> dict[Any, Any]:
@@ -376,19 +380,21 @@ def RunDirectory(path: str | os.PathLike[str], include: str = "*", *,
     names = fnmatch.filter(names, include)
     if not names:
         raise NoUsableFilesError(f"No .h5 files matching {include!r} in {folder}")
-    files, problems = _open_files(folder / n for n in names)
+    files, problems = _open_files([folder / n for n in names])
     if not files:
         raise NoUsableFilesError(f"None of the {len(names)} files in {folder} is usable:\n  "
                                  + "\n  ".join(problems))
     return DataCollection(files, inc_suspect_trains=inc_suspect_trains, is_single_run=True)
 
 
-def _open_files(paths: Iterable[Path]) -> tuple[list[RunFile], list[str]]:
+def _open_files(paths: list[Path]) -> tuple[list[RunFile], list[str]]:
+    """Open each file lazily (its sources are checked when first used); skip the unusable
+    ones (not regular files, not HDF5, no INDEX...) with a warning."""
     files: list[RunFile] = []
     problems: list[str] = []
     for p in paths:
         try:
-            files.append(RunFile(p))
+            files.append(RunFile(p, check=False))
         except FileFormatError as exc:
             problems.append(str(exc))
             warnings.warn(f"Skipping unusable file: {exc}", stacklevel=3)
