@@ -34,6 +34,10 @@ class SourceNameError(DetstackError, KeyError):
     """A source (device/channel) name that the data does not contain."""
 
 
+class NoMatchError(SourceNameError, ValueError):
+    """A source/key glob selection matched nothing (a KeyError and a ValueError)."""
+
+
 class PropertyNameError(DetstackError, KeyError):
     """A key that a source does not have."""
 
@@ -62,3 +66,8 @@ class CorruptChunkError(FileFormatError):
 class MissingDataError(FileFormatError):
     """Data that a view's counts say exists is not there (a deleted zarr shard, a missing
     virtual-dataset source): reading it would silently give fill values."""
+
+
+class IndexFormatError(FileFormatError):
+    """A file's INDEX contradicts itself or its data (negative or overlapping ranges,
+    rows past the end, a per-frame trainId that disagrees with it)."""

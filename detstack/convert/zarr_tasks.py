@@ -134,7 +134,7 @@ class _Sources:
         if chunks is not None and out.shape[1:] == ds.shape[1:]:
             self.compressed.plan(chunks, start, count, out, (), True, lambda row: where)
             self.compressed.open_files()
-            for job in self.compressed.jobs():
+            for _, job in self.compressed.jobs():
                 job()
             self.compressed.clear()
             return

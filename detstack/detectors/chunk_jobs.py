@@ -104,8 +104,9 @@ class CompressedReader:
             job.targets.append(_Target(lo - c * k, hi - c * k, dest[lo - start:hi - start],
                                        src_index, whole_rows))
 
-    def jobs(self) -> list[Callable[[], None]]:
-        return [lambda job=job: self._run(job) for job in self._jobs.values()]
+    def jobs(self) -> list[tuple[str, Callable[[], None]]]:
+        """(file, job) pairs, one per stored chunk."""
+        return [(job.source.path, lambda job=job: self._run(job)) for job in self._jobs.values()]
 
     def clear(self) -> None:
         """Forget the planned jobs (files stay open for the next plan)."""
@@ -116,11 +117,11 @@ class CompressedReader:
             os.close(fd)
         self._fds.clear()
 
-    def open_files(self) -> None:
-        """Open every file once, before the jobs run in threads."""
-        for job in self._jobs.values():
-            if job.source.path not in self._fds:
-                self._fds[job.source.path] = os.open(job.source.path, os.O_RDONLY)
+    def open_files(self, paths: set[str] | None = None) -> None:
+        """Open the files of ``paths`` (default: every planned one) before jobs run."""
+        wanted = {job.source.path for job in self._jobs.values()} if paths is None else paths
+        for path in wanted - set(self._fds):
+            self._fds[path] = os.open(path, os.O_RDONLY)
 
     def _run(self, job: _ChunkJob) -> None:
         src, c = job.source, job.chunk

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import FileFormatError
 from ..frames import FrameMap
 from ..layout import RowLayout, row_layout
+from ..run.handles import POOL
 from .chunk_jobs import CompressedReader, corrupt_chunk
 
 DEFAULT_THREADS = min(8, 2 * (os.cpu_count() or 1))
@@ -102,8 +103,8 @@ class _DirectReader:
                 self.pieces.append((path, offset + start, dest[pos + start:pos + start + n]))
             pos += nbytes
 
-    def open_files(self) -> None:
-        for path in {p[0] for p in self.pieces} - set(self._fds):
+    def open_files(self, paths: set[str]) -> None:
+        for path in paths - set(self._fds):
             self._fds[path] = os.open(path, os.O_RDONLY)
 
     def close(self) -> None:
@@ -111,8 +112,9 @@ class _DirectReader:
             os.close(fd)
         self._fds.clear()
 
-    def jobs(self) -> list[Callable[[], None]]:
-        return [lambda piece=piece: self._copy(*piece) for piece in self.pieces]
+    def jobs(self) -> list[tuple[str, Callable[[], None]]]:
+        """(file, job) pairs."""
+        return [(piece[0], lambda piece=piece: self._copy(*piece)) for piece in self.pieces]
 
     def _copy(self, path: str, offset: int, view: memoryview) -> None:
         done = 0
@@ -235,12 +237,14 @@ def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
     for m in range(fmap.n_modules):
         dest = out[slots[m]].reshape((out.shape[1],) + kept_shape)
         dest_bytes = memoryview(dest.reshape(-1).view(np.uint8)) if contiguous else None
-        datasets: dict[int, tuple[Any, str, str, RowLayout | None, Any]] = {}
+        datasets: dict[int, tuple[Any, Any, str, str, RowLayout | None, Any]] = {}
         for run in fmap.runs(m, selected, per_train):
-            if run.file not in datasets:
-                f = fmap.files[run.file]
+            f = fmap.files[run.file]
+            h5 = f.h5   # from the handle pool: re-fetch if it was closed and reopened
+            hit = datasets.get(run.file)
+            if hit is None or hit[0] is not h5:
                 dpath = f.dataset_path(fmap.sources[m], key)
-                ds = f.h5[dpath]
+                ds = h5[dpath]
                 path = str(f.path)
                 layout = chunks = None
                 if isinstance(ds, h5py.Dataset):
@@ -249,8 +253,8 @@ def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
                         layout = direct.layout(path, dpath, ds)
                     if layout is None:
                         chunks = compressed.source(path, dpath, ds, out.dtype, src_index)
-                datasets[run.file] = (ds, path, dpath, layout, chunks)
-            ds, path, dpath, layout, chunks = datasets[run.file]
+                datasets[run.file] = hit = (h5, ds, path, dpath, layout, chunks)
+            _, ds, path, dpath, layout, chunks = hit
             rows = dest[run.dst_start:run.dst_start + run.length]
             pieces = layout.extents(run.src_start, run.length) if layout else None
             if pieces is not None and dest_bytes is not None:
@@ -271,10 +275,22 @@ def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
                 continue
             _h5_read(ds, dest, (slice(run.src_start, run.src_start + run.length),) + src_index,
                      np.s_[run.dst_start:run.dst_start + run.length], path, dpath, describe)
+    file_jobs = direct.jobs() + compressed.jobs()
+    # as many files open at once as the HDF5 handle pool: runs can have more files
+    # than `ulimit -n` allows
+    paths = list(dict.fromkeys(p for p, _ in file_jobs))
+    step = POOL.limit
     try:
-        direct.open_files()
-        compressed.open_files()
-        run_jobs(direct.jobs() + compressed.jobs() + other_jobs, threads)
+        run_jobs(other_jobs, threads)
+        for i in range(0, len(paths), step):
+            group = set(paths[i:i + step])
+            direct.open_files(group)
+            compressed.open_files(group)
+            try:
+                run_jobs([job for p, job in file_jobs if p in group], threads)
+            finally:
+                direct.close()
+                compressed.close()
     finally:
         direct.close()
         compressed.close()
