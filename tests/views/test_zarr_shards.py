@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from zarr.codecs import (BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, ShardingCodec,
-                         TransposeCodec, ZstdCodec)
+from zarr.codecs import (
+    BloscCodec,
+    BytesCodec,
+    Crc32cCodec,
+    GzipCodec,
+    ShardingCodec,
+    TransposeCodec,
+    ZstdCodec,
+)
 from zarr_store_helpers import make_run, open_det, view_det
 
 from detstack.convert import to_zarr
