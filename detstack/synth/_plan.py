@@ -46,6 +46,7 @@ class Options:
     proposal: int
     with_control: bool
     values: str = "realistic"   # the value model (see _pixels)
+    metadata_only: bool = False
 
     @property
     def prefix(self) -> str:
@@ -113,7 +114,7 @@ def make_options(kind: str, raw: bool, legacy: bool, n_trains: int, first_train:
                  index_pad: int, bad_train_ids: Mapping[int, int] | None,
                  bad_flags: Sequence[int] | None, mean_photons: float | None, seed: int,
                  run_number: int, proposal: int, with_control: bool,
-                 values: str = "realistic") -> Options:
+                 metadata_only: bool = False, values: str = "realistic") -> Options:
     """Validate every argument of write_run; raise TypeError/ValueError naming the culprit."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
@@ -161,6 +162,9 @@ def make_options(kind: str, raw: bool, legacy: bool, n_trains: int, first_train:
     fpc = _int("frames_per_chunk", frames_per_chunk, 1)
     if layout == "contiguous" and fpc != 1:
         raise ValueError("frames_per_chunk does not apply to the contiguous layout")
+    if metadata_only and layout != "chunked":
+        raise ValueError("metadata_only=True allocates uncompressed chunks without writing "
+                         f"them: it needs layout='chunked', not {layout!r}")
 
     tpf = None if trains_per_file is None else _int("trains_per_file", trains_per_file, 1)
     missing = _train_sets("missing_trains", missing_trains, mods, train_ids)
@@ -197,6 +201,7 @@ def make_options(kind: str, raw: bool, legacy: bool, n_trains: int, first_train:
         mean_photons=float(mean_photons), seed=_int("seed", seed, 0),
         run_number=_int("run_number", run_number, 0, 9999),
         proposal=_int("proposal", proposal, 0, 2**32 - 1), with_control=bool(with_control),
+        metadata_only=bool(metadata_only),
         values=values,
     )
 
