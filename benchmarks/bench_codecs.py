@@ -182,7 +182,7 @@ def store_reads(values: str, workdir: Path) -> None:
     rng = np.random.default_rng(0)
     for name, kw in layouts.items():
         url = workdir / f"{name.replace(' ', '-')}.zarr"
-        to_zarr(det, url, keys=["image.data"], overwrite=True, **kw)
+        to_zarr(det, url, overwrite=True, **kw)
         arr = zarr.open_group(str(url), mode="r")["image.data"]
         view = detstack.AGIPD1M(detstack.open_view(url), raw=True)
         t_zarr, t_ds = [], []
@@ -196,7 +196,7 @@ def store_reads(values: str, workdir: Path) -> None:
             view.select_trains(detstack.by_index[t]).get_array(
                 "image.data", pulses=detstack.by_index[p:p + 1])
             t_ds.append(time.perf_counter() - t0)
-        size = sum(f.stat().st_size for f in url.rglob("*") if f.is_file())
+        size = sum(f.stat().st_size for f in (url / "image.data").rglob("*") if f.is_file())
         print(f"  {name:12} zarr-python {np.median(t_zarr) * 1e3:5.1f} ms, get_array "
               f"{np.median(t_ds) * 1e3:5.1f} ms (both modules), store {size / 1e6:.0f} MB")
 

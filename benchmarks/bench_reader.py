@@ -2,7 +2,7 @@
 
     python benchmarks/bench_reader.py [--trains 8] [--pulses 64] [--dir /tmp/detstack-bench]
 
-Writes (once) a synthetic AGIPD-1M raw run with Poisson photon counts, warms the page
+Writes (once) a synthetic AGIPD-1M raw run (realistic value model), warms the page
 cache, then times each operation in a fresh subprocess (so peak RSS belongs to that
 operation alone) for detstack, EXtra-data and a plain h5py read of the same frames into
 one preallocated array. Prints a table of times, ratios and peak memory.
@@ -24,6 +24,8 @@ CASES = {
     "dask_compute": "get_dask_array('image.data').compute()",
     "trains_iter": "for _ in det.trains(): pass",
 }
+
+VALUES = "realistic"   # synth value model (say which, with figures)
 
 
 def run_case(lib: str, case: str, run_dir: str) -> dict[str, float]:
@@ -113,12 +115,13 @@ def measure(lib: str, case: str, run_dir: str, repeat: int) -> dict[str, float]:
 
 def ensure_run(run_dir: Path, n_trains: int, pulses: int) -> None:
     from detstack import synth
-    marker = run_dir / f".bench-{n_trains}x{pulses}"
+    marker = run_dir / f".bench-{n_trains}x{pulses}-{VALUES}"
     if not marker.exists():
         print(f"writing synthetic AGIPD-1M raw run to {run_dir} ...", flush=True)
         t0 = time.perf_counter()
         synth.write_run(run_dir, "AGIPD1M", raw=True, n_trains=n_trains,
-                        frames_per_train=pulses, with_control=False, overwrite=True)
+                        frames_per_train=pulses, with_control=False, overwrite=True,
+                        values=VALUES)
         print(f"  written in {time.perf_counter() - t0:.1f} s", flush=True)
         marker.touch()
     for f in run_dir.glob("*.h5"):  # warm the page cache
@@ -141,7 +144,8 @@ def main() -> None:
     args = ap.parse_args()
     run_dir = Path(args.dir)
     ensure_run(run_dir, args.trains, args.pulses)
-    print(f"\nAGIPD-1M raw, 16 modules x {args.trains} trains x {args.pulses} pulses\n")
+    print(f"\nAGIPD-1M raw, 16 modules x {args.trains} trains x {args.pulses} pulses, "
+          f"value model: {VALUES}\n")
     print(f"{'operation':48} {'detstack':>9} {'EXtra-data':>11} {'h5py':>7} "
           f"{'speed-up':>9} {'vs h5py':>8} {'peak MB ds/ed':>14} {'result MB':>10}")
     for case in args.cases:

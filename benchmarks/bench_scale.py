@@ -300,6 +300,7 @@ def main() -> None:
             print(f"  {name} | {label}: {fmt(res)}", file=sys.stderr, flush=True)
         results[name] = cells
 
+    print("value model: none (metadata-only runs: pixel chunks allocated, never written)")
     print("| operation | " + " | ".join(label for label, _, _ in columns) + " |")
     print("|---|" + "---|" * len(columns))
     gen = [f"{info['seconds']:.0f} s, {info['disk_mb']:.0f} MB disk" for _, _, info in columns]

@@ -40,6 +40,7 @@ from detstack.store import open_view
 
 warnings.simplefilter("ignore")
 
+VALUES = "realistic"   # synth value model (say which, with figures)
 KINDS = ["AGIPD1M", "AGIPD500K", "LPD1M", "DSSC1M", "JUNGFRAU"]
 
 
@@ -114,18 +115,18 @@ def scale(base: Path, n_trains: int) -> list[list[str]]:
 def make_run(base: Path, kind: str, raw: bool, quick: bool) -> Path:
     """All modules present (one train missing in one module), several sequence files,
     16 frames per train (JUNGFRAU: 16 memory cells, 4 modules); 0.25-1 GiB each."""
-    folder = base / f"run-{kind}-{'raw' if raw else 'corr'}{'-q' if quick else ''}"
+    folder = base / f"run-{kind}-{'raw' if raw else 'corr'}{'-q' if quick else ''}-{VALUES}"
     if folder.is_dir() and any(folder.glob("*.h5")):
         return folder
     n_trains = 4 if quick else 8
     if kind == "JUNGFRAU":
         synth.write_run(folder, kind, raw=raw, n_trains=n_trains, n_modules=4, n_cells=16,
                         trains_per_file=n_trains // 2 + 1, missing_trains={2: [10001]},
-                        with_control=False)
+                        with_control=False, values=VALUES)
     else:
         synth.write_run(folder, kind, raw=raw, n_trains=n_trains, frames_per_train=16,
                         trains_per_file=n_trains // 2 + 1, missing_trains={2: [10001]},
-                        with_control=False)
+                        with_control=False, values=VALUES)
     return folder
 
 
@@ -243,7 +244,8 @@ def main() -> None:
     args = ap.parse_args()
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
-    print(f"h5py {h5py.__version__}, HDF5 {h5py.version.hdf5_version}, {os.cpu_count()} CPUs")
+    print(f"h5py {h5py.__version__}, HDF5 {h5py.version.hdf5_version}, {os.cpu_count()} CPUs, "
+          f"value model: {VALUES}")
     table("1. Build and open, AGIPD-1M, 64 frames per train, 12 sequence files per module "
           "(seconds; CPU seconds in brackets)",
           ["data", "modules x trains", "to_vds", "image.data mappings", "h5py open",

@@ -1,16 +1,21 @@
 """Zarr store conversion: speed, compression, memory, and cluster vs threads.
 
     python benchmarks/bench_zarr_store.py [--size-gb 3] [--pulses 64] [--dir DIR]
-                                          [--no-dask] [--no-baseline]
+                                          [--values realistic|photons]
+                                          [--no-dask] [--no-baseline] [--no-old]
 
-Writes (once) a synthetic AGIPD-1M raw run of about ``--size-gb`` GB with Poisson
-photon counts (mean 0.5), warms the page cache, then, each in a fresh subprocess
-so peak RSS belongs to that conversion alone:
+Writes (once) a synthetic AGIPD-1M raw run of about ``--size-gb`` GB (value model
+``--values``, default realistic: pedestals, noise, photons in ADU; ``photons``: Poisson
+counts, mean 0.5), warms the page cache, then, each in a fresh subprocess so peak RSS
+belongs to that conversion alone:
 
-* ``to_zarr`` with the default codec (blosc zstd-1 + bitshuffle, one train per
-  module per shard, one frame per inner chunk) to a local folder: GB/s of input
-  (all keys), GB per CPU-second (the speed on an otherwise idle machine is about
-  this figure times the cores), compression ratio (input / stored bytes), peak RSS;
+* ``to_zarr`` with the default layout (8 trains per module per shard, an inner chunk
+  per pulse with the train axis innermost, blosc zstd-1 + bitshuffle 1 MiB blocks) to a
+  local folder: GB/s of input (all keys), GB per CPU-second (the speed on an otherwise
+  idle machine is about this figure times the cores), compression ratio (input / stored
+  bytes), peak RSS;
+* the same with the old default layout (one train per shard, one frame per inner
+  chunk, 64 KiB blosc blocks), to compare ratio and speed;
 * the same on a quarter of the trains, to show peak RSS does not grow with size;
 * the baseline: zarr-python itself writing ``image.data`` shard by shard
   (``arr[slot, train] = block``) with the same codec and layout;
@@ -31,6 +36,16 @@ import time
 from pathlib import Path
 
 FRAME_BYTES = 2 * 512 * 128 * 2      # raw AGIPD frame: data + gain planes, uint16
+
+
+def _old_layout() -> dict:
+    """The layout and codec to_zarr used before the realistic-data study."""
+    from zarr.codecs import BloscCodec, BloscShuffle
+    return {"compressor": BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.bitshuffle,
+                                     blocksize=1 << 16),
+            "shards": 1, "chunks": {"image.data": (1, 1, 1, 2, 512, 128)}}
+
+
 
 
 def _det(run_dir: str, trains: int | None = None):  # noqa: ANN202
@@ -70,6 +85,8 @@ def child(mode: str, run_dir: str, out: str, trains: str) -> None:
     t0, cpu0 = time.perf_counter(), time.process_time()
     if mode == "threads":
         to_zarr(det, out)
+    elif mode == "old-layout":
+        to_zarr(det, out, **_old_layout())
     elif mode == "zarr-python":
         baseline(det, out)
     elif mode == "dask":
@@ -97,27 +114,36 @@ def main_key_bytes(det) -> int:  # noqa: ANN001
 
 
 def baseline(det, out: str) -> None:  # noqa: ANN001
-    """zarr-python writing the same shards: read one module-train with h5py, assign it."""
+    """zarr-python writing the same layout (``image.data``): read the module's frames of a
+    shard's trains with h5py, assign them shard by shard."""
     import h5py
     import numpy as np
     import zarr
-    from zarr.codecs import BloscCodec, BloscShuffle
+    from zarr.codecs import TransposeCodec
 
     from detstack.convert.plan import ViewPlan
+    from detstack.convert.zarr_layout import FRAME_TRAINS, default_compressor
     plan = ViewPlan(det, ["image.data"])
     kp = plan.keys[0]
     shape = plan.shape(kp)
-    arr = zarr.create_array(out, shape=shape, dtype=kp.dtype, chunks=(1, 1, 1) + shape[3:],
-                            shards=(1, 1) + shape[2:], fill_value=0,
-                            compressors=BloscCodec(cname="zstd", clevel=1,
-                                                   shuffle=BloscShuffle.bitshuffle))
+    t = min(FRAME_TRAINS, shape[1])
+    arr = zarr.create_array(out, shape=shape, dtype=kp.dtype, chunks=(1, t, 1) + shape[3:],
+                            shards=(1, t) + shape[2:], fill_value=0,
+                            filters=[TransposeCodec(order=(0, *range(2, len(shape)), 1))],
+                            compressors=default_compressor(kp.dtype))
     files: dict[Path, h5py.File] = {}
+    blocks: dict[tuple[int, int], list] = {}
     for b in plan.blocks(kp):
-        if b.file not in files:
-            files[b.file] = h5py.File(b.file, "r")
-        block = np.zeros(shape[2:], kp.dtype)
-        block[:b.count] = files[b.file][b.dataset][b.src_start:b.src_start + b.count]
-        arr[b.slot, b.train] = block
+        blocks.setdefault((b.slot, b.train // t), []).append(b)
+    for (slot, u), bs in sorted(blocks.items()):
+        t0 = u * t
+        block = np.zeros((min(t, shape[1] - t0),) + shape[2:], kp.dtype)
+        for b in bs:
+            if b.file not in files:
+                files[b.file] = h5py.File(b.file, "r")
+            block[b.train - t0, :b.count] = files[b.file][b.dataset][b.src_start:
+                                                                      b.src_start + b.count]
+        arr[slot, t0:t0 + len(block)] = block
     for f in files.values():
         f.close()
 
@@ -130,14 +156,16 @@ def measure(mode: str, run_dir: Path, out: Path, trains: int | None = None) -> d
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def ensure_run(run_dir: Path, n_trains: int, pulses: int) -> None:
+def ensure_run(run_dir: Path, n_trains: int, pulses: int, values: str) -> None:
     from detstack import synth
-    marker = run_dir / f".bench-{n_trains}x{pulses}"
+    marker = run_dir / f".bench-{n_trains}x{pulses}-{values}"
     if not marker.exists():
-        print(f"writing synthetic AGIPD-1M raw run ({n_trains} trains x {pulses} pulses) to "
-              f"{run_dir} ...", flush=True)
+        print(f"writing synthetic AGIPD-1M raw run ({n_trains} trains x {pulses} pulses, "
+              f"{values} values) to {run_dir} ...", flush=True)
         t0 = time.perf_counter()
-        synth.write_run(run_dir, "AGIPD1M", raw=True, n_trains=n_trains, mean_photons=0.5,
+        for old in run_dir.glob(".bench-*"):
+            old.unlink()
+        synth.write_run(run_dir, "AGIPD1M", raw=True, n_trains=n_trains, values=values,
                         frames_per_train=pulses, with_control=False, overwrite=True)
         print(f"  written in {time.perf_counter() - t0:.1f} s", flush=True)
         marker.touch()
@@ -172,23 +200,35 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/detstack-bench/zarr")
     ap.add_argument("--no-dask", action="store_true", help="skip the LocalCluster run")
     ap.add_argument("--no-baseline", action="store_true", help="skip zarr-python's own writer")
+    ap.add_argument("--no-old", action="store_true", help="skip the old default layout")
+    ap.add_argument("--values", default="realistic", choices=["realistic", "photons"],
+                    help="synth value model (default realistic)")
     args = ap.parse_args()
     base = Path(args.dir)
     n_trains = max(4, round(args.size_gb * 1e9 / (16 * args.pulses * FRAME_BYTES)))
     run_dir = base / "run"
-    ensure_run(run_dir, n_trains, args.pulses)
+    ensure_run(run_dir, n_trains, args.pulses, args.values)
+    model = "realistic values" if args.values == "realistic" else "Poisson(0.5) photon values"
     print(f"\nAGIPD-1M raw, 16 modules x {n_trains} trains x {args.pulses} pulses, "
-          f"Poisson(0.5), {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n")
+          f"value model: {model}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}\n")
     print(f"{'conversion':50} {'time':>8} {'input':>9} {'speed':>11} {'GB/CPU-s':>8} "
           f"{'ratio':>7} {'peak RSS':>10}")
     full = measure("threads", run_dir, base / "threads.zarr")
-    row("to_zarr, threads, default codec", full)
+    row("to_zarr, threads, default layout", full)
+    if not args.no_old:
+        old = measure("old-layout", run_dir, base / "old.zarr")
+        row("to_zarr, threads, old default layout", old)
+        print(f"{'':50} new/old: speed {old['seconds'] / full['seconds']:.2f}x, "
+              f"CPU {old['cpu'] / full['cpu']:.2f}x, ratio "
+              f"{old['stored'] / full['stored']:.2f}x", flush=True)
+        shutil.rmtree(base / "old.zarr", ignore_errors=True)
     quarter = measure("threads", run_dir, base / "quarter.zarr", max(1, n_trains // 4))
     row(f"to_zarr, threads, first {max(1, n_trains // 4)} trains", quarter)
     shutil.rmtree(base / "quarter.zarr", ignore_errors=True)
     if not args.no_baseline:
         ref = measure("zarr-python", run_dir, base / "zarr-python.zarr")
-        row("zarr-python arr[slot, train] = block (image.data)", ref)
+        row("zarr-python arr[slot, trains] = block (image.data)", ref)
         shutil.rmtree(base / "zarr-python.zarr", ignore_errors=True)
     if not args.no_dask:
         dask = measure("dask", run_dir, base / "dask.zarr")

@@ -30,6 +30,7 @@ from .plan import KeyPlan, ViewPlan
 SMALL_KEY_BYTES = 1 << 16   # per module-train; below this a key is stored in train blocks
 TRAIN_BLOCK = 64            # trains per chunk of a small key
 FRAME_TRAINS = 8            # trains per inner chunk (and shard) of a large per-frame key
+SHARD_BYTES = 512 << 20     # ...fewer if a shard would exceed this (a task holds one shard)
 
 ChunkSpec = Sequence[int] | Mapping[str, Sequence[int]] | None
 ShardSpec = Sequence[int] | Mapping[str, Sequence[int]] | int | bool | None
@@ -123,7 +124,7 @@ def key_layout(plan: ViewPlan, kp: KeyPlan, chunks: ChunkSpec = None,
         user_unit = (1, int(shards)) + full if large else None
     elif shards is not None and not isinstance(shards, bool):
         user_unit = _per_key(shards, kp, len(shape), large)
-    trains = min(FRAME_TRAINS, n_trains)
+    trains = max(1, min(FRAME_TRAINS, n_trains, SHARD_BYTES // max(per_train_bytes, 1)))
     if user_unit is not None and user_chunk is None:   # inner chunks must tile the shard
         trains = math.gcd(trains, user_unit[1])
     if framed:

@@ -45,8 +45,8 @@ class Options:
     run_number: int
     proposal: int
     with_control: bool
-    metadata_only: bool = False
     values: str = "realistic"   # the value model (see _pixels)
+    metadata_only: bool = False
 
     @property
     def prefix(self) -> str:

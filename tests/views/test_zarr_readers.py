@@ -51,3 +51,19 @@ def test_zarrs_pipeline_reads_the_default_store(stores: dict) -> None:
     with zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}):
         got = zarr.open_group(str(url), mode="r")["image.data"][...]
     np.testing.assert_array_equal(got, expected_array(ViewPlan(det), "image.data"))
+
+
+def test_shards_shrink_to_bound_task_memory(stores: dict, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """A task holds one shard: shards take fewer trains when 8 would exceed SHARD_BYTES."""
+    from detstack.convert import zarr_layout
+    det, _ = stores["AGIPD1M-raw"]
+    plan = ViewPlan(det)
+    kp = plan.key("image.data")
+    per_train = 6 * 2 * 512 * 128 * 2                  # 6 frames at most per train
+    monkeypatch.setattr(zarr_layout, "SHARD_BYTES", 3 * per_train)
+    lay = zarr_layout.key_layout(plan, kp)
+    assert lay.unit[1] == lay.chunk[1] == 3 and lay.order == (0, 2, 3, 4, 5, 1)
+    monkeypatch.setattr(zarr_layout, "SHARD_BYTES", per_train // 2)
+    lay = zarr_layout.key_layout(plan, kp)
+    assert lay.unit[1] == lay.chunk[1] == 1 and lay.order is None

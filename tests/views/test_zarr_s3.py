@@ -49,7 +49,8 @@ def test_s3_round_trip(agipd: Any, s3_server: dict[str, Any]) -> None:  # noqa: 
     assert ds["image.data"].dims[:3] == ("module", "train", "pulse")
     validate_record(ds.attrs["detstack_record"])
     g = zarr.open_group(url, mode="r", storage_options=so)
-    assert g["image.data"].shards == (1, 1) + g["image.data"].shape[2:]
+    arr = g["image.data"]
+    assert arr.shards == (1, min(8, arr.shape[1])) + arr.shape[2:]
 
     dv = view_det(agipd, url, storage_options=so)
     check_reader_api(agipd, dv)
