@@ -29,6 +29,7 @@ import numpy as np
 from .. import __version__
 from ..detectors.base import MultimodDetectorBase
 from ..frames import FrameMap
+from ..store.identity import file_identity
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "detstack-view"
@@ -145,7 +146,8 @@ class ViewPlan:
         for p in self.source_files():
             st = p.stat()
             rel = os.path.relpath(p, base) if base is not None else str(p.resolve())
-            files.append({"path": rel, "size": st.st_size, "mtime": st.st_mtime})
+            files.append({"path": rel, "size": st.st_size, "mtime": st.st_mtime,
+                          "identity": file_identity(p)})
         try:
             run_meta = {k: (v.item() if isinstance(v, np.generic) else v)
                         for k, v in det.data.run_metadata().items()}
