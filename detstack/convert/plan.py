@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import __version__
 from ..detectors.base import MultimodDetectorBase
+from ..detectors.consistency import check_key
 from ..frames import FrameMap
 from ..store.identity import file_identity
 
@@ -96,6 +97,7 @@ class ViewPlan:
     def _key_plan(self, key: str) -> KeyPlan:
         det = self.det
         src = next(iter(det.source_to_modno))
+        check_key(det.data, list(det.source_to_modno), key)
         entry, dtype = det.data.key_info(src, key)
         group = det.data.files_for_source(src)[0].key_group(src, key)
         per_frame = group == det.kind.index_group and det.kind.xtdf
