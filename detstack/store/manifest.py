@@ -259,7 +259,10 @@ def _load(path: str, ref_fs: Any, ref_path: str) -> tuple[Any, dict[str, Any], d
                 meta[key] = value
     consolidated = meta.get(".zmetadata", {})
     merged = dict(consolidated.get("metadata", {})) if isinstance(consolidated, dict) else {}
-    merged.update({k: v for k, v in meta.items() if k != ".zmetadata"})
+    for k, v in meta.items():   # single entries: checked too; the consolidated ones win
+        if k != ".zmetadata":
+            check_metadata({k: v}, path)
+            merged.setdefault(k, v)
     attrs = merged.get(".zattrs", {})
     record = attrs.get("detstack_record", {}) if isinstance(attrs, dict) else {}
     return fo, merged, record if isinstance(record, dict) else {}
