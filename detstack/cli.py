@@ -183,6 +183,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .convert.plan import as_detector
     from .run.selection import ById
 
+    if args.lossy and args.to != "zarr":
+        raise ValueError("--lossy applies to zarr stores only (--to zarr)")
     source = RunDirectory(args.run, inc_suspect_trains=not args.exc_suspect_trains)
     det_kwargs: dict[str, Any] = {"min_modules": args.min_modules}
     if args.modules:
@@ -204,6 +206,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         kwargs.update(resume=args.resume, progress=ProgressBar("converting"))
         if args.storage_options:
             kwargs["storage_options"] = json.loads(args.storage_options)
+        if args.lossy:
+            kwargs["lossy"] = args.lossy
         if args.scheduler:
             from distributed import Client
             kwargs["client"] = Client(args.scheduler)
@@ -269,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--resume", action="store_true",
                       help="zarr: continue an interrupted conversion")
     conv.add_argument("--scheduler", help="zarr: dask.distributed scheduler address")
+    conv.add_argument("--lossy", metavar="MODE",
+                      help="zarr, corrected data: 'photons:E' (round to photons of energy E, "
+                           "error <= E/2) or 'bits:N' (keep N mantissa bits)")
     conv.add_argument("--storage-options", metavar="JSON",
                       help='zarr: fsspec options as JSON, e.g. \'{"endpoint_url": "http://..."}\'')
     conv.set_defaults(func=cmd_convert)

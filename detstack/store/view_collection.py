@@ -70,6 +70,22 @@ class RowView:
         for idx, offset, n in self._pieces(start, stop):
             dest[base + offset:base + offset + n] = self.array[idx + rest]
 
+    def read_jobs(self, start: int, count: int, rest: tuple[Any, ...],
+                  dest: np.ndarray, batch: dict[Any, Any] | None = None) -> list[Any] | None:
+        """Independent jobs filling ``dest`` with rows ``start:start+count`` (read in
+        parallel by the reader), if the array can plan them (local zarr stores);
+        requests sharing a ``batch`` share jobs."""
+        plan = getattr(self.array, "read_jobs", None)
+        if plan is None:
+            return None
+        jobs: list[Any] = []
+        for idx, offset, n in self._pieces(start, start + count):
+            part = plan(idx + rest, dest[offset:offset + n], batch)
+            if part is None:
+                return None
+            jobs += part
+        return jobs
+
     def __getitem__(self, item: Any) -> np.ndarray:
         if not isinstance(item, tuple):
             item = (item,)

@@ -18,6 +18,7 @@ from ..errors import FileFormatError
 from ..safety import refuse_special
 from .view_collection import ViewCollection
 from .zarr_presence import checked_arrays
+from .zarr_shards import ShardedArray
 
 RECORD_ATTR = "detstack_record"
 PROGRESS_DIR = ".detstack-progress"   # ledger of an unfinished conversion
@@ -114,11 +115,14 @@ def open_zarr_store(path: str | os.PathLike[str], storage_options: dict[str, Any
         for name in names:
             refuse_special(os.path.join(folder, name, "zarr.json"), "zarr array metadata")
     try:
-        arrays = {key: group[key] for key in record["keys"]}
+        arrays = {key: ShardedArray.wrap(group[key], folder) for key in record["keys"]}
         train_ids = group["train"][...]
         counts = {g: group[count_name(g)][...] for g in record["index_groups"]}
     except KeyError as exc:
         raise FileFormatError(url, f"is missing array {exc}", "The store is damaged; convert "
                               "the run again with overwrite=True") from exc
-    arrays = checked_arrays(arrays, record, counts, url, folder)
+    # shards read by our own decoder check their presence themselves (zarr_shards)
+    arrays.update(checked_arrays({k: a for k, a in arrays.items()
+                                  if not isinstance(a, ShardedArray)}, record, counts, url,
+                                 folder))
     return ViewCollection(url, record, arrays, train_ids, counts, keepalive=store)
