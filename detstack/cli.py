@@ -113,7 +113,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         run = RunDirectory(args.run)
     else:
         from .store import open_view
-        run = open_view(args.run)
+        run = open_view(args.run, **({"allowed_prefixes": args.allow} if args.allow else {}))
     _say(f"{args.run}:")
     describe(run)
     return 0
@@ -143,8 +143,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             problems.append(f"{f.path}: {int((~f.validity).sum())} suspect train IDs "
                             f"(e.g. {bad}); open with inc_suspect_trains=False to drop them")
     if files:
+        from .run.consistency import check
         try:
-            DataCollection(files)
+            problems += [str(p) for p in check(DataCollection(files))]
         except DetstackError as exc:
             problems.append(str(exc))
     for p in problems:
@@ -244,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     info = sub.add_parser("info", help="summarise a run folder")
     info.add_argument("run", help="run folder with EuXFEL .h5 files, or a view (file or URL)")
+    info.add_argument("--allow", action="append", metavar="PREFIX",
+                      help="trust a view's references to files below PREFIX (repeatable)")
     info.set_defaults(func=cmd_info)
     val = sub.add_parser("validate", help="check the files of a run folder")
     val.add_argument("run", help="run folder with EuXFEL .h5 files")

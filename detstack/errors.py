@@ -58,6 +58,32 @@ class MultiRunError(DetstackError, ValueError):
     """Run-level metadata was asked of data combining several runs."""
 
 
+class InconsistentModulesError(DetstackError, ValueError):
+    """The modules (or files) of one detector disagree: a key's entry shape or dtype,
+    the frame count of a train, or the pulse/cell IDs of a train. Reading on would give
+    scrambled, truncated or mislabelled frames."""
+
+
+class NotRegularFileError(DetstackError, OSError):
+    """A path that should be a data file is a FIFO, device, socket or folder; opening it
+    could block forever or read endless bytes."""
+
+
+class UnsafeReferenceError(DetstackError, PermissionError):
+    """A view refers to data outside the files it declares or the places the reader
+    allowed (e.g. a symlink to /etc, a mapping to a file not in its record)."""
+
+
+class ViewLimitError(DetstackError, ValueError):
+    """View metadata asks for more than any real view needs (an absurd array shape, a
+    chunk that decodes past its declared size, JSON nested too deeply)."""
+
+
+class ViewRecordError(FileFormatError):
+    """A view's record disagrees with its arrays (shape, trains, modules, frames), so
+    frames would land in the wrong place."""
+
+
 class CorruptChunkError(FileFormatError):
     """A stored chunk cannot be decoded exactly (a damaged deflate stream, a wrong
     decompressed size, a filter that fails): its frames are unreadable, never zeros."""

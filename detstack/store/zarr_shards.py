@@ -22,6 +22,7 @@ import numcodecs
 import numpy as np
 
 from ..errors import FileFormatError, MissingDataError
+from ..safety import open_regular
 
 EMPTY = np.iinfo(np.uint64).max
 Job = Callable[[], None]
@@ -232,10 +233,13 @@ class ShardedArray:
         n = math.prod(self.grid)
         nbytes = 16 * n + self.index_extra
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = open_regular(path, f"shard of {self.array.path}")  # a FIFO would block
         except FileNotFoundError:
-            raise MissingDataError(path, f"shard {shard} of {self.array.path} is missing, but "
-                                   "the store's counts say it holds frames",
+            t0 = shard[1] * self.shard[1]
+            raise MissingDataError(path, f"shard {shard} of {self.array.path} (module slot "
+                                   f"{shard[0] * self.shard[0]}, train indexes {t0}-"
+                                   f"{min(t0 + self.shard[1], self.shape[1]) - 1}) is missing, "
+                                   "but the store's counts say it holds frames",
                                    "The store is damaged; convert the run again") from None
         try:
             size = os.fstat(fd).st_size
