@@ -44,7 +44,8 @@ class StoredObjects:
         self.folder = folder
         self.unit = tuple(int(u) for u in (getattr(array, "shards", None) or array.chunks))
         self.shape = tuple(int(s) for s in array.shape)
-        self._present: set[tuple[int, ...]] = set()
+        self._present: set[tuple[int, ...]] = set()   # objects shared by several trains
+        self._checked: set[tuple[int, int]] = set()    # (slot, train) fully verified
 
     def objects(self, slot: int, train: int) -> Iterator[tuple[int, ...]]:
         """Grid coordinates of the objects holding (slot, train)'s stored rows."""
@@ -76,7 +77,7 @@ class StoredObjects:
             if s >= n_slots:
                 continue
             for t in trains:
-                if t >= n_trains or not self.counts[s, t]:
+                if t >= n_trains or not self.counts[s, t] or (s, t) in self._checked:
                     continue
                 for coords in self.objects(s, t):
                     if coords in self._present:
@@ -89,7 +90,9 @@ class StoredObjects:
                             f"holds {int(self.counts[s, t])} rows",
                             "zarr would read it as fill values. The store is damaged: "
                             "convert the run again (overwrite=True)")
-                    self._present.add(coords)
+                    if self.unit[1] > 1:
+                        self._present.add(coords)
+                self._checked.add((s, t))
 
 
 def require_present(objects: StoredObjects, index: Any) -> None:

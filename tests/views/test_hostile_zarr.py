@@ -35,19 +35,20 @@ def read(view: Any) -> Any:
 
 def test_deleted_shard_is_an_error_in_folder_and_zip(det, tmp_path):
     folder = to_zarr(det, tmp_path / "v.zarr")
-    shard = Path(folder) / "image.data" / "c" / "1" / "2" / "0" / "0" / "0" / "0"
-    assert shard.is_file()
-    shard.unlink()
-    with pytest.raises(MissingDataError, match="slot 1, train index 2"):
+    shards = sorted(p for p in (Path(folder) / "image.data" / "c" / "1").rglob("*")
+                    if p.is_file())
+    shards[-1].unlink()
+    with pytest.raises(MissingDataError, match="slot 1, train index"):
         read(open_view(folder))
     zipped = to_zarr(det, tmp_path / "v.zip")
-    member = "image.data/c/0/1/0/0/0/0"
+    with zipfile.ZipFile(zipped) as src:
+        member = sorted(n for n in src.namelist() if n.startswith("image.data/c/0/"))[-1]
     damaged = tmp_path / "damaged.zip"
     with zipfile.ZipFile(zipped) as src, zipfile.ZipFile(damaged, "w") as dst:
         for info in src.infolist():
             if info.filename != member:
                 dst.writestr(info, src.read(info))
-    with pytest.raises(MissingDataError, match="slot 0, train index 1"):
+    with pytest.raises(MissingDataError, match="slot 0, train index"):
         read(open_view(damaged))
 
 
@@ -59,7 +60,7 @@ def test_absent_module_still_reads_as_fill(det, tmp_path):
 
 def test_fifo_shard_is_refused(det, tmp_path):
     folder = Path(to_zarr(det, tmp_path / "v.zarr"))
-    shard = folder / "image.data" / "c" / "0" / "0" / "0" / "0" / "0" / "0"
+    shard = sorted(p for p in (folder / "image.data" / "c" / "0").rglob("*") if p.is_file())[0]
     shard.unlink()
     os.mkfifo(shard)
     code = ("import detstack\n"
