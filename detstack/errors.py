@@ -34,6 +34,10 @@ class SourceNameError(DetstackError, KeyError):
     """A source (device/channel) name that the data does not contain."""
 
 
+class NoMatchError(SourceNameError, ValueError):
+    """A source/key glob selection matched nothing (a KeyError and a ValueError)."""
+
+
 class PropertyNameError(DetstackError, KeyError):
     """A key that a source does not have."""
 
@@ -60,7 +64,7 @@ class InconsistentModulesError(DetstackError, ValueError):
     scrambled, truncated or mislabelled frames."""
 
 
-class NotRegularFileError(DetstackError, OSError):
+class NotRegularFileError(FileFormatError):
     """A path that should be a data file is a FIFO, device, socket or folder; opening it
     could block forever or read endless bytes."""
 
@@ -83,3 +87,8 @@ class ViewRecordError(FileFormatError):
 class MissingDataError(FileFormatError):
     """Data that a view's counts say exists is not there (a deleted zarr shard, a missing
     virtual-dataset source): reading it would silently give fill values."""
+
+
+class IndexFormatError(FileFormatError):
+    """A file's INDEX contradicts itself or its data (negative or overlapping ranges,
+    rows past the end, a per-frame trainId that disagrees with it)."""
