@@ -64,7 +64,7 @@ class InconsistentModulesError(DetstackError, ValueError):
     scrambled, truncated or mislabelled frames."""
 
 
-class NotRegularFileError(DetstackError, OSError):
+class NotRegularFileError(FileFormatError):
     """A path that should be a data file is a FIFO, device, socket or folder; opening it
     could block forever or read endless bytes."""
 

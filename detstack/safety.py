@@ -28,8 +28,8 @@ def _kind(mode: int) -> str:
 
 def _refuse(path: str | os.PathLike[str], what: str, mode: int) -> NotRegularFileError:
     return NotRegularFileError(
-        f"{os.fspath(path)}: the {what} is {_kind(mode)}, not a regular file; detstack "
-        "refuses to open it (it could block or never end). Point it at the real file")
+        os.fspath(path), f"the {what} is {_kind(mode)}, not a regular file; detstack "
+        "refuses to open it (it could block or never end)", "Point it at the real file")
 
 
 def require_regular_file(path: str | os.PathLike[str], what: str = "file") -> os.stat_result:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import h5py
 
-from ..errors import FileFormatError
+from ..errors import FileFormatError, NotRegularFileError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def require_regular(path: Path) -> os.stat_result:
         kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode)
                 else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
                 else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
-        raise FileFormatError(path, f"is {kind}, not a regular file; it is never opened",
+        raise NotRegularFileError(path, f"is {kind}, not a regular file; it is never opened",
                               "Run files must be plain files; remove it or leave it out "
                               "with include=")
     return st

@@ -31,7 +31,13 @@ from fsspec.implementations.reference import (
     ReferenceNotReachable,
 )
 
-from ..errors import DetstackError, FileFormatError, UnsafeReferenceError, ViewLimitError
+from ..errors import (
+    DetstackError,
+    FileFormatError,
+    NotRegularFileError,
+    UnsafeReferenceError,
+    ViewLimitError,
+)
 from ..safety import refuse_special, require_regular_file
 from .manifest_guard import Listed, SourceGuard, inside, is_local, normalize
 from .manifest_meta import (
@@ -380,6 +386,8 @@ def _check_sources(fs: ManifestFileSystem, name: str) -> None:
             fs.guard.verify_now(loc)
         except FileNotFoundError:
             problems.append(f"{loc} is missing")
+        except NotRegularFileError:
+            raise
         except (FileFormatError, UnsafeReferenceError) as exc:
             problems.append(str(exc))
     if problems:
