@@ -143,8 +143,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             problems.append(f"{f.path}: {int((~f.validity).sum())} suspect train IDs "
                             f"(e.g. {bad}); open with inc_suspect_trains=False to drop them")
     if files:
+        from .run.consistency import check
         try:
-            DataCollection(files)
+            problems += [str(p) for p in check(DataCollection(files))]
         except DetstackError as exc:
             problems.append(str(exc))
     for p in problems:
