@@ -35,13 +35,14 @@ import os
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..store.view_collection import ViewModuleFile
 from ..store.zarr_store import PLAN_FILE, PROGRESS_DIR
-from .atomic import is_disk_error, write_failure
+from .atomic import clean_stale, is_disk_error, write_failure
 from .checksums import store_document
 from .plan import ViewPlan, as_detector
 from .zarr_layout import ChunkSpec, ShardSpec, plan_layouts, train_block
@@ -162,6 +163,8 @@ def _prepare(target: Target, fingerprint: dict[str, Any], record: dict[str, Any]
     """Check what is at the target (holding its lock); return the record to write and
     whether the conversion starts afresh, or None if there is nothing to do."""
     url = target.url
+    if target.is_local:
+        clean_stale(Path(target.root))      # folders of dead writers' interrupted wipes
     state = target.state()
     if target.zip_path is not None and state in ("complete", "foreign", "absent") \
             and target.fs.exists(target.root):

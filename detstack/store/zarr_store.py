@@ -62,7 +62,7 @@ def _not_a_view(url: str, storage_options: dict[str, Any] | None) -> Exception:
     root = root.rstrip("/")
     if is_zip(url):
         root += STAGING_SUFFIX
-    if fs.exists(f"{root}/{PLAN_FILE}") or fs.exists(f"{root}/{REMOVING}"):
+    if fs.exists(f"{root}/{PROGRESS_DIR}"):     # a ledger (being) written, or a removal
         return IncompleteStoreError(
             url, "is an incomplete zarr store: its conversion was interrupted before it finished",
             "Re-run the same conversion with resume=True (detstack convert ... --resume) to "
