@@ -91,20 +91,21 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     record = plan.record("zarr", base=_record_base(target))
     fingerprint = _fingerprint(plan, docs, block, record)
 
-    with target.lock():
-        prepared = _prepare(target, fingerprint, record, overwrite=overwrite, resume=resume)
-        if prepared is None:
-            return url
-        record, fresh = prepared
-        try:
+    fresh = True
+    try:
+        with target.lock():
+            prepared = _prepare(target, fingerprint, record, overwrite=overwrite, resume=resume)
+            if prepared is None:
+                return url
+            record, fresh = prepared
             _convert(target, plan, layouts, block, compressor, coord_dims, record, progress,
                      client, threads)
-        except BaseException as exc:
-            if not is_disk_error(exc):
-                raise
-            if fresh:
-                target.wipe()
-            raise write_failure(url, exc) from exc
+    except BaseException as exc:
+        if not is_disk_error(exc):
+            raise
+        if fresh:               # a resumed store stays resumable once space is freed
+            target.wipe()
+        raise write_failure(url, exc) from exc
     return url
 
 
