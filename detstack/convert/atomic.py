@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,11 +91,14 @@ def clean_stale(target: Path) -> list[Path]:
     return removed
 
 
-def is_disk_error(exc: BaseException) -> bool:
-    """A failure of the disk under the output (full, quota, file size limit)."""
-    if isinstance(exc, DetstackError) or not isinstance(exc, OSError):
+def is_disk_error(exc: BaseException | None) -> bool:
+    """A failure of the disk under the output (full, quota, file size limit); h5py also
+    reports them as RuntimeError when freeing objects."""
+    if exc is None or isinstance(exc, DetstackError) or not isinstance(exc, Exception):
         return False
-    return exc.errno in DISK_ERRNOS or any(w in str(exc) for w in _DISK_WORDS)
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        return True
+    return any(w in str(exc) for w in _DISK_WORDS)
 
 
 def write_failure(target: Path | str, exc: BaseException) -> OutputWriteError:
@@ -142,33 +146,44 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
         raise
 
 
-def discard_h5(h5: Any) -> None:
+def _divert(fd: int, path: Path) -> None:
+    """Point ``fd`` at /dev/null if it is still open on ``path`` (never another file)."""
+    try:
+        st, mine = os.fstat(fd), os.stat(path)
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def discard_h5(h5: Any, fd: int, path: Path) -> None:
     """Close an HDF5 file whose writes failed, without crashing.
 
-    HDF5 keeps a file it could not flush open, and h5py's finaliser later crashes
-    the process; pointing its descriptor at /dev/null lets the close succeed.
+    HDF5 keeps a file it could not flush open, and h5py's finalisers (or HDF5's own
+    shutdown) later crash the process; pointing its descriptor at /dev/null first
+    lets every later flush and the close succeed.
     """
-    with contextlib.suppress(Exception):
-        if not h5.id.valid:
-            return
-        fd = h5.id.get_vfd_handle()
-        null = os.open(os.devnull, os.O_RDWR)
-        try:
-            os.dup2(null, fd)
-        finally:
-            os.close(null)
+    _divert(fd, path)
     with contextlib.suppress(Exception):
         h5.close()
 
 
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike[str], overwrite: bool = False, *, in_memory: bool = False,
-              **kwargs: Any) -> Iterator[Any]:
+              reserve: int = 0, **kwargs: Any) -> Iterator[Any]:
     """An ``h5py.File`` opened for writing under a temporary name, renamed into place
     once closed; any failure removes it (and names the target if the disk is full).
 
     ``in_memory``: build the file in memory and write its bytes at the end (for small
-    files such as virtual views: HDF5 then never sees a failed write).
+    files such as virtual views: HDF5 then never sees a failed write). ``reserve``:
+    bytes to allocate on disk before HDF5 writes (the expected file size): a full disk
+    then fails here, cleanly, instead of inside HDF5's finalisers (HDF5 trims the file
+    to what it used when it closes it).
     """
     import h5py
     with atomic_path(path, overwrite) as tmp:
@@ -183,17 +198,39 @@ def atomic_h5(path: str | os.PathLike[str], overwrite: bool = False, *, in_memor
             with open(tmp, "wb") as f:
                 f.write(image)
             return
-        h5 = h5py.File(tmp, "w", **kwargs)
-        try:
-            yield h5
-        except BaseException:
-            discard_h5(h5)
-            raise
-        try:
-            h5.close()
-        except BaseException:
-            discard_h5(h5)
-            raise
+        failed: list[BaseException] = []
+        with _catch_unraisable_disk_errors(failed):
+            h5 = h5py.File(tmp, "w", **kwargs)
+            fd = h5.id.get_vfd_handle()
+            try:
+                h5.flush()          # no room even for the superblock: fail here
+                if reserve:
+                    os.posix_fallocate(fd, 0, reserve)
+                yield h5
+                if not failed:
+                    h5.close()
+                if failed:      # a write failed inside a finaliser: the file is not whole
+                    raise failed[0]
+            except BaseException:
+                discard_h5(h5, fd, tmp)
+                raise
+
+
+@contextlib.contextmanager
+def _catch_unraisable_disk_errors(failed: list[BaseException]) -> Iterator[None]:
+    """Collect disk errors h5py raises while freeing objects (it can only print them)."""
+    previous = sys.unraisablehook
+
+    def hook(info: Any) -> None:
+        if is_disk_error(info.exc_value):
+            failed.append(info.exc_value)
+        else:
+            previous(info)
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def write_file_atomic(path: str | os.PathLike[str], data: bytes) -> None:
