@@ -55,14 +55,14 @@ def _blocks_of_view(path: str, **kw: Any) -> dict[tuple[int, int], np.ndarray]:
 
 
 def _blocks_of_trains(det: Any) -> dict[tuple[int, int], np.ndarray]:
-    out: dict[tuple[int, int], list[np.ndarray]] = {}
+    """{(module, train ID): frames} from ``det.trains()`` (one stacked array per train)."""
+    out: dict[tuple[int, int], np.ndarray] = {}
     for tid, data in det.trains(require_all=False):
-        for src, keys in data.items():
-            if KEY in keys:
-                mod = det.source_to_modno[src]
-                for frame in np.asarray(keys[KEY]):
-                    out.setdefault((int(mod), int(tid)), []).append(frame)
-    return {k: np.stack(v) for k, v in out.items()}
+        arr = data[KEY]
+        vals = np.asarray(arr.values)
+        for mi, mod in enumerate(arr.coords["module"].values):
+            out[(int(mod), int(tid))] = vals[mi]
+    return out
 
 
 def _blocks_of_cxi(path: str) -> dict[tuple[int, int], np.ndarray]:
@@ -128,8 +128,18 @@ def _cli(argv: list[str]) -> tuple[int, str]:
 
 
 def _normal(blocks: dict[tuple[int, int], np.ndarray]) -> dict[tuple[int, int], np.ndarray]:
-    """Drop fill-only (absent) blocks so every reader form compares alike."""
-    return {k: v for k, v in blocks.items() if v.size and not (v == 0).all()}
+    """Every block as its frames (gain, y, x), without fill-only frames (padding and absent
+    blocks; NaN padding counts as fill), so every reader form compares alike (synthetic frames are never all zero)."""
+    out = {}
+    for k, v in blocks.items():
+        frames = v.reshape((-1,) + v.shape[-3:])
+        flat = frames.reshape(len(frames), -1)
+        if flat.dtype.kind == "f":        # get_array pads missing pulses with NaN
+            flat = np.nan_to_num(flat)
+        frames = frames[flat.any(axis=1)]
+        if len(frames):
+            out[k] = frames
+    return out
 
 
 def same(a: dict[tuple[int, int], np.ndarray], b: dict[tuple[int, int], np.ndarray]) -> bool:
