@@ -113,7 +113,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         run = RunDirectory(args.run)
     else:
         from .store import open_view
-        run = open_view(args.run)
+        run = open_view(args.run, **({"allowed_prefixes": args.allow} if args.allow else {}))
     _say(f"{args.run}:")
     describe(run)
     return 0
@@ -183,6 +183,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .convert.plan import as_detector
     from .run.selection import ById
 
+    if args.lossy and args.to != "zarr":
+        raise ValueError("--lossy applies to zarr stores only (--to zarr)")
     source = RunDirectory(args.run, inc_suspect_trains=not args.exc_suspect_trains)
     det_kwargs: dict[str, Any] = {"min_modules": args.min_modules}
     if args.modules:
@@ -204,6 +206,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         kwargs.update(resume=args.resume, progress=ProgressBar("converting"))
         if args.storage_options:
             kwargs["storage_options"] = json.loads(args.storage_options)
+        if args.lossy:
+            kwargs["lossy"] = args.lossy
         if args.scheduler:
             from distributed import Client
             kwargs["client"] = Client(args.scheduler)
@@ -239,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     info = sub.add_parser("info", help="summarise a run folder")
     info.add_argument("run", help="run folder with EuXFEL .h5 files, or a view (file or URL)")
+    info.add_argument("--allow", action="append", metavar="PREFIX",
+                      help="trust a view's references to files below PREFIX (repeatable)")
     info.set_defaults(func=cmd_info)
     val = sub.add_parser("validate", help="check the files of a run folder")
     val.add_argument("run", help="run folder with EuXFEL .h5 files")
@@ -271,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--resume", action="store_true",
                       help="zarr: continue an interrupted conversion")
     conv.add_argument("--scheduler", help="zarr: dask.distributed scheduler address")
+    conv.add_argument("--lossy", metavar="MODE",
+                      help="zarr, corrected data: 'photons:E' (round to photons of energy E, "
+                           "error <= E/2) or 'bits:N' (keep N mantissa bits)")
     conv.add_argument("--storage-options", metavar="JSON",
                       help='zarr: fsspec options as JSON, e.g. \'{"endpoint_url": "http://..."}\'')
     conv.set_defaults(func=cmd_convert)

@@ -95,6 +95,11 @@ class ViewRecordError(FileFormatError):
     frames would land in the wrong place."""
 
 
+class CorruptChunkError(FileFormatError):
+    """A stored chunk cannot be decoded exactly (a damaged deflate stream, a wrong
+    decompressed size, a filter that fails): its frames are unreadable, never zeros."""
+
+
 class MissingDataError(FileFormatError):
     """Data that a view's counts say exists is not there (a deleted zarr shard, a missing
     virtual-dataset source): reading it would silently give fill values."""

@@ -4,7 +4,9 @@ For uncompressed datasets whose chunks hold whole rows (or contiguous ones),
 a block of rows is a few plain byte ranges of the file. Readers can then copy
 them with ``os.preadv`` straight into the output array, outside HDF5's global
 lock, so threads really run in parallel; the manifest writer reuses the same
-facts as chunk references.
+facts as chunk references. For filtered (compressed) datasets the same facts,
+one byte range and filter mask per chunk (``chunk_table``), let readers fetch
+and decode chunks in parallel outside HDF5 too.
 """
 
 from __future__ import annotations
@@ -88,3 +90,46 @@ def row_layout(ds: h5py.Dataset) -> RowLayout | None:
 
     ds.id.chunk_iter(visit)
     return RowLayout(row_bytes, k, offsets, n_rows)
+
+
+@dataclass(frozen=True)
+class ChunkTable:
+    """Stored chunks of a dataset whose chunks hold whole rows, in row order."""
+
+    rows_per_chunk: int
+    chunk_shape: tuple[int, ...]
+    offsets: np.ndarray      # (n_chunks,) file offset; -1 where not allocated
+    sizes: np.ndarray        # (n_chunks,) stored bytes
+    masks: np.ndarray        # (n_chunks,) HDF5 filter mask (bit i set: filter i skipped)
+    filters: tuple[int, ...]  # HDF5 filter IDs in pipeline (write) order
+    n_rows: int
+
+    def chunks_of(self, start: int, count: int) -> range:
+        """Chunk numbers holding rows [start, start+count)."""
+        k = self.rows_per_chunk
+        return range(start // k, (start + count - 1) // k + 1) if count > 0 else range(0)
+
+
+def chunk_table(ds: h5py.Dataset) -> ChunkTable | None:
+    """Where each chunk of ``ds`` is stored, or None when chunks do not hold whole
+    rows (or the data is virtual, external, contiguous or of a non-numeric dtype)."""
+    if (not ds.shape or ds.chunks is None or ds.is_virtual or ds.dtype.kind not in "iufb"
+            or not _native(ds.dtype) or tuple(ds.chunks[1:]) != tuple(ds.shape[1:])):
+        return None
+    dcpl = ds.id.get_create_plist()
+    if dcpl.get_external_count():
+        return None
+    filters = tuple(int(dcpl.get_filter(i)[0]) for i in range(dcpl.get_nfilters()))
+    k = ds.chunks[0]
+    n_chunks = -(-ds.shape[0] // k)
+    offsets = np.full(n_chunks, -1, np.int64)
+    sizes = np.zeros(n_chunks, np.int64)
+    masks = np.zeros(n_chunks, np.int64)
+
+    def visit(info: h5py.h5d.StoreInfo) -> None:
+        i = info.chunk_offset[0] // k
+        if i < n_chunks:
+            offsets[i], sizes[i], masks[i] = info.byte_offset, info.size, info.filter_mask
+
+    ds.id.chunk_iter(visit)
+    return ChunkTable(k, tuple(ds.chunks), offsets, sizes, masks, filters, ds.shape[0])

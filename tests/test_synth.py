@@ -470,13 +470,16 @@ def test_bad_arguments_write_nothing(tmp_path: Path, kwargs: dict[str, object],
     assert not (tmp_path / "run").exists()
 
 
-def test_values_are_deterministic(tmp_path: Path) -> None:
+def test_photon_values_are_deterministic(tmp_path: Path) -> None:
     a = synth.write_run(tmp_path / "a", "AGIPD1M", modules=[1], n_trains=2, frames_per_train=3,
-                        with_control=False, seed=7, mean_photons=2.0)
+                        with_control=False, seed=7, mean_photons=2.0,
+                        values="photons")
     b = synth.write_run(tmp_path / "b", "AGIPD1M", modules=[1], n_trains=2, frames_per_train=3,
-                        with_control=False, seed=7, mean_photons=2.0)
+                        with_control=False, seed=7, mean_photons=2.0,
+                        values="photons")
     c = synth.write_run(tmp_path / "c", "AGIPD1M", modules=[1], n_trains=2, frames_per_train=3,
-                        with_control=False, seed=8, mean_photons=2.0)
+                        with_control=False, seed=8, mean_photons=2.0,
+                        values="photons")
     key = "INSTRUMENT/SPB_DET_AGIPD1M-1/DET/1CH0:xtdf/image/data"
     with h5py.File(a[0]) as fa, h5py.File(b[0]) as fb, h5py.File(c[0]) as fc:
         da, db, dc = fa[key][:6], fb[key][:6], fc[key][:6]

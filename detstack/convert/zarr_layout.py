@@ -1,8 +1,12 @@
 """How each key of a view is laid out in a zarr store: dims, shards, chunks, codecs.
 
-Large keys (pixel data) are sharded one train per module per shard, with one inner
-chunk per frame (JUNGFRAU: per memory cell), so a shard is the unit of writing and
-a frame the unit of reading. Small keys (pulse IDs, headers...) would make millions
+Large keys (pixel data) are sharded FRAME_TRAINS trains per module per shard, with one
+inner chunk per pulse (JUNGFRAU: per memory cell) holding that pulse of every train of
+the shard, stored with the train axis innermost (the standard ``transpose`` codec). Memory
+cells cycle with the pulse, so an inner chunk holds frames of one cell, whose pedestals are
+equal: bit shuffling then finds the constant high bits train after train (raw AGIPD: 1.98x
+instead of 1.45x for one frame per chunk, at ~0.9x the encode speed; see
+``benchmarks/bench_codecs.py``). Small keys (pulse IDs, headers...) would make millions
 of tiny objects that way; they are stored as plain chunks of a block of trains.
 Every stored object (shard, or chunk when unsharded) lies inside one module slot
 and inside one *train block*, so one task can own and write it alone.
@@ -20,26 +24,27 @@ import numpy as np
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from ..detectors.base import MultimodDetectorBase
+from .lossy import QUANTIZE, LossyMode, parse_lossy
 from .plan import KeyPlan, ViewPlan
 
 SMALL_KEY_BYTES = 1 << 16   # per module-train; below this a key is stored in train blocks
 TRAIN_BLOCK = 64            # trains per chunk of a small key
+FRAME_TRAINS = 8            # trains per inner chunk (and shard) of a large per-frame key
 
 ChunkSpec = Sequence[int] | Mapping[str, Sequence[int]] | None
 ShardSpec = Sequence[int] | Mapping[str, Sequence[int]] | int | bool | None
 
 
 def default_compressor(dtype: np.dtype) -> BloscCodec:
-    """Blosc zstd level 1 with bit shuffling, for integers and floats alike.
+    """Blosc zstd level 1 with bit shuffling in 1 MiB blocks, for integers and floats alike.
 
-    Photon counts (ints) compress ~10x this way at ~1 GB/s per core. For floats,
-    lossless gains are small whatever the codec (~1.1x on noisy corrected data);
-    bit shuffling is within a few percent of byte shuffling there, and twice as
-    good on integer-valued floats (photon-converted data), so one default serves.
-    64 KiB blosc blocks (instead of blosc's 32 KiB choice here) encode ~1.4x faster and
-    compress ~3% better on 256 KiB AGIPD frames.
+    Chosen by ``benchmarks/bench_codecs.py`` on realistic frames: with the train axis
+    innermost, 1 MiB blocks compress raw AGIPD 1.98x (64 KiB: 1.87x) and encode as fast;
+    zstd 3 gains 1% for half the speed, lz4 is 1.6x faster but compresses 1.64x.
+    Noisy corrected floats gain little whatever the codec; bit shuffling is within a few
+    percent of byte shuffling there, and far better on integer-valued floats.
     """
-    return BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.bitshuffle, blocksize=1 << 16)
+    return BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.bitshuffle, blocksize=1 << 20)
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,9 @@ class ArrayLayout:
     dims: tuple[str, ...]
     unit: tuple[int, ...]      # one stored object: a shard, or a chunk if unsharded
     chunk: tuple[int, ...]     # inner chunk (== unit when unsharded)
-    codecs: tuple[dict[str, Any], ...] = ()  # zarr v3 JSON of the bytes->bytes codecs
+    codecs: tuple[dict[str, Any], ...] = ()  # zarr v3 JSON of the chunk codecs after bytes
+    order: tuple[int, ...] | None = None     # transpose codec order (train axis last)
+    lossy: LossyMode | None = None           # values rounded before encoding (lossy.py)
 
     @property
     def sharded(self) -> bool:
@@ -109,20 +116,23 @@ def key_layout(plan: ViewPlan, kp: KeyPlan, chunks: ChunkSpec = None,
     full = tuple(max(s, 1) for s in shape[2:])           # frames (if any) and entry
     per_train_bytes = dtype.itemsize * math.prod(full)
     large = per_train_bytes >= SMALL_KEY_BYTES
-    if large:
-        unit = (1, 1) + full
-        if kp.per_frame or dims[2] == "cell":
-            chunk = (1, 1, 1) + full[1:]                   # one frame / memory cell
-        else:
-            chunk = unit
-    else:
-        unit = chunk = (1, min(TRAIN_BLOCK, n_trains)) + full
+    framed = large and (kp.per_frame or dims[2] == "cell")
     user_chunk = _per_key(chunks, kp, len(shape), large)
     user_unit = None
     if isinstance(shards, int) and not isinstance(shards, bool):
-        user_unit = (1, int(shards)) + unit[2:] if large else None
+        user_unit = (1, int(shards)) + full if large else None
     elif shards is not None and not isinstance(shards, bool):
         user_unit = _per_key(shards, kp, len(shape), large)
+    trains = min(FRAME_TRAINS, n_trains)
+    if user_unit is not None and user_chunk is None:   # inner chunks must tile the shard
+        trains = math.gcd(trains, user_unit[1])
+    if framed:
+        unit = (1, trains) + full
+        chunk = (1, trains, 1) + full[1:]               # one pulse / memory cell
+    elif large:
+        unit = chunk = (1, 1) + full
+    else:
+        unit = chunk = (1, min(TRAIN_BLOCK, n_trains)) + full
     if shards is False:                     # no sharding: chunks are the stored objects
         unit = chunk = user_chunk or chunk
     else:
@@ -135,8 +145,11 @@ def key_layout(plan: ViewPlan, kp: KeyPlan, chunks: ChunkSpec = None,
         if user_unit is not None:
             unit = user_unit
     _check_layout(kp.key, shape, unit, chunk)
+    order = None
+    if large and chunk[1] > 1:      # several trains per inner chunk: trains innermost
+        order = (0, *range(2, len(shape)), 1)
     return ArrayLayout(kp.key, kp.group, kp.per_frame, np.dtype(dtype), kp.fill_value, shape,
-                       dims, unit, chunk)
+                       dims, unit, chunk, order=order)
 
 
 def _check_layout(key: str, shape: tuple[int, ...], unit: tuple[int, ...],
@@ -150,9 +163,20 @@ def _check_layout(key: str, shape: tuple[int, ...], unit: tuple[int, ...],
         raise ValueError(f"{key}: shard shape {unit} is not a multiple of chunk shape {chunk}")
 
 
-def plan_layouts(plan: ViewPlan, chunks: ChunkSpec = None, shards: ShardSpec = None
-                 ) -> list[ArrayLayout]:
-    return [key_layout(plan, kp, chunks, shards) for kp in plan.keys]
+def plan_layouts(plan: ViewPlan, chunks: ChunkSpec = None, shards: ShardSpec = None,
+                 lossy: Any = None) -> list[ArrayLayout]:
+    """Every key's layout; ``lossy`` (see lossy.py) applies to the float pixel keys."""
+    from dataclasses import replace
+    layouts = [key_layout(plan, kp, chunks, shards) for kp in plan.keys]
+    if lossy is None:
+        return layouts
+    mode = parse_lossy(lossy)
+    targets = [lay.key for lay in layouts if lay.dtype.kind == "f" and "slow_scan" in lay.dims]
+    if not targets:
+        raise ValueError(f"lossy={lossy!r} rounds float pixel data (corrected detector data), "
+                         f"but none of the keys converted is one ({[k.key for k in plan.keys]}); "
+                         "convert corrected data, or leave lossy out")
+    return [replace(lay, lossy=mode) if lay.key in targets else lay for lay in layouts]
 
 
 def train_block(layouts: Sequence[ArrayLayout], n_trains: int) -> int:
@@ -183,14 +207,42 @@ def _crc32c(data: bytes) -> bytes:
     return np.uint32(google_crc32c.value(data)).astype("<u4").tobytes()
 
 
+def transposed(chunk: np.ndarray, order: Sequence[int]) -> np.ndarray:
+    """``np.transpose(chunk, order)`` as a C-ordered copy, fast when ``order`` moves one
+    short axis to the end: one contiguous-read, strided-write pass per position along it
+    (~2x numpy's general copy, which reads with huge strides)."""
+    order = tuple(order)
+    n = chunk.ndim
+    axis = order[-1]
+    if order[:-1] != tuple(a for a in range(n) if a != axis):
+        return np.ascontiguousarray(np.transpose(chunk, order))
+    moved = np.moveaxis(chunk, axis, 0)               # (k, *rest), a view
+    out = np.empty(moved.shape[1:] + moved.shape[:1], chunk.dtype)
+    flat = out.reshape(-1, moved.shape[0])
+    for i in range(moved.shape[0]):
+        flat[:, i] = moved[i].reshape(-1)
+    return out
+
+
 def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype
                   ) -> Callable[[np.ndarray], bytes]:
-    """Encode a C-ordered chunk exactly as zarr's [bytes(little), *codecs] pipeline does."""
+    """Encode a chunk exactly as zarr's [transpose?, bytes(little), *codecs] pipeline does
+    (after the lossy quantizer, when ``codecs`` starts with one)."""
     steps: list[Callable[[bytes | np.ndarray], bytes]] = []
+    order: tuple[int, ...] | None = None
+    quantize: LossyMode | None = None
     for spec in codecs:
         name = spec["name"]
         conf = dict(spec.get("configuration", {}))
-        if name == "blosc":
+        if name == QUANTIZE:
+            if steps or order is not None or quantize is not None:
+                raise ValueError("the lossy quantizer must come before every codec")
+            quantize = parse_lossy(conf)
+        elif name == "transpose":
+            if steps or order is not None:
+                raise ValueError("transpose must be the first chunk codec")
+            order = tuple(int(a) for a in conf["order"])
+        elif name == "blosc":
             shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[conf["shuffle"]]
             blosc = numcodecs.Blosc(cname=conf["cname"], clevel=conf["clevel"], shuffle=shuffle,
                                     blocksize=conf.get("blocksize", 0),
@@ -211,6 +263,10 @@ def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype
     little = np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).byteorder == ">" else dtype
 
     def encode(chunk: np.ndarray) -> bytes:
+        if quantize is not None:
+            chunk = quantize.apply(chunk)
+        if order is not None:
+            chunk = transposed(chunk, order)
         data: bytes | np.ndarray = np.ascontiguousarray(chunk, dtype=little)
         if not steps:
             return data.tobytes()  # type: ignore[union-attr]
@@ -229,15 +285,18 @@ def shard_index(entries: np.ndarray) -> bytes:
 EMPTY = np.iinfo(np.uint64).max
 
 
-def bytes_codecs_of(doc: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
-    """The bytes->bytes codecs of an array's zarr.json (inside the sharding codec if any)."""
+def chunk_codecs_of(doc: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The chunk codecs of an array's zarr.json (inside the sharding codec if any) but the
+    ``bytes`` serializer: an optional ``transpose``, then the bytes->bytes codecs."""
     codecs = doc["codecs"]
     if codecs[0]["name"] == "sharding_indexed":
         conf = codecs[0]["configuration"]
         if conf.get("index_location", "end") != "end":
             raise ValueError("shard index must be at the end")
         codecs = conf["codecs"]
-    if codecs[0]["name"] != "bytes":
-        raise ValueError(f"unsupported array codec {codecs[0]['name']!r}; to_zarr writes "
-                         "plain C-ordered chunks")
-    return tuple(dict(c) for c in codecs[1:])
+    head = [dict(c) for c in codecs[:1] if c["name"] == "transpose"]
+    rest = codecs[len(head):]
+    if not rest or rest[0]["name"] != "bytes":
+        raise ValueError(f"unsupported array codec {rest[0]['name'] if rest else None!r}; "
+                         "to_zarr writes [transpose], bytes, compressors")
+    return tuple(head + [dict(c) for c in rest[1:]])

@@ -17,8 +17,9 @@ import h5py
 import numpy as np
 
 from ..store.zarr_store import RECORD_ATTR, count_name
+from .lossy import LOSSY_ATTR, quantize_step
 from .plan import ViewPlan
-from .zarr_layout import ArrayLayout, bytes_codecs_of, default_compressor, resolve_compressor
+from .zarr_layout import ArrayLayout, chunk_codecs_of, default_compressor, resolve_compressor
 
 Coordinate = tuple[tuple[str, ...], np.ndarray]   # dims, values
 
@@ -103,6 +104,7 @@ def build_metadata(layouts: Sequence[ArrayLayout], compressor: Any,
     as ``{store key: bytes}``; the root ``zarr.json`` only when ``record`` is given."""
     import zarr
     import zarr.storage
+    from zarr.codecs import TransposeCodec
 
     objects: dict[str, Any] = {}
     store = zarr.storage.MemoryStore(store_dict=objects)
@@ -114,8 +116,11 @@ def build_metadata(layouts: Sequence[ArrayLayout], compressor: Any,
         coords_attr = _coordinates_attr(lay, coord_dims)
         if coords_attr:
             attrs["coordinates"] = coords_attr
+        if lay.lossy is not None:
+            attrs[LOSSY_ATTR] = lay.lossy.to_json()
         root.create_array(lay.key, shape=lay.shape, dtype=lay.dtype, chunks=lay.chunk,
                           shards=lay.unit if lay.sharded else None,
+                          filters=[TransposeCodec(order=lay.order)] if lay.order else None,
                           compressors=codecs or None, fill_value=lay.fill_value,
                           dimension_names=list(lay.dims), attributes=attrs)
     for name, (dims, values) in (coords or {}).items():
@@ -137,5 +142,18 @@ def build_metadata(layouts: Sequence[ArrayLayout], compressor: Any,
 def with_codecs(layouts: Sequence[ArrayLayout], docs: dict[str, bytes]) -> list[ArrayLayout]:
     """Layouts carrying the exact codec configuration zarr recorded (e.g. blosc typesize)."""
     from dataclasses import replace
-    return [replace(lay, codecs=bytes_codecs_of(json.loads(docs[f"{lay.key}/zarr.json"])))
-            for lay in layouts]
+    out = []
+    for lay in layouts:
+        codecs = chunk_codecs_of(json.loads(docs[f"{lay.key}/zarr.json"]))
+        if lay.lossy is not None:
+            codecs = (quantize_step(lay.lossy), *codecs)
+        out.append(replace(lay, codecs=codecs))
+    return out
+
+
+def lossy_record(record: dict[str, Any], layouts: Sequence[ArrayLayout]) -> dict[str, Any]:
+    """The view record with each lossy key's mode, parameters and error bound."""
+    for lay in layouts:
+        if lay.lossy is not None:
+            record["keys"][lay.key]["lossy"] = lay.lossy.to_json()
+    return record

@@ -46,7 +46,7 @@ from .atomic import clean_stale, is_disk_error, write_failure
 from .checksums import store_document
 from .plan import ViewPlan, as_detector
 from .zarr_layout import ChunkSpec, ShardSpec, plan_layouts, train_block
-from .zarr_meta import build_metadata, coordinate_dims, coordinates, with_codecs
+from .zarr_meta import build_metadata, coordinate_dims, coordinates, lossy_record, with_codecs
 from .zarr_target import CHECKSUMS, DONE_DIR, Target
 from .zarr_tasks import TaskSpec, make_tasks, run_task
 
@@ -63,7 +63,7 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
             storage_options: dict[str, Any] | None = None, compressor: Any = None,
             chunks: ChunkSpec = None, shards: ShardSpec = None, client: Any = None,
             progress: Progress | bool | None = None, overwrite: bool = False,
-            resume: bool = False, threads: int | None = None) -> str:
+            resume: bool = False, threads: int | None = None, lossy: Any = None) -> str:
     """Write the detector's keys as a Zarr v3 store at ``url`` (folder, ``.zip``, ``s3://``).
 
     ``compressor``: a zarr codec (or list) for every key; default blosc zstd-1 with
@@ -74,7 +74,9 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     client whose workers run the tasks (they must see the run files and the target);
     otherwise ``threads`` threads. ``progress``: ``callable(done, total)`` (trains x
     modules) or ``True`` for a bar on stderr. ``resume``: finish an interrupted
-    conversion. ``overwrite``: replace an existing store. Returns ``url``.
+    conversion. ``overwrite``: replace an existing store. ``lossy``: opt-in rounding of
+    float pixel data, ``"photons:E"`` or ``"bits:N"`` (see ``detstack.convert.lossy``;
+    the bound is in the record and the array attributes). Returns ``url``.
     """
     det = as_detector(det_or_run)
     if any(isinstance(f, ViewModuleFile) for f in det.data.files):
@@ -83,12 +85,12 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     url = os.fspath(url)
     target = Target(url, storage_options)
     plan = ViewPlan(det, keys)
-    layouts = plan_layouts(plan, chunks, shards)
+    layouts = plan_layouts(plan, chunks, shards, lossy)
     coord_dims = coordinate_dims(plan, layouts)
     docs = build_metadata(layouts, compressor, coord_dims)
     layouts = with_codecs(layouts, docs)
     block = train_block(layouts, len(plan.train_ids))
-    record = plan.record("zarr", base=_record_base(target))
+    record = lossy_record(plan.record("zarr", base=_record_base(target)), layouts)
     fingerprint = _fingerprint(plan, docs, block, record)
 
     fresh = True

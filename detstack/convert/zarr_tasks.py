@@ -20,6 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..detectors.chunk_jobs import CompressedReader, corrupt_chunk
 from ..layout import RowLayout, row_layout
 from .checksums import block_checksum, done_marker
 from .plan import ViewPlan
@@ -48,6 +49,7 @@ class TaskSpec:
     t1: int
     files: tuple[str, ...]
     keys: tuple[KeyRows, ...]
+    train_ids: tuple[int, ...] = ()   # of trains t0..t1, for error messages
 
     @property
     def n_trains(self) -> int:
@@ -81,18 +83,20 @@ def make_tasks(plan: ViewPlan, layouts: list[ArrayLayout], block: int) -> list[T
                                     fmap.first[m, t0:t1].astype(np.int64), count))
             if any(k.count.any() for k in keys):
                 tasks.append(TaskSpec(f"{slot:03d}-{t0:09d}", slot, t0, t1, tuple(files),
-                                      tuple(keys)))
+                                      tuple(keys), tuple(int(t) for t in plan.train_ids[t0:t1])))
     return tasks
 
 
 class _Sources:
-    """The task's open files; plain-byte rows are copied with ``os.preadv`` (no HDF5 lock)."""
+    """The task's open files; plain-byte rows are copied with ``os.preadv`` and compressed
+    chunks decoded by detstack (both without HDF5's lock, so tasks run in parallel)."""
 
     def __init__(self, paths: tuple[str, ...]) -> None:
         self.paths = paths
         self.h5: dict[int, h5py.File] = {}
         self.fds: dict[int, int] = {}
         self.layouts: dict[tuple[int, str], RowLayout | None] = {}
+        self.compressed = CompressedReader()
 
     def __enter__(self) -> _Sources:
         return self
@@ -102,18 +106,21 @@ class _Sources:
             f.close()
         for fd in self.fds.values():
             os.close(fd)
+        self.compressed.close()
 
     def _dataset(self, j: int, dset: str) -> h5py.Dataset:
         if j not in self.h5:
             self.h5[j] = h5py.File(self.paths[j], "r")
         return self.h5[j][dset]
 
-    def read(self, j: int, dset: str, start: int, count: int, out: np.ndarray) -> None:
-        """Rows ``start:start+count`` into ``out`` (shape (count, *entry))."""
+    def read(self, j: int, dset: str, start: int, count: int, out: np.ndarray,
+             where: str = "") -> None:
+        """Rows ``start:start+count`` into ``out`` (shape (count, *entry)); ``where``
+        names module and train in errors."""
         ds = self._dataset(j, dset)
         if not out.flags.c_contiguous:
             tmp = np.empty(out.shape, out.dtype)
-            self.read(j, dset, start, count, tmp)
+            self.read(j, dset, start, count, tmp, where)
             out[...] = tmp
             return
         if ds.dtype == out.dtype:
@@ -124,7 +131,19 @@ class _Sources:
             if pieces is not None and lay is not None and lay.row_bytes * count == out.nbytes:
                 self._preadv(j, pieces, memoryview(out.reshape(-1).view(np.uint8)))
                 return
-        ds.read_direct(out, np.s_[start:start + count])
+        chunks = self.compressed.source(self.paths[j], dset, ds, out.dtype, ())
+        if chunks is not None and out.shape[1:] == ds.shape[1:]:
+            self.compressed.plan(chunks, start, count, out, (), True, lambda row: where)
+            self.compressed.open_files()
+            for job in self.compressed.jobs():
+                job()
+            self.compressed.clear()
+            return
+        try:
+            ds.read_direct(out, np.s_[start:start + count])
+        except OSError as exc:
+            raise corrupt_chunk(self.paths[j], dset, (start, start + count), where,
+                                f"HDF5 failed to read it ({exc})") from None
 
     def _preadv(self, j: int, pieces: list[tuple[int, int]], dest: memoryview) -> None:
         if j not in self.fds:
@@ -146,11 +165,14 @@ def _encoder(codecs_json: str, dtype: str) -> Any:
     return chunk_encoder(json.loads(codecs_json), np.dtype(dtype))
 
 
-def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout) -> bytes:
+def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout,
+                out: np.ndarray | None = None) -> bytes | memoryview:
     """One stored object from its values ``unit`` (the unit shape, module axis first).
 
     ``valid`` (trains[, frames]) marks entries that have source rows; inner chunks
-    without any are left out of the shard (they read as the fill value).
+    without any are left out of the shard (they read as the fill value). With ``out``
+    (a reusable uint8 buffer), a shard is assembled there and a view of it returned:
+    one copy into memory already mapped instead of a fresh join per shard.
     """
     encode = _encoder(json.dumps(lay.codecs), lay.dtype.str)
     if not lay.sharded:
@@ -165,9 +187,27 @@ def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout) -> bytes:
             continue
         data = encode(unit[sel])
         index[pos] = (offset, len(data))
+        if out is not None and offset + len(data) <= len(out):
+            out[offset:offset + len(data)] = np.frombuffer(data, np.uint8)
+        else:
+            out = None
         parts.append(data)
         offset += len(data)
-    return b"".join(parts) + shard_index(index)
+    tail = shard_index(index)
+    if out is None or offset + len(tail) > len(out):
+        return b"".join(parts) + tail
+    out[offset:offset + len(tail)] = np.frombuffer(tail, np.uint8)
+    return memoryview(out[:offset + len(tail)])
+
+
+def _shard_buffer(lay: ArrayLayout) -> np.ndarray | None:
+    """A buffer big enough for one shard of ``lay`` with any usual codec's overhead."""
+    if not lay.sharded:
+        return None
+    chunk_bytes = lay.dtype.itemsize * int(np.prod(lay.chunk))
+    n_chunks = int(np.prod(lay.unit)) // int(np.prod(lay.chunk))
+    return np.empty(n_chunks * (chunk_bytes + chunk_bytes // 128 + 1024) + 16 * n_chunks + 64,
+                    np.uint8)
 
 
 def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
@@ -183,6 +223,7 @@ def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
     if padded != natural:
         slab[...] = fill
     region = slab[(slice(None),) + tuple(slice(0, s) for s in natural)]
+    shard_buf = _shard_buffer(lay) if target.is_local else None
     for u0 in range(task.t0, task.t1, ut):
         a = u0 - task.t0
         count = rows.count[a:a + ut]
@@ -194,15 +235,16 @@ def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
             if c == 0:
                 region[i] = fill
                 continue
+            where = f"module slot {task.slot}, train {task.train_ids[a + i]}"
             if lay.per_frame:
                 src.read(int(rows.file[a + i]), rows.datasets[int(rows.file[a + i])],
-                         int(rows.first[a + i]), c, region[i, :c])
+                         int(rows.first[a + i]), c, region[i, :c], where)
                 region[i, c:] = fill
                 valid[i, :c] = True
                 sums.append((u0 + i, block_checksum(region[i, :c])))
             else:
                 src.read(int(rows.file[a + i]), rows.datasets[int(rows.file[a + i])],
-                         int(rows.first[a + i]), 1, region[i:i + 1])
+                         int(rows.first[a + i]), 1, region[i:i + 1], where)
                 valid[i] = True
                 sums.append((u0 + i, block_checksum(region[i])))
         grid = [range(p // u) for p, u in zip(padded, lay.unit[2:], strict=True)]
@@ -213,7 +255,7 @@ def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
                 continue
             unit = slab[(slice(None),) + sel][None]
             key = "/".join([lay.key, "c", str(task.slot), str(u0 // ut), *map(str, pos)])
-            target.put(key, encode_unit(unit, unit_valid, lay))
+            target.put(key, encode_unit(unit, unit_valid, lay, shard_buf))
 
 
 _malloc_tuned = False

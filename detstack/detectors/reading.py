@@ -1,21 +1,26 @@
 """Copy rows from the module files into one preallocated output array.
 
 The plan comes from the frame map (``FrameMap.runs``): each run is one read of
-contiguous rows into contiguous output rows, so the cost is one HDF5 call per
-block, not per frame.
+contiguous rows into contiguous output rows. Plain bytes, compressed chunks and
+zarr shards become independent jobs run on a thread pool outside HDF5's lock;
+only what we cannot decode ourselves goes through HDF5, one call per block.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import h5py
 import numpy as np
 
+from ..errors import FileFormatError
 from ..frames import FrameMap
 from ..layout import RowLayout, row_layout
+from .chunk_jobs import CompressedReader, corrupt_chunk
 
 DEFAULT_THREADS = min(8, 2 * (os.cpu_count() or 1))
 
@@ -79,8 +84,9 @@ class _DirectReader:
     PIECE = 32 << 20
 
     def __init__(self) -> None:
-        self.jobs: list[tuple[str, int, memoryview]] = []
+        self.pieces: list[tuple[str, int, memoryview]] = []
         self._layouts: dict[tuple[str, str], RowLayout | None] = {}
+        self._fds: dict[str, int] = {}
 
     def layout(self, path: str, dset_path: str, ds: h5py.Dataset) -> RowLayout | None:
         key = (path, dset_path)
@@ -93,32 +99,118 @@ class _DirectReader:
         for offset, nbytes in pieces:
             for start in range(0, nbytes, self.PIECE):
                 n = min(self.PIECE, nbytes - start)
-                self.jobs.append((path, offset + start, dest[pos + start:pos + start + n]))
+                self.pieces.append((path, offset + start, dest[pos + start:pos + start + n]))
             pos += nbytes
 
-    def run(self, threads: int) -> None:
-        if not self.jobs:
-            return
-        fds = {p: os.open(p, os.O_RDONLY) for p in {j[0] for j in self.jobs}}
-        try:
-            def copy(job: tuple[str, int, memoryview]) -> None:
-                path, offset, view = job
-                done = 0
-                while done < len(view):
-                    n = os.preadv(fds[path], [view[done:]], offset + done)
-                    if n <= 0:
-                        raise OSError(f"{path}: file ended at byte {offset + done} while "
+    def open_files(self) -> None:
+        for path in {p[0] for p in self.pieces} - set(self._fds):
+            self._fds[path] = os.open(path, os.O_RDONLY)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def jobs(self) -> list[Callable[[], None]]:
+        return [lambda piece=piece: self._copy(*piece) for piece in self.pieces]
+
+    def _copy(self, path: str, offset: int, view: memoryview) -> None:
+        done = 0
+        while done < len(view):
+            n = os.preadv(self._fds[path], [view[done:]], offset + done)
+            if n <= 0:
+                raise FileFormatError(path, f"the file ended at byte {offset + done} while "
                                       "reading detector data; the file is truncated")
-                    done += n
-            if threads > 1 and len(self.jobs) > 1:
-                with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(copy, self.jobs))
-            else:
-                for job in self.jobs:
-                    copy(job)
-        finally:
-            for fd in fds.values():
-                os.close(fd)
+            done += n
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One process-wide pool: reading a train at a time would otherwise pay for new threads."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max(DEFAULT_THREADS, 1), thread_name_prefix="detstack-read")
+        return _POOL
+
+
+def run_jobs(jobs: list[Callable[[], None]], threads: int) -> None:
+    """Run independent jobs on up to ``threads`` threads; the first error is raised.
+
+    Each thread takes the next job from a shared list (jobs differ in cost), and
+    stops taking jobs once one has failed.
+    """
+    if threads <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            job()
+        return
+    todo = iter(jobs)
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def lane() -> None:
+        while not failed.is_set():
+            with lock:
+                job = next(todo, None)
+            if job is None:
+                return
+            try:
+                job()
+            except BaseException:
+                failed.set()
+                raise
+
+    n = min(threads, len(jobs))
+    if threads > DEFAULT_THREADS:
+        with ThreadPoolExecutor(n) as pool:
+            futures = [pool.submit(lane) for _ in range(n)]
+    else:
+        futures = [_pool().submit(lane) for _ in range(n)]
+    for f in futures:
+        if f.exception() is not None:
+            raise f.exception()  # type: ignore[misc]
+
+
+def _train_of(fmap: FrameMap, m: int, file: int) -> Callable[[int], str]:
+    """A description of where a source row of module ``m`` in ``file`` belongs."""
+    def describe(row: int) -> str:
+        first = fmap.first[m].astype(np.int64)
+        inside = ((fmap.file[m] == file) & (first <= row)
+                  & (row < first + fmap.counts[m].astype(np.int64)))
+        trains = fmap.train_ids[inside]
+        where = f"module {int(fmap.modules[m])}, source {fmap.sources[m]}"
+        return where + (f", train {int(trains[0])}" if len(trains) else "")
+    return describe
+
+
+def _h5_read(ds: Any, dest: np.ndarray, source_sel: tuple[Any, ...], dest_sel: slice,
+             path: str, dpath: str, describe: Callable[[int], str]) -> None:
+    """HDF5's own read (filters we do not decode, conversions); failures are typed."""
+    if not isinstance(ds, h5py.Dataset):
+        ds.read_direct(dest, source_sel=source_sel, dest_sel=dest_sel)
+        return
+    try:
+        ds.read_direct(dest, source_sel=source_sel, dest_sel=dest_sel)
+    except OSError as exc:
+        if isinstance(exc, FileFormatError):
+            raise
+        rows = source_sel[0]
+        bad = _first_bad_row(ds, rows.start, rows.stop, source_sel[1:])
+        raise corrupt_chunk(path, dpath, (bad, bad + 1), describe(bad),
+                            f"HDF5 failed to read it ({exc})") from None
+
+
+def _first_bad_row(ds: h5py.Dataset, start: int, stop: int, rest: tuple[Any, ...]) -> int:
+    """The first row HDF5 cannot read (to name its train); ``start`` if none fails alone."""
+    for row in range(start, stop):
+        try:
+            ds[(slice(row, row + 1),) + rest]
+        except OSError:
+            return row
+    return start
 
 
 def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
@@ -127,35 +219,62 @@ def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
     """Fill ``out[slots[m], rows]`` with module ``m``'s rows of ``key``.
 
     ``src_index`` is applied to every source row after the row index (ROI,
-    hidden length-1 axes); HDF5 converts dtypes on the way. Blocks that are
-    plain bytes on disk in the output's dtype are copied directly, in threads.
+    hidden length-1 axes). Blocks that are plain bytes on disk in the output's
+    dtype are copied directly, compressed chunks (deflate, shuffle) are fetched
+    and decoded by us, and views that can plan their own reads (zarr stores)
+    decode shards: all in threads, outside HDF5's lock. Anything else is read by
+    HDF5 (which converts dtypes on the way).
     """
     src_index, kept_shape = _keep_axes(src_index, out.shape[2:])
     direct = _DirectReader()
+    compressed = CompressedReader()
+    other_jobs: list[Callable[[], None]] = []
+    batch: dict[Any, Any] = {}       # lets views share one job per stored object
     contiguous = out.flags.c_contiguous
 
     for m in range(fmap.n_modules):
         dest = out[slots[m]].reshape((out.shape[1],) + kept_shape)
         dest_bytes = memoryview(dest.reshape(-1).view(np.uint8)) if contiguous else None
-        datasets: dict[int, tuple[h5py.Dataset, RowLayout | None]] = {}
+        datasets: dict[int, tuple[Any, str, str, RowLayout | None, Any]] = {}
         for run in fmap.runs(m, selected, per_train):
             if run.file not in datasets:
                 f = fmap.files[run.file]
                 dpath = f.dataset_path(fmap.sources[m], key)
                 ds = f.h5[dpath]
-                layout = None
-                if (dest_bytes is not None and isinstance(ds, h5py.Dataset)
-                        and ds.dtype == out.dtype and _whole_rows(src_index, ds)):
-                    layout = direct.layout(str(f.path), dpath, ds)
-                datasets[run.file] = (ds, layout)
-            ds, layout = datasets[run.file]
+                path = str(f.path)
+                layout = chunks = None
+                if isinstance(ds, h5py.Dataset):
+                    if (dest_bytes is not None and ds.dtype == out.dtype
+                            and _whole_rows(src_index, ds)):
+                        layout = direct.layout(path, dpath, ds)
+                    if layout is None:
+                        chunks = compressed.source(path, dpath, ds, out.dtype, src_index)
+                datasets[run.file] = (ds, path, dpath, layout, chunks)
+            ds, path, dpath, layout, chunks = datasets[run.file]
+            rows = dest[run.dst_start:run.dst_start + run.length]
             pieces = layout.extents(run.src_start, run.length) if layout else None
             if pieces is not None and dest_bytes is not None:
                 row_bytes = layout.row_bytes
                 view = dest_bytes[run.dst_start * row_bytes:(run.dst_start + run.length) * row_bytes]
-                direct.plan(str(fmap.files[run.file].path), pieces, view)
+                direct.plan(path, pieces, view)
                 continue
-            ds.read_direct(dest, source_sel=(slice(run.src_start, run.src_start + run.length),)
-                           + src_index,
-                           dest_sel=np.s_[run.dst_start:run.dst_start + run.length])
-    direct.run(threads)
+            describe = _train_of(fmap, m, run.file)
+            if chunks is not None:
+                compressed.plan(chunks, run.src_start, run.length, rows, src_index,
+                                _whole_rows(src_index, ds), describe)
+                continue
+            planner = getattr(ds, "read_jobs", None)
+            jobs = (planner(run.src_start, run.length, src_index, rows, batch) if planner
+                    else None)
+            if jobs is not None:
+                other_jobs.extend(jobs)
+                continue
+            _h5_read(ds, dest, (slice(run.src_start, run.src_start + run.length),) + src_index,
+                     np.s_[run.dst_start:run.dst_start + run.length], path, dpath, describe)
+    try:
+        direct.open_files()
+        compressed.open_files()
+        run_jobs(direct.jobs() + compressed.jobs() + other_jobs, threads)
+    finally:
+        direct.close()
+        compressed.close()

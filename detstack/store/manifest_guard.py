@@ -193,8 +193,7 @@ class SourceGuard:
             raise
         return fd
 
-    def pread(self, loc: str, start: int | None, end: int | None) -> bytes:
-        """Bytes [start, end) of a checked local file, within its datasets' storage."""
+    def _fd(self, loc: str) -> int:
         with self._lock:
             fd = self._fds.pop(loc, None)
             if fd is None:
@@ -202,6 +201,15 @@ class SourceGuard:
                 if len(self._fds) >= MAX_OPEN_FILES:
                     os.close(self._fds.pop(next(iter(self._fds))))
             self._fds[loc] = fd  # most recently used last
+        return fd
+
+    def verify_now(self, loc: str) -> None:
+        """Open and check ``loc`` now (FileNotFoundError if it is missing)."""
+        self._fd(loc)
+
+    def pread(self, loc: str, start: int | None, end: int | None) -> bytes:
+        """Bytes [start, end) of a checked local file, within its datasets' storage."""
+        fd = self._fd(loc)
         start = start or 0
         if end is None:
             end = os.fstat(fd).st_size

@@ -129,7 +129,7 @@ def fill_null_values(metadata: dict[str, Any], record: dict[str, Any], where: st
             meta["fill_value"] = fill if isinstance(fill, int) else 0
             fixed += 1
     if fixed:
-        log.warning("%s: %d integer arrays had no fill value; reading absent chunks as the "
+        log.info("%s: %d integer arrays had no fill value; reading absent chunks as the "
                     "view's fill value (0)", where, fixed)
     return fixed
 

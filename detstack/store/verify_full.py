@@ -114,10 +114,15 @@ class _SourceReader:
             f.close()
 
 
-def differing_frames(got: np.ndarray, want: np.ndarray) -> list[int]:
+def differing_frames(got: np.ndarray, want: np.ndarray,
+                     bound: tuple[str, float] | None = None) -> list[int]:
+    """Frames of ``got`` that differ from ``want`` (beyond ``bound`` for lossy keys)."""
     if got.shape != want.shape:
         return list(range(max(len(got), len(want))))
-    if got.dtype.kind in "fc":
+    if bound is not None:
+        from ..convert.lossy import within_bound
+        same = within_bound(want, got, *bound)
+    elif got.dtype.kind in "fc":
         same = (got == want) | (np.isnan(got) & np.isnan(want))
     else:
         same = got == want
@@ -129,8 +134,11 @@ def _module_number(record: dict[str, Any], slot: int) -> int:
     return int(record["detector"]["modules"][str(slot)]["number"])
 
 
-def compare_with_sources(path: str | os.PathLike[str], view: Any, report: VerifyReport) -> bool:
-    """Every block of the view against the source rows; False if no source is at hand."""
+def compare_with_sources(path: str | os.PathLike[str], view: Any, report: VerifyReport,
+                         only: set[str] | None = None) -> bool:
+    """Every block of the view (of the keys ``only``) against the source rows, within the
+    stated error bound for lossy keys; False if no source is at hand."""
+    from ..convert.lossy import error_bound
     blocks = source_blocks(path, view)
     if blocks is None:
         return False
@@ -138,6 +146,9 @@ def compare_with_sources(path: str | os.PathLike[str], view: Any, report: Verify
     reader = _SourceReader()
     try:
         for key, info in record["keys"].items():
+            if only is not None and key not in only:
+                continue
+            bound = error_bound(record, key)
             expected = blocks.get(key, {})
             for slot, vf in _view_files(view):
                 counts = _view_counts(vf, info)
@@ -159,10 +170,11 @@ def compare_with_sources(path: str | os.PathLike[str], view: Any, report: Verify
                             key, mod, tid, None, f"the view holds {len(got)} rows, the "
                             f"sources {len(want)} ({src[0]})"))
                         continue
-                    bad = differing_frames(got, want)
+                    bad = differing_frames(got, want, bound)
                     if bad:
-                        report.add_mismatch(Mismatch(key, mod, tid, bad,
-                                                     f"values differ from {src[0]}"))
+                        how = f"beyond the {bound[0]} error bound {bound[1]:g} of" if bound \
+                            else "values differ from"
+                        report.add_mismatch(Mismatch(key, mod, tid, bad, f"{how} {src[0]}"))
     finally:
         reader.close()
     return True
@@ -195,10 +207,18 @@ def compare_with_checksums(path: str | os.PathLike[str], view: Any, report: Veri
     raw = store_object(os.fspath(path), CHECKSUMS, storage_options)
     if raw is None:
         return False
+    from ..convert.lossy import error_bound
     sums = read_document(raw)
     record = view.record
     bad: list[tuple[str, int, int]] = []
+    lossy = {k for k in record["keys"] if error_bound(record, k) is not None}
+    if lossy:       # their checksums are of the source values: check the bound instead
+        if not compare_with_sources(path, view, report, only=lossy):
+            report.notes.append(f"{', '.join(sorted(lossy))}: stored lossy; their error "
+                                "bound can only be checked with the source files at hand")
     for key, info in record["keys"].items():
+        if key in lossy:
+            continue
         if key not in sums:
             report.notes.append(f"{key}: no checksums recorded")
             continue

@@ -18,12 +18,13 @@ import h5py
 
 from ._h5 import describe_keys, write_base_index, write_metadata
 from ._kinds import FORMAT_VERSIONS, KINDS, LAYOUTS
-from ._pixels import frame_values, main_key, pool
+from ._pixels import VALUE_MODELS, frame_values, main_key, pool
 from ._plan import FilePlan, Options, make_options, plan_files
+from ._values import photon_energy
 from ._writers import write_control, write_jungfrau, write_xtdf
 
-__all__ = ["FORMAT_VERSIONS", "KINDS", "LAYOUTS", "demo_run", "frame_values", "main_key",
-           "write_run"]
+__all__ = ["FORMAT_VERSIONS", "KINDS", "LAYOUTS", "VALUE_MODELS", "demo_run", "frame_values",
+           "main_key", "photon_energy", "write_run"]
 
 
 def _write_file(f: h5py.File, opts: Options, plan: FilePlan) -> None:
@@ -33,7 +34,7 @@ def _write_file(f: h5py.File, opts: Options, plan: FilePlan) -> None:
     if plan.modno is None:
         source_ids = write_control(f, opts, plan)
     else:
-        frames_pool = pool(opts.kind.name, opts.raw, opts.seed, opts.mean_photons)
+        frames_pool = pool(opts.kind.name, opts.raw, opts.seed, opts.mean_photons, opts.values)
         writer = write_xtdf if opts.kind.xtdf else write_jungfrau
         src, source_ids = writer(f, opts, plan, frames_pool)
         if opts.legacy:  # 2022+ corrected files keep the raw-style name as soft links
@@ -71,7 +72,8 @@ def write_run(
     index_pad: int = 32,
     bad_train_ids: Mapping[int, int] | None = None,
     bad_flags: Sequence[int] | None = None,
-    mean_photons: float = 0.5,
+    values: str = "realistic",
+    mean_photons: float | None = None,
     seed: int = 0,
     run_number: int = 1,
     proposal: int = 700000,
@@ -105,14 +107,21 @@ def write_run(
     - `layout` applies to every pixel key (data/adc, gain, mask): "chunked" (uncompressed,
       `frames_per_chunk` frames per chunk; JUNGFRAU: memory cells per chunk), "contiguous",
       "deflate" (gzip 1) or "shuffle-deflate".
-    - Values: Poisson(`mean_photons`) counts from `seed`, see `frame_values`;
-      pulseId = i * `pulse_id_step`, cellId = i for frame i of a train (per gain stage).
+    - `values`: "realistic" (default) or "photons", the value model (see `frame_values`):
+      realistic raw frames are ADC values (per-pixel, per-cell pedestal + noise + photons
+      in ADU, gain switching for bright pixels; raw AGIPD's gain plane holds gain-ADC
+      values; JUNGFRAU/LPD keep the gain code in the top bits); realistic corrected frames
+      are float32 keV with noise. "photons": Poisson photon counts (raw and corrected).
+      `mean_photons`: photons per pixel per frame (default 0.1 realistic, 0.5 photons),
+      from `seed`; pulseId = i * `pulse_id_step`, cellId = i for frame i of a train (per
+      gain stage).
     """
     opts = make_options(
         kind, raw, legacy, n_trains, first_train, frames_per_train, modules, n_modules, n_cells,
         detector_name, format_version, old_index, trains_per_file, missing_trains,
         empty_trains, layout, frames_per_chunk, parallel_gain, pulse_id_step, index_pad,
         bad_train_ids, bad_flags, mean_photons, seed, run_number, proposal, with_control,
+        values=values,
     )
     folder = Path(path)
     if folder.exists() and not folder.is_dir():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kinds import FORMAT_VERSIONS, KINDS, LAYOUTS, Kind
+from ._pixels import DEFAULT_PHOTONS, VALUE_MODELS
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Options:
     run_number: int
     proposal: int
     with_control: bool
+    values: str = "realistic"   # the value model (see _pixels)
 
     @property
     def prefix(self) -> str:
@@ -109,8 +111,9 @@ def make_options(kind: str, raw: bool, legacy: bool, n_trains: int, first_train:
                  empty_trains: Mapping[int, Sequence[int]] | None, layout: str,
                  frames_per_chunk: int, parallel_gain: bool, pulse_id_step: int,
                  index_pad: int, bad_train_ids: Mapping[int, int] | None,
-                 bad_flags: Sequence[int] | None, mean_photons: float, seed: int,
-                 run_number: int, proposal: int, with_control: bool) -> Options:
+                 bad_flags: Sequence[int] | None, mean_photons: float | None, seed: int,
+                 run_number: int, proposal: int, with_control: bool,
+                 values: str = "realistic") -> Options:
     """Validate every argument of write_run; raise TypeError/ValueError naming the culprit."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
@@ -176,6 +179,10 @@ def make_options(kind: str, raw: bool, legacy: bool, n_trains: int, first_train:
     if flags and format_version == "0.5":
         raise ValueError("format 0.5 has no INDEX/flag: bad_flags needs format_version >= 1.0")
 
+    if values not in VALUE_MODELS:
+        raise ValueError(f"values must be one of {VALUE_MODELS}, got {values!r}")
+    if mean_photons is None:
+        mean_photons = DEFAULT_PHOTONS[values]
     if not isinstance(mean_photons, numbers.Real) or not 0 <= mean_photons <= 1000:
         raise ValueError(f"mean_photons must be a number in 0..1000, got {mean_photons!r}")
     return Options(
@@ -190,6 +197,7 @@ def make_options(kind: str, raw: bool, legacy: bool, n_trains: int, first_train:
         mean_photons=float(mean_photons), seed=_int("seed", seed, 0),
         run_number=_int("run_number", run_number, 0, 9999),
         proposal=_int("proposal", proposal, 0, 2**32 - 1), with_control=bool(with_control),
+        values=values,
     )
 
 

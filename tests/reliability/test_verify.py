@@ -141,3 +141,24 @@ def test_checksums_match_the_data(tmp_path: Path) -> None:
         assert zlib.crc32(block.data) == sums["image.data"][slot, t]
     with h5py.File(next(run.glob("*AGIPD00*"))) as h5:
         assert np.array_equal(h5[DATA][0:3], arr[0, 0, :3])
+
+
+def test_full_checks_the_bound_of_lossy_stores(tmp_path: Path) -> None:
+    """A lossy key passes when within its stated bound, and a block pushed beyond it is
+    named; its lossless keys are still checked against the checksums."""
+    run = tmp_path / "run"
+    synth.write_run(run, kind="AGIPD500K", raw=False, n_trains=3, frames_per_train=2,
+                    modules=[1, 2], with_control=False)
+    det = detstack.AGIPD500K(detstack.RunDirectory(run))
+    energy = synth.photon_energy("AGIPD500K")
+    store = tmp_path / "lossy.zarr"
+    to_zarr(det, store, lossy=f"photons:{energy}")
+    report = verify_view(str(store), full=True)
+    assert report.ok, report.lines()
+    import zarr
+    arr = zarr.open_group(str(store), mode="a")["image.data"]
+    arr[1, 1, 0] = arr[1, 1, 0] + energy          # module 1, second train, frame 0
+    report = verify_view(str(store), full=True)
+    assert [(m.key, m.module, m.train, m.frames) for m in report.mismatches] == \
+        [("image.data", 1, 10001, [0])]
+    assert "error bound" in report.mismatches[0].detail

@@ -71,11 +71,15 @@ def test_round_trip_every_kind(runs: dict[str, Path], tmp_path: Path, name: str)
         for t, c in enumerate(counts):
             np.testing.assert_array_equal(pid[t, :c], np.arange(c))
 
-    # plain zarr-python: sharded one train per module, one frame (cell) per inner chunk
+    # plain zarr-python: shards of up to 8 trains per module, an inner chunk per pulse
+    # (cell) of those trains, stored train axis innermost
     arr = zarr.open_group(url, mode="r")[det.kind.main_key]
-    assert arr.shards == (1, 1) + arr.shape[2:]
-    assert arr.chunks == (1, 1, 1) + arr.shape[3:]
+    trains = min(8, arr.shape[1])
+    assert arr.shards == (1, trains) + arr.shape[2:]
+    assert arr.chunks == (1, trains, 1) + arr.shape[3:]
     assert arr.metadata.dimension_names == main.dims
+    assert [c.to_dict() for c in arr.filters] == [
+        {"name": "transpose", "configuration": {"order": (0, *range(2, arr.ndim), 1)}}]
     assert [c.to_dict()["name"] for c in arr.compressors] == ["blosc"]
 
     # detstack reader API on the view, and the record
@@ -96,7 +100,8 @@ def test_shards_are_what_zarr_python_writes(runs: dict[str, Path], tmp_path: Pat
     for key in ["image.data", "image.pulseId", "header.trainId"]:
         a = ours[key]
         ref = zarr.create_array(str(tmp_path / "ref" / key), shape=a.shape, dtype=a.dtype,
-                                chunks=a.chunks, shards=a.shards, compressors=a.compressors,
+                                chunks=a.chunks, shards=a.shards, filters=a.filters,
+                                compressors=a.compressors,
                                 fill_value=a.fill_value)
         ref[...] = a[...]
         mine = {k: v for k, v in store_files(url / key).items() if k != "zarr.json"}
@@ -123,7 +128,7 @@ def test_layout_options(runs: dict[str, Path], tmp_path: Path,
     url2 = str(tmp_path / "plain.zarr")
     to_zarr(det, url2, keys=["image.data"], compressor=False, shards=False)
     arr = zarr.open_group(url2, mode="r")["image.data"]
-    assert arr.shards is None and arr.chunks == (1, 1, 1, 2, 512, 128)
+    assert arr.shards is None and arr.chunks == (1, min(8, arr.shape[1]), 1, 2, 512, 128)
     assert arr.compressors == ()
     check_arrays(plan, xr.open_zarr(url2), ["image.data"])
 
