@@ -55,6 +55,7 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)   # the view itself is refused
     full: bool = False
     blocks_checked: int = 0
     frames_checked: int = 0
@@ -63,7 +64,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.changed or self.n_mismatches)
+        return not (self.missing or self.changed or self.errors or self.n_mismatches)
 
     def add_mismatch(self, m: Mismatch) -> None:
         self.n_mismatches += 1
@@ -71,14 +72,16 @@ class VerifyReport:
             self.mismatches.append(m)
 
     def lines(self) -> list[str]:
-        out = [f"MISSING: {p}" for p in self.missing]
+        out = [f"REFUSED: {e}" for e in self.errors]
+        out += [f"MISSING: {p}" for p in self.missing]
         out += [f"CHANGED: {p}" for p in self.changed]
         out += [f"NOTE: {n}" for n in self.notes]
         out += [m.line() for m in self.mismatches]
         if self.n_mismatches > len(self.mismatches):
             out.append(f"... and {self.n_mismatches - len(self.mismatches)} more mismatches")
         problems = [f"{len(v)} {label}" for v, label in
-                    ((self.missing, "missing"), (self.changed, "changed")) if v]
+                    ((self.errors, "refused"), (self.missing, "missing"),
+                     (self.changed, "changed")) if v]
         if self.n_mismatches:
             problems.append(f"{self.n_mismatches} mismatching blocks")
         status = "OK" if self.ok else ", ".join(problems)
@@ -149,7 +152,12 @@ def verify_view(path: str | os.PathLike[str], storage_options: dict[str, Any] | 
     """Open the view's record and check every source file it names; with ``full``, also
     read every frame and compare it with its sources or recorded checksums."""
     from .open import open_view
-    view = open_view(path, storage_options=storage_options, check_sources=False)
+    try:
+        view = open_view(path, storage_options=storage_options, check_sources=False)
+    except DetstackError as exc:        # e.g. a manifest whose sources changed
+        if isinstance(exc, FileNotFoundError):
+            raise
+        return VerifyReport(str(path), errors=[str(exc)])
     report = verify_record(path, dict(view.record))
     if full:
         from .verify_full import verify_frames

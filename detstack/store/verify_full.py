@@ -41,10 +41,17 @@ def _view_counts(vf: Any, info: dict[str, Any]) -> np.ndarray:
     return count if info["per_frame"] else np.minimum(count, 1)
 
 
+class Unreadable(Exception):
+    """A block the view cannot return (its error is the mismatch's detail)."""
+
+
 def _view_rows(vf: Any, key: str, t: int, count: int) -> np.ndarray:
     rv = vf.h5[key]
     start = t * rv.frames
-    return np.asarray(rv.read(slice(start, start + count)))
+    try:
+        return np.asarray(rv.read(slice(start, start + count)))
+    except (DetstackError, OSError, ValueError) as exc:
+        raise Unreadable(f"cannot be read: {exc}") from exc
 
 
 def _source_detector(path: str | os.PathLike[str], record: dict[str, Any]) -> Any | None:
@@ -157,7 +164,12 @@ def compare_with_sources(path: str | os.PathLike[str], view: Any, report: Verify
                 for t in sorted(trains):
                     mod, tid = _module_number(record, slot), int(tids[t])
                     src = expected.get((slot, t))
-                    got = _view_rows(vf, key, t, int(counts[t]))
+                    try:
+                        got = _view_rows(vf, key, t, int(counts[t]))
+                    except Unreadable as exc:
+                        report.blocks_checked += 1
+                        report.add_mismatch(Mismatch(key, mod, tid, None, str(exc)))
+                        continue
                     report.blocks_checked += 1
                     report.frames_checked += len(got) if info["per_frame"] else 1
                     if src is None:
@@ -225,8 +237,13 @@ def compare_with_checksums(path: str | os.PathLike[str], view: Any, report: Veri
         for slot, vf in _view_files(view):
             counts = _view_counts(vf, info)
             for t in np.flatnonzero(counts):
-                got = _view_rows(vf, key, int(t), int(counts[t]))
                 report.blocks_checked += 1
+                try:
+                    got = _view_rows(vf, key, int(t), int(counts[t]))
+                except Unreadable as exc:
+                    report.add_mismatch(Mismatch(key, _module_number(record, slot),
+                                                 int(view.train_ids_array[t]), None, str(exc)))
+                    continue
                 report.frames_checked += len(got) if info["per_frame"] else 1
                 rows = got if info["per_frame"] else got[0]
                 if block_checksum(rows) != int(sums[key][slot, t]):

@@ -1,6 +1,6 @@
 """Hostile or damaged views run through ``open_view``, the reader and ``verify --full``
 in a child process (timeout, 3 GiB address-space limit): each must be refused with a
-typed error naming what is wrong. The refusals themselves are built in branch relviews;
+typed error naming what is wrong. The refusals themselves are built by relviews;
 this suite attacks the public entry points with them."""
 
 from __future__ import annotations
@@ -90,14 +90,7 @@ ATTACKS: dict[str, Callable[[Path], tuple[Path, str]]] = {
 }
 
 
-# refusals not yet on this branch: strict, so each mark fails once the fix is merged
-PENDING = {"manifest-symlink-escape", "manifest-inline-bomb", "manifest-absurd-shape",
-           "vds-maps-etc-passwd", "vds-maps-unlisted-missing-file"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=[pytest.mark.xfail(strict=True, reason="fixed in branch relviews")]
-                 if n in PENDING else []) for n in sorted(ATTACKS)])
+@pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attack_is_refused(name: str, tmp_path: Path) -> None:
     view, culprit = ATTACKS[name](tmp_path)
     lines, ended = run_child([str(HERE / "relsuite_open.py"), str(view)], 120)
