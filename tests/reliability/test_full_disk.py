@@ -40,7 +40,10 @@ def _mount(where: Path, size: int) -> bool:
         return False
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
                           capture_output=True)
-    return done.returncode == 0
+    if done.returncode != 0:
+        return False
+    st = os.statvfs(where)       # never fill a real disk: it must be our small tmpfs
+    return st.f_blocks * st.f_frsize <= size + (1 << 20)
 
 
 @contextlib.contextmanager
@@ -55,8 +58,10 @@ def small_disk(base: Path, size: int) -> Iterator[tuple[Path, Callable[[int], co
         if mounted:
             st = os.statvfs(where)
             filler = where / "filler"
+            fill = max(st.f_bavail * st.f_frsize - free, 0)
+            assert fill <= 512 << 20, "refusing to write a filler over 512 MiB"
             with open(filler, "wb") as f:
-                f.write(b"\0" * max(st.f_bavail * st.f_frsize - free, 0))
+                f.write(b"\0" * fill)
             try:
                 yield
             finally:
