@@ -28,7 +28,8 @@ def layouts(draw: st.DrawFn) -> dict[str, object]:
     n_trains = draw(st.integers(1, 5))
     modules = sorted(draw(st.sets(st.integers(0, 15), min_size=1, max_size=3)))
     tids = list(range(10000, 10000 + n_trains))
-    missing = {m: draw(st.lists(st.sampled_from(tids), max_size=2, unique=True))
+    missing = {m: draw(st.lists(st.sampled_from(tids), max_size=min(2, n_trains - 1),
+                                unique=True))
                for m in modules[1:]}
     layout = draw(st.sampled_from(["chunked", "contiguous", "deflate", "shuffle-deflate"]))
     return dict(kind="AGIPD1M", raw=True, n_trains=n_trains, modules=modules,
