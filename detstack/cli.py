@@ -25,7 +25,7 @@ European XFEL multi-module detector runs as one (module, train, pulse, y, x) arr
   detstack validate RUN         check every file of a run folder and report problems
   detstack convert RUN OUT --to vds|cxi|manifest|zarr
                                 one array per key, (module, train, pulse, y, x)
-  detstack verify VIEW          check that a view's source files are present and unchanged
+  detstack verify VIEW [--full] check a view's source files (--full: every frame)
 """
 
 
@@ -227,9 +227,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .store.verify import verify_view
-    report = verify_view(args.view)
-    for line in report.lines():
-        _say(line)
+    report = verify_view(args.view, full=args.full)
+    if args.json:
+        import json
+        _say(json.dumps(report.to_json(), indent=1))
+    else:
+        for line in report.lines():
+            _say(line)
     return 0 if report.ok else 1
 
 
@@ -289,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.set_defaults(func=cmd_convert)
     ver = sub.add_parser("verify", help="check a view's source files")
     ver.add_argument("view", help="view file or URL")
+    ver.add_argument("--full", action="store_true",
+                     help="also read every frame and compare it with the sources (views, "
+                     "manifests) or the checksums recorded at conversion (zarr stores)")
+    ver.add_argument("--json", action="store_true", help="print the report as JSON")
     ver.set_defaults(func=cmd_verify)
     return parser
 

@@ -21,7 +21,7 @@ from .. import __version__
 from ..detectors.reading import read_rows
 from ..frames import FrameMap
 from ..run.files import RunFile
-from .atomic import atomic_path
+from .atomic import atomic_h5
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,22 @@ def _selected_frames(det: Any, wanted: np.ndarray) -> np.ndarray:
     return out
 
 
+def _output_bytes(det: Any, selected: np.ndarray) -> int:
+    """What the file will take at most (uncompressed rows plus room for metadata), to be
+    reserved on disk before writing."""
+    total = 1 << 20
+    image = det.kind.index_group
+    for m, src in enumerate(det.source_to_modno):
+        f0 = det.data.files_for_source(src)[0]
+        for key in det.data.keys_for_source(src):
+            entry, dtype = det.data.key_info(src, key)
+            group = f0.key_group(src, key)
+            rows = int(selected[m].sum()) if group == image else \
+                int(det.group_map(group).counts[m].sum())
+            total += rows * int(np.prod(entry, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return total + total // 50
+
+
 def write_frames(det: Any, filename: str | os.PathLike[str], trains: Any, pulses: Any, *,
                  overwrite: bool = False) -> Path:
     """Write the frames named by (``trains[i]``, ``pulses[i]``) to a new EuXFEL file.
@@ -163,9 +179,10 @@ def write_frames(det: Any, filename: str | os.PathLike[str], trains: Any, pulses
     frame_train = np.repeat(np.arange(len(fmap_main.train_ids)),
                             fmap_main.train_counts().astype(np.int64))
     data_sources: list[str] = []
-    with atomic_path(filename, overwrite) as tmp, h5py.File(tmp, "w") as h5:
+    with atomic_h5(filename, overwrite, reserve=_output_bytes(det, selected)) as h5:
         h5.attrs["writer"] = f"detstack {__version__}"
         _index_datasets(h5, det, fmt)
+        h5.flush()
         for m, src in enumerate(det.source_to_modno):
             keys = sorted(det.data.keys_for_source(src))
             f0 = det.data.files_for_source(src)[0]
@@ -185,10 +202,12 @@ def write_frames(det: Any, filename: str | os.PathLike[str], trains: Any, pulses
                     path = f"INSTRUMENT/{src}/{key.replace('.', '/')}"
                     dst = _create_like(h5, path, src_ds, int(counts.sum()))
                     _copy_rows(fmap, m, key, dst, sel)
+                    dst.flush()     # a full disk raises here, not when h5py frees dst
                 first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.uint64)
                 h5.create_dataset(f"INDEX/{src}/{group}/first", data=first, dtype=np.uint64)
                 h5.create_dataset(f"INDEX/{src}/{group}/count", data=counts, dtype=np.uint64)
                 data_sources.append(f"INSTRUMENT/{src}/{group}")
+            h5.flush()
         _metadata(h5, det, fmt, data_sources)
     log.info("Wrote %d frames of %d modules to %s", int(selected.sum()), len(det.modules),
              filename)

@@ -63,7 +63,7 @@ import numpy as np
 from ..errors import DetstackError
 from ..frames import FrameMap
 from ..run.files import RunFile
-from .atomic import atomic_path
+from .atomic import atomic_h5
 from .plan import KeyPlan, ViewPlan, as_detector
 
 log = logging.getLogger(__name__)
@@ -367,8 +367,7 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
     groups = sorted({kp.group for kp in plan.keys})
     forms: dict[str, dict[str, Any]] = {}
     n_trains = len(plan.train_ids)
-    with atomic_path(path, overwrite) as tmp, h5py.File(tmp, "w", libver=LIBVER) as h5, \
-            no_gc():
+    with atomic_h5(path, overwrite, in_memory=True, libver=LIBVER) as h5, no_gc():
         for kp in plan.keys:
             form = mapping_form(kp, plan.frame_map(kp), names, mapping, n_trains, block_trains)
             if form == BLOCKS:
