@@ -52,3 +52,25 @@ class DuplicateTrainError(DetstackError, ValueError):
 
 class MultiRunError(DetstackError, ValueError):
     """Run-level metadata was asked of data combining several runs."""
+
+
+class MissingDependencyError(DetstackError, ImportError):
+    """An optional package a feature needs is not installed; names the extra to install."""
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(f"{feature} needs the optional package {package}, which is not "
+                         f"installed: pip install 'detstack[{extra}]'")
+
+
+class UnusableFileWarning(UserWarning):
+    """A run file that could not be read was left out (``.path`` names it)."""
+
+    def __init__(self, message: str, path: object) -> None:
+        super().__init__(message)
+        self.path = str(path)
+
+
+class EmptySelectionError(DetstackError, ValueError):
+    """A selection (trains, modules) that leaves nothing to read or write."""

@@ -35,6 +35,7 @@ import h5py
 import numpy as np
 
 from ..errors import FileFormatError
+from ..progress import track
 from .atomic import atomic_path
 from .vds import LIBVER, RECORD_ATTR, MappingBuilder, SourceRef
 
@@ -271,7 +272,7 @@ class _ChunkWriter:
 def _write_copy(ds: h5py.Dataset, maps: list[Mapping], out: h5py.Dataset,
                 sources: _Sources, pool: ThreadPoolExecutor) -> None:
     writer = _ChunkWriter(out, pool)
-    for m in sorted(maps, key=lambda m: m.vstart):
+    for m in track(sorted(maps, key=lambda m: m.vstart), f"copying {ds.name}"):
         src = sources.get(m.file, m.dset)
         for sbox, vbox, vshape in pieces(m, ds.dtype.itemsize):
             block = np.empty(tuple(s.stop - s.start for s in sbox), src.dtype)

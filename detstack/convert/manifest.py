@@ -34,6 +34,7 @@ import numpy as np
 from numcodecs import Zlib
 
 from ..errors import DetstackError
+from ..progress import track
 from .atomic import atomic_path, check_target
 from .plan import KeyPlan, ViewPlan, as_detector
 
@@ -551,7 +552,7 @@ def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: st
     url_of = {p: i for i, p in enumerate(files)}
     specs: list[ArraySpec] = []
     skipped: dict[str, str] = {}
-    for kp in plan.keys:
+    for kp in track(plan.keys, "references"):
         try:
             if kp.dtype.kind not in "biuf":
                 raise UnsupportedKeyError(kp.key, f"its dtype {kp.dtype} is not a plain number")

@@ -53,6 +53,7 @@ import numpy as np
 
 from ..errors import DetstackError
 from ..frames import FrameMap
+from ..progress import track
 from ..run.files import RunFile
 from .atomic import atomic_path
 from .plan import KeyPlan, ViewPlan, as_detector
@@ -291,7 +292,7 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
     forms: dict[str, dict[str, Any]] = {}
     with atomic_path(path, overwrite) as tmp, h5py.File(tmp, "w", libver=LIBVER) as h5, \
             no_gc():
-        for kp in plan.keys:
+        for kp in track(plan.keys, "building view"):
             form = mapping_form(kp, plan.frame_map(kp), names)
             builder = MappingBuilder(plan.shape(kp), kp.dtype, kp.fill_value)
             add_key_mappings(builder, kp, plan, names, form)

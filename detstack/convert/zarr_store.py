@@ -81,12 +81,13 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     record = plan.record("zarr", base=_record_base(target))
     fingerprint = _fingerprint(plan, docs, block, record)
 
-    prepared = _prepare(target, fingerprint, record, overwrite=overwrite, resume=resume)
+    tasks = make_tasks(plan, layouts, block)
+    prepared = _prepare(target, fingerprint, record, overwrite=overwrite, resume=resume,
+                        n_tasks=len(tasks))
     if prepared is None:
         return url
     record = prepared
 
-    tasks = make_tasks(plan, layouts, block)
     done = target.names(DONE_DIR)
     todo = [t for t in tasks if t.task_id not in done]
     total = sum(t.n_trains for t in tasks)
@@ -134,7 +135,7 @@ def _fingerprint(plan: ViewPlan, docs: dict[str, bytes], block: int,
 
 
 def _prepare(target: Target, fingerprint: dict[str, Any], record: dict[str, Any], *,
-             overwrite: bool, resume: bool) -> dict[str, Any] | None:
+             overwrite: bool, resume: bool, n_tasks: int) -> dict[str, Any] | None:
     """Check what is at the target; return the record to write, or None if done."""
     url = target.url
     state = target.state()
@@ -170,17 +171,19 @@ def _prepare(target: Target, fingerprint: dict[str, Any], record: dict[str, Any]
                                   "refusing to delete it even with overwrite=True")
     if state != "absent":
         target.wipe()
-    target.put(PLAN_FILE, json.dumps({"fingerprint": fingerprint, "record": record}).encode())
+    target.put(PLAN_FILE, json.dumps({"fingerprint": fingerprint, "record": record,
+                                      "n_tasks": n_tasks}).encode())
     return record
 
 
 def _reporter(progress: Progress | bool | None) -> Progress:
+    from .. import progress as bars
     if progress is True:
-        from ..cli import ProgressBar
-        return ProgressBar("to_zarr")
+        with bars.reporting(bars.tqdm_bar):
+            return bars.counter("to_zarr")
     if callable(progress):
         return progress
-    return lambda done, total: None
+    return bars.counter("copying to zarr")
 
 
 def _run_threads(tasks: list[TaskSpec], target: Target, threads: int,

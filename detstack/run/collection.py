@@ -23,7 +23,10 @@ from ..errors import (
     SourceNameError,
     TrainIDError,
     TrainIndexError,
+    UnusableFileWarning,
 )
+from ..progress import track
+from .derived import is_derived_view
 from .files import RunFile
 from .selection import select_train_ids
 
@@ -386,10 +389,13 @@ def RunDirectory(path: str | os.PathLike[str], include: str = "*", *,
 def _open_files(paths: Iterable[Path]) -> tuple[list[RunFile], list[str]]:
     files: list[RunFile] = []
     problems: list[str] = []
-    for p in paths:
+    for p in track(list(paths), "scanning files"):
         try:
             files.append(RunFile(p))
         except FileFormatError as exc:
+            if is_derived_view(p):      # a view written beside the run: not a run file
+                continue
             problems.append(str(exc))
-            warnings.warn(f"Skipping unusable file: {exc}", stacklevel=3)
+            warnings.warn(UnusableFileWarning(f"Skipping unusable file: {exc}", p),
+                          stacklevel=3)
     return files, problems

@@ -1,0 +1,44 @@
+"""``detstack verify``: are the files a view reads present and unchanged?"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .args import json_object
+from .output import Output
+
+HELP = "check that a view's source files are present and unchanged; exit 1 if not"
+EXAMPLES = """\
+examples:
+  detstack verify view.h5
+  detstack verify view.json --json
+  detstack verify s3://bucket/r0238.zarr --storage-options '{"anon": true}'
+"""
+
+
+def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("verify", help=HELP, description=HELP.capitalize() + ".",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       parents=common)
+    p.add_argument("view", help="view file or URL (.h5, .cxi, .json, .parq, zarr store)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--storage-options", metavar="JSON", type=json_object,
+                   help="fsspec options for a remote view, as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    from ..store.verify import verify_view
+    from .targets import classify
+
+    classify(args.view)             # a missing local path: one line, not a traceback
+    with out.progress():
+        report = verify_view(args.view, storage_options=args.storage_options)
+    lines = report.lines()
+    for line in lines[:-1]:
+        out.say(line)
+    out.result(lines[-1])
+    out.emit({"view": report.view, "checked": report.checked, "missing": report.missing,
+              "changed": report.changed, "ok": report.ok})
+    return 0 if report.ok else 1
