@@ -46,7 +46,7 @@ def hide_package(tmp_path: Path, name: str) -> dict[str, str]:
     shadow = tmp_path / f"without-{name}"
     (shadow / name).mkdir(parents=True, exist_ok=True)
     (shadow / name / "__init__.py").write_text(
-        f"raise ModuleNotFoundError('No module named {name!r}', name={name!r})\n")
+        f"raise ModuleNotFoundError('No module named ' + {name!r}, name={name!r})\n")
     return {"PYTHONPATH": str(shadow)}
 
 

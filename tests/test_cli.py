@@ -80,7 +80,7 @@ def test_warnings_reach_the_terminal_as_one_line_naming_the_flag(tmp_path: Path)
     no_python_warnings(res.stderr)
     quiet = cli("convert", tmp_path / "run", tmp_path / "view2.h5", "--quiet")
     assert quiet.returncode == 0 and quiet.stderr == ""
-    assert quiet.stdout.startswith("Wrote vds view")
+    assert quiet.stdout.startswith("Wrote HDF5 virtual view of")
 
 
 def test_verbose_shows_library_logging(tmp_path: Path) -> None:

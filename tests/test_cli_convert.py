@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import signal
+import struct
 import subprocess
+import termios
 import time
 from pathlib import Path
 
@@ -41,7 +44,7 @@ def test_train_selections(small_run: Path, tmp_path: Path) -> None:
     assert one.returncode == 0, one.stderr
     assert "1 trains" in one.stdout
     with h5py.File(tmp_path / "one.h5") as f:
-        assert f["image.data"].shape[1] == 1 and list(f["train"][:]) == [10003]
+        assert f["image.data"].shape[1] == 1 and list(f["train_ids"][:]) == [10003]
     rng = cli_json("convert", small_run, tmp_path / "rng.h5", "--raw", "--trains", "10001:10004")
     assert rng["trains"] == 3
     res = cli("convert", small_run, tmp_path / "e.h5", "--raw", "--trains", "5:2")
@@ -127,6 +130,7 @@ def test_progress_bars_only_on_a_terminal(small_run: Path, tmp_path: Path) -> No
     plain = cli("convert", small_run, tmp_path / "p.h5", "--raw")
     assert plain.returncode == 0 and plain.stderr == ""
     leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     proc = subprocess.Popen([str(DETSTACK), "convert", small_run, tmp_path / "t.zarr", "--raw"],
                             stdout=subprocess.PIPE, stderr=follower, text=True)
     os.close(follower)

@@ -54,17 +54,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
         path = materialize(args.view, args.out, compression=args.compression,
                            compression_opts=args.level, shuffle=not args.no_shuffle,
                            overwrite=args.overwrite)
-    size_in, size_out = _size(args.view), path.stat().st_size
+    size_out = path.stat().st_size
     doc = {"view": args.view, "output": str(path), "compression": args.compression,
            "bytes": size_out, "seconds": round(time.perf_counter() - t0, 3)}
     out.emit(doc)
-    out.result(f"Archived {args.view} ({size_in / 1e6:.1f} MB of metadata) to {path} "
-               f"({size_out / 1e6:.1f} MB, {args.compression or 'uncompressed'}) in "
+    out.result(f"Archived {args.view} to {path}: {size_out / 1e6:.1f} MB, "
+               f"{args.compression or 'uncompressed'}, self-contained, in "
                f"{doc['seconds']:.1f} s")
     return 0
-
-
-def _size(path: str) -> int:
-    import os
-
-    return os.path.getsize(path)

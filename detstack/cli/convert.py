@@ -56,6 +56,8 @@ FORMS: dict[str, Form] = {
                             "threads"})),
     "icechunk": Form("to_icechunk", (".icechunk",), frozenset({"skip_unsupported"})),
 }
+LABELS = {"vds": "HDF5 virtual view", "cxi": "virtual CXI file", "manifest": "zarr manifest",
+          "zarr": "zarr store", "icechunk": "Icechunk repository"}
 #: options of one form only, as (dest, flag, value when not given)
 FORM_OPTIONS = [("absolute", "--absolute", False), ("skip_unsupported", "--skip-unsupported", False),
                 ("resume", "--resume", False), ("scheduler", "--scheduler", None),
@@ -220,5 +222,5 @@ def summary_line(doc: dict[str, Any]) -> str:
     if doc["skipped_files"]:
         names = ", ".join(s["path"].rsplit("/", 1)[-1] for s in doc["skipped_files"][:3])
         parts.append(f"{len(doc['skipped_files'])} unusable files skipped: {names}")
-    return (f"Wrote {doc['form']} view of {doc['detector']} ({'; '.join(parts)}) to "
+    return (f"Wrote {LABELS[doc['form']]} of {doc['detector']} ({'; '.join(parts)}) to "
             f"{doc['output']} in {doc['seconds']:.1f} s")
