@@ -74,3 +74,34 @@ class UnusableFileWarning(UserWarning):
 
 class EmptySelectionError(DetstackError, ValueError):
     """A selection (trains, modules) that leaves nothing to read or write."""
+
+
+class InconsistentModulesError(DetstackError, ValueError):
+    """The modules (or files) of one detector disagree: a key's entry shape or dtype,
+    the frame count of a train, or the pulse/cell IDs of a train. Reading on would give
+    scrambled, truncated or mislabelled frames."""
+
+
+class NotRegularFileError(DetstackError, OSError):
+    """A path that should be a data file is a FIFO, device, socket or folder; opening it
+    could block forever or read endless bytes."""
+
+
+class UnsafeReferenceError(DetstackError, PermissionError):
+    """A view refers to data outside the files it declares or the places the reader
+    allowed (e.g. a symlink to /etc, a mapping to a file not in its record)."""
+
+
+class ViewLimitError(DetstackError, ValueError):
+    """View metadata asks for more than any real view needs (an absurd array shape, a
+    chunk that decodes past its declared size, JSON nested too deeply)."""
+
+
+class ViewRecordError(FileFormatError):
+    """A view's record disagrees with its arrays (shape, trains, modules, frames), so
+    frames would land in the wrong place."""
+
+
+class MissingDataError(FileFormatError):
+    """Data that a view's counts say exists is not there (a deleted zarr shard, a missing
+    virtual-dataset source): reading it would silently give fill values."""

@@ -62,9 +62,9 @@ def check(target: Path) -> tuple[list[Path], list[Path], list[dict[str, Any]]]:
     from .. import progress
     from ..errors import DetstackError
     from ..run.collection import DataCollection
+    from ..run.consistency import check as module_problems
     from ..run.derived import is_derived_view
     from ..run.files import RunFile
-    from .consistency import module_problems
 
     paths = run_files(target)
     problems: list[dict[str, Any]] = []
@@ -96,7 +96,7 @@ def check(target: Path) -> tuple[list[Path], list[Path], list[dict[str, Any]]]:
     if files:
         try:
             data = DataCollection(files)
-            problems += [{"file": None, "message": m} for m in module_problems(data)]
+            problems += [{"file": None, "message": str(m)} for m in module_problems(data)]
         except DetstackError as exc:
             problems.append({"file": None, "message": str(exc)})
     checked = [p for p in paths if p not in views]

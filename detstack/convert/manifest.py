@@ -520,12 +520,9 @@ def _locations(files: list[Path], folder: Path, relative: bool, url_prefix: str 
         common = Path(os.path.commonpath([str(p.parent) for p in files])) if files else folder
         rel = [Path(os.path.relpath(p, common)).as_posix() for p in files]
         return "url", rel, url_prefix.rstrip("/")
-    if relative:
+    if relative:  # an absolute base that readers may override (the files moved)
         rel = [Path(os.path.relpath(p, folder)).as_posix() for p in files]
-        if any(r.startswith("../") for r in rel):
-            log.warning("source files lie outside the manifest's folder; opening it with "
-                        "detstack will need allowed_prefixes=[...] naming their folder")
-        return "relative", rel, "."
+        return "relative", rel, folder.as_posix()
     common = Path(os.path.commonpath([str(p.parent) for p in files])) if files else folder
     return "absolute", [Path(os.path.relpath(p, common)).as_posix() for p in files], \
         common.as_posix()

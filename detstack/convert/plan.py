@@ -28,7 +28,9 @@ import numpy as np
 
 from .. import __version__
 from ..detectors.base import MultimodDetectorBase
+from ..detectors.consistency import check_key
 from ..frames import FrameMap
+from ..store.identity import file_identity
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "detstack-view"
@@ -95,6 +97,7 @@ class ViewPlan:
     def _key_plan(self, key: str) -> KeyPlan:
         det = self.det
         src = next(iter(det.source_to_modno))
+        check_key(det.data, list(det.source_to_modno), key)
         entry, dtype = det.data.key_info(src, key)
         group = det.data.files_for_source(src)[0].key_group(src, key)
         per_frame = group == det.kind.index_group and det.kind.xtdf
@@ -145,7 +148,8 @@ class ViewPlan:
         for p in self.source_files():
             st = p.stat()
             rel = os.path.relpath(p, base) if base is not None else str(p.resolve())
-            files.append({"path": rel, "size": st.st_size, "mtime": st.st_mtime})
+            files.append({"path": rel, "size": st.st_size, "mtime": st.st_mtime,
+                          "identity": file_identity(p)})
         try:
             run_meta = {k: (v.item() if isinstance(v, np.generic) else v)
                         for k, v in det.data.run_metadata().items()}

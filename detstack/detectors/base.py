@@ -15,6 +15,7 @@ from ..errors import SourceNameError
 from ..frames import FrameMap
 from ..run.collection import DataCollection
 from ..run.selection import ById
+from .consistency import check_counts
 from .kinds import DetectorKind
 
 
@@ -149,9 +150,7 @@ class MultimodDetectorBase:
 
     def _build_frame_map(self, min_modules: int) -> FrameMap:
         fmap = self._frame_map(self.kind.index_group)
-        bad = fmap.inconsistent_train()
-        if bad is not None:
-            raise ValueError(f"Inconsistent frame counts for train {bad[0]}: {bad[1]}")
+        check_counts(fmap, self.kind.index_group)
         keep = fmap.present.sum(axis=0) >= min_modules
         if not keep.any():
             raise ValueError(f"No data found with >= {min_modules} modules present")

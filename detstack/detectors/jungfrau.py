@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..errors import InconsistentModulesError
 from ..run.collection import DataCollection
 from . import kinds
 from .base import MultimodDetectorBase
@@ -98,7 +99,19 @@ class JUNGFRAU(MultimodDetectorBase):
         lo = np.where(missing, 255, cells).min(axis=0)
         hi = np.where(missing, 0, cells).max(axis=0)
         if (lo != hi).any():
-            raise ValueError("Inconsistent memoryCell for different modules")
+            cell = int(np.argmax(lo != hi))
+            column = cells[:, cell][~missing[:, cell]]
+            values, n = np.unique(column, return_counts=True)
+            usual = values[np.argmax(n)]
+            m = int(np.flatnonzero(~missing[:, cell] & (cells[:, cell] != usual))[0])
+            fmap = first.frame_map
+            t = int(np.argmax(fmap.present[m]))
+            where = fmap.files[int(fmap.file[m, t])].path
+            raise InconsistentModulesError(
+                f"Inconsistent memoryCell for different modules: {where}: module "
+                f"{self.modules[m]} ({fmap.sources[m]}) has memoryCell {int(cells[m, cell])} at "
+                f"cell position {cell} of train {int(fmap.train_ids[t])}, the other modules "
+                f"{int(usual)}. Leave that module out (modules=[...])")
         return lo
 
     def masked_data(self, key: str | None = None, *, mask_bits: Any = None,

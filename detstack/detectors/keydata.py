@@ -13,6 +13,7 @@ import xarray as xr
 
 from ..errors import PropertyNameError
 from ..frames import FrameMap
+from .consistency import check_key
 from .reading import DEFAULT_THREADS, checked_fill, read_rows, roi_shape
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class MultimodKeyData:
         self.det = det
         self.key = key
         first_source = next(iter(det.source_to_modno))
+        check_key(det.data, list(det.source_to_modno), key)
         self.entry_shape, self.dtype = det.data.key_info(first_source, key)
         self.dtype = np.dtype(self.dtype)
         self.group = det.data.files_for_source(first_source)[0].key_group(first_source, key)

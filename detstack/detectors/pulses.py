@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InconsistentModulesError
 from ..frames import FrameMap
 from ..run.selection import ById, ByIndex
+from .consistency import ids_problem
 from .reading import read_rows
 
 MAX_PULSES = 2**62  # "no stop": the reference uses 2700, too low for some IDs
@@ -76,11 +78,10 @@ def read_inner_ids(fmap: FrameMap, key: str, field: str, src_index: tuple[Any, .
         raise ValueError(f"Failed to find {field} for some data: no module has {key} for "
                          f"train {int(fmap.train_ids_perframe()[missing.all(axis=0)][0])}")
     lo = np.where(missing, MISSING, ids).min(axis=0) if n else np.zeros(0, np.int64)
-    hi = np.where(missing, -1, ids).max(axis=0) if n else np.zeros(0, np.int64)
-    if (lo != hi).any():
-        frame = int(np.argmax(lo != hi))
-        raise ValueError(f"Inconsistent {field} for different modules in train "
-                         f"{int(fmap.train_ids_perframe()[frame])}: {lo[frame]} != {hi[frame]}")
+    problem = ids_problem(fmap, key, field, ids, missing) if n else None
+    if problem is not None:
+        raise InconsistentModulesError(f"{problem}; frames would be mislabelled. "
+                                       "Leave that module out (modules=[...])")
     return lo.astype(np.uint64)
 
 

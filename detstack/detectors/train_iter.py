@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from .consistency import check_key
 from .pulses import is_all_pulses, normalize_pulses, select_frames
 from .reading import read_rows
 from .xtdf_keydata import _unstacked, pixel_dims
@@ -33,6 +34,8 @@ def iter_trains(det: MultimodDetectorBase, pulses: Any = None,
         for key in det.data.keys_for_source(src):
             key_modules.setdefault(key, []).append(m)
             key_group[key] = f0.key_group(src, key)
+    for key, rows in key_modules.items():
+        check_key(det.data, [sources[m] for m in rows], key)
     maps = {g: det.group_map(g) for g in set(key_group.values())}
     per_frame = {k for k in key_modules
                  if det.kind.xtdf and k.startswith(det.kind.per_frame_prefix)}

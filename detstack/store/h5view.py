@@ -15,12 +15,15 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import h5py
 import numpy as np
 
-from ..errors import FileFormatError
+from ..errors import FileFormatError, ViewRecordError
+from ..safety import require_regular_file
+from .h5_guard import Trust, check_dataset, check_links
 from .verify import resolve_source
 from .view_collection import ViewCollection, check_record
 
@@ -34,18 +37,28 @@ class LazyDataset:
     """An HDF5 dataset opened on first read: opening one with ~50 000 mappings takes
     0.1-0.2 s, and most uses of a view touch only some keys."""
 
-    def __init__(self, h5: h5py.File, path: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    def __init__(self, h5: h5py.File, path: str, shape: tuple[int, ...], dtype: np.dtype,
+                 trust: Trust) -> None:
         self._h5 = h5
         self.path = path
         self.shape = shape
         self.dtype = np.dtype(dtype)
         self.ndim = len(shape)
+        self.trust = trust
         self._ds: h5py.Dataset | None = None
 
     @property
     def dataset(self) -> h5py.Dataset:
+        """The dataset, once its mappings and shape are checked against the record."""
         if self._ds is None:
-            self._ds = self._h5[self.path]
+            ds = checked_dataset(self._h5, self.path, self.trust)
+            if tuple(ds.shape) != self.shape or ds.dtype != self.dtype:
+                raise ViewRecordError(
+                    self.trust.view, f"its record describes {self.path} as {self.shape} "
+                    f"{self.dtype}, but the dataset is {tuple(ds.shape)} {ds.dtype}",
+                    "Frames would land in the wrong place: the view is damaged, write it "
+                    "again")
+            self._ds = ds
         return self._ds
 
     def __getitem__(self, item: Any) -> np.ndarray:
@@ -174,8 +187,22 @@ def check_source_files(path: str, record: dict[str, Any]) -> None:
                       stacklevel=4)
 
 
+def checked_dataset(h5: h5py.File, name: str, trust: Trust) -> h5py.Dataset:
+    """``h5[name]`` once its mappings and external storage are checked (h5_guard)."""
+    ds = h5[name]
+    if not isinstance(ds, h5py.Dataset):
+        raise FileFormatError(trust.view, f"{name} is not a dataset", "Write the view again")
+    check_dataset(ds, trust)
+    return ds
+
+
 def _open_file(path: str, storage_options: dict[str, Any] | None) -> tuple[h5py.File, Any]:
     remote = "://" in path and not path.startswith("file://")
+    if not remote:
+        try:
+            require_regular_file(path.removeprefix("file://"), "view")
+        except FileNotFoundError as exc:
+            raise FileFormatError(path, "does not exist") from exc
     try:
         if remote:
             import fsspec
@@ -201,12 +228,16 @@ def _array_shape(record: dict[str, Any], info: dict[str, Any]) -> tuple[int, ...
 
 
 def open_h5_view(path: str, storage_options: dict[str, Any] | None = None,
-                 check_sources: bool = True, **kw: Any) -> ViewCollection:
+                 check_sources: bool = True, allowed_prefixes: Iterable[str] | None = None,
+                 **kw: Any) -> ViewCollection:
     """Open a detstack HDF5 view, CXI file or materialized copy as a collection.
 
     Every detector class accepts the result (``detstack.AGIPD1M(open_h5_view(p))``).
     Missing, unreadable or resized source files raise ``FileFormatError`` unless
-    ``check_sources=False``; a view written by a newer detstack is refused.
+    ``check_sources=False``; a view written by a newer detstack is refused. Virtual
+    mappings, external links and external storage may only lead to the source files
+    the record lists (or below ``allowed_prefixes``): ``UnsafeReferenceError``
+    otherwise; a missing mapped file is ``MissingDataError`` when its key is read.
     """
     if kw:
         raise TypeError(f"open_h5_view() got unexpected arguments: {', '.join(sorted(kw))}")
@@ -221,7 +252,9 @@ def open_h5_view(path: str, storage_options: dict[str, Any] | None = None,
                                   "self-contained copy")
         if check_sources:
             check_source_files(path, record)
-        collection = _collection(path, h5, record, fobj)
+        trust = Trust.of(path, record, allowed_prefixes)
+        check_links(h5, trust)
+        collection = _collection(path, h5, record, fobj, trust)
     except BaseException:
         h5.close()
         if fobj is not None:
@@ -230,7 +263,8 @@ def open_h5_view(path: str, storage_options: dict[str, Any] | None = None,
     return collection
 
 
-def _collection(path: str, h5: h5py.File, record: dict[str, Any], fobj: Any) -> ViewCollection:
+def _collection(path: str, h5: h5py.File, record: dict[str, Any], fobj: Any,
+                trust: Trust) -> ViewCollection:
     arrays_at = record.get("arrays")
     coords = record.get("coords")
     if not isinstance(arrays_at, dict) or not isinstance(coords, dict):
@@ -240,8 +274,8 @@ def _collection(path: str, h5: h5py.File, record: dict[str, Any], fobj: Any) -> 
     if missing:
         raise FileFormatError(path, f"lacks datasets its record names: {', '.join(missing[:5])}",
                               "The file is incomplete or damaged; write it again")
-    train_ids = h5[coords["train_ids"]][()]
-    counts = {g: h5[p][()] for g, p in coords["counts"].items()}
+    train_ids = checked_dataset(h5, coords["train_ids"], trust)[()]
+    counts = {g: checked_dataset(h5, p, trust)[()] for g, p in coords["counts"].items()}
     layouts = record.get("array_layouts", {})
     fpe = int(record["detector"]["frames_per_entry"])
     arrays: dict[str, Any] = {}
@@ -250,10 +284,15 @@ def _collection(path: str, h5: h5py.File, record: dict[str, Any], fobj: Any) -> 
         dtype = np.dtype(info["dtype"])
         fill = np.nan if info["fill_value"] is None else info["fill_value"]
         if layouts.get(key, "module-train") == "module-frame":
-            ds = h5[where]
+            ds = checked_dataset(h5, where, trust)
             group_counts = counts[info["group"]]
-            arrays[key] = FramesByTrain(ds, _offsets(group_counts, fpe),
-                                        int(record["max_frames"]), dtype.type(fill))
+            offsets = _offsets(group_counts, fpe)
+            if ds.ndim < 2 or offsets[-1] > ds.shape[1]:
+                raise ViewRecordError(path, f"its counts place {int(offsets[-1])} frames in "
+                                      f"{where}, which holds {ds.shape[1:2]}",
+                                      "The file is damaged or was edited: write it again")
+            arrays[key] = FramesByTrain(ds, offsets, int(record["max_frames"]),
+                                        dtype.type(fill))
         else:
-            arrays[key] = LazyDataset(h5, where, _array_shape(record, info), dtype)
+            arrays[key] = LazyDataset(h5, where, _array_shape(record, info), dtype, trust)
     return ViewCollection(path, record, arrays, train_ids, counts, keepalive=(h5, fobj))

@@ -1,10 +1,12 @@
 """Open a Zarr manifest (kerchunk references, JSON or Parquet) as a detstack view.
 
 A manifest is data from someone else: every reference it holds is a file path or
-URL that a reader would open. Only references inside the manifest's own folder
-tree, or below prefixes the caller allows, are followed; anything else is refused
-with ``UnsafeReferenceError`` before a byte is read (JSON: when opening; Parquet,
-whose references load lazily: on the first read that meets one).
+URL that a reader would open. ``manifest_guard`` says which bytes may be read
+(only the HDF5 source files the record lists, checked by real path, size and
+content identity, inside their datasets' storage; more only below prefixes the
+caller allows); ``manifest_meta`` bounds what its metadata and inline data may
+ask for. References are resolved against the absolute base the writer recorded,
+or, when the run and manifest moved together, against the manifest's own folder.
 """
 
 from __future__ import annotations
@@ -29,64 +31,78 @@ from fsspec.implementations.reference import (
     ReferenceNotReachable,
 )
 
-from ..errors import DetstackError, FileFormatError
-from .verify import verify_record
+from ..errors import DetstackError, FileFormatError, UnsafeReferenceError, ViewLimitError
+from ..safety import refuse_special, require_regular_file
+from .manifest_guard import Listed, SourceGuard, inside, is_local, normalize
+from .manifest_meta import (
+    ChunkBound,
+    check_depth,
+    check_inline_chunk,
+    check_metadata,
+    fill_null_values,
+    loads,
+)
 from .view_collection import ViewCollection, check_record
 
+__all__ = ["SourceUnreachableError", "UnsafeReferenceError", "manifest_filesystem",
+           "manifest_store", "open_manifest"]
+
 TEMPLATE = "base"  # the template naming the folder references are relative to
-MAX_OPEN_FILES = 128  # source files kept open for local reads
+META_SUFFIXES = (".zarray", ".zattrs", ".zgroup", ".zmetadata")
 
 
-class UnsafeReferenceError(DetstackError, PermissionError):
-    """A manifest refers to data outside the places the reader allowed."""
+class SourceUnreachableError(DetstackError, ReferenceNotReachable):
+    """A reference's source file is missing or unreadable (never read as fill)."""
+
+    def __init__(self, reference: str, target: str, reason: str) -> None:
+        ReferenceNotReachable.__init__(self, reference, target)
+        self.args = (f"chunk {reference!r} cannot be read from {target} ({reason}); restore "
+                     "the file, or rebuild the manifest",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
-def _is_local(protocol: str | None) -> bool:
-    return protocol in (None, "file", "local")
+def _parent(path: str) -> str:
+    protocol, rest = split_protocol(path)
+    rest = rest.rstrip("/")
+    if is_local(protocol):
+        return os.path.dirname(os.path.abspath(rest))
+    return f"{protocol}://{posixpath.dirname(rest)}"
 
 
-def normalize(url: str) -> str:
-    """A canonical form for comparing locations: absolute local paths, 'proto://...' URLs."""
-    protocol, rest = split_protocol(url)
-    if _is_local(protocol):
-        return os.path.normpath(os.path.abspath(os.path.expanduser(rest)))
-    return f"{protocol}://{posixpath.normpath(rest)}"
-
-
-def _inside(url: str, root: str) -> bool:
-    if url == root:
-        return True
-    sep = os.sep if "://" not in root else "/"
-    return url.startswith(root.rstrip(sep) + sep)
+def _join(base: str, rel: str) -> str:
+    return posixpath.join(base, rel) if "://" in base else os.path.join(base, rel)
 
 
 class ManifestFileSystem(ReferenceFileSystem):
-    """Reference file system that resolves relative references against the manifest's
-    folder, refuses references outside the allowed roots, and reads holes as absent."""
+    """Reference file system whose every read goes through a ``SourceGuard``."""
 
-    def __init__(self, fo: Any, *, base: str, allowed: list[str], **kwargs: Any) -> None:
-        self.manifest_base = base
-        self.allowed_roots = allowed
+    def __init__(self, fo: Any, *, view: str, guard: SourceGuard, data_base: str,
+                 rebase: tuple[str, str] | None, bounds: dict[str, ChunkBound],
+                 **kwargs: Any) -> None:
+        self.view = view
+        self.guard = guard
+        self.data_base = data_base
+        self.rebase = rebase
+        self.bounds = bounds
         self._resolved: dict[str, str] = {}
-        self._fds: dict[str, int] = {}
         super().__init__(fo, **kwargs)
 
     def resolve(self, url: str) -> str:
-        """The normalised location of a reference, or UnsafeReferenceError."""
+        """The checked real location of a reference, or ``UnsafeReferenceError``."""
         done = self._resolved.get(url)
         if done is not None:
             return done
         protocol, rest = split_protocol(url)
         if protocol is None and not os.path.isabs(rest):
-            joined = posixpath.join(self.manifest_base, rest)
+            joined = _join(self.data_base, rest)
+        elif is_local(protocol) and self.rebase and inside(rest, self.rebase[0]):
+            joined = self.rebase[1] + rest[len(self.rebase[0]):]
         else:
             joined = url
         loc = normalize(joined)
-        if not any(_inside(loc, root) for root in self.allowed_roots):
-            raise UnsafeReferenceError(
-                f"the manifest refers to {url!r} ({loc}), outside its own folder "
-                f"{self.allowed_roots[0]}; pass allowed_prefixes=[...] naming that location "
-                "to open_view/open_manifest if you trust this manifest")
+        self.guard.check_location(url, loc)
         self._resolved[url] = loc
         return loc
 
@@ -96,44 +112,60 @@ class ManifestFileSystem(ReferenceFileSystem):
             url, s, e = super()._cat_common(path, start, end)
         except TypeError as exc:  # a null Parquet reference: the chunk is absent
             raise FileNotFoundError(path) from exc
+        except ValueError as exc:  # a reference that is not [url], [url, offset, size]
+            raise FileFormatError(self.view, f"holds a malformed reference for {path!r}") \
+                from exc
         if isinstance(url, bytes):
             return url, s, e
         if not isinstance(url, str):
             raise FileNotFoundError(path)
         return self.resolve(url), s, e
 
+    def _inline(self, path: str, part: bytes) -> bytes:
+        if not path.endswith(META_SUFFIXES) and "/" in path:
+            check_inline_chunk(path, part, self.bounds.get(path.rsplit("/", 1)[0]), self.view)
+        return part
+
     async def _cat_file(self, path: str, start: int | None = None, end: int | None = None,
                         **kwargs: Any) -> bytes:
         part, s, e = self._cat_common(path, start, end)
         if isinstance(part, bytes):
-            return part[start:end]
+            return self._inline(path, part)[start:end]
         protocol, _ = split_protocol(part)
         try:
-            if _is_local(protocol):
-                return self._pread(part, s, e)
+            if is_local(protocol):
+                return self.guard.pread(part, s, e)
+            self.guard.check_range(part, s, e)
             return await self.fss[protocol]._cat_file(part, start=s, end=e)
+        except DetstackError:
+            raise
         except Exception as exc:  # never FileNotFoundError: zarr would read it as fill
-            raise ReferenceNotReachable(path, part) from exc
+            raise SourceUnreachableError(path, part, str(exc) or type(exc).__name__) from exc
 
-    def _pread(self, url: str, start: int | None, end: int | None) -> bytes:
-        """Local references: one pread on a cached descriptor (no thread hop per chunk)."""
-        fd = self._fds.pop(url, None)
-        if fd is None:
-            fd = os.open(url, os.O_RDONLY)
-            if len(self._fds) >= MAX_OPEN_FILES:
-                os.close(self._fds.pop(next(iter(self._fds))))
-        self._fds[url] = fd  # most recently used last
-        start = start or 0
-        if end is None:
-            end = os.fstat(fd).st_size
-        data = os.pread(fd, end - start, start)
-        if len(data) != end - start:
-            raise OSError(f"{url} ends before byte {end} (truncated or rewritten?)")
-        return data
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None,
+                 **kwargs: Any) -> bytes:
+        """Synchronous reads of local references go through the same checks."""
+        part, s, e = self._cat_common(path, start, end)
+        if isinstance(part, bytes):
+            return self._inline(path, part)[start:end]
+        if not is_local(split_protocol(part)[0]):
+            raise NotImplementedError("remote manifests are read asynchronously (through "
+                                      "manifest_store or open_view)")
+        try:
+            return self.guard.pread(part, s, e)
+        except DetstackError:
+            raise
+        except Exception as exc:
+            raise SourceUnreachableError(path, part, str(exc) or type(exc).__name__) from exc
+
+    def cat(self, path: Any, recursive: bool = False, on_error: str = "raise",
+            **kwargs: Any) -> Any:
+        if isinstance(path, str):
+            return self.cat_file(path)
+        return {p: self.cat_file(p) for p in path}
 
     def close_files(self) -> None:
-        while self._fds:
-            os.close(self._fds.popitem()[1])
+        self.guard.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -143,38 +175,41 @@ class ManifestFileSystem(ReferenceFileSystem):
         """Check every reference now (JSON references, all in memory)."""
         if isinstance(self.references, LazyReferenceMapper):
             return
-        for url in {v[0] for v in self.references.values() if isinstance(v, list) and v}:
-            if isinstance(url, str):
-                self.resolve(url)
+        for key, v in self.references.items():
+            if isinstance(v, list) and v and isinstance(v[0], str):
+                loc = self.resolve(v[0])
+                if len(v) == 3 and isinstance(v[1], int) and isinstance(v[2], int):
+                    self.guard.check_range(loc, v[1], v[1] + v[2])
+            elif not isinstance(v, (str, bytes, list)):
+                raise FileFormatError(self.view, f"holds a malformed reference for {key!r}")
 
 
 class _ParquetRecords(LazyReferenceMapper):
     """fsspec's lazy Parquet references, loaded with fastparquet directly: nulls stay
-    None (absent chunks) and no pandas deprecation warnings on every record."""
+    None (absent chunks) and no pandas deprecation warnings on every record. Local
+    record files must be regular files."""
 
     def setup(self) -> None:
+        local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
+                           else (self.fs.protocol,))
+        if local:
+            require_regular_file(os.path.join(self.root, ".zmetadata"), "manifest metadata")
         super().setup()
         import fastparquet
 
         @lru_cache(maxsize=self.cache_size)
         def open_refs(field: str, record: int) -> dict[str, np.ndarray]:
             path = self.url.format(field=field, record=record)
+            if local:
+                require_regular_file(path, "manifest reference file")
             frame = fastparquet.ParquetFile(io.BytesIO(self.fs.cat_file(path))).to_pandas()
             return {c: frame[c].to_numpy(copy=True) for c in frame.columns}
 
         self.open_refs = open_refs
 
 
-def _parent(path: str) -> str:
-    protocol, rest = split_protocol(path)
-    rest = rest.rstrip("/")
-    if _is_local(protocol):
-        return os.path.dirname(os.path.abspath(rest))
-    return f"{protocol}://{posixpath.dirname(rest)}"
-
-
 def _remote_options(protocol: str | None, storage_options: dict[str, Any]) -> dict[str, Any]:
-    if _is_local(protocol):
+    if is_local(protocol):
         return {}
     opts = dict(storage_options)
     if fsspec.get_filesystem_class(protocol).async_impl:
@@ -183,47 +218,145 @@ def _remote_options(protocol: str | None, storage_options: dict[str, Any]) -> di
     return opts
 
 
-def manifest_filesystem(path: str, storage_options: dict[str, Any] | None = None,
-                        allowed_prefixes: Iterable[str] | None = None,
-                        check: bool = True) -> ManifestFileSystem:
-    """The guarded reference file system of a manifest (``.json`` or ``.parq`` folder)."""
-    so = dict(storage_options or {})
-    path = os.fspath(path)
-    base = _parent(path)
-    allowed = [normalize(base)] + [normalize(p) for p in (allowed_prefixes or [])]
-    ref_fs, ref_path = fsspec.core.url_to_fs(path, **so)
-    kwargs: dict[str, Any] = {"asynchronous": True, "base": base, "allowed": allowed}
+def _load(path: str, ref_fs: Any, ref_path: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(references, consolidated metadata, record) of a JSON file or Parquet folder."""
+    local = is_local(split_protocol(path)[0])
     if ref_fs.isdir(ref_path):
         try:
             fo: Any = _ParquetRecords(ref_path, fs=ref_fs)
-            zmeta = fo.zmetadata
+            meta = fo.zmetadata
+        except RecursionError as exc:
+            raise ViewLimitError(f"{path}: metadata nested too deeply; do not open it") from exc
         except (FileNotFoundError, KeyError, json.JSONDecodeError) as exc:
             raise FileFormatError(path, "is not a Parquet reference set (no readable "
                                   ".zmetadata)") from exc
-        record = zmeta.get(".zattrs", {}).get("detstack_record", {})
-    else:
-        try:
-            with ref_fs.open(ref_path, "rb") as f:
-                fo = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise FileFormatError(path, f"is not a JSON reference file ({exc})") from exc
-        if not isinstance(fo, dict) or not isinstance(fo.get("refs", fo), dict):
-            raise FileFormatError(path, "is not a kerchunk reference file")
-        try:
-            attrs = fo.get("refs", fo).get(".zattrs", "{}")
-            record = (json.loads(attrs) if isinstance(attrs, str) else attrs)["detstack_record"]
-        except (KeyError, TypeError, ValueError):
-            record = {}
-    info = record.get("manifest", {}) if isinstance(record, dict) else {}
-    if not isinstance(info, dict):
-        info = {}
-    if not isinstance(fo, LazyReferenceMapper) and info.get("paths") == "relative":
-        kwargs["template_overrides"] = {TEMPLATE: base}
-    data_base = base if info.get("paths", "relative") == "relative" else info.get("base", base)
+        if not isinstance(meta, dict):
+            raise FileFormatError(path, "is not a Parquet reference set")
+        check_depth(meta, path)
+        attrs = meta.get(".zattrs", {})
+        record = attrs.get("detstack_record", {}) if isinstance(attrs, dict) else {}
+        return fo, meta, record if isinstance(record, dict) else {}
+    if local:
+        require_regular_file(ref_path, "manifest")
+    try:
+        with ref_fs.open(ref_path, "rb") as f:
+            fo = json.load(f)
+    except RecursionError as exc:
+        raise ViewLimitError(f"{path}: JSON nested too deeply to parse; this is not a "
+                             "manifest detstack or kerchunk wrote. Do not open it") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FileFormatError(path, f"is not a JSON reference file ({exc})") from exc
+    if not isinstance(fo, dict) or not isinstance(fo.get("refs", fo), dict):
+        raise FileFormatError(path, "is not a kerchunk reference file")
+    refs = fo.get("refs", fo)
+    meta: dict[str, Any] = {}
+    for key, value in refs.items():
+        if key.endswith(META_SUFFIXES[:3]) or key == ".zmetadata":
+            if isinstance(value, (str, bytes)):
+                meta[key] = loads(value, f"{path}: {key}")
+            elif isinstance(value, dict):
+                check_depth(value, f"{path}: {key}")
+                meta[key] = value
+    consolidated = meta.get(".zmetadata", {})
+    merged = dict(consolidated.get("metadata", {})) if isinstance(consolidated, dict) else {}
+    for k, v in meta.items():   # single entries: checked too; the consolidated ones win
+        if k != ".zmetadata":
+            check_metadata({k: v}, path)
+            merged.setdefault(k, v)
+    attrs = merged.get(".zattrs", {})
+    record = attrs.get("detstack_record", {}) if isinstance(attrs, dict) else {}
+    return fo, merged, record if isinstance(record, dict) else {}
+
+
+def _sanitise(fo: Any, meta: dict[str, Any], record: dict[str, Any], path: str
+              ) -> dict[str, ChunkBound]:
+    """Check every array's metadata; write back explicit fill values where null."""
+    bounds = check_metadata(meta, path)
+    if isinstance(fo, LazyReferenceMapper):
+        if fill_null_values(fo.zmetadata, record, path):
+            doc = json.loads(fo._items[".zmetadata"])
+            doc["metadata"] = fo.zmetadata
+            fo._items[".zmetadata"] = json.dumps(doc).encode()
+        return bounds
+    refs = fo.get("refs", fo)
+    if not fill_null_values(meta, record, path):
+        return bounds
+    for key in list(refs):
+        if key.endswith(".zarray") and key in meta:
+            refs[key] = json.dumps(meta[key])
+    if ".zmetadata" in refs:
+        doc = loads(refs[".zmetadata"], path) if isinstance(refs[".zmetadata"], (str, bytes)) \
+            else refs[".zmetadata"]
+        doc["metadata"] = {k: meta.get(k, v) for k, v in doc.get("metadata", {}).items()}
+        refs[".zmetadata"] = json.dumps(doc)
+    return bounds
+
+
+def _data_base(record: dict[str, Any], folder: str) -> tuple[str, str | None]:
+    """(folder relative references resolve against, the base the writer recorded).
+
+    The recorded absolute base if the first source file is there; else the
+    manifest's own folder (the run and its manifest were moved or uploaded together)."""
+    info = record.get("manifest", {})
+    info = info if isinstance(info, dict) else {}
+    recorded = info.get("base")
+    recorded = recorded if isinstance(recorded, str) and recorded not in ("", ".") else None
+    if info.get("paths", "relative") != "relative":
+        return (recorded or folder), recorded
+    if recorded is None or not (os.path.isabs(recorded) or "://" in recorded):
+        return folder, recorded
+    if "://" in folder and "://" not in recorded:
+        return folder, recorded   # a local manifest uploaded with its run
+    files = record.get("source_files") or []
+    first = files[0].get("path") if files and isinstance(files[0], dict) else None
+    if (isinstance(first, str) and "://" not in folder + recorded
+            and not os.path.exists(_join(recorded, first))
+            and os.path.exists(_join(folder, first))):
+        return folder, recorded
+    return recorded, recorded
+
+
+def _listed(record: dict[str, Any], data_base: str) -> list[Listed]:
+    out = []
+    for entry in record.get("source_files") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            continue
+        p = entry["path"]
+        if split_protocol(p)[0] is None and not os.path.isabs(p):
+            p = _join(data_base, p)
+        size = entry.get("size")
+        out.append(Listed(normalize(p), size if isinstance(size, int) else None,
+                          entry.get("identity") if isinstance(entry.get("identity"), dict)
+                          else None))
+    return out
+
+
+def manifest_filesystem(path: str, storage_options: dict[str, Any] | None = None,
+                        allowed_prefixes: Iterable[str] | None = None,
+                        check: bool = True, check_content: bool = True) -> ManifestFileSystem:
+    """The guarded reference file system of a manifest (``.json`` or ``.parq`` folder)."""
+    so = dict(storage_options or {})
+    path = os.fspath(path)
+    if is_local(split_protocol(path)[0]):
+        refuse_special(split_protocol(path)[1], "manifest")
+    folder = _parent(path)
+    ref_fs, ref_path = fsspec.core.url_to_fs(path, **so)
+    fo, meta, record = _load(path, ref_fs, ref_path)
+    bounds = _sanitise(fo, meta, record, path)
+    data_base, recorded = _data_base(record, folder)
+    info = record.get("manifest", {}) if isinstance(record.get("manifest"), dict) else {}
+    kwargs: dict[str, Any] = {"asynchronous": True}
+    if not isinstance(fo, LazyReferenceMapper) and info.get("paths", "relative") == "relative":
+        kwargs["template_overrides"] = {TEMPLATE: data_base}
+    rebase = (recorded, data_base) if recorded and recorded != data_base else None
     protocol, _ = split_protocol(data_base)
     kwargs["remote_protocol"] = protocol or "file"
     kwargs["remote_options"] = _remote_options(protocol, so)
-    fs = ManifestFileSystem(fo, **kwargs)
+    allowed = [normalize(p) for p in (allowed_prefixes or [])]
+    guard = SourceGuard(path, _listed(record, data_base), allowed, normalize(folder),
+                        check_content)
+    fs = ManifestFileSystem(fo, view=path, guard=guard, data_base=data_base, rebase=rebase,
+                            bounds=bounds, **kwargs)
     if check:
         fs.check_all()
     return fs
@@ -237,20 +370,44 @@ def manifest_store(path: str | os.PathLike[str], storage_options: dict[str, Any]
     return zarr.storage.FsspecStore(fs, read_only=True, path="")
 
 
+def _check_sources(fs: ManifestFileSystem, name: str) -> None:
+    """Open every listed local source now: a missing or changed one is refused early."""
+    problems = []
+    for loc in fs.guard.listed:
+        if "://" in loc:
+            continue
+        try:
+            fs.guard.verify_now(loc)
+        except FileNotFoundError:
+            problems.append(f"{loc} is missing")
+        except (FileFormatError, UnsafeReferenceError) as exc:
+            problems.append(str(exc))
+    if problems:
+        raise FileFormatError(name, f"its source files are missing or changed "
+                              f"({'; '.join(problems[:3])})",
+                              "A manifest holds byte offsets into them, which would read "
+                              "wrong data: restore them or rebuild the manifest; "
+                              "check_sources=False opens it anyway (reads of a changed file "
+                              "are still refused)")
+
+
 def open_manifest(path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None,
                   check_sources: bool = True, allowed_prefixes: Iterable[str] | None = None,
                   **kw: Any) -> ViewCollection:
     """Open a manifest written by ``detstack.convert.to_manifest`` as a view.
 
-    ``allowed_prefixes``: folders or URL prefixes (e.g. ``"s3://bucket/raw/"``) whose
-    files the manifest may refer to, besides its own folder tree. ``check_sources``
-    refuses a manifest whose local source files are missing or changed since it
-    was written (its byte offsets would read wrong data).
+    References are followed only into the source files the manifest's record lists
+    (checked by real path, size, content identity, and inside their datasets' stored
+    bytes). ``allowed_prefixes``: folders or URL prefixes (e.g. ``"s3://bucket/raw/"``)
+    whose files it may also read (trust widened explicitly). ``check_sources`` checks
+    every local source file when opening, so a missing or changed one fails now rather
+    than on the first read.
     """
     if kw:
         raise TypeError(f"open_manifest() got unexpected arguments {sorted(kw)}")
     name = os.fspath(path)
-    store = manifest_store(name, storage_options, allowed_prefixes)
+    fs = manifest_filesystem(name, storage_options, allowed_prefixes)
+    store = zarr.storage.FsspecStore(fs, read_only=True, path="")
     try:
         group = zarr.open_group(store, mode="r", zarr_format=2, use_consolidated=True)
     except (FileNotFoundError, KeyError, ValueError) as exc:
@@ -261,14 +418,13 @@ def open_manifest(path: str | os.PathLike[str], storage_options: dict[str, Any] 
                               "Open it with xarray/zarr, or write it with "
                               "detstack.convert.to_manifest")
     check_record(record, name)
-    local = _is_local(split_protocol(name)[0])
-    if check_sources and local and record.get("manifest", {}).get("paths") != "url":
-        report = verify_record(name, record)
-        if not report.ok:
-            problems = "; ".join((report.missing + report.changed)[:3])
-            raise FileFormatError(name, f"its source files are missing or changed ({problems})",
-                                  "A manifest holds byte offsets into them, which would read "
-                                  "wrong data: rebuild it, or pass check_sources=False")
+    local = is_local(split_protocol(name)[0])
+    if check_sources:
+        _check_sources(fs, name)
+    missing = [k for k in list(record["keys"]) + ["train"] if k not in group]
+    if missing:
+        raise FileFormatError(name, f"lacks arrays its record names: {missing[:5]}",
+                              "The manifest is incomplete or damaged; write it again")
     arrays = {key: group[key] for key in record["keys"]}
     train_ids = np.asarray(group["train"][:], dtype=np.uint64)
     counts = {g: np.asarray(group[f"count.{g}"][:]) for g in record["index_groups"]}

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import FileFormatError
+from ..safety import refuse_special
 from .view_collection import ViewCollection
 
 Opener = Callable[..., ViewCollection]
@@ -25,6 +26,8 @@ def open_view(path: str | os.PathLike[str], storage_options: dict[str, Any] | No
               **kwargs: Any) -> ViewCollection:
     """Open any detstack view; every detector class accepts the result."""
     name = os.fspath(path)
+    if "://" not in name or name.startswith("file://"):
+        refuse_special(name.removeprefix("file://"), "view")
     lower = name.lower().rstrip("/")
     for predicate, target in _OPENERS:
         if predicate(lower):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FileFormatError
+from ..errors import FileFormatError, ViewRecordError
 from ..run.collection import DataCollection
 from ..run.files import SourceIndex
 from ..run.validity import guess_valid
@@ -136,6 +136,7 @@ class ViewCollection(DataCollection):
                  arrays: Mapping[str, Any], train_ids: np.ndarray,
                  counts: Mapping[str, np.ndarray], keepalive: Any = None) -> None:
         check_record(record, path)
+        check_view_arrays(record, arrays, train_ids, counts, path)
         self.view_path = Path(path)
         self.record = record
         self._keepalive = keepalive  # e.g. the open h5py.File the arrays live in
@@ -170,3 +171,60 @@ def check_record(record: Mapping[str, Any], path: str | Path) -> None:
         raise FileFormatError(path, f"was written with view schema version {version}, but this "
                               f"detstack reads versions {sorted(READABLE_SCHEMA_VERSIONS)}",
                               "Upgrade detstack to read it")
+
+
+def _record_problems(record: Mapping[str, Any], arrays: Mapping[str, Any],
+                     train_ids: np.ndarray, counts: Mapping[str, np.ndarray]) -> list[str]:
+    det = record["detector"]
+    n_mod, n_trains = int(det["n_modules"]), int(record["n_trains"])
+    max_frames = int(record["max_frames"])
+    out = []
+    if len(train_ids) != n_trains:
+        out.append(f"it holds {len(train_ids)} train IDs but its record says {n_trains} trains")
+    slots = [int(s) for s in det["modules"]]
+    if any(not 0 <= s < n_mod for s in slots):
+        out.append(f"module slots {sorted(slots)} do not fit its {n_mod} modules")
+    numbers = [m.get("number") for m in det["modules"].values()]
+    if len(set(numbers)) != len(numbers):
+        out.append(f"module numbers {numbers} repeat")
+    for group in record["index_groups"]:
+        c = counts.get(group)
+        if c is None or tuple(np.shape(c)) != (n_mod, n_trains):
+            out.append(f"row counts of {group!r} have shape {None if c is None else np.shape(c)}"
+                       f", not (modules, trains) = {(n_mod, n_trains)}")
+        elif np.asarray(c).dtype.kind == "i" and (np.asarray(c) < 0).any():
+            out.append(f"row counts of {group!r} are negative")
+    for key, info in record["keys"].items():
+        a = arrays.get(key)
+        if a is None:
+            out.append(f"it has no array for key {key!r}")
+            continue
+        lead = (n_mod, n_trains) + ((max_frames,) if info["per_frame"] else ())
+        want = lead + tuple(info["entry_shape"])
+        if tuple(a.shape) != want:
+            out.append(f"{key} has shape {tuple(a.shape)}, but its record says {want} "
+                       "(modules, trains[, frames], *entry)")
+        if np.dtype(a.dtype) != np.dtype(info["dtype"]):
+            out.append(f"{key} has dtype {np.dtype(a.dtype)}, its record {info['dtype']}")
+        c = counts.get(info["group"])
+        if info["per_frame"] and c is not None and np.size(c) and int(np.max(c)) > max_frames:
+            out.append(f"row counts of {info['group']!r} reach {int(np.max(c))} frames, beyond "
+                       f"the record's max_frames {max_frames}")
+    return out
+
+
+def check_view_arrays(record: Mapping[str, Any], arrays: Mapping[str, Any],
+                      train_ids: np.ndarray, counts: Mapping[str, np.ndarray],
+                      path: str | Path) -> None:
+    """Refuse a view whose record disagrees with its arrays' shapes: its frames would be
+    shifted or duplicated (max_frames, train count, module slots, row counts)."""
+    try:
+        problems = _record_problems(record, arrays, train_ids, counts)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ViewRecordError(path, f"has an incomplete view record ({exc!r})",
+                              "Write the view again") from exc
+    if problems:
+        raise ViewRecordError(path, "its record disagrees with its arrays: "
+                              + "; ".join(problems[:3]),
+                              "Frames would be shifted or duplicated; the view is damaged or "
+                              "was edited: write it again")

@@ -15,7 +15,9 @@ from typing import Any
 import fsspec
 
 from ..errors import FileFormatError
+from ..safety import refuse_special
 from .view_collection import ViewCollection
+from .zarr_presence import checked_arrays
 
 RECORD_ATTR = "detstack_record"
 PROGRESS_DIR = ".detstack-progress"   # ledger of an unfinished conversion
@@ -73,7 +75,8 @@ def _not_a_view(url: str, storage_options: dict[str, Any] | None) -> Exception:
 
 
 def open_zarr_store(path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None,
-                    check_sources: bool = True, **kwargs: Any) -> ViewCollection:
+                    check_sources: bool = True, allowed_prefixes: Any = None,
+                    **kwargs: Any) -> ViewCollection:
     """Open a detstack zarr store as a collection every detector class accepts.
 
     ``check_sources`` is accepted for the common opener signature; a store holds a
@@ -90,6 +93,9 @@ def open_zarr_store(path: str | os.PathLike[str], storage_options: dict[str, Any
         raise FileFormatError(url, "zip stores must be local files")
     if zip_path is not None and not os.path.isfile(zip_path):
         raise _not_a_view(url, storage_options)
+    folder = local_path(url) if zip_path is None else None
+    if folder is not None:
+        refuse_special(os.path.join(folder, "zarr.json"), "zarr store metadata")
     store = _zarr_store(url, storage_options, zip_path)
     try:
         group = zarr.open_group(store, mode="r")
@@ -103,6 +109,10 @@ def open_zarr_store(path: str | os.PathLike[str], storage_options: dict[str, Any
     # check the record before reading arrays it names
     from .view_collection import check_record
     check_record(record, url)
+    names = list(record["keys"]) + ["train"] + [count_name(g) for g in record["index_groups"]]
+    if folder is not None:
+        for name in names:
+            refuse_special(os.path.join(folder, name, "zarr.json"), "zarr array metadata")
     try:
         arrays = {key: group[key] for key in record["keys"]}
         train_ids = group["train"][...]
@@ -110,4 +120,5 @@ def open_zarr_store(path: str | os.PathLike[str], storage_options: dict[str, Any
     except KeyError as exc:
         raise FileFormatError(url, f"is missing array {exc}", "The store is damaged; convert "
                               "the run again with overwrite=True") from exc
+    arrays = checked_arrays(arrays, record, counts, url, folder)
     return ViewCollection(url, record, arrays, train_ids, counts, keepalive=store)

@@ -1,0 +1,232 @@
+"""Which bytes a manifest may make us read: the trust model of references.
+
+A reference is followed only into a file the view's record lists (or one below a
+prefix the caller allowed explicitly):
+
+* local files by their real path (symlinks resolved), checked on the opened
+  descriptor itself: a regular file, an HDF5 file, of the recorded size and
+  content identity (``detstack.store.identity``). Reads go through that checked
+  descriptor, so a symlink swapped after opening cannot redirect them; a
+  descriptor reopened later is checked again;
+* inside the byte ranges of that file's datasets (chunks or contiguous storage),
+  never its metadata, never past its end;
+* remote objects (``s3://...``) only inside the manifest's own folder or an
+  allowed prefix, and within their recorded size.
+
+So a manifest made by someone else cannot read ``/etc/passwd``, nor any file it
+does not declare, while one detstack wrote opens wherever it was written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import h5py
+import numpy as np
+from fsspec.core import split_protocol
+
+from ..errors import FileFormatError, UnsafeReferenceError
+from ..safety import open_regular
+from .identity import fd_identity, is_hdf5, same_identity
+
+log = logging.getLogger(__name__)
+
+MAX_OPEN_FILES = 128  # source descriptors kept open
+WIDEN = ("pass allowed_prefixes=[...] (CLI: --allow PREFIX) naming that location if you "
+         "trust this manifest")
+
+
+def is_local(protocol: str | None) -> bool:
+    return protocol in (None, "file", "local")
+
+
+def normalize(url: str) -> str:
+    """Canonical location: real local paths (symlinks resolved), 'proto://...' URLs."""
+    protocol, rest = split_protocol(url)
+    if is_local(protocol):
+        return os.path.realpath(os.path.expanduser(rest))
+    return f"{protocol}://{posixpath.normpath(rest)}"
+
+
+def inside(loc: str, root: str) -> bool:
+    if loc == root:
+        return True
+    sep = "/" if "://" in root else os.sep
+    return loc.startswith(root.rstrip(sep) + sep)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A source file as the record lists it."""
+
+    loc: str                     # normalised location
+    size: int | None
+    identity: dict[str, Any] | None
+
+
+def _fd_path(fd: int, fallback: str) -> str:
+    """The real path of an open descriptor (Linux: /proc), else of the name used."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(fallback)
+
+
+class Extents:
+    """Sorted, merged byte ranges of every dataset's stored data in one HDF5 file."""
+
+    def __init__(self, path: str) -> None:
+        ranges: list[tuple[int, int]] = []
+        with h5py.File(path, "r") as f:
+            def visit(name: bytes, info: Any) -> None:
+                if info.type != h5py.h5o.TYPE_DATASET:
+                    return
+                dsid = h5py.h5d.open(f.id, name)
+                layout = dsid.get_create_plist().get_layout()
+                if layout == h5py.h5d.CONTIGUOUS:
+                    off = dsid.get_offset()
+                    if off is not None:
+                        ranges.append((int(off), int(off) + int(dsid.get_storage_size())))
+                elif layout == h5py.h5d.CHUNKED:
+                    dsid.chunk_iter(lambda c: ranges.append(
+                        (int(c.byte_offset), int(c.byte_offset) + int(c.size))))
+            h5py.h5o.visit(f.id, visit, info=True)
+        ranges.sort()
+        starts: list[int] = []
+        ends: list[int] = []
+        for s, e in ranges:
+            if starts and s <= ends[-1]:
+                ends[-1] = max(ends[-1], e)
+            else:
+                starts.append(s)
+                ends.append(e)
+        self.starts = np.asarray(starts, np.int64)
+        self.ends = np.asarray(ends, np.int64)
+
+    def contains(self, start: int, end: int) -> bool:
+        i = int(np.searchsorted(self.starts, start, side="right")) - 1
+        return i >= 0 and end <= int(self.ends[i])
+
+
+class SourceGuard:
+    """Checks and opens the files a manifest's references lead to."""
+
+    def __init__(self, view: str, listed: list[Listed], allowed: list[str], own_root: str,
+                 check_content: bool = True) -> None:
+        self.view = view
+        self.listed = {item.loc: item for item in listed}
+        self.allowed = allowed
+        self.own_root = own_root
+        self.check_content = check_content
+        self._fds: dict[str, int] = {}
+        self._extents: dict[str, Extents] = {}
+        self._lock = threading.Lock()
+
+    # -- which locations ------------------------------------------------------------
+
+    def _allowed(self, loc: str) -> bool:
+        return any(inside(loc, root) for root in self.allowed)
+
+    def check_location(self, url: str, loc: str) -> None:
+        """Refuse a reference to anything but a listed file or one below an allowed root."""
+        remote = "://" in loc
+        if remote and not (inside(loc, self.own_root) or self._allowed(loc)):
+            raise UnsafeReferenceError(
+                f"{self.view}: the manifest refers to {url!r}, a remote object outside its own "
+                f"folder {self.own_root}; {WIDEN}")
+        if loc in self.listed or self._allowed(loc):
+            return
+        raise UnsafeReferenceError(
+            f"{self.view}: the manifest refers to {url!r} ({loc}), which is not one of the "
+            f"source files its record lists; a manifest may only read the files it declares. "
+            f"If the data is really there, {WIDEN}")
+
+    def check_range(self, loc: str, start: int | None, end: int | None) -> None:
+        item = self.listed.get(loc)
+        if item is None or start is None or end is None:
+            return
+        if item.size is not None and end > item.size:
+            raise UnsafeReferenceError(f"{self.view}: a reference reads bytes {start}-{end} of "
+                                       f"{loc}, past its recorded size {item.size}")
+
+    # -- local reads -----------------------------------------------------------------
+
+    def _verify(self, loc: str, fd: int) -> None:
+        """The opened file is the listed one: real path, HDF5, size and identity."""
+        real = _fd_path(fd, loc)
+        if real != loc and not self._allowed(real):
+            raise UnsafeReferenceError(f"{self.view}: {loc} now resolves to {real} (a symlink "
+                                       f"changed?); refusing to read it. {WIDEN}")
+        item = self.listed.get(loc)
+        if item is None:
+            return  # below an allowed prefix: the caller vouched for it
+        if not is_hdf5(fd):
+            raise UnsafeReferenceError(f"{self.view}: its source file {loc} is not an HDF5 "
+                                       "file; a manifest only reads HDF5 source files")
+        if not self.check_content:
+            return
+        found = fd_identity(fd)
+        if item.size is not None and found["size"] != item.size:
+            raise FileFormatError(loc, f"is {found['size']} bytes, but the manifest {self.view} "
+                                  f"was written for {item.size} bytes",
+                                  "The file changed since the manifest was written: rebuild "
+                                  "the manifest")
+        if item.identity is not None and not same_identity(item.identity, found):
+            raise FileFormatError(loc, f"has different content than when the manifest "
+                                  f"{self.view} was written",
+                                  "Its byte offsets would read wrong data: rebuild the manifest")
+
+    def _open(self, loc: str) -> int:
+        try:
+            fd = open_regular(loc, f"source file of {self.view}")
+        except FileNotFoundError:
+            raise
+        try:
+            self._verify(loc, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _fd(self, loc: str) -> int:
+        with self._lock:
+            fd = self._fds.pop(loc, None)
+            if fd is None:
+                fd = self._open(loc)
+                if len(self._fds) >= MAX_OPEN_FILES:
+                    os.close(self._fds.pop(next(iter(self._fds))))
+            self._fds[loc] = fd  # most recently used last
+        return fd
+
+    def verify_now(self, loc: str) -> None:
+        """Open and check ``loc`` now (FileNotFoundError if it is missing)."""
+        self._fd(loc)
+
+    def pread(self, loc: str, start: int | None, end: int | None) -> bytes:
+        """Bytes [start, end) of a checked local file, within its datasets' storage."""
+        fd = self._fd(loc)
+        start = start or 0
+        if end is None:
+            end = os.fstat(fd).st_size
+        if loc in self.listed:
+            extents = self._extents.get(loc)
+            if extents is None:
+                extents = self._extents.setdefault(loc, Extents(loc))
+            if not extents.contains(start, end):
+                raise UnsafeReferenceError(
+                    f"{self.view}: a reference reads bytes {start}-{end} of {loc}, outside "
+                    "the stored data of its datasets; the manifest is damaged or hostile")
+        data = os.pread(fd, end - start, start)
+        if len(data) != end - start:
+            raise OSError(f"{loc} ends before byte {end} (truncated or rewritten?)")
+        return data
+
+    def close(self) -> None:
+        with self._lock:
+            while self._fds:
+                os.close(self._fds.popitem()[1])
