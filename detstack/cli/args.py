@@ -57,6 +57,14 @@ def module_list(text: str) -> list[int]:
     return sorted(out)
 
 
+def key_list(text: str) -> list[str]:
+    """``image.data,image.pulseId`` as a list of keys."""
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise argparse.ArgumentTypeError("no keys given")
+    return keys
+
+
 def positive_int(text: str) -> int:
     value = _int(text, "value")
     if value == 0:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .args import json_object, module_list, positive_int, seconds, train_range
+from .args import json_object, key_list, module_list, positive_int, seconds, train_range
 from .output import Output
 
 HELP = "write a view of a run's detector: HDF5 virtual view, CXI, zarr manifest or zarr store"
@@ -47,19 +47,19 @@ class Form:
 
 
 FORMS: dict[str, Form] = {
-    "vds": Form("to_vds", (".h5", ".hdf5"), frozenset({"absolute"})),
+    "vds": Form("to_vds", (".h5", ".hdf5"), frozenset({"absolute", "keys"})),
     "cxi": Form("to_cxi", (".cxi",), frozenset()),
     "manifest": Form("to_manifest", (".json", ".parq", ".parquet"),
-                     frozenset({"absolute", "skip_unsupported"})),
+                     frozenset({"absolute", "skip_unsupported", "keys"})),
     "zarr": Form("to_zarr", (".zarr", ".zip"),
                  frozenset({"resume", "scheduler", "scheduler_timeout", "storage_options",
-                            "threads"})),
-    "icechunk": Form("to_icechunk", (".icechunk",), frozenset({"skip_unsupported"})),
+                            "threads", "keys"})),
+    "icechunk": Form("to_icechunk", (".icechunk",), frozenset({"skip_unsupported", "keys"})),
 }
 LABELS = {"vds": "HDF5 virtual view", "cxi": "virtual CXI file", "manifest": "zarr manifest",
           "zarr": "zarr store", "icechunk": "Icechunk repository"}
 #: options of one form only, as (dest, flag, value when not given)
-FORM_OPTIONS = [("absolute", "--absolute", False), ("skip_unsupported", "--skip-unsupported", False),
+FORM_OPTIONS = [("keys", "--keys", None), ("absolute", "--absolute", False), ("skip_unsupported", "--skip-unsupported", False),
                 ("resume", "--resume", False), ("scheduler", "--scheduler", None),
                 ("scheduler_timeout", "--scheduler-timeout", None),
                 ("storage_options", "--storage-options", None), ("threads", "--threads", None)]
@@ -79,6 +79,9 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                      help="keep trains where at least N modules have data (default 1)")
     sel.add_argument("--trains", type=train_range, metavar="A:B",
                      help="train IDs A to B (B excluded; A: and :B work too), or one train A")
+    sel.add_argument("--keys", type=key_list, metavar="LIST",
+                     help="keys to write, e.g. image.data,image.pulseId (default: every key "
+                     "all modules have; CXI: its fixed set)")
     raw = sel.add_mutually_exclusive_group()
     raw.add_argument("--raw", dest="raw", action="store_const", const=True, default=None,
                      help="use raw data")
@@ -154,6 +157,8 @@ def _spec(sel: slice | list[int]) -> str:
 
 def writer_kwargs(form: str, args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"overwrite": args.overwrite}
+    if args.keys is not None:
+        kwargs["keys"] = args.keys
     if form in ("vds", "manifest"):
         kwargs["relative"] = not args.absolute
     if form in ("manifest", "icechunk") and args.skip_unsupported:

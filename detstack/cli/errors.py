@@ -24,6 +24,8 @@ PARAMETER_FLAGS: dict[str, str] = {
     "detector_name=": "--detector NAME",
     "detector_name": "--detector NAME",
     "min_modules": "--min-modules",
+    "modules=[...]": "--modules LIST",
+    "keys=[...]": "--keys LIST",
     "on_unsupported='skip'": "--skip-unsupported",
     "storage_options": "--storage-options",
     "include=": "a narrower RUN",
