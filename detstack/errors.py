@@ -76,6 +76,23 @@ class EmptySelectionError(DetstackError, ValueError):
     """A selection (trains, modules) that leaves nothing to read or write."""
 
 
+
+
+class OutputWriteError(DetstackError, OSError):
+    """Writing an output failed (disk full, file too large, permission...); nothing was
+    left under the output's name and the temporary files were removed."""
+
+    def __init__(self, target: object, problem: str, hint: str = "") -> None:
+        self.target = str(target)
+        msg = f"{self.target}: {problem}"
+        if hint:
+            msg += f". {hint}"
+        super().__init__(msg)
+
+
+class TargetLockedError(DetstackError, RuntimeError):
+    """Another live process is writing the same output (a second resume, a parallel
+    conversion); wait for it, or remove its lock if no such process runs."""
 class InconsistentModulesError(DetstackError, ValueError):
     """The modules (or files) of one detector disagree: a key's entry shape or dtype,
     the frame count of a train, or the pulse/cell IDs of a train. Reading on would give

@@ -8,10 +8,11 @@ from typing import Any
 from .args import json_object
 from .output import Output
 
-HELP = "check that a view's source files are present and unchanged; exit 1 if not"
+HELP = "check that a view's source files are present and unchanged (--full: every frame)"
 EXAMPLES = """\
 examples:
   detstack verify view.h5
+  detstack verify r0238.zarr --full      # every block against the checksums of conversion
   detstack verify view.json --json
   detstack verify s3://bucket/r0238.zarr --storage-options '{"anon": true}'
 """
@@ -22,6 +23,9 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
                        parents=common)
     p.add_argument("view", help="view file or URL (.h5, .cxi, .json, .parq, zarr store)")
+    p.add_argument("--full", action="store_true",
+                   help="also read every frame and compare it with the sources (views, "
+                   "manifests) or the checksums recorded at conversion (zarr stores)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--storage-options", metavar="JSON", type=json_object,
                    help="fsspec options for a remote view, as JSON")
@@ -34,11 +38,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
     classify(args.view)             # a missing local path: one line, not a traceback
     with out.progress():
-        report = verify_view(args.view, storage_options=args.storage_options)
+        report = verify_view(args.view, storage_options=args.storage_options, full=args.full)
     lines = report.lines()
     for line in lines[:-1]:
         out.say(line)
     out.result(lines[-1])
-    out.emit({"view": report.view, "checked": report.checked, "missing": report.missing,
-              "changed": report.changed, "ok": report.ok})
+    out.emit(report.to_json())
     return 0 if report.ok else 1

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import FileFormatError
 from ..progress import track
-from .atomic import atomic_path
+from .atomic import atomic_h5
 from .vds import LIBVER, RECORD_ATTR, MappingBuilder, SourceRef
 
 log = logging.getLogger(__name__)
@@ -358,8 +358,7 @@ def materialize(view_path: str | os.PathLike[str], out_path: str | os.PathLike[s
         sources = _Sources(src_h5)
         pool = ThreadPoolExecutor(WORKERS)
         try:
-            with atomic_path(out_path, overwrite) as tmp, \
-                    h5py.File(tmp, "w", libver=LIBVER, rdcc_nbytes=CACHE_BYTES) as out:
+            with atomic_h5(out_path, overwrite, libver=LIBVER, rdcc_nbytes=CACHE_BYTES) as out:
                 _copy_attrs(src_h5, out, {RECORD_ATTR})
                 if record is not None:
                     out.attrs[RECORD_ATTR] = record

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..detectors.pulses import MISSING, read_inner_ids
 from ..detectors.reading import read_rows
-from .atomic import atomic_path
+from .atomic import atomic_h5
 from .plan import ViewPlan, as_detector
 from .vds import LIBVER, MappingBuilder, SourceNames, store_record, view_record, write_coords
 
@@ -213,7 +213,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
     names = SourceNames(path, relative)
     plan = ViewPlan(det, sorted(spec.bulk_keys.values()))
     mappings: dict[str, int] = {}
-    with atomic_path(path, overwrite) as tmp, h5py.File(tmp, "w", libver=LIBVER) as h5:
+    with atomic_h5(path, overwrite, in_memory=True, libver=LIBVER) as h5:
         _write_entry(h5, spec)
         dgrp = h5.create_group(DET_GROUP)
         dgrp.attrs["name"] = det.detector_name

@@ -21,7 +21,7 @@ from .. import __version__
 from ..detectors.reading import read_rows
 from ..frames import FrameMap
 from ..run.files import RunFile
-from .atomic import atomic_path
+from .atomic import atomic_h5
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def write_frames(det: Any, filename: str | os.PathLike[str], trains: Any, pulses
     frame_train = np.repeat(np.arange(len(fmap_main.train_ids)),
                             fmap_main.train_counts().astype(np.int64))
     data_sources: list[str] = []
-    with atomic_path(filename, overwrite) as tmp, h5py.File(tmp, "w") as h5:
+    with atomic_h5(filename, overwrite) as h5:
         h5.attrs["writer"] = f"detstack {__version__}"
         _index_datasets(h5, det, fmt)
         for m, src in enumerate(det.source_to_modno):

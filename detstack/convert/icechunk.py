@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .atomic import check_target
-from .manifest import ArraySpec, _atomic_dir, build_layout
+from .atomic import atomic_dir, check_target
+from .manifest import ArraySpec, build_layout
 from .plan import as_detector
 
 
@@ -119,7 +119,7 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
 
     if not local:
         return write(path)
-    with _atomic_dir(Path(path), overwrite) as tmp:
+    with atomic_dir(Path(path), overwrite) as tmp:
         write(icechunk.local_filesystem_storage(str(tmp)))
     return icechunk.Repository.open(icechunk.local_filesystem_storage(str(Path(path))),
                                     authorize_virtual_chunk_access=auth)

@@ -16,13 +16,10 @@ the manifest instead, compressed.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import math
 import os
-import shutil
-import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +32,7 @@ from numcodecs import Zlib
 
 from ..errors import DetstackError
 from ..progress import track
-from .atomic import atomic_path, check_target
+from .atomic import atomic_dir, atomic_path, check_target
 from .plan import KeyPlan, ViewPlan, as_detector
 
 log = logging.getLogger(__name__)
@@ -480,23 +477,6 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
                               stats=False, write_index=False)
 
 
-@contextlib.contextmanager
-def _atomic_dir(path: Path, overwrite: bool) -> Iterator[Path]:
-    """Like ``atomic_path``, for a folder (Parquet references): swap it in when complete."""
-    target = check_target(path, overwrite)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _format(path: Path, format: str | None) -> str:
@@ -616,6 +596,6 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
     else:
         if paths_kind != "relative":
             rel = [f"{base}/{r}" for r in rel]  # Parquet references have no templates
-        with _atomic_dir(target, overwrite) as tmp:
+        with atomic_dir(target, overwrite) as tmp:
             write_parquet(tmp, lay.specs, meta, rel)
     return target

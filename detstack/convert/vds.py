@@ -55,7 +55,7 @@ from ..errors import DetstackError
 from ..frames import FrameMap
 from ..progress import track
 from ..run.files import RunFile
-from .atomic import atomic_path
+from .atomic import atomic_h5
 from .plan import KeyPlan, ViewPlan, as_detector
 
 log = logging.getLogger(__name__)
@@ -290,8 +290,7 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
     names = SourceNames(path, relative)
     groups = sorted({kp.group for kp in plan.keys})
     forms: dict[str, dict[str, Any]] = {}
-    with atomic_path(path, overwrite) as tmp, h5py.File(tmp, "w", libver=LIBVER) as h5, \
-            no_gc():
+    with atomic_h5(path, overwrite, in_memory=True, libver=LIBVER) as h5, no_gc():
         for kp in track(plan.keys, "building view"):
             form = mapping_form(kp, plan.frame_map(kp), names)
             builder = MappingBuilder(plan.shape(kp), kp.dtype, kp.fill_value)

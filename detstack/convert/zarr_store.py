@@ -16,7 +16,14 @@ How it stays safe:
   ``zarr.json`` (the completion marker) are written once every task is done.
   An interrupted store has no root group, so readers refuse it, and running
   again with ``resume=True`` redoes only the unfinished tasks, giving the same
-  bytes as an uninterrupted run.
+  bytes as an uninterrupted run;
+* one writer at a time: a lock beside the store (``Target.lock``) refuses a
+  second conversion or resume of it while the first runs;
+* replacing a store never passes through a state that reads as complete (see
+  ``zarr_target``), and a full disk removes what a fresh conversion wrote and
+  raises ``OutputWriteError``;
+* each task records a checksum of every (module, train) block it wrote
+  (``checksums``), kept in the store for ``detstack verify --full``.
 """
 
 from __future__ import annotations
@@ -28,16 +35,19 @@ import os
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..store.view_collection import ViewModuleFile
 from ..store.zarr_store import PLAN_FILE, PROGRESS_DIR
+from .atomic import clean_stale, is_disk_error, write_failure
+from .checksums import store_document
 from .plan import ViewPlan, as_detector
 from .zarr_layout import ChunkSpec, ShardSpec, plan_layouts, train_block
 from .zarr_meta import build_metadata, coordinate_dims, coordinates, with_codecs
-from .zarr_target import DONE_DIR, Target
+from .zarr_target import CHECKSUMS, DONE_DIR, Target
 from .zarr_tasks import TaskSpec, make_tasks, run_task
 
 log = logging.getLogger(__name__)
@@ -82,12 +92,30 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     fingerprint = _fingerprint(plan, docs, block, record)
 
     tasks = make_tasks(plan, layouts, block)
-    prepared = _prepare(target, fingerprint, record, overwrite=overwrite, resume=resume,
-                        n_tasks=len(tasks))
-    if prepared is None:
-        return url
-    record = prepared
+    fresh = True
+    try:
+        with target.lock():
+            prepared = _prepare(target, fingerprint, record, overwrite=overwrite, resume=resume,
+                                n_tasks=len(tasks))
+            if prepared is None:
+                return url
+            record, fresh = prepared
+            _convert(target, plan, layouts, tasks, compressor, coord_dims, record, progress,
+                     client, threads)
+    except BaseException as exc:
+        if not is_disk_error(exc):
+            raise
+        if fresh:               # a resumed store stays resumable once space is freed
+            target.wipe()
+        raise write_failure(url, exc) from exc
+    return url
 
+
+def _convert(target: Target, plan: ViewPlan, layouts: list[Any], tasks: list[TaskSpec],
+             compressor: Any,
+             coord_dims: dict[str, tuple[str, ...]], record: dict[str, Any],
+             progress: Progress | bool | None, client: Any, threads: int | None) -> None:
+    url = target.url
     done = target.names(DONE_DIR)
     todo = [t for t in tasks if t.task_id not in done]
     total = sum(t.n_trains for t in tasks)
@@ -106,7 +134,6 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     else:
         _run_distributed(client, todo, target, on_done)
     _finish(target, plan, layouts, compressor, coord_dims, record)
-    return url
 
 
 def _record_base(target: Target) -> str | None:
@@ -135,10 +162,19 @@ def _fingerprint(plan: ViewPlan, docs: dict[str, bytes], block: int,
 
 
 def _prepare(target: Target, fingerprint: dict[str, Any], record: dict[str, Any], *,
-             overwrite: bool, resume: bool, n_tasks: int) -> dict[str, Any] | None:
-    """Check what is at the target; return the record to write, or None if done."""
+             overwrite: bool, resume: bool, n_tasks: int) -> tuple[dict[str, Any], bool] | None:
+    """Check what is at the target (holding its lock); return the record to write and
+    whether the conversion starts afresh, or None if there is nothing to do."""
     url = target.url
+    if target.is_local:
+        clean_stale(Path(target.root))      # folders of dead writers' interrupted wipes
     state = target.state()
+    if target.zip_path is not None and state in ("complete", "foreign", "absent") \
+            and target.fs.exists(target.root):
+        target.wipe()         # a staging folder no live writer owns (we hold the lock)
+    if state == "removing" and not overwrite:
+        raise FileExistsError(f"{url}: the deletion of an earlier store there was interrupted; "
+                              "pass overwrite=True (--overwrite) to replace it")
     if state == "complete" and not overwrite:
         if resume:
             log.info("%s is already a complete store; nothing to resume", url)
@@ -155,13 +191,14 @@ def _prepare(target: Target, fingerprint: dict[str, Any], record: dict[str, Any]
             target.pack_zip()
             return None
         saved = json.loads(target.get(PLAN_FILE) or b"{}")
+        target.clean_temporaries()
         if saved.get("fingerprint") != fingerprint:
             diff = sorted(k for k in fingerprint
                           if saved.get("fingerprint", {}).get(k) != fingerprint[k])
             raise ValueError(f"{url}: the interrupted conversion there was started with other "
                              f"settings or data (differs in: {', '.join(diff)}); resume it with "
                              "the same arguments, or pass overwrite=True to start again")
-        return saved["record"]
+        return saved["record"], False
     if state == "foreign":
         if not overwrite:
             raise FileExistsError(f"{url} already exists and is not a detstack zarr store; "
@@ -173,7 +210,7 @@ def _prepare(target: Target, fingerprint: dict[str, Any], record: dict[str, Any]
         target.wipe()
     target.put(PLAN_FILE, json.dumps({"fingerprint": fingerprint, "record": record,
                                       "n_tasks": n_tasks}).encode())
-    return record
+    return record, True
 
 
 def _reporter(progress: Progress | bool | None) -> Progress:
@@ -231,9 +268,12 @@ def _finish(target: Target, plan: ViewPlan, layouts: list[Any], compressor: Any,
     """Metadata and coordinates, then the root group last; drop the ledger; pack a zip."""
     objects = build_metadata(layouts, compressor, coord_dims, coordinates(plan, layouts), record)
     root = objects.pop("zarr.json")
+    markers = target.get_many([f"{DONE_DIR}/{n}" for n in sorted(target.names(DONE_DIR))])
+    objects[CHECKSUMS] = store_document(markers, [lay.key for lay in layouts], plan.n_slots,
+                                        len(plan.train_ids))
     for key in sorted(objects):
         target.put(key, objects[key])
-    target.put("zarr.json", root)
+    target.put("zarr.json", root)         # the completion marker, last
     target.remove(PROGRESS_DIR)      # if killed before this, resume=True removes it
     if target.zip_path is not None:
         target.pack_zip()

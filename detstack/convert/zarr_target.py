@@ -4,13 +4,24 @@ Everything goes through one fsspec filesystem and a root path, so local folders
 and S3 share one code path, and the object can be pickled to dask workers. A
 ``.zip`` store is built in a staging folder beside it and packed at the end (a
 zip file cannot be written by several writers or resumed).
+
+What a store "is" (``Target.state``) is decided so that no interruption ever makes
+an unfinished store look finished: only a root ``zarr.json`` carrying the detstack
+record (written last, atomically) marks a complete store; the progress ledger of
+an unfinished conversion wins over any root a plain zarr tool may have written;
+and removing a store renames it away in one step (local), or first marks it as
+being removed and deletes its root before anything else (object stores).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import uuid
 import zipfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -20,13 +31,22 @@ from ..store.zarr_store import (
     PLAN_FILE,
     PROGRESS_DIR,
     RECORD_ATTR,
+    REMOVING,
     STAGING_SUFFIX,
     is_zip,
     local_path,
 )
-from .atomic import atomic_path
+from .atomic import atomic_path, remove_path, temp_sibling
+from .locks import local_lock, object_lock
 
 DONE_DIR = f"{PROGRESS_DIR}/done"
+TEMP_MARK = ".tmp-"                     # hidden temporary objects of atomic writes
+CHECKSUMS = ".detstack-checksums.json"  # crc32 per (module slot, train) block and key
+
+
+def is_chunk_key(key: str) -> bool:
+    """Chunk or shard objects (written once by their one task; everything else is metadata)."""
+    return "/c/" in key or key.startswith("c/")
 
 
 class Target:
@@ -58,7 +78,18 @@ class Target:
     def path(self, key: str) -> str:
         return f"{self.root}/{key}"
 
+    @property
+    def final_path(self) -> str:
+        """The output's own name: the zip file, or the store's root."""
+        return self.zip_path or self.root
+
+    @property
+    def lock_path(self) -> str:
+        parent, name = self.final_path.rstrip("/").rsplit("/", 1)
+        return f"{parent}/.{name}.lock"
+
     def put(self, key: str, data: bytes) -> None:
+        """Write an object; metadata objects are replaced atomically (temp + rename)."""
         path = self.path(key)
         if not self.is_local:
             self.fs.pipe_file(path, data)
@@ -67,8 +98,31 @@ class Target:
         if folder not in self._dirs:
             os.makedirs(folder, exist_ok=True)
             self._dirs.add(folder)
-        with open(path, "wb") as f:
-            f.write(data)
+        if is_chunk_key(key):
+            with open(path, "wb") as f:
+                f.write(data)
+            return
+        tmp = f"{folder}/.{os.path.basename(path)}{TEMP_MARK}{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Be the only writer of this store while the block runs (TargetLockedError if
+        another live process is)."""
+        if self.is_local:
+            os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
+            with local_lock(self.url, self.lock_path):
+                yield
+        else:
+            with object_lock(self.fs, self.url, self.lock_path):
+                yield
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -80,6 +134,15 @@ class Target:
             return self.fs.cat_file(self.path(key))
         except FileNotFoundError:
             return None
+
+    def get_many(self, keys: list[str]) -> list[bytes]:
+        """Several small objects in one batch (one round trip on object stores)."""
+        if not keys:
+            return []
+        if self.is_local:
+            return [d for d in map(self.get, keys) if d is not None]
+        found = self.fs.cat([self.path(k) for k in keys], on_error="omit")
+        return [found[p] for p in (self.path(k) for k in keys) if p in found]
 
     def exists(self, key: str) -> bool:
         return self.fs.exists(self.path(key))
@@ -102,43 +165,87 @@ class Target:
     # -- what is there already -----------------------------------------------------------
 
     def _root_state(self, doc: bytes | None) -> str | None:
+        """'complete' for a root carrying the detstack record, 'foreign' for any other
+        root, None without one."""
         if doc is None:
             return None
         try:
             attrs = json.loads(doc).get("attributes", {})
-        except ValueError:
+        except (ValueError, AttributeError):
             return "foreign"
-        return "complete" if RECORD_ATTR in attrs else "foreign"
+        return "complete" if isinstance(attrs, dict) and RECORD_ATTR in attrs else "foreign"
+
+    def _zip_state(self) -> str | None:
+        if self.zip_path is None or not os.path.exists(self.zip_path):
+            return None
+        try:
+            with zipfile.ZipFile(self.zip_path) as zf:
+                return self._root_state(zf.read("zarr.json")) or "foreign"
+        except (zipfile.BadZipFile, KeyError, OSError):
+            return "foreign"
 
     def state(self) -> str:
-        """'complete' (a finished detstack store), 'partial' (an interrupted conversion),
-        'foreign' (something else is there), 'packing' (zip: only packing is left) or
-        'absent' (nothing, or an empty folder)."""
+        """What is at the target.
+
+        'complete': a finished detstack store; 'partial': an interrupted conversion
+        (resumable); 'removing': a store whose deletion was interrupted; 'packing'
+        (zip): only packing is left; 'foreign': something else; 'absent': nothing, or
+        an empty folder.
+        """
         self.fs.invalidate_cache()
-        if self.zip_path is not None and os.path.exists(self.zip_path):
-            try:
-                with zipfile.ZipFile(self.zip_path) as zf:
-                    return self._root_state(zf.read("zarr.json")) or "foreign"
-            except (zipfile.BadZipFile, KeyError):
-                return "foreign"
         root = self._root_state(self.get("zarr.json"))
-        if root is not None:
-            return "packing" if root == "complete" and self.zip_path else root
+        if self.exists(REMOVING):
+            return "removing"
+        if root == "complete":
+            return "packing" if self.zip_path else "complete"
         if self.exists(PLAN_FILE):
-            return "partial"
+            return "partial"          # whatever root a plain zarr tool may have added
+        zipped = self._zip_state()
+        if zipped is not None:
+            return zipped
+        if root is not None:
+            return root
         if not self.fs.exists(self.root) or not self.fs.ls(self.root, detail=False):
             return "absent"
         return "foreign"
 
     def looks_like_zarr(self) -> bool:
-        return self.exists("zarr.json") or self.exists(PLAN_FILE)
+        return self.exists("zarr.json") or self.exists(PLAN_FILE) or self.exists(REMOVING)
+
+    def clean_temporaries(self) -> None:
+        """Remove the temporary objects of metadata writes cut short by a kill."""
+        if not self.is_local or not os.path.isdir(self.root):
+            return
+        for dirpath, _, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(".") and TEMP_MARK in name:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(dirpath, name))
 
     def wipe(self) -> None:
-        """Delete the store (for a zip: its staging folder; the zip is replaced at the end)."""
+        """Delete the store (for a zip: its staging folder; the zip is replaced at the end),
+        never passing through a state that reads as complete."""
         self._dirs.clear()
         self.fs.invalidate_cache()
-        if self.fs.exists(self.root):
-            self.fs.rm(self.root, recursive=True)
+        if not self.fs.exists(self.root):
+            return
+        if self.is_local:             # one rename: the name is free at once
+            old = temp_sibling(Path(self.root), "old")
+            os.replace(self.root, old)
+            remove_path(old)
+            return
+        self.put(REMOVING, b"")
+        for key in ("zarr.json", CHECKSUMS):
+            if self.exists(key):
+                self.fs.rm_file(self.path(key))
+        for p in self.fs.ls(self.root, detail=False):
+            if p.rstrip("/").rsplit("/", 1)[-1] != PROGRESS_DIR:
+                self.fs.rm(p, recursive=True)
+        # the ledger in an order that never reads as a resumable conversion
+        for key in (DONE_DIR, PLAN_FILE):
+            self.remove(key)
+        self.fs.rm(self.root, recursive=True)
+        self.fs.invalidate_cache()
 
     # -- zip ------------------------------------------------------------------------------
 
@@ -150,7 +257,7 @@ class Target:
         for dirpath, _, files in os.walk(self.root):
             for name in files:
                 rel = os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")
-                if not rel.startswith(PROGRESS_DIR + "/"):
+                if not rel.startswith(PROGRESS_DIR + "/") and TEMP_MARK not in name:
                     names.append(rel)
         names.sort(key=lambda n: (n == "zarr.json", n.endswith("zarr.json"), n))
         with atomic_path(self.zip_path, overwrite=True) as tmp:

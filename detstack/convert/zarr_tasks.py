@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from ..layout import RowLayout, row_layout
+from .checksums import block_checksum, done_marker
 from .plan import ViewPlan
 from .zarr_layout import EMPTY, ArrayLayout, chunk_encoder, shard_index
 from .zarr_target import DONE_DIR, Target
@@ -169,7 +170,8 @@ def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout) -> bytes:
     return b"".join(parts) + shard_index(index)
 
 
-def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target) -> None:
+def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
+               sums: list[tuple[int, int]]) -> None:
     lay = rows.layout
     ut = lay.unit_trains
     natural = tuple(max(s, 1) for s in lay.shape[2:])
@@ -197,10 +199,12 @@ def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target) -> 
                          int(rows.first[a + i]), c, region[i, :c])
                 region[i, c:] = fill
                 valid[i, :c] = True
+                sums.append((u0 + i, block_checksum(region[i, :c])))
             else:
                 src.read(int(rows.file[a + i]), rows.datasets[int(rows.file[a + i])],
                          int(rows.first[a + i]), 1, region[i:i + 1])
                 valid[i] = True
+                sums.append((u0 + i, block_checksum(region[i])))
         grid = [range(p // u) for p, u in zip(padded, lay.unit[2:], strict=True)]
         for pos in itertools.product(*grid):
             sel = tuple(slice(p * u, (p + 1) * u) for p, u in zip(pos, lay.unit[2:], strict=True))
@@ -240,8 +244,9 @@ def _tune_malloc() -> None:
 def run_task(task: TaskSpec, target: Target) -> int:
     """Convert one task; returns its number of trains (progress units)."""
     _tune_malloc()
+    sums: dict[str, list[tuple[int, int]]] = {}
     with _Sources(task.files) as src:
         for rows in task.keys:
-            _write_key(task, rows, src, target)
-    target.put(f"{DONE_DIR}/{task.task_id}", b"")
+            _write_key(task, rows, src, target, sums.setdefault(rows.layout.key, []))
+    target.put(f"{DONE_DIR}/{task.task_id}", done_marker(task.slot, sums))
     return task.n_trains

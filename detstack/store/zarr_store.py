@@ -22,6 +22,7 @@ from .zarr_presence import checked_arrays
 RECORD_ATTR = "detstack_record"
 PROGRESS_DIR = ".detstack-progress"   # ledger of an unfinished conversion
 PLAN_FILE = f"{PROGRESS_DIR}/plan.json"
+REMOVING = f"{PROGRESS_DIR}/removing"  # an object store being deleted (its root goes next)
 STAGING_SUFFIX = ".staging"           # a .zip store is built in a folder beside it first
 
 
@@ -63,7 +64,7 @@ def _not_a_view(url: str, storage_options: dict[str, Any] | None) -> Exception:
     root = root.rstrip("/")
     if is_zip(url):
         root += STAGING_SUFFIX
-    if fs.exists(f"{root}/{PLAN_FILE}"):
+    if fs.exists(f"{root}/{PROGRESS_DIR}"):     # a ledger (being) written, or a removal
         return IncompleteStoreError(
             url, "is an incomplete zarr store: its conversion was interrupted before it finished",
             "Re-run the same conversion with resume=True (detstack convert ... --resume) to "
@@ -72,6 +73,11 @@ def _not_a_view(url: str, storage_options: dict[str, Any] | None) -> Exception:
         return FileNotFoundError(f"{url}: no such zarr store")
     return FileFormatError(url, "is not a zarr store (no root zarr.json)",
                            "Open the folder detstack.convert.to_zarr wrote")
+
+
+def _being_removed(url: str, storage_options: dict[str, Any] | None) -> bool:
+    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return bool(fs.exists(f"{root.rstrip('/')}/{REMOVING}"))
 
 
 def open_zarr_store(path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None,
@@ -103,7 +109,11 @@ def open_zarr_store(path: str | os.PathLike[str], storage_options: dict[str, Any
             zarr.errors.NodeTypeValidationError) as exc:
         raise _not_a_view(url, storage_options) from exc
     record = group.attrs.get(RECORD_ATTR)
-    if not isinstance(record, dict):
+    if not isinstance(record, dict) or (zip_path is None and local_path(url) is None
+                                        and _being_removed(url, storage_options)):
+        reason = _not_a_view(url, storage_options)
+        if isinstance(reason, IncompleteStoreError):
+            raise reason
         raise FileFormatError(url, "is a zarr store but not a detstack view (no "
                               f"'{RECORD_ATTR}' attribute on its root group)")
     # check the record before reading arrays it names
