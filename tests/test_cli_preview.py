@@ -41,7 +41,7 @@ def test_preview_of_a_run(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.png"
     res = cli("preview", run, "--train", "10001", "--pulse", "2", "-o", out)
     assert res.returncode == 0, res.stderr
-    assert "train 10001 frame 2, 15 of 16 modules" in res.stdout
+    assert "train 10001 frame 2, 15 of 16 modules, extra_geom" in res.stdout
     check_png(out)
 
 
