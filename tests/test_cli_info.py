@@ -126,3 +126,16 @@ def test_info_errors_are_one_line(tmp_path: Path) -> None:
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not hdf5 at all")
     one_line_error(cli("info", junk), "junk.h5")
+
+
+def test_info_on_a_detector_that_cannot_be_read(tmp_path: Path) -> None:
+    import h5py
+
+    files = synth.write_run(tmp_path, "AGIPD1M", n_trains=3, frames_per_train=2, modules=[0, 1],
+                            with_control=False)
+    with h5py.File(files[1], "r+") as f:
+        f["INDEX/SPB_DET_AGIPD1M-1/DET/1CH0:xtdf/image/count"][1] = 1
+    res = cli("info", tmp_path)
+    assert res.returncode == 1
+    line = next(ln for ln in res.stdout.splitlines() if "CANNOT BE READ" in ln)
+    assert "Inconsistent frame counts for train 10001" in line and "(--modules LIST)" in line

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DetstackError
 from .targets import VIEW, Opened
 
 
@@ -98,9 +99,13 @@ def collection_facts(opened: Opened, *, detail: bool = False) -> dict[str, Any]:
         doc["sources"]["list"] = sorted(data.all_sources)
     doc["detectors"] = []
     for name, cls in sorted(identify_multimod_detectors(data), key=lambda nc: nc[0]):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")     # the raw-data fallback note
-            det = cls(data, name)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")     # the raw-data fallback note
+                det = cls(data, name)
+        except (DetstackError, ValueError) as exc:  # e.g. modules disagree on frame counts
+            doc["detectors"].append({"class": cls.__name__, "name": name, "error": str(exc)})
+            continue
         doc["detectors"].append(detector_facts(det, detail=detail))
     if opened.kind == VIEW:
         doc["view"] = view_facts(opened.path, dict(data.record))

@@ -32,6 +32,7 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from ..store.zarr_store import IncompleteStoreError
+    from .errors import flags_for
     from .facts import collection_facts
     from .targets import VIEW, classify, open_target
     from .zarr_state import incomplete_facts
@@ -54,8 +55,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     out.emit(doc)
     if not out.json_mode:
         for line in render(doc, detail=args.detail):
-            print(line)
-    return 0
+            print(flags_for(line))
+    return 1 if any("error" in d for d in doc["detectors"]) else 0
 
 
 def render(doc: dict[str, Any], *, detail: bool = False) -> list[str]:
@@ -114,6 +115,9 @@ def _view_lines(view: dict[str, Any]) -> list[str]:
 
 
 def _detector_lines(det: dict[str, Any], *, detail: bool) -> list[str]:
+    if "error" in det:
+        return [f"  {det['class']} {det['name']!r}: CANNOT BE READ: {det['error']}",
+                "    (`detstack validate` lists every problem)"]
     mods = det["modules"]
     missing = f"; missing: {_numbers(mods['missing'])}" if mods["missing"] else "; none missing"
     lines = [f"  {det['class']} {det['name']!r} ({det['data']} data): "
