@@ -22,10 +22,10 @@ def assemble(kind: str, frames: np.ndarray) -> tuple[np.ndarray, str]:
     try:
         image = _extra_geom(kind, frames)
     except ImportError:
-        image = None
+        return tile(frames), "tiled (pip install 'detstack[geom]' for the detector geometry)"
     if image is not None:
         return image, "extra_geom"
-    return tile(frames), "tiled (pip install 'detstack[geom]' for the detector geometry)"
+    return tile(frames), f"tiled (no built-in {kind} geometry)"
 
 
 def _extra_geom(kind: str, frames: np.ndarray) -> np.ndarray | None:

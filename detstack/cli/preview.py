@@ -92,21 +92,24 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 def _availability(ax: Any, det: Any) -> None:
     """Modules x trains: which module has data for which train (gaps in red)."""
+    from matplotlib.colors import ListedColormap
+
     fmap = det.frame_map
     grid = np.zeros((det.n_modules, len(fmap.train_ids)))
     for row, m in enumerate(det.modules):
         grid[det.module_slot(m)] = np.where(fmap.present[row], 1, 0.5)
-    from matplotlib.colors import ListedColormap
     cmap = ListedColormap(["#dddddd", "#d62728", "#2ca02c"])   # absent, gap, data
-    tids = fmap.train_ids
-    extent = (float(tids[0]) - 0.5, float(tids[-1]) + 0.5, -0.5, det.n_modules - 0.5) \
+    tids = fmap.train_ids.astype(np.int64)
+    base = det.kind.modno_base
+    extent = (tids[0] - 0.5, tids[-1] + 0.5, base - 0.5, base + det.n_modules - 0.5) \
         if len(tids) else None
     ax.imshow(grid, aspect="auto", cmap=cmap, vmin=0, vmax=1, origin="lower",
               interpolation="nearest", extent=extent)
     missing = int((~fmap.present).sum())
     ax.set_title(f"data availability: {len(det.modules)} of {det.n_modules} modules, "
                  f"{missing} (module, train) gaps (red), absent modules grey", fontsize=9)
-    ax.set_ylabel("module slot")
+    ax.set_ylabel("module")
+    _integer_axes(ax)
 
 
 def _frames_per_train(ax: Any, det: Any) -> None:
@@ -117,4 +120,15 @@ def _frames_per_train(ax: Any, det: Any) -> None:
     ax.set_xlabel("train ID")
     ax.set_ylabel("frames")
     ax.set_title("frames per train", fontsize=9)
-    ax.ticklabel_format(useOffset=False, style="plain", axis="x")
+    _integer_axes(ax)
+
+
+def _integer_axes(ax: Any) -> None:
+    """Whole train IDs and module numbers on the axes, no '+1e4' offsets."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        fmt = ScalarFormatter(useOffset=False)
+        fmt.set_scientific(False)
+        axis.set_major_formatter(fmt)
