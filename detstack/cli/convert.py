@@ -47,19 +47,20 @@ class Form:
 
 
 FORMS: dict[str, Form] = {
-    "vds": Form("to_vds", (".h5", ".hdf5"), frozenset({"absolute", "keys"})),
+    "vds": Form("to_vds", (".h5", ".hdf5"), frozenset({"absolute", "keys", "layout"})),
     "cxi": Form("to_cxi", (".cxi",), frozenset()),
     "manifest": Form("to_manifest", (".json", ".parq", ".parquet"),
-                     frozenset({"absolute", "skip_unsupported", "keys"})),
+                     frozenset({"absolute", "skip_unsupported", "keys", "layout"})),
     "zarr": Form("to_zarr", (".zarr", ".zip"),
                  frozenset({"resume", "scheduler", "scheduler_timeout", "storage_options",
-                            "threads", "keys"})),
+                            "threads", "keys", "layout", "lossy"})),
     "icechunk": Form("to_icechunk", (".icechunk",), frozenset({"skip_unsupported", "keys"})),
 }
 LABELS = {"vds": "HDF5 virtual view", "cxi": "virtual CXI file", "manifest": "zarr manifest",
           "zarr": "zarr store", "icechunk": "Icechunk repository"}
 #: options of one form only, as (dest, flag, value when not given)
-FORM_OPTIONS = [("keys", "--keys", None), ("absolute", "--absolute", False), ("skip_unsupported", "--skip-unsupported", False),
+FORM_OPTIONS = [("keys", "--keys", None), ("layout", "--layout", None), ("lossy", "--lossy", None),
+                ("absolute", "--absolute", False), ("skip_unsupported", "--skip-unsupported", False),
                 ("resume", "--resume", False), ("scheduler", "--scheduler", None),
                 ("scheduler_timeout", "--scheduler-timeout", None),
                 ("storage_options", "--storage-options", None), ("threads", "--threads", None)]
@@ -95,6 +96,13 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                      help="vds, manifest: refer to source files by absolute path")
     opt.add_argument("--skip-unsupported", action="store_true",
                      help="manifest, icechunk: leave out keys that cannot be referenced exactly")
+    opt.add_argument("--layout", choices=["trains", "frames"],
+                     help="vds, manifest, zarr: trains = (module, train, pulse, ...) padded to "
+                     "the longest train (default); frames = (module, frame, ...), no padding "
+                     "(reduced or hit-selected data)")
+    opt.add_argument("--lossy", metavar="MODE",
+                     help="zarr, corrected data: 'photons:E' (round to photons of energy E, "
+                     "error <= E/2) or 'bits:N' (keep N mantissa bits)")
     opt.add_argument("--resume", action="store_true",
                      help="zarr: finish an interrupted conversion")
     opt.add_argument("--scheduler", metavar="ADDRESS", help="zarr: dask.distributed scheduler")
@@ -157,8 +165,9 @@ def _spec(sel: slice | list[int]) -> str:
 
 def writer_kwargs(form: str, args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"overwrite": args.overwrite}
-    if args.keys is not None:
-        kwargs["keys"] = args.keys
+    for name in ("keys", "layout", "lossy"):      # only when asked: library defaults apply
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
     if form in ("vds", "manifest"):
         kwargs["relative"] = not args.absolute
     if form in ("manifest", "icechunk") and args.skip_unsupported:

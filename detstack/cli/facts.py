@@ -169,7 +169,8 @@ def view_facts(path: str, record: dict[str, Any]) -> dict[str, Any]:
 
     files = record.get("source_files", [])
     run = record.get("run_metadata", {})
-    out: dict[str, Any] = {"form": record.get("form"), "created": record.get("created"),
+    out: dict[str, Any] = {"form": record.get("form"), "layout": record.get("layout", "trains"),
+                           "created": record.get("created"),
                            "detstack_version": record.get("detstack_version"),
                            "proposal": run.get("proposalNumber"), "run": run.get("runNumber")}
     if record.get("materialized_from"):

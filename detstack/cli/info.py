@@ -91,7 +91,10 @@ def render(doc: dict[str, Any], *, detail: bool = False) -> list[str]:
 
 def _kind_label(doc: dict[str, Any]) -> str:
     if "view" in doc:
-        return f"detstack view ({doc['view']['form']})"
+        view = doc["view"]
+        layout = "" if view.get("layout") in (None, "trains", "module-train") \
+            else f", {view['layout']} layout"
+        return f"detstack view ({view['form']}{layout})"
     return {"run": "run folder", "file": "run file"}.get(doc["kind"], doc["kind"])
 
 
