@@ -74,9 +74,13 @@ def test_views_in_the_run_folder_are_left_out_quietly(tmp_path: Path) -> None:
     det = DSSC1M(RunDirectory(tmp_path), raw=True)
     convert.to_vds(det, tmp_path / "view.h5")
     convert.to_cxi(det, tmp_path / "view_virt.h5")
+    import extra_data  # the reference's own virtual CXI file, too
+    from extra_data.components import DSSC1M as EdDSSC1M
+    EdDSSC1M(extra_data.RunDirectory(str(tmp_path))).write_virtual_cxi(
+        str(tmp_path / "r_detectors_virt.h5"))
     res = cli("validate", tmp_path)
     assert res.returncode == 0, res.stdout
-    assert "2 files checked (2 views left out), 0 problems" in res.stdout
+    assert "2 files checked (3 views left out), 0 problems" in res.stdout
     info = cli("info", tmp_path)
     assert info.returncode == 0 and info.stderr == "" and "SKIPPED" not in info.stdout
 
