@@ -29,6 +29,7 @@ class _Formatter(logging.Formatter):
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str,
                   lineno: int, file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` replacement: the message only, as a log line."""
     log.warning("%s", message)
 
 
@@ -40,7 +41,6 @@ class Output:
         self.quiet = quiet
         self.verbose = verbose
         self.json_mode = json_mode
-        self.warned: list[Warning] = []
 
     def setup_logging(self) -> None:
         """Library logging (and warnings) to stderr: warnings by default, INFO with -v,
@@ -52,13 +52,7 @@ class Output:
         level = logging.ERROR if self.quiet else (
             logging.WARNING, logging.INFO, logging.DEBUG)[min(self.verbose, 2)]
         log.setLevel(level)
-        warnings.showwarning = self._warning
-
-    def _warning(self, message: Warning | str, category: type[Warning], filename: str,
-                 lineno: int, file: Any = None, line: str | None = None) -> None:
-        if isinstance(message, Warning):
-            self.warned.append(message)
-        _show_warning(message, category, filename, lineno, file, line)
+        warnings.showwarning = _show_warning
 
     def say(self, text: str = "") -> None:
         """A line of the human-readable report (nothing with --json or --quiet)."""
