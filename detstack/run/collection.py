@@ -359,16 +359,65 @@ class DataCollection:
 
 
 def H5File(path: str | os.PathLike[str], *, inc_suspect_trains: bool = True) -> DataCollection:
-    """Open one EuXFEL HDF5 file; errors in it are raised, not skipped."""
+    """Open one EuXFEL HDF5 file (one module's sequence file, a control file...).
+
+    Only INDEX and METADATA are read now; data is read when asked for.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.h5`` file.
+    inc_suspect_trains : bool, default True
+        Keep train IDs the file flags as suspect (``False`` drops them).
+
+    Returns
+    -------
+    DataCollection
+        Its trains and sources; detector classes accept it.
+
+    Raises
+    ------
+    FileFormatError
+        The file is missing, not HDF5, cut short, or not in the EuXFEL layout
+        (the message says which and what to do).
+    DuplicateTrainError
+        A source holds the same train ID twice.
+    """
     return DataCollection([RunFile(path)], inc_suspect_trains=inc_suspect_trains,
                           is_single_run=True)
 
 
 def RunDirectory(path: str | os.PathLike[str], include: str = "*", *,
                  inc_suspect_trains: bool = True) -> DataCollection:
-    """Open every ``*.h5`` file of a run folder, skipping unusable files with a warning.
+    """Open a run folder: every ``*.h5`` file in it, as one collection of trains and sources.
 
-    Nothing is written into the folder.
+    Only INDEX and METADATA are read now (never pixel data), and nothing is written
+    into the folder. Files that cannot be read are left out with an
+    ``UnusableFileWarning`` naming them; views written into the folder (detstack
+    views, virtual CXI files, also EXtra-data's) are left out quietly.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The run folder, e.g. ``/gpfs/exfel/exp/SPB/202401/p700000/raw/r0238``.
+    include : str, default '*'
+        Glob of the file names to open, e.g. ``'*AGIPD0[0-3]*'``.
+    inc_suspect_trains : bool, default True
+        Keep train IDs the files flag as suspect (``False`` drops them).
+
+    Returns
+    -------
+    DataCollection
+        Trains and sources of the run; detector classes accept it.
+
+    Raises
+    ------
+    NoUsableFilesError
+        ``path`` is not a folder, holds no matching ``.h5`` file, or none of them
+        can be read (the message lists why).
+    DuplicateTrainError
+        A source holds the same train ID twice (corrupt train IDs): open with
+        ``inc_suspect_trains=False`` or leave the file out with ``include``.
     """
     folder = Path(path)
     if not folder.is_dir():
