@@ -279,10 +279,39 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
            relative: bool = True, overwrite: bool = False) -> Path:
     """Write an HDF5 virtual view of a detector's data: one virtual dataset per key.
 
-    ``det_or_run``: a detector object, or a run holding a single detector. ``relative``:
-    refer to source files relative to the view's folder (a run folder moved together
-    with its view stays readable); ``False`` stores absolute paths. An existing ``path``
-    is refused unless ``overwrite``; the file appears under its name only when complete.
+    Each key becomes ``(module slot, train, pulse, *entry)`` (per-train keys
+    ``(module slot, train, *entry)``) mapping straight into the run files: no data is
+    copied, and h5py or any HDF5 >= 1.10 tool reads it. The file appears under its
+    name only when complete.
+
+    Parameters
+    ----------
+    det_or_run : detector or DataCollection
+        A detector object (e.g. ``detstack.AGIPD1M(run, raw=True)``, with any
+        module/train selection), or a run holding a single detector.
+    path : str or path-like
+        The ``.h5`` file to write (write it beside the run, not into it).
+    keys : list of str, optional
+        Keys to write (default: every key all modules have).
+    relative : bool, default True
+        Refer to the source files relative to the view's folder, so a run folder
+        moved together with its view stays readable; ``False`` stores absolute paths.
+    overwrite : bool, default False
+        Replace an existing output; otherwise an existing one is refused.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    ValueError
+        The run holds several detectors (pass a detector object) or none.
+    OutputWriteError
+        The file could not be written (e.g. the disk is full); nothing is left.
     """
     det = as_detector(det_or_run)
     t0 = time.perf_counter()

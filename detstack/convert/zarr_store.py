@@ -64,17 +64,64 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
             chunks: ChunkSpec = None, shards: ShardSpec = None, client: Any = None,
             progress: Progress | bool | None = None, overwrite: bool = False,
             resume: bool = False, threads: int | None = None) -> str:
-    """Write the detector's keys as a Zarr v3 store at ``url`` (folder, ``.zip``, ``s3://``).
+    """Copy the detector's keys into a compressed, sharded Zarr v3 store at ``url``.
 
-    ``compressor``: a zarr codec (or list) for every key; default blosc zstd-1 with
-    bit shuffling; ``False``: uncompressed. ``chunks``/``shards``: inner chunk and
-    shard shapes (a tuple for the large keys, or ``{key: shape}``; ``shards`` may be
-    a number of trains per shard, or ``False`` for no sharding); default one frame per
-    chunk and one train per module per shard. ``client``: a ``dask.distributed``
-    client whose workers run the tasks (they must see the run files and the target);
-    otherwise ``threads`` threads. ``progress``: ``callable(done, total)`` (trains x
-    modules) or ``True`` for a bar on stderr. ``resume``: finish an interrupted
-    conversion. ``overwrite``: replace an existing store. Returns ``url``.
+    Any Zarr v3 reader and ``xarray.open_zarr`` read the store (named dims,
+    coordinates, the view record as an attribute). Shards are written by tasks that
+    each own theirs, so memory stays bounded; the root metadata comes last, so an
+    interrupted store reads as incomplete until ``resume=True`` finishes it.
+
+    Parameters
+    ----------
+    det_or_run : detector or DataCollection
+        A detector object (e.g. ``detstack.AGIPD1M(run, raw=True)``, with any
+        module/train selection), or a run holding a single detector.
+    url : str or path-like
+        A folder, a ``.zip`` file (packed at the end) or an fsspec URL
+        (``s3://bucket/run.zarr``; needs the ``s3`` extra).
+    keys : list of str, optional
+        Keys to write (default: every key all modules have).
+    storage_options : dict, optional
+        fsspec options for remote targets.
+    compressor : zarr codec, list of codecs or False, optional
+        Codec(s) for every key; default blosc zstd level 1 with bit shuffling;
+        ``False`` writes uncompressed chunks.
+    chunks : tuple or dict, optional
+        Inner chunk shape (a tuple for the large keys, or ``{key: shape}``);
+        default one frame per chunk.
+    shards : tuple, int, dict or False, optional
+        Shard shape, a number of trains per shard, or ``False`` for no sharding;
+        default one train of one module per shard.
+    client : distributed.Client, optional
+        Run the tasks on these dask workers (they must see the run files and the
+        target); otherwise ``threads`` local threads.
+    progress : callable or bool, optional
+        ``progress(done, total)`` in trains x modules, or ``True`` for a bar on
+        stderr.
+    overwrite : bool, default False
+        Replace an existing output; otherwise an existing one is refused.
+    resume : bool, default False
+        Finish an interrupted conversion with the same arguments (only unfinished
+        tasks are redone; the result is the same store).
+    threads : int, optional
+        Local threads (default: cores + 1, at most 8).
+
+    Returns
+    -------
+    str
+        ``url``.
+
+    Raises
+    ------
+    FileExistsError
+        A store (or an interrupted conversion, or anything else) is at ``url``
+        and neither ``overwrite`` nor ``resume`` says what to do.
+    ValueError
+        ``det_or_run`` reads a view (convert the run itself), or ``resume`` with
+        other arguments or data than the interrupted conversion.
+    OutputWriteError
+        The target filled up or failed; a fresh store is removed, a resumed one
+        stays resumable.
     """
     det = as_detector(det_or_run)
     if any(isinstance(f, ViewModuleFile) for f in det.data.files):
