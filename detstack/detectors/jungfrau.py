@@ -182,6 +182,11 @@ class JUNGFRAU(MultimodDetectorBase):
         data : dict of str to xarray.DataArray
             Every key, with a ``module`` axis first (pixel keys ``(module, cell,
             slow_scan, fast_scan)``).
+
+        Raises
+        ------
+        FileFormatError
+            A source file cannot be read.
         """
         for tid, data in iter_trains(self, None, require_all):
             yield tid, {k: relabel(v) for k, v in data.items()}
