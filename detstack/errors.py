@@ -34,6 +34,10 @@ class SourceNameError(DetstackError, KeyError):
     """A source (device/channel) name that the data does not contain."""
 
 
+class NoMatchError(SourceNameError, ValueError):
+    """A source/key glob selection matched nothing (a KeyError and a ValueError)."""
+
+
 class PropertyNameError(DetstackError, KeyError):
     """A key that a source does not have."""
 
@@ -76,8 +80,6 @@ class EmptySelectionError(DetstackError, ValueError):
     """A selection (trains, modules) that leaves nothing to read or write."""
 
 
-
-
 class OutputWriteError(DetstackError, OSError):
     """Writing an output failed (disk full, file too large, permission...); nothing was
     left under the output's name and the temporary files were removed."""
@@ -93,6 +95,8 @@ class OutputWriteError(DetstackError, OSError):
 class TargetLockedError(DetstackError, RuntimeError):
     """Another live process is writing the same output (a second resume, a parallel
     conversion); wait for it, or remove its lock if no such process runs."""
+
+
 class InconsistentModulesError(DetstackError, ValueError):
     """The modules (or files) of one detector disagree: a key's entry shape or dtype,
     the frame count of a train, or the pulse/cell IDs of a train. Reading on would give
@@ -122,3 +126,8 @@ class ViewRecordError(FileFormatError):
 class MissingDataError(FileFormatError):
     """Data that a view's counts say exists is not there (a deleted zarr shard, a missing
     virtual-dataset source): reading it would silently give fill values."""
+
+
+class IndexFormatError(FileFormatError):
+    """A file's INDEX contradicts itself or its data (negative or overlapping ranges,
+    rows past the end, a per-frame trainId that disagrees with it)."""

@@ -47,7 +47,7 @@ class Form:
 
 
 FORMS: dict[str, Form] = {
-    "vds": Form("to_vds", (".h5", ".hdf5"), frozenset({"absolute", "keys", "layout"})),
+    "vds": Form("to_vds", (".h5", ".hdf5"), frozenset({"absolute", "keys", "layout", "mapping"})),
     "cxi": Form("to_cxi", (".cxi",), frozenset()),
     "manifest": Form("to_manifest", (".json", ".parq", ".parquet"),
                      frozenset({"absolute", "skip_unsupported", "keys", "layout"})),
@@ -60,6 +60,7 @@ LABELS = {"vds": "HDF5 virtual view", "cxi": "virtual CXI file", "manifest": "za
           "zarr": "zarr store", "icechunk": "Icechunk repository"}
 #: options of one form only, as (dest, flag, value when not given)
 FORM_OPTIONS = [("keys", "--keys", None), ("layout", "--layout", None), ("lossy", "--lossy", None),
+                ("mapping", "--mapping", None),
                 ("absolute", "--absolute", False), ("skip_unsupported", "--skip-unsupported", False),
                 ("resume", "--resume", False), ("scheduler", "--scheduler", None),
                 ("scheduler_timeout", "--scheduler-timeout", None),
@@ -100,6 +101,9 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                      help="vds, manifest, zarr: trains = (module, train, pulse, ...) padded to "
                      "the longest train (default); frames = (module, frame, ...), no padding "
                      "(reduced or hit-selected data)")
+    opt.add_argument("--mapping", choices=["auto", "blocks", "per-train", "compact"],
+                     help="vds: how pixel keys are mapped (default auto: per-train for short "
+                     "runs, blocks of trains for long ones)")
     opt.add_argument("--lossy", metavar="MODE",
                      help="zarr, corrected data: 'photons:E' (round to photons of energy E, "
                      "error <= E/2) or 'bits:N' (keep N mantissa bits)")
@@ -165,7 +169,7 @@ def _spec(sel: slice | list[int]) -> str:
 
 def writer_kwargs(form: str, args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"overwrite": args.overwrite}
-    for name in ("keys", "layout", "lossy"):      # only when asked: library defaults apply
+    for name in ("keys", "layout", "lossy", "mapping"):      # only when asked: library defaults apply
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
     if form in ("vds", "manifest"):
@@ -207,7 +211,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
         opened = open_target(args.run, inc_suspect_trains=not args.exc_suspect_trains)
         det = select_detector(args, opened.data)
         kwargs = writer_kwargs(form, args)
-        getattr(convert, FORMS[form].writer)(det, args.out, **kwargs)
+        try:
+            getattr(convert, FORMS[form].writer)(det, args.out, **kwargs)
+        finally:
+            if "client" in kwargs:
+                kwargs["client"].close()
     doc = summary(form, args, opened, det, time.perf_counter() - t0)
     out.emit(doc)
     out.result(summary_line(doc))
