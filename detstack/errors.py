@@ -58,6 +58,28 @@ class MultiRunError(DetstackError, ValueError):
     """Run-level metadata was asked of data combining several runs."""
 
 
+class MissingDependencyError(DetstackError, ImportError):
+    """An optional package a feature needs is not installed; names the extra to install."""
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(f"{feature} needs the optional package {package}, which is not "
+                         f"installed: pip install 'detstack[{extra}]'")
+
+
+class UnusableFileWarning(UserWarning):
+    """A run file that could not be read was left out (``.path`` names it)."""
+
+    def __init__(self, message: str, path: object) -> None:
+        super().__init__(message)
+        self.path = str(path)
+
+
+class EmptySelectionError(DetstackError, ValueError):
+    """A selection (trains, modules) that leaves nothing to read or write."""
+
+
 class OutputWriteError(DetstackError, OSError):
     """Writing an output failed (disk full, file too large, permission...); nothing was
     left under the output's name and the temporary files were removed."""
@@ -73,6 +95,8 @@ class OutputWriteError(DetstackError, OSError):
 class TargetLockedError(DetstackError, RuntimeError):
     """Another live process is writing the same output (a second resume, a parallel
     conversion); wait for it, or remove its lock if no such process runs."""
+
+
 class InconsistentModulesError(DetstackError, ValueError):
     """The modules (or files) of one detector disagree: a key's entry shape or dtype,
     the frame count of a train, or the pulse/cell IDs of a train. Reading on would give

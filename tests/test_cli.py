@@ -1,4 +1,4 @@
-"""The detstack command: demo, info, validate, errors."""
+"""The detstack command as a whole: help, version, python -m, demo, warnings, errors."""
 
 from __future__ import annotations
 
@@ -8,76 +8,88 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
+from clitools import cli, no_python_warnings, one_line_error
 
+import detstack
 from detstack import synth
-from detstack.cli import main
+from detstack.cli import COMMANDS
 
 
-def test_demo_writes_opens_and_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "AGIPD1M 'SPB_DET_AGIPD1M-1': modules [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]" in out
-    assert "4 trains" in out and "(16, 4, 4, 2, 512, 128)" not in out
-    assert "{'module': 16, 'train': 4, 'pulse': 4, 'data_gain': 2, 'slow_scan': 512, 'fast_scan': 128}" in out
-    assert len(list((tmp_path / "run").glob("*.h5"))) == 34
+def test_version_and_python_m() -> None:
+    res = cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"detstack {detstack.__version__}"
+    mod = subprocess.run([sys.executable, "-m", "detstack", "--version"], capture_output=True,
+                         text=True)
+    assert mod.returncode == 0 and mod.stdout == res.stdout
+
+
+def test_help_lists_every_command_and_each_has_examples() -> None:
+    res = cli("--help")
+    assert res.returncode == 0
+    for cmd in COMMANDS:
+        assert f"detstack {cmd}" in res.stdout
+        sub = cli(cmd, "--help")
+        assert sub.returncode == 0, sub.stderr
+        examples = sub.stdout.split("examples:", 1)[1]
+        assert f"detstack {cmd} " in examples, cmd
+        assert "--quiet" in sub.stdout and "--verbose" in sub.stdout
+
+
+def test_no_command_is_a_usage_error() -> None:
+    res = cli()
+    assert res.returncode == 2 and "usage: detstack" in res.stderr
+
+
+def test_demo_writes_views_beside_the_run(tmp_path: Path) -> None:
+    res = cli("demo", "--out", tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "{'module': 16, 'train': 4, 'pulse': 4, 'data_gain': 2, 'slow_scan': 512, " \
+        "'fast_scan': 128}" in out
     for label in ("HDF5 virtual view", "virtual CXI", "zarr manifest", "zarr store"):
         line = next(ln for ln in out.splitlines() if ln.startswith(label))
         assert line.endswith("identical"), line
-    # a second demo into the same folder is refused, not silently overwritten
-    assert main(["demo", "--out", str(tmp_path)]) == 2
-    assert "already" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert len(list(run.glob("*.h5"))) == 34 and not list(run.glob("view*"))
+    assert sorted(p.name for p in tmp_path.glob("view*")) == [
+        "view.cxi", "view.h5", "view.json", "view.zarr"]
+    assert res.stderr == ""
+    # the run folder is still a clean run, and its views open
+    val = cli("validate", run)
+    assert val.returncode == 0 and "34 files checked, 0 problems" in val.stdout
+    # a second demo into the same folder is refused, naming the flag
+    again = cli("demo", "--out", tmp_path)
+    one_line_error(again, "already holds", "--overwrite")
+    assert "overwrite=True" not in again.stderr
 
 
-def test_info_reports_detector_and_gaps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    synth.write_run(tmp_path, "JUNGFRAU", n_trains=3, n_modules=4, modules=[1, 2, 4],
-                    missing_trains={2: [10001]}, n_cells=2)
-    assert main(["info", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "JUNGFRAU 'SPB_IRDA_JF4M': modules [1, 2, 4] of 4" in out
-    assert "frames per train [2]" in out
-    assert "1 (module, train) pairs missing" in out
-    assert "data.adc: shape (3, 3, 2, 512, 1024) uint16" in out
+def test_demo_out_pointing_at_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "somefile"
+    target.write_text("x")
+    one_line_error(cli("demo", "--out", target), f"--out {target} is a file")
 
 
-def test_validate_finds_suspect_train_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    synth.write_run(tmp_path, "LPD1M", n_trains=6, frames_per_train=2, modules=[0],
-                    bad_train_ids={3: 10001}, with_control=False, format_version="0.5")
-    assert main(["validate", str(tmp_path)]) == 1
-    out = capsys.readouterr().out
-    assert "train IDs do not strictly increase" in out
-    assert "suspect train IDs (e.g. [10001])" in out
+def test_warnings_reach_the_terminal_as_one_line_naming_the_flag(tmp_path: Path) -> None:
+    synth.write_run(tmp_path / "run", "LPD1M", n_trains=2, frames_per_train=2, modules=[0, 1],
+                    with_control=False)
+    res = cli("convert", tmp_path / "run", tmp_path / "view.h5")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "detstack: warning: Falling back to raw data for backwards compatibility. Pass --raw "
+        "to select raw data explicitly."]
+    no_python_warnings(res.stderr)
+    quiet = cli("convert", tmp_path / "run", tmp_path / "view2.h5", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert quiet.stdout.startswith("Wrote HDF5 virtual view of")
 
 
-def test_validate_clean_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    synth.write_run(tmp_path, "DSSC1M", n_trains=2, frames_per_train=2, modules=[0, 1])
-    assert main(["validate", str(tmp_path)]) == 0
-    assert "0 problems" in capsys.readouterr().out
-
-
-def test_validate_skips_truncated_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    files = synth.write_run(tmp_path, "DSSC1M", n_trains=2, frames_per_train=2, modules=[0, 1],
-                            with_control=False)
-    data = files[0].read_bytes()
-    files[0].write_bytes(data[: len(data) // 3])
-    assert main(["validate", str(tmp_path)]) == 1
-    out = capsys.readouterr().out
-    assert files[0].name in out and "PROBLEM" in out
-
-
-def test_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
-    res = subprocess.run([sys.executable, "-m", "detstack.cli", "info", str(tmp_path)],
-                         capture_output=True, text=True)
-    assert res.returncode == 2
-    assert res.stderr.startswith("detstack: error:") and "No .h5 files" in res.stderr
-    assert "Traceback" not in res.stderr
-
-
-def test_help_lists_commands() -> None:
-    res = subprocess.run([sys.executable, "-m", "detstack.cli", "--help"], capture_output=True,
-                         text=True, check=True)
-    for cmd in ("demo", "info", "validate", "convert", "verify"):
-        assert f"detstack {cmd}" in res.stdout
+def test_verbose_shows_library_logging(tmp_path: Path) -> None:
+    synth.write_run(tmp_path / "run", "DSSC1M", n_trains=2, frames_per_train=2, modules=[0],
+                    with_control=False)
+    res = cli("-v", "convert", tmp_path / "run", tmp_path / "v.h5", "--raw")
+    assert res.returncode == 0, res.stderr
+    assert "detstack: info: Wrote virtual view" in res.stderr
+    no_python_warnings(res.stderr)
 
 
 def test_demo_values_are_realistic_adc(tmp_path: Path) -> None:

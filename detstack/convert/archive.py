@@ -35,6 +35,7 @@ import h5py
 import numpy as np
 
 from ..errors import FileFormatError
+from ..progress import track
 from .atomic import atomic_h5
 from .vds import LIBVER, RECORD_ATTR, MappingBuilder, SourceRef
 
@@ -271,7 +272,7 @@ class _ChunkWriter:
 def _write_copy(ds: h5py.Dataset, maps: list[Mapping], out: h5py.Dataset,
                 sources: _Sources, pool: ThreadPoolExecutor) -> None:
     writer = _ChunkWriter(out, pool)
-    for m in sorted(maps, key=lambda m: m.vstart):
+    for m in track(sorted(maps, key=lambda m: m.vstart), f"copying {ds.name}"):
         src = sources.get(m.file, m.dset)
         for sbox, vbox, vshape in pieces(m, ds.dtype.itemsize):
             block = np.empty(tuple(s.stop - s.start for s in sbox), src.dtype)
@@ -336,10 +337,39 @@ def materialize(view_path: str | os.PathLike[str], out_path: str | os.PathLike[s
                 shuffle: bool = True, overwrite: bool = False) -> Path:
     """Copy a virtual view or CXI file into a self-contained, compressed HDF5 file.
 
-    The output has the same datasets, shapes, dtypes, fill values, attributes and links,
-    with the mapped data copied (``compression``: any h5py filter name or number, or
-    None; gzip level 1 by default). Memory use stays around 64 MiB plus the chunk cache.
-    Sources must all be present. An existing ``out_path`` is refused unless ``overwrite``.
+    The output has the same datasets, shapes, dtypes, fill values, attributes and
+    links, with the mapped data copied: it no longer needs the run's files (archival
+    copies, moving data off the cluster). Memory use stays around 64 MiB plus the
+    chunk cache. Also ``detstack archive VIEW OUT``.
+
+    Parameters
+    ----------
+    view_path : str or path-like
+        An HDF5 virtual view (``to_vds``) or CXI file (``to_cxi``).
+    out_path : str or path-like
+        The copy to write.
+    compression : str, int or None, default 'gzip'
+        Any h5py filter name or number; None for no compression.
+    compression_opts : optional
+        Filter options (gzip: the level, 1 by default).
+    shuffle : bool, default True
+        Byte-shuffle before compressing (ignored without compression).
+    overwrite : bool, default False
+        Replace an existing ``out_path``; otherwise it is refused.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+
+    Raises
+    ------
+    FileFormatError
+        ``view_path`` cannot be opened as HDF5, or a source file it maps is missing.
+    FileExistsError
+        ``out_path`` exists and ``overwrite`` is False.
+    OutputWriteError
+        The copy could not be written; nothing is left.
     """
     view = Path(view_path)
     if compression == "gzip" and compression_opts is None:

@@ -201,11 +201,42 @@ def _write_entry(h5: h5py.File, spec: CxiSpec) -> None:
 def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
            fillvalues: dict[str, Any] | None = None, overwrite: bool = False,
            relative: bool = False) -> Path:
-    """Write a virtual CXI 1.5 file of a detector (``det.write_virtual_cxi``).
+    """Write a virtual CXI 1.5 file of a detector (as ``det.write_virtual_cxi``).
 
-    ``fillvalues``: {'data'|'gain'|'mask': value} for frames a module lacks (defaults NaN
-    or 0, 0, 0xffffffff). Sources are referred to by absolute path, as the reference
-    does, unless ``relative``. An existing file is refused unless ``overwrite``.
+    The reference layout (frames first, ``/entry_1/instrument_1/detector_1/data``)
+    for CrystFEL-style tools, plus ``/entry_1/by_module/`` mapping the same rows
+    module-first for fast bulk reads. No data is copied.
+
+    Parameters
+    ----------
+    det_or_run : detector or DataCollection
+        A detector object (e.g. ``detstack.AGIPD1M(run, raw=True)``, with any
+        module/train selection), or a run holding a single detector.
+    path : str or path-like
+        The ``.cxi`` file to write.
+    fillvalues : dict, optional
+        ``{'data'|'gain'|'mask': value}`` for frames a module lacks (defaults NaN
+        for floats or 0, then 0, 0xffffffff).
+    overwrite : bool, default False
+        Replace an existing output; otherwise an existing one is refused.
+    relative : bool, default False
+        Refer to sources relative to the file's folder (the reference tool stores
+        absolute paths, the default here too).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    ValueError
+        A fill value the dtype cannot hold, modules disagreeing on pulse/cell IDs,
+        or a run with several detectors.
+    MultiRunError
+        The data combines several runs.
     """
     det = as_detector(det_or_run)
     spec = CxiSpec(det)

@@ -165,8 +165,30 @@ def write_frames(det: Any, filename: str | os.PathLike[str], trains: Any, pulses
                  overwrite: bool = False) -> Path:
     """Write the frames named by (``trains[i]``, ``pulses[i]``) to a new EuXFEL file.
 
-    ``trains`` and ``pulses`` are 1-D arrays of equal length (train IDs and the pulse IDs
-    the detector recorded). An existing ``filename`` is refused unless ``overwrite``.
+    Parameters
+    ----------
+    det : detector
+        The detector whose frames to copy.
+    filename : str or path-like
+        The file to write; ``detstack.H5File`` reads it like a run.
+    trains : array of int
+        Train ID of each frame.
+    pulses : array of int
+        Pulse ID (as the detector recorded it) of each frame, same length.
+    overwrite : bool, default False
+        Replace an existing ``filename``; otherwise it is refused.
+
+    Returns
+    -------
+    pathlib.Path
+        ``filename``.
+
+    Raises
+    ------
+    ValueError
+        ``trains`` and ``pulses`` differ in length.
+    FileExistsError
+        ``filename`` exists and ``overwrite`` is False.
     """
     wanted = _pairs(trains, pulses)
     if not det.kind.xtdf:

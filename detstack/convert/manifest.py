@@ -32,6 +32,7 @@ import numpy as np
 from numcodecs import Zlib
 
 from ..errors import DetstackError
+from ..progress import track
 from .atomic import atomic_dir, atomic_path, check_target
 from .manifest_refs import (
     RefBatch,
@@ -487,7 +488,7 @@ def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: st
     url_of = {p: i for i, p in enumerate(files)}
     specs: list[ArraySpec] = []
     skipped: dict[str, str] = {}
-    for kp in plan.keys:
+    for kp in track(plan.keys, "references"):
         try:
             if kp.dtype.kind not in "biuf":
                 raise UnsupportedKeyError(kp.key, f"its dtype {kp.dtype} is not a plain number")
@@ -519,15 +520,55 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
                 format: str | None = None, relative: bool = True, overwrite: bool = False,
                 on_unsupported: str = "raise", url_prefix: str | None = None,
                 detector_name: str | None = None, **det_kwargs: Any) -> Path:
-    """Write a Zarr manifest (kerchunk references) of a detector's run; return its path.
+    """Write a zarr manifest (kerchunk references) of a detector's run; return its path.
 
-    ``.json`` gives kerchunk JSON references, ``.parq`` Parquet references (for
-    millions of chunks; needs fastparquet). Paths are relative to the manifest's
-    folder by default, so a run and its manifest move together; ``relative=False``
-    writes absolute paths, and ``url_prefix`` (e.g. ``"s3://bucket/run/"``) names where
-    the run's files are for remote readers. Keys that cannot be referenced exactly
-    raise ``UnsupportedKeyError``, or are left out with a warning when
-    ``on_unsupported='skip'``.
+    One reference per chunk points into the run's HDF5 files (no copy), so
+    ``xarray.open_dataset("reference://", engine="zarr", ...)``, zarr-python and
+    ``detstack.open_view`` read it. The manifest opens wherever it is written.
+
+    Parameters
+    ----------
+    det_or_run : detector or DataCollection
+        A detector object (e.g. ``detstack.AGIPD1M(run, raw=True)``, with any
+        module/train selection), or a run holding a single detector.
+    path : str or path-like
+        ``.json`` for kerchunk JSON references, ``.parq`` for Parquet references
+        (millions of chunks; needs the ``parquet`` extra).
+    keys : list of str, optional
+        Keys to write (default: every key all modules have).
+    format : {'json', 'parquet'}, optional
+        Override the format the name implies.
+    relative : bool, default True
+        Store paths relative to the manifest's folder (a run and its manifest move
+        together); ``False`` writes absolute paths.
+    overwrite : bool, default False
+        Replace an existing output; otherwise an existing one is refused.
+    on_unsupported : {'raise', 'skip'}, default 'raise'
+        Keys that cannot be referenced exactly (e.g. compressed with a filter zarr
+        cannot decode) raise, or are left out with a warning.
+    url_prefix : str, optional
+        Where remote readers find the run's files, e.g. ``"s3://bucket/run/"``.
+    detector_name : str, optional
+        Detector to pick when ``det_or_run`` is a run with several.
+    **det_kwargs
+        Passed to the detector class when ``det_or_run`` is a run (``modules=``,
+        ``min_modules=``, ``raw=``...).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    UnsupportedKeyError
+        A key cannot be referenced exactly and ``on_unsupported='raise'``.
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    ImportError
+        ``.parq`` without fastparquet installed (``pip install 'detstack[parquet]'``).
+    OutputWriteError
+        The manifest could not be written; nothing is left.
     """
     target = Path(path)
     fmt = _format(target, format)

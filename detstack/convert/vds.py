@@ -62,6 +62,7 @@ import numpy as np
 
 from ..errors import DetstackError
 from ..frames import FrameMap
+from ..progress import track
 from ..run.files import RunFile
 from .atomic import atomic_h5
 from .plan import KeyPlan, ViewPlan, as_detector
@@ -336,11 +337,46 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
            block_trains: int = BLOCK_TRAINS) -> Path:
     """Write an HDF5 virtual view of a detector's data: one virtual dataset per key.
 
-    ``det_or_run``: a detector object, or a run holding a single detector. ``relative``:
-    refer to source files relative to the view's folder (a run folder moved together
-    with its view stays readable); ``False`` stores absolute paths. An existing ``path``
-    is refused unless ``overwrite``; the file appears under its name only when complete.
+    Each key becomes ``(module slot, train, pulse, *entry)`` (per-train keys
+    ``(module slot, train, *entry)``) mapping straight into the run files: no data is
+    copied, and h5py or any HDF5 >= 1.10 tool reads it. The file appears under its
+    name only when complete.
 
+    Parameters
+    ----------
+    det_or_run : detector or DataCollection
+        A detector object (e.g. ``detstack.AGIPD1M(run, raw=True)``, with any
+        module/train selection), or a run holding a single detector.
+    path : str or path-like
+        The ``.h5`` file to write (write it beside the run, not into it).
+    keys : list of str, optional
+        Keys to write (default: every key all modules have).
+    relative : bool, default True
+        Refer to the source files relative to the view's folder, so a run folder
+        moved together with its view stays readable; ``False`` stores absolute paths.
+    overwrite : bool, default False
+        Replace an existing output; otherwise an existing one is refused.
+    mapping : {'auto', 'blocks', 'per-train', 'compact'}, default 'auto'
+        How pixel keys are mapped (see below).
+    block_trains : int, optional
+        Trains per block for ``mapping='blocks'`` (and the ``'auto'`` threshold).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    ValueError
+        The run holds several detectors (pass a detector object) or none.
+    OutputWriteError
+        The file could not be written (e.g. the disk is full); nothing is left.
+
+    Notes
+    -----
     ``mapping`` decides how pixel keys (per-frame keys of chunked sources) are mapped;
     small keys always get one mapping per run of trains (README, "HDF5 views at scale"):
 
@@ -368,7 +404,7 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
     forms: dict[str, dict[str, Any]] = {}
     n_trains = len(plan.train_ids)
     with atomic_h5(path, overwrite, in_memory=True, libver=LIBVER) as h5, no_gc():
-        for kp in plan.keys:
+        for kp in track(plan.keys, "building view"):
             form = mapping_form(kp, plan.frame_map(kp), names, mapping, n_trains, block_trains)
             if form == BLOCKS:
                 ds, count = write_blocked(h5, kp, plan, names, int(block_trains))

@@ -64,19 +64,70 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
             chunks: ChunkSpec = None, shards: ShardSpec = None, client: Any = None,
             progress: Progress | bool | None = None, overwrite: bool = False,
             resume: bool = False, threads: int | None = None, lossy: Any = None) -> str:
-    """Write the detector's keys as a Zarr v3 store at ``url`` (folder, ``.zip``, ``s3://``).
+    """Copy the detector's keys into a compressed, sharded Zarr v3 store at ``url``.
 
-    ``compressor``: a zarr codec (or list) for every key; default blosc zstd-1 with
-    bit shuffling; ``False``: uncompressed. ``chunks``/``shards``: inner chunk and
-    shard shapes (a tuple for the large keys, or ``{key: shape}``; ``shards`` may be
-    a number of trains per shard, or ``False`` for no sharding); default one frame per
-    chunk and one train per module per shard. ``client``: a ``dask.distributed``
-    client whose workers run the tasks (they must see the run files and the target);
-    otherwise ``threads`` threads. ``progress``: ``callable(done, total)`` (trains x
-    modules) or ``True`` for a bar on stderr. ``resume``: finish an interrupted
-    conversion. ``overwrite``: replace an existing store. ``lossy``: opt-in rounding of
-    float pixel data, ``"photons:E"`` or ``"bits:N"`` (see ``detstack.convert.lossy``;
-    the bound is in the record and the array attributes). Returns ``url``.
+    Any Zarr v3 reader and ``xarray.open_zarr`` read the store (named dims,
+    coordinates, the view record as an attribute). Shards are written by tasks that
+    each own theirs, so memory stays bounded; the root metadata comes last, so an
+    interrupted store reads as incomplete until ``resume=True`` finishes it.
+
+    Parameters
+    ----------
+    det_or_run : detector or DataCollection
+        A detector object (e.g. ``detstack.AGIPD1M(run, raw=True)``, with any
+        module/train selection), or a run holding a single detector.
+    url : str or path-like
+        A folder, a ``.zip`` file (packed at the end) or an fsspec URL
+        (``s3://bucket/run.zarr``; needs the ``s3`` extra).
+    keys : list of str, optional
+        Keys to write (default: every key all modules have).
+    storage_options : dict, optional
+        fsspec options for remote targets.
+    compressor : zarr codec, list of codecs or False, optional
+        Codec(s) for every key; default blosc zstd level 1 with bit shuffling;
+        ``False`` writes uncompressed chunks.
+    chunks : tuple or dict, optional
+        Inner chunk shape (a tuple for the large keys, or ``{key: shape}``);
+        default one pulse (JUNGFRAU: one cell) of the shard's trains, stored train
+        axis innermost through the standard ``transpose`` codec.
+    shards : tuple, int, dict or False, optional
+        Shard shape, a number of trains per shard, or ``False`` for no sharding;
+        default 8 trains of one module per shard (fewer to stay under 512 MiB).
+    client : distributed.Client, optional
+        Run the tasks on these dask workers (they must see the run files and the
+        target); otherwise ``threads`` local threads.
+    progress : callable or bool, optional
+        ``progress(done, total)`` in trains x modules, or ``True`` for a bar on
+        stderr.
+    overwrite : bool, default False
+        Replace an existing output; otherwise an existing one is refused.
+    resume : bool, default False
+        Finish an interrupted conversion with the same arguments (only unfinished
+        tasks are redone; the result is the same store).
+    threads : int, optional
+        Local threads (default: cores + 1, at most 8).
+    lossy : str or dict, optional
+        Opt-in rounding of float pixel data: ``"photons:E"`` (whole photons of
+        energy E, error <= E/2) or ``"bits:N"`` (N mantissa bits kept); see
+        ``detstack.convert.lossy``. The mode and bound go into the record and the
+        array attributes.
+
+    Returns
+    -------
+    str
+        ``url``.
+
+    Raises
+    ------
+    FileExistsError
+        A store (or an interrupted conversion, or anything else) is at ``url``
+        and neither ``overwrite`` nor ``resume`` says what to do.
+    ValueError
+        ``det_or_run`` reads a view (convert the run itself), or ``resume`` with
+        other arguments or data than the interrupted conversion.
+    OutputWriteError
+        The target filled up or failed; a fresh store is removed, a resumed one
+        stays resumable.
     """
     det = as_detector(det_or_run)
     if any(isinstance(f, ViewModuleFile) for f in det.data.files):
@@ -93,14 +144,16 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     record = lossy_record(plan.record("zarr", base=_record_base(target)), layouts)
     fingerprint = _fingerprint(plan, docs, block, record)
 
+    tasks = make_tasks(plan, layouts, block)
     fresh = True
     try:
         with target.lock():
-            prepared = _prepare(target, fingerprint, record, overwrite=overwrite, resume=resume)
+            prepared = _prepare(target, fingerprint, record, overwrite=overwrite, resume=resume,
+                                n_tasks=len(tasks))
             if prepared is None:
                 return url
             record, fresh = prepared
-            _convert(target, plan, layouts, block, compressor, coord_dims, record, progress,
+            _convert(target, plan, layouts, tasks, compressor, coord_dims, record, progress,
                      client, threads)
     except BaseException as exc:
         if not is_disk_error(exc):
@@ -111,11 +164,11 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     return url
 
 
-def _convert(target: Target, plan: ViewPlan, layouts: list[Any], block: int, compressor: Any,
+def _convert(target: Target, plan: ViewPlan, layouts: list[Any], tasks: list[TaskSpec],
+             compressor: Any,
              coord_dims: dict[str, tuple[str, ...]], record: dict[str, Any],
              progress: Progress | bool | None, client: Any, threads: int | None) -> None:
     url = target.url
-    tasks = make_tasks(plan, layouts, block)
     done = target.names(DONE_DIR)
     todo = [t for t in tasks if t.task_id not in done]
     total = sum(t.n_trains for t in tasks)
@@ -162,7 +215,7 @@ def _fingerprint(plan: ViewPlan, docs: dict[str, bytes], block: int,
 
 
 def _prepare(target: Target, fingerprint: dict[str, Any], record: dict[str, Any], *,
-             overwrite: bool, resume: bool) -> tuple[dict[str, Any], bool] | None:
+             overwrite: bool, resume: bool, n_tasks: int) -> tuple[dict[str, Any], bool] | None:
     """Check what is at the target (holding its lock); return the record to write and
     whether the conversion starts afresh, or None if there is nothing to do."""
     url = target.url
@@ -208,17 +261,19 @@ def _prepare(target: Target, fingerprint: dict[str, Any], record: dict[str, Any]
                                   "refusing to delete it even with overwrite=True")
     if state != "absent":
         target.wipe()
-    target.put(PLAN_FILE, json.dumps({"fingerprint": fingerprint, "record": record}).encode())
+    target.put(PLAN_FILE, json.dumps({"fingerprint": fingerprint, "record": record,
+                                      "n_tasks": n_tasks}).encode())
     return record, True
 
 
 def _reporter(progress: Progress | bool | None) -> Progress:
+    from .. import progress as bars
     if progress is True:
-        from ..cli import ProgressBar
-        return ProgressBar("to_zarr")
+        with bars.reporting(bars.tqdm_bar):
+            return bars.counter("to_zarr")
     if callable(progress):
         return progress
-    return lambda done, total: None
+    return bars.counter("copying to zarr")
 
 
 def _run_threads(tasks: list[TaskSpec], target: Target, threads: int,

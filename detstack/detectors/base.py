@@ -166,35 +166,49 @@ class MultimodDetectorBase:
 
     @property
     def frame_map(self) -> FrameMap:
+        """The frame map: where every (module, train) keeps its rows (see ``detstack.frames``)."""
         return self._fmap
 
     @property
     def n_modules(self) -> int:
+        """Module slots of the whole detector (16 for AGIPD-1M), present or not."""
         return self._n_modules
 
     @property
     def module_shape(self) -> tuple[int, int]:
+        """(slow_scan, fast_scan) pixels of one module."""
         return self.kind.module_shape
 
     @property
     def modules(self) -> list[int]:
+        """Numbers of the modules with data, ascending."""
         return list(self.modno_to_source)
 
     @property
     def train_ids(self) -> list[int]:
+        """Train IDs of the selected trains (those with ``min_modules`` modules), ascending."""
         return [int(t) for t in self._fmap.train_ids]
 
     @property
     def frame_counts(self) -> pd.Series:
+        """Frames per train (rows of the main key), indexed by train ID."""
         return pd.Series(self._fmap.train_counts(), index=pd.Index(self._fmap.train_ids,
                                                                      name="trainId"))
 
     @property
     def train_ids_perframe(self) -> np.ndarray:
+        """The train ID of every frame, in the order ``get_array`` stacks them."""
         return self._fmap.train_ids_perframe()
 
     @property
     def frames_per_train(self) -> int:
+        """The number of frames in every train (0 when there are none).
+
+        Raises
+        ------
+        ValueError
+            Trains hold different numbers of frames (see ``frame_counts``).
+        """
         counts = set(np.unique(self._fmap.train_counts()).tolist()) - {0}
         if len(counts) > 1:
             raise ValueError(f"Varying number of frames per train: {counts}")
@@ -218,6 +232,29 @@ class MultimodDetectorBase:
     # -- train selection ------------------------------------------------------------
 
     def select_trains(self, trains: Any) -> MultimodDetectorBase:
+        """A new detector object over some of the trains; this one is unchanged.
+
+        Parameters
+        ----------
+        trains : slice, int, array, bool mask, by_id[...] or by_index[...]
+            Trains by position (``np.s_[:5]``, ``by_index[...]``) or by train ID
+            (``by_id[10000:10010]``, ``by_id[[10000, 10003]]``).
+
+        Returns
+        -------
+        MultimodDetectorBase
+            The same class, reading only the selected trains. A selection matching
+            no train gives an object with no trains (not an error).
+
+        Raises
+        ------
+        TypeError
+            ``trains`` is not a supported selection.
+        ValueError
+            A negative ``by_id`` value, or a boolean mask of the wrong length.
+        IndexError
+            An integer position beyond the number of trains.
+        """
         new = copy(self)
         new.data = self.data.select_trains(trains)
         keep = np.isin(self._fmap.train_ids, new.data.train_ids_array)
@@ -227,23 +264,118 @@ class MultimodDetectorBase:
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None,
                      frames_per_part: int | None = None) -> Iterator[MultimodDetectorBase]:
+        """Split the trains into consecutive parts, e.g. to work in bounded memory.
+
+        Give at least one of the three limits; several may be combined.
+
+        Parameters
+        ----------
+        parts : int, optional
+            Minimum number of parts (fewer only if there are fewer trains).
+        trains_per_part : int, optional
+            Maximum trains per part.
+        frames_per_part : int, optional
+            Target frames per part; parts always hold whole trains, so a single
+            train with more frames makes a part on its own.
+
+        Yields
+        ------
+        MultimodDetectorBase
+            Detector objects over consecutive train ranges, covering every train.
+
+        Raises
+        ------
+        ValueError
+            None of the three limits given.
+        """
         from .split import split_train_ranges
         for sl in split_train_ranges(self, parts, trains_per_part, frames_per_part):
             yield self.select_trains(sl)
 
     def data_availability(self, module_gaps: bool = False) -> np.ndarray:
+        """Which module has data for which train.
+
+        Parameters
+        ----------
+        module_gaps : bool, default False
+            ``True``: one row per module slot of the whole detector (absent modules
+            all False); ``False``: one row per module with data.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean ``(module, frame)`` over the frame axis of ``get_dask_array``
+            (``train_ids_perframe`` labels it): True where the module has the main
+            key's data for that frame.
+        """
         return self[self.kind.main_key].data_availability(module_gaps=module_gaps)
 
     def write_virtual_cxi(self, filename: str, fillvalues: dict[str, Any] | None = None) -> None:
-        """Write a CXI 1.5 file of virtual datasets over this detector's data."""
+        """Write a CXI 1.5 file of virtual datasets over this detector's data (no copy).
+
+        The file maps every frame of the run as one ``(frame, module, ...)`` array for
+        CrystFEL-style tools (and a module-first copy for fast bulk reads); it needs
+        the run files to stay where they are. Same as ``detstack.convert.to_cxi(det,
+        filename, fillvalues=fillvalues, overwrite=True)``.
+
+        Parameters
+        ----------
+        filename : str or path-like
+            The file to write; an existing file is replaced.
+        fillvalues : dict, optional
+            Values for frames a module lacks, by dataset: ``{'data': ..., 'gain':
+            ..., 'mask': ...}`` (defaults NaN for floats / 0 for integers, 0,
+            0xffffffff).
+
+        Raises
+        ------
+        ValueError
+            A fill value the dataset's dtype cannot hold, or modules disagreeing on
+            pulse/cell IDs.
+        MultiRunError
+            The data combines several runs.
+        OutputWriteError
+            The file could not be written (e.g. the disk is full); nothing is left.
+        """
         from ..convert.cxi import to_cxi
         to_cxi(self, filename, fillvalues=fillvalues, overwrite=True)
 
     def write_frames(self, filename: str, trains: Any, pulses: Any) -> None:
-        """Write the frames named by (train ID, pulse ID) pairs to a new EuXFEL file."""
+        """Copy selected frames into a new file in the EuXFEL layout.
+
+        ``trains[i], pulses[i]`` names one frame; the file holds those frames of
+        every module, with a valid INDEX, so ``detstack.H5File`` (or EXtra-data)
+        reads it like a run. An existing file is replaced.
+
+        Parameters
+        ----------
+        filename : str or path-like
+            The file to write.
+        trains : array of int
+            Train ID of each frame.
+        pulses : array of int
+            Pulse ID (as the detector recorded it) of each frame, same length.
+
+        Raises
+        ------
+        ValueError
+            ``trains`` and ``pulses`` differ in length. (Pairs naming no frame of
+            the data are left out, as in EXtra-data.)
+        """
         from ..convert.frames_file import write_frames
         write_frames(self, filename, trains, pulses, overwrite=True)
 
     def module_slot(self, modno: int) -> int:
-        """Position on a full module axis (with gaps)."""
+        """Position of module number ``modno`` on the full module axis of a view.
+
+        Parameters
+        ----------
+        modno : int
+            A module number (JUNGFRAU counts from 1).
+
+        Returns
+        -------
+        int
+            The slot, 0 to ``n_modules - 1``.
+        """
         return modno - self.kind.modno_base

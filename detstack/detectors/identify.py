@@ -19,9 +19,31 @@ def identify_multimod_detectors(data: DataCollection, detector_name: str | None 
                                 single: bool = False,
                                 clses: Iterable[type[MultimodDetectorBase]] | None = None
                                 ) -> Any:
-    """Set of (detector name, class); with ``single=True`` exactly one such tuple.
+    """Which multi-module detectors ``data`` holds.
 
     Unlike the reference, ``detector_name`` is honoured: it restricts the result.
+
+    Parameters
+    ----------
+    data : DataCollection
+        A run or view.
+    detector_name : str, optional
+        Only detectors of this name.
+    single : bool, default False
+        Return exactly one ``(name, class)`` instead of a set.
+    clses : iterable of detector classes, optional
+        Classes to look for (default: every detector class).
+
+    Returns
+    -------
+    set of (str, type) or (str, type)
+        ``{(detector name, class)}``, e.g. ``{('SPB_DET_AGIPD1M-1', AGIPD1M)}``;
+        one such tuple with ``single=True``.
+
+    Raises
+    ------
+    ValueError
+        With ``single=True``: no detector, or several (pass ``detector_name``).
     """
     found = set()
     for cls in (clses or _all_classes()):

@@ -38,7 +38,39 @@ ENTRY_NAMES = {3: ["cell", "slow_scan", "fast_scan"], 1: ["cell"]}
 
 
 class JUNGFRAU(MultimodDetectorBase):
-    """JUNGFRAU: modules of 512 x 1024 pixels numbered from 1, with memory cells."""
+    """JUNGFRAU: modules of 512 x 1024 pixels numbered from 1, with memory cells.
+
+    Each train stores one entry per module holding all memory cells, so arrays
+    are ``(module, train, cell, slow_scan, fast_scan)``.
+
+    Parameters
+    ----------
+    data : DataCollection
+        A run (``detstack.RunDirectory``, ``detstack.H5File``) or a view.
+    detector_name : str, optional
+        Detector name, e.g. ``'SPB_IRDA_JF4M'``; needed only when the data holds
+        more than one JUNGFRAU.
+    modules : set of int, optional
+        Module numbers to use, counted from 1 (default: every module found).
+    min_modules : int, default 1
+        Keep only trains where at least this many modules have data.
+    n_modules : int, optional
+        Modules of the whole detector (default: the highest module number found,
+        or what a view recorded).
+    first_modno : int, default 1
+        The number in the source name of the first module (e.g. 3 for
+        ``FXE_XAD_JF500K/DET/JNGFR03:daqOutput`` as module 1).
+    raw : bool or None, default None
+        ``True``: raw data; ``False``: corrected; ``None``: corrected if present.
+
+    Raises
+    ------
+    SourceNameError
+        No JUNGFRAU sources (for these ``modules``/``raw``) are found.
+    ValueError
+        Several JUNGFRAU detectors (pass ``detector_name``), ``min_modules`` not
+        positive, or no train with ``min_modules`` modules.
+    """
 
     kind = kinds.JUNGFRAU
 
@@ -76,21 +108,104 @@ class JUNGFRAU(MultimodDetectorBase):
 
     def get_array(self, key: str, *, fill_value: Any = None, roi: Any = (),
                   astype: Any = None) -> xr.DataArray:
-        """Labelled array (module, train, cell, slow_scan, fast_scan)."""
+        """Read one key of every selected module into a labelled array.
+
+        Parameters
+        ----------
+        key : str
+            The key to read, e.g. ``'data.adc'`` (pixels), ``'data.gain'``,
+            ``'data.memoryCell'``.
+        fill_value : int or float, optional
+            Value for absent modules and trains (default NaN for floats, 0 for
+            integers).
+        roi : tuple of slices/ints, optional
+            Selection within each module's entry ``(cell, y, x)``, e.g.
+            ``np.s_[:, 10:60, 100:200]``; an integer drops its axis.
+        astype : dtype, optional
+            Dtype of the result (default: the stored dtype).
+
+        Returns
+        -------
+        xarray.DataArray
+            ``(module, train, cell, slow_scan, fast_scan)`` for pixel keys (fewer
+            axes after an integer ``roi``), with module numbers and train IDs.
+
+        Raises
+        ------
+        PropertyNameError
+            A module has no such key.
+        FileFormatError
+            A source file cannot be read.
+        """
         kd = self[key]
         arr = kd.xarray(fill_value=fill_value, roi=as_roi(roi), astype=astype)
         return relabel(arr, len(kd.entry_shape), roi)
 
     def get_dask_array(self, key: str, fill_value: Any = None,
                        astype: Any = None) -> xr.DataArray:
+        """A lazy labelled array of one key (dask, chunked by whole trains).
+
+        Parameters
+        ----------
+        key : str
+            The key to read, e.g. ``'data.adc'``.
+        fill_value : int or float, optional
+            Value for absent modules and trains (default NaN / 0).
+        astype : dtype, optional
+            Dtype of the result.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``(module, train, cell, slow_scan, fast_scan)``, nothing read until
+            computed.
+
+        Raises
+        ------
+        PropertyNameError
+            A module has no such key.
+        """
         return relabel(self[key].dask_array(labelled=True, fill_value=fill_value, astype=astype))
 
     def trains(self, require_all: bool = True) -> Iterator[tuple[int, dict[str, xr.DataArray]]]:
+        """Iterate over the selected trains, reading one train at a time.
+
+        Parameters
+        ----------
+        require_all : bool, default True
+            Skip trains where any selected module has no data.
+
+        Yields
+        ------
+        train_id : int
+            The train ID.
+        data : dict of str to xarray.DataArray
+            Every key, with a ``module`` axis first (pixel keys ``(module, cell,
+            slow_scan, fast_scan)``).
+
+        Raises
+        ------
+        FileFormatError
+            A source file cannot be read.
+        """
         for tid, data in iter_trains(self, None, require_all):
             yield tid, {k: relabel(v) for k, v in data.items()}
 
     def cell_ids(self) -> np.ndarray:
-        """Memory cell of each cell slot, from the first train, agreed by all modules."""
+        """The memory cell of each cell slot, from the first train.
+
+        Returns
+        -------
+        numpy.ndarray
+            One memory cell number per position on the ``cell`` axis.
+
+        Raises
+        ------
+        ValueError
+            No module recorded ``data.memoryCell`` for the first train.
+        InconsistentModulesError
+            Modules disagree on the memory cell of a slot.
+        """
         first = self.select_trains(np.s_[:1])
         cells = first["data.memoryCell"].ndarray(fill_value=255)[:, 0]
         missing = cells == 255

@@ -82,9 +82,39 @@ def stack_detector_data(
 
     The module number comes from group 1 of ``pattern`` searched in each source
     name, minus ``starts_at``. Modules without the key, or whose array is empty
-    (first dimension 0) while others have data, are filled with ``fillvalue``
-    (default NaN for float data, 0 otherwise). ``axis`` is where the module axis
-    goes in the result. ``real_array=False`` returns a copy-free ``StackView``.
+    (first dimension 0) while others have data, are filled with ``fillvalue``.
+
+    Parameters
+    ----------
+    train : dict
+        One train as ``DataCollection.trains()`` gives it: ``{source: {key: array}}``.
+    data : str
+        The key to stack, e.g. ``'image.data'``.
+    axis : int, default -3
+        Where the module axis goes in the result.
+    modules : int, default 16
+        Length of the module axis.
+    fillvalue : scalar, optional
+        Value for missing modules (default NaN for float data, 0 otherwise).
+    real_array : bool, default True
+        ``False`` returns a copy-free ``StackView`` instead of a NumPy array.
+    pattern : str, default ``r"/DET/(\\d+)CH"``
+        Regular expression whose group 1 is the module number in a source name.
+    starts_at : int, default 0
+        Module number of the first slot (e.g. 1 for JUNGFRAU).
+
+    Returns
+    -------
+    numpy.ndarray or StackView
+        The modules' arrays stacked along ``axis``.
+
+    Raises
+    ------
+    ValueError
+        An empty ``train``, ``modules`` below 1, a ``pattern`` without a group, no
+        source with the key, or modules whose arrays differ in shape or dtype.
+    IndexError
+        A module number outside ``0 .. modules - 1`` after ``starts_at``.
     """
     if not train:
         raise ValueError("No data: the train dict is empty, so there is nothing to stack.")

@@ -35,7 +35,23 @@ class XtdfDetectorBase(MultimodDetectorBase):
         return new
 
     def frame_labels(self, subtrain_index: str = "pulseId") -> FrameLabels:
-        """Train, position and pulse/cell ID of every frame (read once, then kept)."""
+        """Train, position and pulse/cell ID of every frame (read once, then kept).
+
+        Parameters
+        ----------
+        subtrain_index : {'pulseId', 'cellId'}, default 'pulseId'
+            Which ID labels the frames within a train.
+
+        Returns
+        -------
+        FrameLabels
+            Per-frame train IDs, positions in the train and pulse (or cell) IDs.
+
+        Raises
+        ------
+        InconsistentModulesError
+            Modules recorded different pulse/cell IDs for the same frame.
+        """
         if subtrain_index not in self._labels:
             key = self.kind.pulse_key if subtrain_index == "pulseId" else self.kind.cell_key
             shape, _ = self.data.key_info(next(iter(self.source_to_modno)), key)
@@ -47,7 +63,53 @@ class XtdfDetectorBase(MultimodDetectorBase):
     def get_array(self, key: str, pulses: Any = np.s_[:], unstack_pulses: bool = True, *,
                   fill_value: Any = None, subtrain_index: str = "pulseId", roi: Any = (),
                   astype: Any = None) -> xr.DataArray:
-        """Labelled array of one key, modules first, optionally one train/pulse axis each."""
+        """Read one key of every selected module into a labelled array.
+
+        Parameters
+        ----------
+        key : str
+            The key to read, e.g. ``'image.data'`` (pixels), ``'image.mask'``,
+            ``'image.cellId'``, or a per-train key such as ``'header.pulseCount'``.
+        pulses : slice, int, array, by_id[...] or by_index[...], default all
+            Frames to keep from each train: ``by_id`` selects pulse IDs,
+            ``by_index`` (or a plain slice/array) positions within each train.
+            Ignored for per-train keys.
+        unstack_pulses : bool, default True
+            ``True``: separate ``train`` and ``pulse`` axes (frames a train lacks
+            read as ``fill_value``); ``False``: one ``train_pulse`` axis holding only
+            the frames that exist, labelled by (train ID, pulse ID).
+        fill_value : int or float, optional
+            Value for absent modules, trains and frames (default NaN for floats,
+            0 for integers).
+        subtrain_index : {'pulseId', 'cellId'}, default 'pulseId'
+            Label the frames of a train by pulse ID (matches other devices) or by
+            memory cell ID (the detector's storage cell).
+        roi : tuple of slices/ints, optional
+            Region read from each module's frame, e.g. ``np.s_[10:60, 100:200]``.
+            For raw AGIPD the frame is ``(data_gain, y, x)``: ``roi=np.s_[0]`` keeps
+            only the ADC values and drops the ``data_gain`` axis.
+        astype : dtype, optional
+            Dtype of the result (default: the stored dtype).
+
+        Returns
+        -------
+        xarray.DataArray
+            ``(module, train, pulse, *entry)`` (``pulse`` named ``cell`` with
+            ``subtrain_index='cellId'``); per-train keys ``(module, train, *entry)``.
+            Coordinates: module numbers, train IDs, pulse/cell IDs.
+
+        Raises
+        ------
+        PropertyNameError
+            A module has no such key.
+        ValueError
+            ``subtrain_index`` is not ``'pulseId'`` or ``'cellId'``, a negative
+            ``by_id`` value, or a ``fill_value`` that ``astype`` cannot hold.
+        InconsistentModulesError
+            Modules disagree on the pulse/cell IDs of a train.
+        FileFormatError
+            A source file cannot be read (truncated, missing from a view).
+        """
         if subtrain_index not in SUBTRAIN_INDEXES:
             raise ValueError("subtrain_index must be 'pulseId' or 'cellId'")
         kd = self[key]
@@ -59,7 +121,34 @@ class XtdfDetectorBase(MultimodDetectorBase):
 
     def get_dask_array(self, key: str, subtrain_index: str = "pulseId",
                        fill_value: Any = None, astype: Any = None) -> xr.DataArray:
-        """Lazy labelled array, chunked by whole trains."""
+        """A lazy labelled array of one key: nothing is read until you compute.
+
+        Parameters
+        ----------
+        key : str
+            The key to read, e.g. ``'image.data'``.
+        subtrain_index : {'pulseId', 'cellId'}, default 'pulseId'
+            Label frames by pulse ID or by memory cell ID.
+        fill_value : int or float, optional
+            Value for absent modules and frames (default NaN for floats, 0 for
+            integers).
+        astype : dtype, optional
+            Dtype of the result (declared up front, so dask knows it).
+
+        Returns
+        -------
+        xarray.DataArray
+            Backed by a dask array chunked by whole trains: per-frame keys are
+            ``(module, train_pulse, dim_0, ...)`` with a (train ID, pulse ID) index
+            on ``train_pulse``; per-train keys ``(module, trainId, *entry)``.
+
+        Raises
+        ------
+        PropertyNameError
+            A module has no such key.
+        ValueError
+            ``subtrain_index`` is not ``'pulseId'`` or ``'cellId'``.
+        """
         if subtrain_index not in SUBTRAIN_INDEXES:
             raise ValueError("subtrain_index must be 'pulseId' or 'cellId'")
         kd = self[key]
@@ -69,38 +158,227 @@ class XtdfDetectorBase(MultimodDetectorBase):
 
     def trains(self, pulses: Any = np.s_[:], require_all: bool = True
                ) -> Iterator[tuple[int, dict[str, xr.DataArray]]]:
-        """Iterate over trains: {key: labelled array with a module axis}."""
+        """Iterate over the selected trains, reading one train at a time.
+
+        Parameters
+        ----------
+        pulses : slice, int, array, by_id[...] or by_index[...], default all
+            Frames to keep from each train (as in :meth:`get_array`).
+        require_all : bool, default True
+            Skip trains where any selected module has no data.
+
+        Yields
+        ------
+        train_id : int
+            The train ID.
+        data : dict of str to xarray.DataArray
+            Every key of the detector: per-frame keys ``(module, train, pulse,
+            *entry)`` with one train, per-train keys ``(module, *entry)``, for the
+            modules present in that train.
+
+        Raises
+        ------
+        ValueError
+            ``pulses`` is not a valid selection (raised before the first train).
+        """
         normalize_pulses(pulses)  # fail early on a bad selection
         return iter_trains(self, pulses, require_all)
 
     def masked_data(self, key: str | None = None, *, mask_bits: Any = None,
                     masked_value: Any = np.nan) -> Any:
-        """Key data like ``det[key]`` whose reads replace bad pixels (non-zero mask, or
-        any of ``mask_bits``, an int or a list of ints) by ``masked_value``."""
+        """Key data like ``det[key]`` whose reads replace bad pixels by ``masked_value``.
+
+        Parameters
+        ----------
+        key : str, optional
+            The key to read (default the pixel data, ``'image.data'``).
+        mask_bits : int or list of int, optional
+            Mask bits that mark a pixel bad (default: any non-zero mask value).
+        masked_value : scalar, default NaN
+            What bad pixels read as.
+
+        Returns
+        -------
+        KeyData
+            With ``ndarray()``, ``xarray()``, ``dask_array()`` applying the mask.
+
+        Raises
+        ------
+        RuntimeError
+            A module has no ``image.mask`` (raw data): only corrected data has one.
+        """
         from .masked import masked_key_data
         return masked_key_data(self, key, mask_bits, masked_value)
 
 
 class AGIPD1M(XtdfDetectorBase):
-    """AGIPD-1M: 16 modules of 512 x 128 pixels."""
+    """AGIPD-1M: 16 modules of 512 x 128 pixels, many frames (pulses) per train.
+
+    All modules of a run (or view) are read as one array per key, modules first:
+    ``get_array("image.data")`` is ``(module, train, pulse, data_gain, slow_scan,
+    fast_scan)`` for raw data (``data_gain``: ADC value, gain bits) and ``(module,
+    train, pulse, slow_scan, fast_scan)`` for corrected data. ``det[key]`` gives the
+    key's data object (``.ndarray()``, ``.xarray()``, ``.dask_array()``).
+
+    Parameters
+    ----------
+    data : DataCollection
+        A run (``detstack.RunDirectory``, ``detstack.H5File``) or a view
+        (``detstack.open_view``): the same class reads both.
+    detector_name : str, optional
+        Detector name, e.g. ``'SPB_DET_AGIPD1M-1'``. Needed only when the data holds
+        more than one detector of this kind.
+    modules : set of int, optional
+        Module numbers to use (default: every module found).
+    min_modules : int, default 1
+        Keep only trains where at least this many modules have data.
+    raw : bool or None, default None
+        ``True``: raw data (``/DET/`` sources); ``False``: corrected data
+        (``/CORR/``); ``None``: corrected if present, else raw with a warning.
+
+    Raises
+    ------
+    SourceNameError
+        No sources of this detector (or of the chosen ``modules``/``raw``) are found.
+    ValueError
+        Several detectors match (pass ``detector_name``), ``min_modules`` is not
+        positive, no train has ``min_modules`` modules, or ``raw=True`` finds only
+        corrected data.
+    InconsistentModulesError
+        The modules disagree on the frame count of a train.
+
+    Examples
+    --------
+    >>> run = detstack.RunDirectory("/gpfs/exfel/exp/SPB/202401/p700000/raw/r0238")
+    >>> det = AGIPD1M(run, raw=True)
+    >>> det.get_array("image.data", pulses=detstack.by_index[:8])
+    """
 
     kind = kinds.AGIPD1M
 
 
 class AGIPD500K(XtdfDetectorBase):
-    """AGIPD-500K: 8 modules of 512 x 128 pixels."""
+    """AGIPD-500K: 8 modules of 512 x 128 pixels; otherwise like :class:`AGIPD1M`.
+
+    Parameters
+    ----------
+    data : DataCollection
+        A run (``detstack.RunDirectory``, ``detstack.H5File``) or a view
+        (``detstack.open_view``): the same class reads both.
+    detector_name : str, optional
+        Detector name, e.g. ``'HED_DET_AGIPD500K2G'``. Needed only when the data holds
+        more than one detector of this kind.
+    modules : set of int, optional
+        Module numbers to use (default: every module found).
+    min_modules : int, default 1
+        Keep only trains where at least this many modules have data.
+    raw : bool or None, default None
+        ``True``: raw data (``/DET/`` sources); ``False``: corrected data
+        (``/CORR/``); ``None``: corrected if present, else raw with a warning.
+
+    Raises
+    ------
+    SourceNameError
+        No sources of this detector (or of the chosen ``modules``/``raw``) are found.
+    ValueError
+        Several detectors match (pass ``detector_name``), ``min_modules`` is not
+        positive, no train has ``min_modules`` modules, or ``raw=True`` finds only
+        corrected data.
+    InconsistentModulesError
+        The modules disagree on the frame count of a train.
+
+    Examples
+    --------
+    >>> run = detstack.RunDirectory("/gpfs/exfel/exp/SPB/202401/p700000/raw/r0238")
+    >>> det = AGIPD500K(run, raw=True)
+    >>> det.get_array("image.data", pulses=detstack.by_index[:8])
+    """
 
     kind = kinds.AGIPD500K
 
 
 class DSSC1M(XtdfDetectorBase):
-    """DSSC-1M: 16 modules of 128 x 512 pixels."""
+    """DSSC-1M: 16 modules of 128 x 512 pixels; the reader API of :class:`AGIPD1M`.
+
+    Parameters
+    ----------
+    data : DataCollection
+        A run (``detstack.RunDirectory``, ``detstack.H5File``) or a view
+        (``detstack.open_view``): the same class reads both.
+    detector_name : str, optional
+        Detector name, e.g. ``'SCS_DET_DSSC1M-1'``. Needed only when the data holds
+        more than one detector of this kind.
+    modules : set of int, optional
+        Module numbers to use (default: every module found).
+    min_modules : int, default 1
+        Keep only trains where at least this many modules have data.
+    raw : bool or None, default None
+        ``True``: raw data (``/DET/`` sources); ``False``: corrected data
+        (``/CORR/``); ``None``: corrected if present, else raw with a warning.
+
+    Raises
+    ------
+    SourceNameError
+        No sources of this detector (or of the chosen ``modules``/``raw``) are found.
+    ValueError
+        Several detectors match (pass ``detector_name``), ``min_modules`` is not
+        positive, no train has ``min_modules`` modules, or ``raw=True`` finds only
+        corrected data.
+    InconsistentModulesError
+        The modules disagree on the frame count of a train.
+
+    Examples
+    --------
+    >>> run = detstack.RunDirectory("/gpfs/exfel/exp/SPB/202401/p700000/raw/r0238")
+    >>> det = DSSC1M(run, raw=True)
+    >>> det.get_array("image.data", pulses=detstack.by_index[:8])
+    """
 
     kind = kinds.DSSC1M
 
 
 class LPD1M(XtdfDetectorBase):
-    """LPD-1M: 16 modules of 256 x 256 pixels; optionally parallel-gain data."""
+    """LPD-1M: 16 modules of 256 x 256 pixels; the reader API of :class:`AGIPD1M`.
+
+    Parameters
+    ----------
+    data : DataCollection
+        A run (``detstack.RunDirectory``, ``detstack.H5File``) or a view
+        (``detstack.open_view``): the same class reads both.
+    detector_name : str, optional
+        Detector name, e.g. ``'FXE_DET_LPD1M-1'``. Needed only when the data holds
+        more than one detector of this kind.
+    modules : set of int, optional
+        Module numbers to use (default: every module found).
+    min_modules : int, default 1
+        Keep only trains where at least this many modules have data.
+    raw : bool or None, default None
+        ``True``: raw data (``/DET/`` sources); ``False``: corrected data
+        (``/CORR/``); ``None``: corrected if present, else raw with a warning.
+    parallel_gain : bool, default False
+        Read parallel-gain data: each train holds its frames three times (high,
+        medium, low gain, one after another). Arrays then get a ``gain`` axis
+        (0 high to 2 low) and the pulse/cell IDs of the first third.
+
+    Raises
+    ------
+    SourceNameError
+        No sources of this detector (or of the chosen ``modules``/``raw``) are found.
+    ValueError
+        Several detectors match (pass ``detector_name``), ``min_modules`` is not
+        positive, no train has ``min_modules`` modules, or ``raw=True`` finds only
+        corrected data.
+    InconsistentModulesError
+        The modules disagree on the frame count of a train.
+        (ValueError also: ``parallel_gain=True`` with a frame count per train
+        not divisible by 3.)
+
+    Examples
+    --------
+    >>> run = detstack.RunDirectory("/gpfs/exfel/exp/SPB/202401/p700000/raw/r0238")
+    >>> det = LPD1M(run, raw=True)
+    >>> det.get_array("image.data", pulses=detstack.by_index[:8])
+    """
 
     kind = kinds.LPD1M
 
@@ -115,6 +393,10 @@ class LPD1M(XtdfDetectorBase):
 
 
 class LPDSolo(LPD1M):
-    """LPD Solo: a single LPD module."""
+    """LPD Solo: a single LPD module of 256 x 256 pixels; the API of :class:`LPD1M`.
+
+    Parameters and errors are those of :class:`LPD1M` (detector names like
+    ``'FXE_DET_LPD_SOLO-1'``).
+    """
 
     kind = kinds.LPD_SOLO

@@ -24,8 +24,11 @@ from ..errors import (
     SourceNameError,
     TrainIDError,
     TrainIndexError,
+    UnusableFileWarning,
 )
+from ..progress import track
 from . import meta_cache, source_selection
+from .derived import is_derived_view
 from .files import FileInfo, RunFile
 from .handles import require_regular
 from .selection import select_train_ids
@@ -532,19 +535,70 @@ class DataCollection:
 
 
 def H5File(path: str | os.PathLike[str], *, inc_suspect_trains: bool = True) -> DataCollection:
-    """Open one EuXFEL HDF5 file; errors in it are raised, not skipped."""
+    """Open one EuXFEL HDF5 file (one module's sequence file, a control file...).
+
+    Only INDEX and METADATA are read now; data is read when asked for.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.h5`` file.
+    inc_suspect_trains : bool, default True
+        Keep train IDs the file flags as suspect (``False`` drops them).
+
+    Returns
+    -------
+    DataCollection
+        Its trains and sources; detector classes accept it.
+
+    Raises
+    ------
+    FileFormatError
+        The file is missing, not HDF5, cut short, or not in the EuXFEL layout
+        (the message says which and what to do).
+    DuplicateTrainError
+        A source holds the same train ID twice.
+    """
     return DataCollection([RunFile(path)], inc_suspect_trains=inc_suspect_trains,
                           is_single_run=True)
 
 
 def RunDirectory(path: str | os.PathLike[str], include: str = "*", *,
                  inc_suspect_trains: bool = True, cache: bool | None = None) -> DataCollection:
-    """Open every ``*.h5`` file of a run folder, skipping unusable files with a warning.
+    """Open a run folder: every ``*.h5`` file in it, as one collection of trains and sources.
 
-    Files are opened lazily through a bounded pool of HDF5 handles, so runs with more
-    files than ``ulimit -n`` open completely. What opening reads is kept in a metadata
-    cache outside the folder (``run.meta_cache``; ``cache=False`` or
-    ``DETSTACK_NO_CACHE=1`` turn it off). Nothing is written into the folder.
+    Only INDEX and METADATA are read now (never pixel data), and nothing is written
+    into the folder. Files are opened lazily through a bounded pool of HDF5 handles,
+    so runs with more files than ``ulimit -n`` open completely; what opening reads is
+    kept in a metadata cache outside the folder (``run.meta_cache``). Files that
+    cannot be read are left out with an ``UnusableFileWarning`` naming them; views
+    written into the folder (detstack views, virtual CXI files, also EXtra-data's)
+    are left out quietly.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The run folder, e.g. ``/gpfs/exfel/exp/SPB/202401/p700000/raw/r0238``.
+    include : str, default '*'
+        Glob of the file names to open, e.g. ``'*AGIPD0[0-3]*'``.
+    inc_suspect_trains : bool, default True
+        Keep train IDs the files flag as suspect (``False`` drops them).
+    cache : bool or None, default None
+        Use the metadata cache (None: yes, unless ``DETSTACK_NO_CACHE=1``).
+
+    Returns
+    -------
+    DataCollection
+        Trains and sources of the run; detector classes accept it.
+
+    Raises
+    ------
+    NoUsableFilesError
+        ``path`` is not a folder, holds no matching ``.h5`` file, or none of them
+        can be read (the message lists why).
+    DuplicateTrainError
+        A source holds the same train ID twice (corrupt train IDs): open with
+        ``inc_suspect_trains=False`` or leave the file out with ``include``.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -570,7 +624,7 @@ def _open_files(folder: Path, names: list[str], use_cache: bool
     fresh: dict[str, tuple[meta_cache.Stamp, FileInfo]] = {}
     files: list[RunFile] = []
     problems: list[str] = []
-    for name in names:
+    for name in track(names, "scanning files"):
         p = folder / name
         try:
             stamp = meta_cache.stamp(require_regular(p))   # a FIFO would hang HDF5
@@ -580,8 +634,11 @@ def _open_files(folder: Path, names: list[str], use_cache: bool
             fresh[name] = (stamp, f.info)
             files.append(f)
         except FileFormatError as exc:
+            if is_derived_view(p):      # a view written beside the run: not a run file
+                continue
             problems.append(str(exc))
-            warnings.warn(f"Skipping unusable file: {exc}", stacklevel=3)
+            warnings.warn(UnusableFileWarning(f"Skipping unusable file: {exc}", p),
+                          stacklevel=3)
     stale = [n for n, (st, _) in fresh.items() if n not in cached or cached[n][0] != st]
     if use_cache and stale:   # entries of other files (include=) are kept: stamps guard them
         meta_cache.save(folder, {**cached, **fresh})

@@ -24,7 +24,45 @@ def register_opener(predicate: Callable[[str], bool], target: str) -> None:
 
 def open_view(path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None,
               **kwargs: Any) -> ViewCollection:
-    """Open any detstack view; every detector class accepts the result."""
+    """Open any detstack view as a collection that every detector class accepts.
+
+    The form follows from the name: ``.h5``/``.cxi`` (HDF5 virtual view, CXI or
+    archived copy), ``.json``/``.parq`` (zarr manifest), ``.icechunk``, anything
+    else a zarr store (folder, ``.zip``, ``s3://...``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The view's file, folder or URL.
+    storage_options : dict, optional
+        fsspec options for remote views, e.g. ``{"anon": True}`` or
+        ``{"client_kwargs": {"endpoint_url": "http://..."}}``.
+    **kwargs
+        Options of the form: ``check_sources=False`` (HDF5 views, manifests) opens
+        a view whose source files are missing or changed (reads of them fail);
+        ``allowed_prefixes=[...]`` (manifests) lets references reach files under
+        those folders or URL prefixes beyond the ones the manifest lists.
+
+    Returns
+    -------
+    ViewCollection
+        A ``DataCollection`` over the view: ``detstack.AGIPD1M(open_view(path))``.
+
+    Raises
+    ------
+    FileFormatError
+        Not a detstack view, a missing ``.h5``/manifest file, a view of an
+        unreadable schema version, a zarr store
+        whose conversion was interrupted (``IncompleteStoreError``), or source
+        files missing or changed (the message names them; ``detstack verify``
+        lists all).
+    FileNotFoundError
+        No zarr store at ``path``.
+    UnsafeReferenceError
+        A manifest or view refers outside the files it declares.
+    NotRegularFileError
+        ``path`` is a FIFO, device or socket.
+    """
     name = os.fspath(path)
     if "://" not in name or name.startswith("file://"):
         refuse_special(name.removeprefix("file://"), "view")
