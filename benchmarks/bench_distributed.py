@@ -7,8 +7,8 @@ Writes (once) a synthetic AGIPD-1M raw run with real pixel data (Poisson photon 
 mean 0.5; 16 modules, ``--trains`` x ``--pulses`` frames, two sequence files per module),
 warms the page cache, converts it with threads (the baseline), then on a fresh
 ``distributed.LocalCluster`` of N single-threaded worker processes for each N. Reports
-wall time, input GB/s, the peak RSS of every worker (read from the workers themselves
-after the conversion) and checks each store equals the threaded one, array by array.
+wall time, input GB/s, CPU seconds of all workers, the peak RSS of every worker during
+the conversion (reset and read by the workers themselves) and checks each store equals the threaded one, array by array.
 
 The cluster and the tasks are the same a SLURM cluster from ``dask-jobqueue`` runs
 (README, "Converting on a cluster"); only the workers' machine differs.
@@ -17,7 +17,6 @@ The cluster and the tasks are the same a SLURM cluster from ``dask-jobqueue`` ru
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import time
 import warnings
@@ -28,8 +27,20 @@ import numpy as np
 warnings.simplefilter("ignore")
 
 
-def worker_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def reset_peak() -> float:
+    """Reset this process's peak RSS (Linux: VmHWM) and return its CPU seconds so far."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    return time.process_time()
+
+
+def peak_mb() -> float:
+    """Peak RSS since the last reset (ru_maxrss would include a forking parent's peak)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def make_run(folder: Path, trains: int, pulses: int) -> None:
@@ -52,12 +63,20 @@ def warm(folder: Path) -> None:
 
 
 def same_store(a: Path, b: Path) -> bool:
+    """Every array equal, compared module by module (bounded memory)."""
     import zarr
     ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
     if sorted(ga.array_keys()) != sorted(gb.array_keys()):
         return False
-    return all(np.array_equal(ga[k][...], gb[k][...], equal_nan=ga[k].dtype.kind == "f")
-               for k in ga.array_keys())
+    for k in ga.array_keys():
+        x, y = ga[k], gb[k]
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return False
+        for i in range(x.shape[0] if x.ndim else 1):
+            sel = (i,) if x.ndim else ()
+            if not np.array_equal(x[sel], y[sel], equal_nan=x.dtype.kind == "f"):
+                return False
+    return True
 
 
 def main() -> None:
@@ -84,10 +103,12 @@ def main() -> None:
 
     threaded = args.dir / "threads.zarr"
     shutil.rmtree(threaded, ignore_errors=True)
+    c0 = reset_peak()
     t0 = time.perf_counter()
     to_zarr(det, threaded)
     t_threads = time.perf_counter() - t0
-    rows = [("threads (this process)", t_threads, "-", True)]
+    rows = [("threads (this process)", t_threads, time.process_time() - c0,
+             f"{peak_mb():.0f} (this process)", True)]
 
     for n in [int(w) for w in args.workers.split(",")]:
         out = args.dir / f"dask-{n}.zarr"
@@ -95,21 +116,24 @@ def main() -> None:
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                           dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
                 Client(cluster) as client:
-            client.run(worker_peak_mb)          # workers up and importable before the clock
+            client.wait_for_workers(n)
+            cpu0 = client.run(reset_peak)          # workers up, peaks reset, before the clock
             t0 = time.perf_counter()
             to_zarr(det, out, client=client)
             seconds = time.perf_counter() - t0
-            peaks = sorted(client.run(worker_peak_mb).values())
-        rows.append((f"LocalCluster, {n} worker process{'es' if n > 1 else ''}", seconds,
+            cpu = sum(client.run(time.process_time)[w] - c for w, c in cpu0.items())
+            peaks = sorted(client.run(peak_mb).values())
+        rows.append((f"LocalCluster, {n} worker process{'es' if n > 1 else ''}", seconds, cpu,
                      " / ".join(f"{p:.0f}" for p in peaks), same_store(threaded, out)))
         shutil.rmtree(out, ignore_errors=True)
 
     print(f"AGIPD-1M raw, 16 modules x {args.trains} trains x {args.pulses} frames, "
           f"{size / 1e9:.2f} GB input, page cache warm\n")
-    print("| conversion | time | input GB/s | peak RSS per worker (MB) | store equals threads |")
-    print("|---|---|---|---|---|")
-    for name, seconds, peaks, same in rows:
-        print(f"| {name} | {seconds:.1f} s | {size / seconds / 1e9:.2f} | {peaks} | "
+    print("| conversion | wall time | input GB/s | CPU s (all workers) | peak RSS per worker "
+          "(MB) | store equals threads |")
+    print("|---|---|---|---|---|---|")
+    for name, seconds, cpu, peaks, same in rows:
+        print(f"| {name} | {seconds:.1f} s | {size / seconds / 1e9:.2f} | {cpu:.1f} | {peaks} | "
               f"{'yes' if same else 'NO'} |")
 
 

@@ -311,7 +311,7 @@ def _man_build(ctx: Context) -> str | None:
     _start(ctx)
     out = to_manifest(det, _view(ctx, "view.parq"), overwrite=True)
     mib = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
-    return _cpu(f"{mib:.0f} MiB of references")
+    return _cpu(f"{mib:.1f} MiB of references")
 
 
 @measurement("man_open", "plain zarr: open manifest `image.data`",
