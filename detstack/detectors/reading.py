@@ -16,6 +16,7 @@ import numpy as np
 
 from ..frames import FrameMap
 from ..layout import RowLayout, row_layout
+from ..run.handles import POOL
 
 DEFAULT_THREADS = min(8, 2 * (os.cpu_count() or 1))
 
@@ -96,12 +97,13 @@ class _DirectReader:
                 self.jobs.append((path, offset + start, dest[pos + start:pos + start + n]))
             pos += nbytes
 
-    MAX_FDS = 64   # files open at once: runs can have more files than `ulimit -n`
-
     def run(self, threads: int) -> None:
+        # as many files open at once as the HDF5 handle pool: runs can have more files
+        # than `ulimit -n` allows
+        step = POOL.limit
         paths = list(dict.fromkeys(j[0] for j in self.jobs))
-        for i in range(0, len(paths), self.MAX_FDS):
-            batch = set(paths[i:i + self.MAX_FDS])
+        for i in range(0, len(paths), step):
+            batch = set(paths[i:i + step])
             self._run([j for j in self.jobs if j[0] in batch], threads)
 
     def _run(self, jobs: list[tuple[str, int, memoryview]], threads: int) -> None:

@@ -22,6 +22,8 @@ import h5py
 import numpy as np
 
 from ..errors import FileFormatError, PropertyNameError
+from .h5read import exists as _exists
+from .h5read import read_whole
 from .handles import POOL, require_regular
 from .index_checks import checked_index
 from .validity import guess_valid
@@ -53,21 +55,6 @@ class FileInfo:
     legacy_sources: dict[str, str] = field(default_factory=dict)
 
 
-def _read_array(loc: h5py.h5g.GroupID | h5py.h5f.FileID, name: str) -> np.ndarray:
-    """A whole numeric dataset with one low-level read (no high-level wrappers)."""
-    dset = h5py.h5d.open(loc, name.encode())
-    out = np.empty(dset.shape, dtype=dset.dtype)
-    if out.size:
-        dset.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
-    return out
-
-
-def _exists(fid: h5py.h5f.FileID, path: str) -> bool:
-    """Does every component of `path` exist (links only: nothing is opened)."""
-    parts = path.split("/")
-    return all(fid.links.exists("/".join(parts[:i + 1]).encode()) for i in range(len(parts)))
-
-
 def read_file_info(path: Path, f: h5py.File) -> FileInfo:
     """Read what opening needs: train IDs, flag, format version and sources."""
     fid = f.id
@@ -81,10 +68,10 @@ def read_file_info(path: Path, f: h5py.File) -> FileInfo:
     if _exists(fid, "METADATA/dataFormatVersion"):
         value = f["METADATA/dataFormatVersion"][0]
         version = value.decode("ascii") if isinstance(value, bytes) else str(value)
-    raw_tids = _read_array(fid, "INDEX/trainId").astype(np.uint64, copy=False)
+    raw_tids = read_whole(fid, "INDEX/trainId").astype(np.uint64, copy=False)
     flag = None
     if version != "0.5" and _exists(fid, "INDEX/flag"):
-        flag = _read_array(fid, "INDEX/flag")
+        flag = read_whole(fid, "INDEX/flag")
     ids_path = "METADATA/dataSourceId" if version == "0.5" else "METADATA/dataSources/dataSourceId"
     if not _exists(fid, ids_path):
         raise FileFormatError(path, "METADATA has no dataSourceId list",
@@ -254,16 +241,16 @@ class RunFile:
 
     def _read_index(self, source: str, group: str) -> SourceIndex:
         path = f"INDEX/{source}/{group}".rstrip("/")
-        fid = self.h5.id
-        if not _exists(fid, path):
-            raise FileFormatError(self.path, f"has no {path} index group")
-        grp = h5py.h5g.open(fid, path.encode())
+        try:
+            grp = h5py.h5g.open(self.h5.id, path.encode())
+        except KeyError:
+            raise FileFormatError(self.path, f"has no {path} index group") from None
         n = int(self._positions[-1]) + 1 if len(self._positions) else 0
 
         def read(name: str) -> np.ndarray:
             if not grp.links.exists(name.encode()):
                 raise KeyError(name)
-            arr = _read_array(grp, name)
+            arr = read_whole(grp, name)
             if arr.ndim != 1 or len(arr) < n:
                 raise FileFormatError(self.path, f"{path}/{name} has shape {arr.shape} but "
                                       f"INDEX/trainId has {n} entries",
@@ -284,9 +271,16 @@ class RunFile:
         return SourceIndex(first, count)
 
     def group_datasets(self, source: str, group: str) -> dict[str, int]:
-        """{key: rows} of the datasets an index group points into."""
-        return {key: shape[0] for key, (shape, _) in self.source_keys(source).items()
-                if shape and self.key_group(source, key) == group}
+        """{key: rows} of the datasets an index group points into (only that group's
+        datasets are opened, unless the source's keys are known already)."""
+        if source in self._keys_cache or self.is_control(source) or not group:
+            return {key: shape[0] for key, (shape, _) in self.source_keys(source).items()
+                    if shape and self.key_group(source, key) == group}
+        root = f"INSTRUMENT/{source}/{group}"
+        if not _exists(self.h5.id, root):
+            return {}
+        keys, _ = _visit_datasets(h5py.h5g.open(self.h5.id, root.encode()))
+        return {f"{group}.{key}": shape[0] for key, (shape, _) in keys.items() if shape}
 
     def source_keys(self, source: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """{key: (shape, dtype)} of every dataset of a source (metadata only)."""
@@ -300,23 +294,7 @@ class RunFile:
         if not _exists(fid, f"{root}/{source}"):
             raise FileFormatError(self.path, f"source {source} is listed in METADATA but has "
                                   f"no {root}/{source} group")
-        grp = h5py.h5g.open(fid, f"{root}/{source}".encode())
-        keys: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-        paths: dict[str, str] = {}
-
-        def visit(name: bytes, link: h5py.h5l.LinkInfo) -> None:
-            # links, then H5Oopen: H5Ovisit/H5Oget_info would walk every chunk index.
-            # Only hard links: soft/external ones are aliases or point outside the source.
-            if link.type != h5py.h5l.TYPE_HARD:
-                return
-            obj = h5py.h5o.open(grp, name)
-            if isinstance(obj, h5py.h5d.DatasetID):
-                hpath = name.decode()
-                key = hpath.replace("/", ".")
-                keys[key] = (obj.shape, obj.dtype)
-                paths[key] = hpath
-
-        grp.links.visit(visit, info=True)
+        keys, paths = _visit_datasets(h5py.h5g.open(fid, f"{root}/{source}".encode()))
         # HDF5 names may themselves contain dots (e.g. 'performanceStatistics.enable/value'),
         # so the key -> path mapping is kept rather than rebuilt by replacing '.' with '/'
         self._paths_cache[source] = paths
@@ -354,6 +332,28 @@ class RunFile:
                     value = value.decode("utf-8", "replace")
                 out[name] = value
         return out
+
+
+def _visit_datasets(grp: h5py.h5g.GroupID
+                    ) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]], dict[str, str]]:
+    """({key: (shape, dtype)}, {key: HDF5 path}) of every dataset below a group."""
+    keys: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    paths: dict[str, str] = {}
+
+    def visit(name: bytes, link: h5py.h5l.LinkInfo) -> None:
+        # links, then H5Oopen: H5Ovisit/H5Oget_info would walk every chunk index.
+        # Only hard links: soft/external ones are aliases or point outside the source.
+        if link.type != h5py.h5l.TYPE_HARD:
+            return
+        obj = h5py.h5o.open(grp, name)
+        if isinstance(obj, h5py.h5d.DatasetID):
+            hpath = name.decode()
+            key = hpath.replace("/", ".")
+            keys[key] = (obj.shape, obj.dtype)
+            paths[key] = hpath
+
+    grp.links.visit(visit, info=True)
+    return keys, paths
 
 
 def _link_names(grp: h5py.h5g.GroupID) -> list[bytes]:

@@ -10,11 +10,13 @@ with the index. The last check reads that one 1-D dataset (8 bytes per row), nev
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import IndexFormatError
+from .h5read import read_whole
 
 if TYPE_CHECKING:
     from .files import RunFile
@@ -55,7 +57,7 @@ def checked_index(rf: RunFile, source: str, group: str, first: np.ndarray,
         rows = rf.group_datasets(source, group)
         _check_end(rf, path, first64, count64, has, rows)
         _check_overlap(rf, path, first64, count64, has)
-        if "trainId" in rows and not rf.is_control(source):
+        if f"{group}.trainId" in rows and not rf.is_control(source):
             _check_train_ids(rf, source, group, path, first64, count64, has)
     return first64.astype(np.uint64), count64.astype(np.uint64)
 
@@ -96,22 +98,40 @@ def _check_overlap(rf: RunFile, path: str, first: np.ndarray, count: np.ndarray,
 
 def _check_train_ids(rf: RunFile, source: str, group: str, path: str, first: np.ndarray,
                      count: np.ndarray, has: np.ndarray) -> None:
-    """Every row the index gives a train must carry that train ID in `<group>.trainId`."""
+    """The rows the index gives one train must all carry one train ID in `<group>.trainId`.
+
+    Rows of one train carrying different IDs mean the index boundaries are wrong (frames
+    of two trains under one): an error. Rows that agree among themselves but carry another
+    ID than INDEX/trainId (a relabelled train: a damaged train ID, or EXtra-data's mock
+    runs, which number per-frame IDs without gaps) get a warning naming the first one.
+    """
     key = f"{group}.trainId"
     n = int((first + count)[has].max())
-    ds = rf.h5[rf.dataset_path(source, key)]
-    stored = np.asarray(ds[:n]).reshape(n, -1)[:, 0]
+    stored = read_whole(rf.h5.id, f"INSTRUMENT/{source}/{group}/trainId")
+    stored = stored.reshape(len(stored), -1)[:n, 0]
     counts = count[has]
-    starts = np.repeat(first[has], counts)
-    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    rows = starts + offsets
-    expected = np.repeat(rf.train_ids[has], counts)
-    wrong = stored[rows] != expected
-    if wrong.any():
-        i = int(np.argmax(wrong))
+    seg = np.cumsum(counts) - counts
+    rows = np.repeat(first[has], counts) + np.arange(int(counts.sum())) - np.repeat(seg, counts)
+    values = stored[rows]
+    mixed = np.minimum.reduceat(values, seg) != np.maximum.reduceat(values, seg)
+    tids = rf.train_ids[has]
+    if mixed.any():
+        i = int(np.argmax(mixed))
+        block = values[seg[i]:seg[i] + counts[i]]
+        r = int(np.argmax(block != block[0]))
         raise IndexFormatError(
-            rf.path, f"{path} gives row {int(rows[i])} to train {int(expected[i])}, but "
-            f"{source} {key} says that row belongs to train {int(stored[rows[i]])} "
-            f"({int(wrong.sum())} rows disagree)",
+            rf.path, f"{path} gives rows {int(first[has][i])}..{int(first[has][i] + counts[i] - 1)} "
+            f"to train {int(tids[i])}, but {source} {key} says row "
+            f"{int(first[has][i]) + r} belongs to train {int(block[r])} and row "
+            f"{int(first[has][i])} to train {int(block[0])}: frames of different trains "
+            "would be read as one",
             "The index or the data is corrupt; re-transfer the file, or leave it out with "
             "include=")
+    relabelled = (values[seg] != tids) & rf.validity[has]
+    if relabelled.any():
+        i = int(np.argmax(relabelled))
+        warnings.warn(
+            f"{rf.path}: {path} calls train {int(tids[i])} what {source} {key} calls train "
+            f"{int(values[seg[i]])} ({int(relabelled.sum())} trains disagree). The data is "
+            "read as INDEX/trainId says; if that ID is wrong, open with "
+            "inc_suspect_trains=False or leave the file out with include=", stacklevel=6)
