@@ -11,7 +11,6 @@ import extra_data as ed
 import h5py
 import numpy as np
 import pytest
-from conftest import open_with_extra_data
 from extra_data import components as edc
 from extra_data.stacking import StackView as EdStackView
 
@@ -32,9 +31,12 @@ def same_selection(ours: detstack.DataCollection, ref: ed.DataCollection) -> Non
     assert ours.train_ids == [int(t) for t in ref.train_ids]
 
 
-def both(path: str) -> tuple[detstack.DataCollection, ed.DataCollection]:
+@pytest.fixture
+def both(ed_open):
     """Our collection and the oracle's (opened without writing its cache into the run)."""
-    return detstack.RunDirectory(path), open_with_extra_data(path)
+    def open_both(path: str) -> tuple[detstack.DataCollection, ed.DataCollection]:
+        return detstack.RunDirectory(path), ed_open(path)
+    return open_both
 
 
 SELECTIONS = [
@@ -50,12 +52,12 @@ SELECTIONS = [
 
 
 @pytest.mark.parametrize("args", SELECTIONS, ids=repr)
-def test_select_forms(mock_spb_raw_run, args):
+def test_select_forms(mock_spb_raw_run, args, both):
     ours, ref = both(mock_spb_raw_run)
     same_selection(ours.select(*args), ref.select(*args))
 
 
-def test_select_drops_sources_without_the_keys(mock_jungfrau_run):
+def test_select_drops_sources_without_the_keys(mock_jungfrau_run, both):
     ours, ref = both(mock_jungfrau_run)
     sel, ref_sel = ours.select("*JF4M/DET/*", "data.adc"), ref.select("*JF4M/DET/*", "data.adc")
     same_selection(sel, ref_sel)
@@ -69,7 +71,7 @@ def test_select_drops_sources_without_the_keys(mock_jungfrau_run):
 
 
 @pytest.mark.parametrize("again", ["*", {}, [("*", "*")]], ids=repr)
-def test_select_again_keeps_key_selection(mock_fxe_raw_run, again):
+def test_select_again_keeps_key_selection(mock_fxe_raw_run, again, both):
     ours, ref = both(mock_fxe_raw_run)
     first, ref_first = ours.select("*/DET/*", "image.data"), ref.select("*/DET/*", "image.data")
     if again == {}:
@@ -80,7 +82,7 @@ def test_select_again_keeps_key_selection(mock_fxe_raw_run, again):
     assert all(det.data.keys_for_source(s) == {"image.data"} for s in det.data.all_sources)
 
 
-def test_select_by_collection_source_and_key(mock_spb_raw_run):
+def test_select_by_collection_source_and_key(mock_spb_raw_run, both):
     ours, ref = both(mock_spb_raw_run)
     same_selection(ours.select(ours.select("*XGM*", "data.*")),
                    ref.select(ref.select("*XGM*", "data.*")))
@@ -98,7 +100,7 @@ def test_select_no_match_is_value_and_key_error(mock_spb_raw_run):
 
 
 @pytest.mark.parametrize("require", ["require_all", "require_any"])
-def test_require_all_any(mock_reduced_spb_proc_run, require):
+def test_require_all_any(mock_reduced_spb_proc_run, require, both):
     ours, ref = both(mock_reduced_spb_proc_run)
     sel = [("*/DET/*", "image.data"), ("*XGM*", "*")]
     with warnings.catch_warnings():
@@ -108,7 +110,7 @@ def test_require_all_any(mock_reduced_spb_proc_run, require):
     assert len(got.train_ids) <= len(ours.train_ids)
 
 
-def test_require_all_drops_trains_with_gaps(mock_lpd_mini_gap_run):
+def test_require_all_drops_trains_with_gaps(mock_lpd_mini_gap_run, both):
     ours, ref = both(mock_lpd_mini_gap_run)
     got = ours.select("*/DET/*", "image.data", require_all=True)
     want = ref.select("*/DET/*", "image.data", require_all=True)
@@ -127,18 +129,18 @@ DESELECTIONS = [
 
 
 @pytest.mark.parametrize("args", DESELECTIONS, ids=repr)
-def test_deselect_forms(mock_spb_raw_run, args):
+def test_deselect_forms(mock_spb_raw_run, args, both):
     ours, ref = both(mock_spb_raw_run)
     same_selection(ours.deselect(*args), ref.deselect(*args))
 
 
-def test_deselect_after_select(mock_spb_raw_run):
+def test_deselect_after_select(mock_spb_raw_run, both):
     ours, ref = both(mock_spb_raw_run)
     same_selection(ours.select("*/DET/*", "image.*").deselect("*/DET/*", "image.cellId"),
                    ref.select("*/DET/*", "image.*").deselect("*/DET/*", "image.cellId"))
 
 
-def test_union_raw_and_corrected(mock_data, mock_modern_spb_proc_run):
+def test_union_raw_and_corrected(mock_data, mock_modern_spb_proc_run, ed_open):
     """Raw files plus modern corrected files (CORR sources, legacy DET aliases).
 
     EXtra-data refuses this union (its legacy DET aliases "conflict" with the raw
@@ -148,8 +150,8 @@ def test_union_raw_and_corrected(mock_data, mock_modern_spb_proc_run):
     raw = mock_data("spb_raw", "1.2")
     ours = detstack.RunDirectory(raw).union(detstack.RunDirectory(mock_modern_spb_proc_run))
     with pytest.raises(ValueError, match="conflicting"):
-        open_with_extra_data(raw).union(open_with_extra_data(mock_modern_spb_proc_run))
-    ref_raw, ref_proc = open_with_extra_data(raw), open_with_extra_data(mock_modern_spb_proc_run)
+        ed_open(raw).union(ed_open(mock_modern_spb_proc_run))
+    ref_raw, ref_proc = ed_open(raw), ed_open(mock_modern_spb_proc_run)
     assert ours.all_sources == ref_raw.all_sources | ref_proc.all_sources
     assert ours.legacy_sources == {}          # every DET name is a real raw source here
     corr = detstack.AGIPD1M(ours)
@@ -165,24 +167,24 @@ def test_union_raw_and_corrected(mock_data, mock_modern_spb_proc_run):
     assert same.all_sources == ours.all_sources and same.train_ids == ours.train_ids
 
 
-def test_union_same_sources_in_two_runs_is_refused(mock_data):
+def test_union_same_sources_in_two_runs_is_refused(mock_data, ed_open):
     """Old-style corrected files reuse the raw source names: the same train of the same
     source in two files is ambiguous, and both libraries refuse it."""
     raw, proc = mock_data("spb_raw", "1.0"), mock_data("spb_proc", "1.0")
     with pytest.raises(detstack.DuplicateTrainError, match="more than once"):
         detstack.RunDirectory(raw).union(detstack.RunDirectory(proc))
     with pytest.raises(ValueError):
-        open_with_extra_data(raw).union(open_with_extra_data(proc))
+        ed_open(raw).union(ed_open(proc))
 
 
-def test_union_of_train_selections(mock_spb_raw_run):
+def test_union_of_train_selections(mock_spb_raw_run, both):
     ours, ref = both(mock_spb_raw_run)
     got = ours.select_trains(np.s_[:5]).union(ours.select_trains(np.s_[20:25]))
     want = ref.select_trains(np.s_[:5]).union(ref.select_trains(np.s_[20:25]))
     same_selection(got, want)
 
 
-def test_source_data(mock_reduced_spb_proc_run):
+def test_source_data(mock_reduced_spb_proc_run, both):
     ours, ref = both(mock_reduced_spb_proc_run)
     for src in [AGIPD0.replace("DET", "CORR").replace("xtdf", "output"), XGM, XGM_OUT]:
         if src not in ref.all_sources:
@@ -203,7 +205,7 @@ def test_source_data(mock_reduced_spb_proc_run):
         assert one in sd and "no.such.key" not in sd
 
 
-def test_control_key_without_value_suffix(mock_spb_raw_run):
+def test_control_key_without_value_suffix(mock_spb_raw_run, both):
     ours, ref = both(mock_spb_raw_run)
     kd, ref_kd = ours[XGM, "beamPosition.ixPos"], ref[XGM, "beamPosition.ixPos"]
     assert kd.key == ref_kd.key == "beamPosition.ixPos.value"
@@ -215,7 +217,7 @@ def test_control_key_without_value_suffix(mock_spb_raw_run):
                                         (XGM, "beamPosition.ixPos.value"),
                                         (AGIPD0, "image.pulseId"),
                                         ("SPB_IRU_CAM/CAM/SIDEMIC:daqOutput", "data.image.pixels")])
-def test_key_data(mock_spb_raw_run, source, key):
+def test_key_data(mock_spb_raw_run, source, key, both):
     ours, ref = both(mock_spb_raw_run)
     kd, ref_kd = ours[source, key], ref[source, key]
     assert kd.shape == ref_kd.shape
@@ -243,7 +245,7 @@ def test_key_data(mock_spb_raw_run, source, key):
         np.testing.assert_array_equal(kd.ndarray(roi=roi), ref_kd.ndarray(roi=roi))
 
 
-def test_key_data_series_and_trains(mock_spb_raw_run):
+def test_key_data_series_and_trains(mock_spb_raw_run, both):
     ours, ref = both(mock_spb_raw_run)
     kd, ref_kd = ours[XGM, "beamPosition.ixPos"], ref[XGM, "beamPosition.ixPos"]
     s, ref_s = kd.series(), ref_kd.series()
@@ -259,7 +261,7 @@ def test_key_data_series_and_trains(mock_spb_raw_run):
         np.testing.assert_array_equal(a, b)
 
 
-def test_key_data_gaps(mock_lpd_mini_gap_run):
+def test_key_data_gaps(mock_lpd_mini_gap_run, both):
     ours, ref = both(mock_lpd_mini_gap_run)
     src = sorted(s for s in ref.instrument_sources if "/DET/" in s)[1]
     kd, ref_kd = ours[src, "image.pulseId"], ref[src, "image.pulseId"]
@@ -273,7 +275,7 @@ def test_key_data_gaps(mock_lpd_mini_gap_run):
     assert len(kd.drop_empty_trains().train_ids) == len(kd.train_ids) - len(empty)
 
 
-def test_run_indexing_and_contains(mock_spb_raw_run):
+def test_run_indexing_and_contains(mock_spb_raw_run, both):
     ours, ref = both(mock_spb_raw_run)
     same_selection(ours[:5], ref[:5])
     same_selection(ours[by_id[10010:10020]], ref[ed.by_id[10010:10020]])
@@ -287,7 +289,7 @@ def test_run_indexing_and_contains(mock_spb_raw_run):
         ours[3.5]
 
 
-def test_trains_devices_and_range(mock_spb_raw_run):
+def test_trains_devices_and_range(mock_spb_raw_run, both):
     ours, ref = both(mock_spb_raw_run)
     devices = [(XGM_OUT, "data.intensityTD"), (XGM, "*")]
     got = list(ours.trains(devices=devices, train_range=by_index[2:6]))
@@ -308,7 +310,7 @@ def test_trains_devices_and_range(mock_spb_raw_run):
     assert set(by_pos) == set(ref_data)
 
 
-def test_train_timestamps(mock_data, mock_agipd_file):
+def test_train_timestamps(mock_data, mock_agipd_file, ed_open):
     path = mock_data("spb_raw", "1.0")
     ours = detstack.RunDirectory(path)
     stamps = ours.train_timestamps()
@@ -334,10 +336,10 @@ def test_train_timestamps(mock_data, mock_agipd_file):
         ours.train_timestamps(euxfel_local_time=True)
     old = mock_data("spb_raw", "0.5")
     assert np.isnat(detstack.RunDirectory(old).train_timestamps()).all()
-    assert np.isnat(open_with_extra_data(old).train_timestamps()).all()
+    assert np.isnat(ed_open(old).train_timestamps()).all()
 
 
-def test_info_lists_what_extra_data_lists(mock_spb_raw_run, capsys):
+def test_info_lists_what_extra_data_lists(mock_spb_raw_run, capsys, both):
     ours, ref = both(mock_spb_raw_run)
     buf = io.StringIO()
     ours.info(file=buf)
