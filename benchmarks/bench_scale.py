@@ -191,6 +191,156 @@ def _ed_detector(ctx: Context) -> str | None:
     return None
 
 
+# -- views: HDF5 virtual view, CXI, zarr manifest ----------------------------------------
+# The detector is opened before the clock starts (its open is the rows above); the peak RSS
+# is the whole process's, so it includes the opened run.
+
+_CPU0 = [0.0]
+
+
+def _start(ctx: Context) -> None:
+    """Start the clock, and the CPU clock: on a shared machine CPU time is the steadier figure."""
+    _CPU0[0] = time.process_time()
+    ctx.start()
+
+
+def _cpu(note: str | None = None) -> str:
+    cpu = f"CPU {time.process_time() - _CPU0[0]:.1f} s"
+    return f"{cpu}; {note}" if note else cpu
+
+
+def _det(ctx: Context):  # noqa: ANN202
+    import detstack
+    quiet()
+    return detstack.AGIPD1M(detstack.RunDirectory(ctx.run))
+
+
+def _view(ctx: Context, name: str) -> Path:
+    return ctx.scratch / name
+
+
+def _need(row: str, out: str) -> Callable[[Context], None]:
+    """prepare=: write the view with the row ``row`` unless it exists."""
+    def prepare(ctx: Context) -> None:
+        if not _view(ctx, out).exists():
+            run_child(row, ctx)
+    return prepare
+
+
+@measurement("vds_build", "to_vds, every key (pixel keys mapping='auto': blocks)")
+def _vds_build(ctx: Context) -> str | None:
+    import json
+
+    import h5py
+
+    from detstack.convert import to_vds
+    det = _det(ctx)
+    _start(ctx)
+    out = to_vds(det, _view(ctx, "view.h5"), overwrite=True)
+    with h5py.File(out) as f:
+        maps = json.loads(f.attrs["detstack_record"])["mappings"]
+    pixel = {k: v["count"] for k, v in maps.items() if v["form"] == "blocks"}
+    return _cpu(f"blocked keys and mappings {pixel}, {os.path.getsize(out) / 2**20:.0f} MiB file")
+
+
+@measurement("vds_compact", "to_vds(mapping='compact'), every key")
+def _vds_compact(ctx: Context) -> str | None:
+    from detstack.convert import to_vds
+    det = _det(ctx)
+    _start(ctx)
+    to_vds(det, _view(ctx, "compact.h5"), overwrite=True, mapping="compact")
+    return _cpu()
+
+
+@measurement("vds_open", "plain h5py: `h5py.File(view)['image.data']`",
+             prepare=_need("vds_build", "view.h5"))
+def _vds_open(ctx: Context) -> str | None:
+    import h5py
+    _start(ctx)
+    f = h5py.File(_view(ctx, "view.h5"), "r")
+    ds = f["image.data"]
+    assert ds.shape[:2] == (16, ctx.trains), ds.shape
+    return _cpu()
+
+
+@measurement("vds_train", "plain h5py: read one train, 16 modules, from the view",
+             prepare=_need("vds_build", "view.h5"))
+def _vds_train(ctx: Context) -> str | None:
+    import h5py
+    _start(ctx)
+    with h5py.File(_view(ctx, "view.h5"), "r") as f:
+        block = f["image.data"][:, ctx.trains // 2]
+    assert block.shape[:2] == (16, FRAMES_PER_TRAIN), block.shape
+    return _cpu()
+
+
+@measurement("vds_detstack", "detstack: open_view(view) + AGIPD1M",
+             prepare=_need("vds_build", "view.h5"))
+def _vds_detstack(ctx: Context) -> str | None:
+    import detstack
+    quiet()
+    _start(ctx)
+    det = detstack.AGIPD1M(detstack.open_view(_view(ctx, "view.h5")))
+    assert det.n_modules == 16 and len(det.train_ids) == ctx.trains
+    return _cpu()
+
+
+@measurement("cxi_build", "to_cxi (CXI frames-first + by_module)")
+def _cxi_build(ctx: Context) -> str | None:
+    from detstack.convert import to_cxi
+    det = _det(ctx)
+    _start(ctx)
+    to_cxi(det, _view(ctx, "view.cxi"), overwrite=True)
+    return _cpu()
+
+
+@measurement("cxi_open", "plain h5py: open CXI `entry_1/data_1/data`",
+             prepare=_need("cxi_build", "view.cxi"))
+def _cxi_open(ctx: Context) -> str | None:
+    import h5py
+    _start(ctx)
+    f = h5py.File(_view(ctx, "view.cxi"), "r")
+    assert f["entry_1/data_1/data"].shape[0] == ctx.trains * FRAMES_PER_TRAIN
+    return _cpu()
+
+
+@measurement("man_build", "to_manifest, Parquet (.parq), every key")
+def _man_build(ctx: Context) -> str | None:
+    from detstack.convert import to_manifest
+    det = _det(ctx)
+    _start(ctx)
+    out = to_manifest(det, _view(ctx, "view.parq"), overwrite=True)
+    mib = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    return _cpu(f"{mib:.1f} MiB of references")
+
+
+@measurement("man_open", "plain zarr: open manifest `image.data`",
+             prepare=_need("man_build", "view.parq"))
+def _man_open(ctx: Context) -> str | None:
+    import zarr
+    quiet()
+    os.chdir(ctx.scratch)   # relative Parquet references resolve against the working folder
+    _start(ctx)
+    group = zarr.open_group("reference://", mode="r", storage_options={
+        "fo": str(_view(ctx, "view.parq")), "remote_protocol": "file"})
+    assert group["image.data"].shape[:2] == (16, ctx.trains)
+    return _cpu()
+
+
+@measurement("man_frame", "plain zarr: open manifest + read one frame",
+             prepare=_need("man_build", "view.parq"))
+def _man_frame(ctx: Context) -> str | None:
+    import zarr
+    quiet()
+    os.chdir(ctx.scratch)
+    _start(ctx)
+    group = zarr.open_group("reference://", mode="r", storage_options={
+        "fo": str(_view(ctx, "view.parq")), "remote_protocol": "file"})
+    frame = group["image.data"][5, ctx.trains // 2, 7]
+    assert frame.shape[-2:] == (512, 128)
+    return _cpu()
+
+
 # -- running ------------------------------------------------------------------------------
 
 def run_child(name: str, ctx: Context) -> dict[str, object]:

@@ -12,6 +12,8 @@
    into a preallocated array, and the same rows straight from the source files; the
    ratio view/direct is the figure the design targets (>= 0.5). Also the CXI layouts:
    frames-first (the reference layout) and detstack's module-first ``by_module``.
+   2b. The mapping forms of ``to_vds(mapping=...)`` on the AGIPD-1M runs: whole-run,
+   train-range and one-train reads against the sources.
 3. ``materialize`` throughput on one run.
 
 Times are the best of 3 runs, warm page cache; the machine may be shared, so CPU time
@@ -215,6 +217,36 @@ def reads(base: Path, quick: bool) -> list[list[str]]:
     return rows
 
 
+def mapping_reads(base: Path, quick: bool) -> list[list[str]]:
+    """The same run under each ``to_vds(mapping=...)``: whole-run, train-range and one-train
+    reads with plain h5py against direct source reads (blocks of 2 trains: several blocks)."""
+    rows = []
+    for raw in (True, False):
+        run = make_run(base, "AGIPD1M", raw, quick)
+        det = detstack.AGIPD1M(detstack.RunDirectory(run), raw=raw)
+        key = det.kind.main_key
+        n_tr = len(det.train_ids)
+        part = slice(n_tr // 3, 2 * n_tr // 3)
+        d_read, nbytes = direct_reader(det, key)
+        d_part, _ = direct_reader(det, key, part)
+        d_one, _ = direct_reader(det, key, slice(n_tr // 2, n_tr // 2 + 1))
+        t_direct, t_dpart, t_done = best(d_read), best(d_part), best(d_one)
+        for mapping in ("per-train", "blocks", "compact"):
+            view = convert.to_vds(det, base / f"{run.name}-{mapping}.h5", overwrite=True,
+                                  mapping=mapping, block_trains=2)
+            with h5py.File(view, "r") as f:
+                maps = f["image.data"].id.get_create_plist().get_virtual_count()
+            repeat = 1 if mapping == "compact" else 3   # compact bulk reads take long
+            v_read, _ = view_reader(view, key)
+            v_part, _ = view_reader(view, key, np.s_[:, part])
+            v_one, _ = view_reader(view, key, np.s_[:, n_tr // 2:n_tr // 2 + 1])
+            t_view, t_vpart, t_vone = best(v_read, repeat), best(v_part, repeat), best(v_one)
+            rows.append([f"AGIPD-1M {'raw' if raw else 'corr'}", f"{nbytes / 2**20:.0f}",
+                         mapping, f"{maps}", f"{t_view:.3f}", f"{t_direct / t_view:.2f}",
+                         f"{t_dpart / t_vpart:.2f}", f"{t_done / t_vone:.2f}"])
+    return rows
+
+
 def materialize_speed(base: Path, quick: bool) -> list[list[str]]:
     run = make_run(base, "AGIPD1M", False, quick)
     view = base / f"{run.name}.h5"
@@ -241,23 +273,34 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/detstack-bench-h5", help="scratch folder")
     ap.add_argument("--quick", action="store_true", help="smaller runs (300 trains for scale)")
     ap.add_argument("--clean", action="store_true", help="delete the scratch folder after")
+    ap.add_argument("--mappings-only", action="store_true", help="only table 2b")
     args = ap.parse_args()
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
     print(f"h5py {h5py.__version__}, HDF5 {h5py.version.hdf5_version}, {os.cpu_count()} CPUs, "
           f"value model: {VALUES}")
-    table("1. Build and open, AGIPD-1M, 64 frames per train, 12 sequence files per module "
-          "(seconds; CPU seconds in brackets)",
-          ["data", "modules x trains", "to_vds", "image.data mappings", "h5py open",
-           "open_view + det", "to_cxi", "EXtra-data write_virtual_cxi"],
-          scale(base, 300 if args.quick else 3000))
-    table("2. Whole-run read of the main key with plain h5py, warm cache "
-          "(seconds; GiB/s of source data in brackets)",
-          ["run", "MiB", "sources direct", "view (5-D)", "view/direct",
-           "train range view/direct", "CXI by_module", "CXI frames-first GiB/s (16 frames)"],
-          reads(base, args.quick))
-    table("3. materialize (gzip level 1)", ["view", "MiB", "seconds (CPU)", "MiB/s", "file MiB"],
-          materialize_speed(base, args.quick))
+    tables = ["2b"] if args.mappings_only else ["1", "2", "2b", "3"]
+    if "1" in tables:
+        table("1. Build and open, AGIPD-1M, 64 frames per train, 12 sequence files per module "
+              "(seconds; CPU seconds in brackets)",
+              ["data", "modules x trains", "to_vds", "image.data mappings", "h5py open",
+               "open_view + det", "to_cxi", "EXtra-data write_virtual_cxi"],
+              scale(base, 300 if args.quick else 3000))
+    if "2" in tables:
+        table("2. Whole-run read of the main key with plain h5py, warm cache "
+              "(seconds; GiB/s of source data in brackets)",
+              ["run", "MiB", "sources direct", "view (5-D)", "view/direct",
+               "train range view/direct", "CXI by_module", "CXI frames-first GiB/s (16 frames)"],
+              reads(base, args.quick))
+    table("2b. Mapping forms (to_vds(mapping=...), block_trains=2), plain h5py reads of the "
+          "main key, warm cache; ratios are direct source reads / view reads",
+          ["run", "MiB", "mapping", "mappings in image.data", "whole run s", "whole run",
+           "train range", "one train"],
+          mapping_reads(base, args.quick))
+    if "3" in tables:
+        table("3. materialize (gzip level 1)",
+              ["view", "MiB", "seconds (CPU)", "MiB/s", "file MiB"],
+              materialize_speed(base, args.quick))
     if args.clean:
         shutil.rmtree(base)
 

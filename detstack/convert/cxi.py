@@ -42,6 +42,7 @@ from .vds import LIBVER, MappingBuilder, SourceNames, store_record, view_record,
 log = logging.getLogger(__name__)
 
 CXI_VERSION = 150
+ID_BATCH = 1 << 18        # frames per batch of experiment_identifier strings (bounded memory)
 BULK_GROUP = "entry_1/by_module"
 DET_GROUP = "entry_1/instrument_1/detector_1"
 
@@ -180,12 +181,13 @@ def _write_entry(h5: h5py.File, spec: CxiSpec) -> None:
     h5.create_dataset("cxi_version", data=[CXI_VERSION])
     entry = h5.create_group("entry_1")
     pulse_ids = spec.pulse_ids()
-    exp_ids = np.char.add(np.char.add(spec.train_ids_perframe.astype(str), ":"),
-                          pulse_ids.astype(str))
-    d = entry.create_dataset("experiment_identifier", shape=exp_ids.shape,
+    tids = spec.train_ids_perframe
+    d = entry.create_dataset("experiment_identifier", shape=tids.shape,
                              dtype=h5py.string_dtype())
-    if len(exp_ids):
-        d[:] = exp_ids.astype(object)
+    for a in range(0, len(tids), ID_BATCH):   # "trainId:pulseId" strings, a batch at a time
+        b = min(a + ID_BATCH, len(tids))
+        d[a:b] = np.char.add(np.char.add(tids[a:b].astype(str), ":"),
+                             pulse_ids[a:b].astype(str)).astype(object)
     try:
         meta = spec.det.data.run_metadata()
     except ValueError:

@@ -223,3 +223,19 @@ def test_cxi_errors(tmp_path: Path) -> None:
     next((tmp_path / "run").glob("*LPD15*")).unlink()
     with pytest.raises(FileFormatError, match="missing"):
         open_view(out)
+
+
+def test_identifiers_written_in_batches(mock_data: Any, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """experiment_identifier is written a batch of frames at a time (bounded memory for
+    long runs); tiny batches give the reference's file exactly."""
+    from detstack.convert import cxi
+    monkeypatch.setattr(cxi, "ID_BATCH", 7)
+    run = mock_data("spb_proc", "1.2")
+    ref = tmp_path / "ref.cxi"
+    with contextlib.redirect_stdout(io.StringIO()):
+        ed_detector(run, "AGIPD1M").write_virtual_cxi(str(ref))
+    to_cxi(detstack.AGIPD1M(detstack.RunDirectory(run)), tmp_path / "ours.cxi")
+    assert_same_cxi(tmp_path / "ours.cxi", ref, reduced=False)
+    with h5py.File(tmp_path / "ours.cxi") as f:
+        assert f["entry_1/experiment_identifier"].shape[0] > 7

@@ -324,3 +324,22 @@ def test_auto_mapping_blocks_long_runs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="block_trains"):
         to_vds(det, tmp_path / "x.h5", block_trains=0)
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_blocks_view_materializes(tmp_path: Path) -> None:
+    """A blocked view copies into a self-contained file that reads the same without the
+    run; the data are stored once (in the blocks), the key stays a view over them."""
+    from detstack.convert import materialize
+    det = make_run(tmp_path / "run", "agipd-corr")
+    view = to_vds(det, tmp_path / "v.h5", mapping="blocks", block_trains=2)
+    want = {k: expected_view(det, k) for k in ("image.data", "image.mask")}
+    ref = det.get_array("image.data")
+    out = materialize(view, tmp_path / "m.h5")
+    shutil.rmtree(tmp_path / "run")
+    with h5py.File(out) as m:
+        for key, exp in want.items():
+            assert_equal_arrays(m[key][()], exp)
+            stored = [m[f"_blocks/{key}/{p}"] for p in m[f"_blocks/{key}"]]
+            assert stored and not any(d.is_virtual for d in stored)
+    vdet = open_det(open_view(out), "agipd-corr")
+    xr.testing.assert_identical(vdet.get_array("image.data"), ref)
