@@ -15,8 +15,10 @@ import logging
 import os
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
 import numpy as np
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 IGNORED_CATEGORIES = {"Karabo_TimerServer"}
 _H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)
 _TOKENS = itertools.count()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -118,15 +121,19 @@ class RunFile:
         self._keys_cache: dict[str, dict[str, tuple[tuple[int, ...], np.dtype]]] = {}
         self._paths_cache: dict[str, dict[str, str]] = {}
         self._groups_cache: dict[str, list[str]] = {}
-        if info is None:
-            require_regular(self.path)
-            info = self._guard(lambda: read_file_info(self.path, self.h5), "read")
-        self.info = info
-        self._apply(info)
         # the pool outlives this object: give its handle back when it goes away
         weakref.finalize(self, POOL.discard, self._key)
-        if check:
-            self.check()
+        try:
+            if info is None:
+                require_regular(self.path)
+                info = self._guard(lambda: read_file_info(self.path, self.h5), "read")
+            self.info = info
+            self._apply(info)
+            if check:
+                self.check()
+        except BaseException:
+            self.close()
+            raise
 
     # -- opening --------------------------------------------------------------
 
@@ -147,7 +154,7 @@ class RunFile:
     def __repr__(self) -> str:
         return f"<RunFile {self.path.name}: {len(self.train_ids)} trains>"
 
-    def _guard(self, read, what: str):  # type: ignore[no-untyped-def]
+    def _guard(self, read: Callable[[], T], what: str) -> T:
         """Run a read of the file's structure; h5py failures become FileFormatError."""
         try:
             return read()
