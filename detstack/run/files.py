@@ -58,30 +58,42 @@ class FileInfo:
     legacy_sources: dict[str, str] = field(default_factory=dict)
 
 
+def _dataset(fid: h5py.h5f.FileID, name: str) -> h5py.h5d.DatasetID | None:
+    """The dataset at `name`, or None if it (or a group on its path) is missing."""
+    try:
+        obj = h5py.h5o.open(fid, name.encode())
+    except KeyError:
+        return None
+    return obj if isinstance(obj, h5py.h5d.DatasetID) else None
+
+
 def read_file_info(path: Path, f: h5py.File) -> FileInfo:
     """Read what opening needs: train IDs, flag, format version and sources."""
     fid = f.id
-    if not _exists(fid, "INDEX/trainId"):
+    tid_ds = _dataset(fid, "INDEX/trainId")
+    if tid_ds is None:
         raise FileFormatError(path, "has no INDEX/trainId dataset",
                               "It is not an EuXFEL run file, or was cut short")
-    if not _exists(fid, "METADATA"):
+    if not fid.links.exists(b"METADATA"):
         raise FileFormatError(path, "has no METADATA group",
                               "It is not an EuXFEL run file, or was cut short")
     version = "0.5"
-    if _exists(fid, "METADATA/dataFormatVersion"):
-        value = f["METADATA/dataFormatVersion"][0]
+    version_ds = _dataset(fid, "METADATA/dataFormatVersion")
+    if version_ds is not None:
+        value = h5py.Dataset(version_ds)[0]
         version = value.decode("ascii") if isinstance(value, bytes) else str(value)
     raw_tids = read_whole(fid, "INDEX/trainId").astype(np.uint64, copy=False)
     flag = None
-    if version != "0.5" and _exists(fid, "INDEX/flag"):
+    if version != "0.5" and _dataset(fid, "INDEX/flag") is not None:
         flag = read_whole(fid, "INDEX/flag")
     ids_path = "METADATA/dataSourceId" if version == "0.5" else "METADATA/dataSources/dataSourceId"
-    if not _exists(fid, ids_path):
+    ids_ds = _dataset(fid, ids_path)
+    if ids_ds is None:
         raise FileFormatError(path, "METADATA has no dataSourceId list",
                               "The file was not closed properly by the DAQ")
     control: set[str] = set()
     instrument: set[str] = set()
-    for entry in f[ids_path][:]:
+    for entry in h5py.Dataset(ids_ds)[:]:
         entry = entry.decode("ascii") if isinstance(entry, bytes) else str(entry)
         if not entry:
             continue
@@ -97,7 +109,11 @@ def read_file_info(path: Path, f: h5py.File) -> FileInfo:
     legacy: dict[str, str] = {}
     for source in sorted(instrument):
         name = f"INSTRUMENT/{source}"
-        if _exists(fid, name) and fid.links.get_info(name.encode()).type == h5py.h5l.TYPE_SOFT:
+        try:
+            soft = fid.links.get_info(name.encode()).type == h5py.h5l.TYPE_SOFT
+        except (KeyError, RuntimeError):   # h5py: RuntimeError "name doesn't exist"
+            continue   # a listed source without data: reported when the source is used
+        if soft:
             target = fid.links.get_val(name.encode()).decode()
             legacy[source] = target.removeprefix("/INSTRUMENT/")
     return FileInfo(version, raw_tids, flag, tuple(sorted(control)), tuple(sorted(instrument)),
