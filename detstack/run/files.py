@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import FileFormatError, PropertyNameError
 from .h5read import exists as _exists
-from .h5read import read_whole
+from .h5read import read_dataset, read_whole
 from .handles import POOL, require_regular
 from .index_checks import checked_index
 from .validity import guess_valid
@@ -80,12 +80,11 @@ def read_file_info(path: Path, f: h5py.File) -> FileInfo:
     version = "0.5"
     version_ds = _dataset(fid, "METADATA/dataFormatVersion")
     if version_ds is not None:
-        value = h5py.Dataset(version_ds)[0]
+        value = read_dataset(version_ds).reshape(-1)[0]
         version = value.decode("ascii") if isinstance(value, bytes) else str(value)
-    raw_tids = read_whole(fid, "INDEX/trainId").astype(np.uint64, copy=False)
-    flag = None
-    if version != "0.5" and _dataset(fid, "INDEX/flag") is not None:
-        flag = read_whole(fid, "INDEX/flag")
+    raw_tids = read_dataset(tid_ds).astype(np.uint64, copy=False)
+    flag_ds = _dataset(fid, "INDEX/flag") if version != "0.5" else None
+    flag = None if flag_ds is None else read_dataset(flag_ds)
     ids_path = "METADATA/dataSourceId" if version == "0.5" else "METADATA/dataSources/dataSourceId"
     ids_ds = _dataset(fid, ids_path)
     if ids_ds is None:
@@ -93,7 +92,7 @@ def read_file_info(path: Path, f: h5py.File) -> FileInfo:
                               "The file was not closed properly by the DAQ")
     control: set[str] = set()
     instrument: set[str] = set()
-    for entry in h5py.Dataset(ids_ds)[:]:
+    for entry in read_dataset(ids_ds).reshape(-1):
         entry = entry.decode("ascii") if isinstance(entry, bytes) else str(entry)
         if not entry:
             continue
