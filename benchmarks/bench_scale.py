@@ -167,7 +167,7 @@ def _ed_open_cached(ctx: Context) -> str | None:
         clear_extra_data_cache(ctx)  # EXtra-data wrote it into the run folder; detstack never does
 
 
-@measurement("ds_det", "detstack RunDirectory + AGIPD1M(run)", prepare=_ds_warm, env=detstack_env)
+@measurement("ds_det", "detstack RunDirectory (cache) + AGIPD1M(run)", prepare=_ds_warm, env=detstack_env)
 def _ds_detector(ctx: Context) -> str | None:
     import detstack
     quiet()
@@ -177,7 +177,7 @@ def _ds_detector(ctx: Context) -> str | None:
     return None
 
 
-@measurement("ed_det", "EXtra-data RunDirectory + AGIPD1M(run)", prepare=_ed_warm)
+@measurement("ed_det", "EXtra-data RunDirectory (cache) + AGIPD1M(run)", prepare=_ed_warm)
 def _ed_detector(ctx: Context) -> str | None:
     import extra_data
     from extra_data.components import AGIPD1M

@@ -15,15 +15,17 @@ import logging
 import os
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
 import numpy as np
 
 from ..errors import FileFormatError, PropertyNameError
 from .h5read import exists as _exists
-from .h5read import read_whole
+from .h5read import read_dataset, read_whole
 from .handles import POOL, require_regular
 from .index_checks import checked_index
 from .validity import guess_valid
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 IGNORED_CATEGORIES = {"Karabo_TimerServer"}
 _H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)
 _TOKENS = itertools.count()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,30 +58,41 @@ class FileInfo:
     legacy_sources: dict[str, str] = field(default_factory=dict)
 
 
+def _dataset(fid: h5py.h5f.FileID, name: str) -> h5py.h5d.DatasetID | None:
+    """The dataset at `name`, or None if it (or a group on its path) is missing."""
+    try:
+        obj = h5py.h5o.open(fid, name.encode())
+    except KeyError:
+        return None
+    return obj if isinstance(obj, h5py.h5d.DatasetID) else None
+
+
 def read_file_info(path: Path, f: h5py.File) -> FileInfo:
     """Read what opening needs: train IDs, flag, format version and sources."""
     fid = f.id
-    if not _exists(fid, "INDEX/trainId"):
+    tid_ds = _dataset(fid, "INDEX/trainId")
+    if tid_ds is None:
         raise FileFormatError(path, "has no INDEX/trainId dataset",
                               "It is not an EuXFEL run file, or was cut short")
-    if not _exists(fid, "METADATA"):
+    if not fid.links.exists(b"METADATA"):
         raise FileFormatError(path, "has no METADATA group",
                               "It is not an EuXFEL run file, or was cut short")
     version = "0.5"
-    if _exists(fid, "METADATA/dataFormatVersion"):
-        value = f["METADATA/dataFormatVersion"][0]
+    version_ds = _dataset(fid, "METADATA/dataFormatVersion")
+    if version_ds is not None:
+        value = read_dataset(version_ds).reshape(-1)[0]
         version = value.decode("ascii") if isinstance(value, bytes) else str(value)
-    raw_tids = read_whole(fid, "INDEX/trainId").astype(np.uint64, copy=False)
-    flag = None
-    if version != "0.5" and _exists(fid, "INDEX/flag"):
-        flag = read_whole(fid, "INDEX/flag")
+    raw_tids = read_dataset(tid_ds).astype(np.uint64, copy=False)
+    flag_ds = _dataset(fid, "INDEX/flag") if version != "0.5" else None
+    flag = None if flag_ds is None else read_dataset(flag_ds)
     ids_path = "METADATA/dataSourceId" if version == "0.5" else "METADATA/dataSources/dataSourceId"
-    if not _exists(fid, ids_path):
+    ids_ds = _dataset(fid, ids_path)
+    if ids_ds is None:
         raise FileFormatError(path, "METADATA has no dataSourceId list",
                               "The file was not closed properly by the DAQ")
     control: set[str] = set()
     instrument: set[str] = set()
-    for entry in f[ids_path][:]:
+    for entry in read_dataset(ids_ds).reshape(-1):
         entry = entry.decode("ascii") if isinstance(entry, bytes) else str(entry)
         if not entry:
             continue
@@ -94,7 +108,11 @@ def read_file_info(path: Path, f: h5py.File) -> FileInfo:
     legacy: dict[str, str] = {}
     for source in sorted(instrument):
         name = f"INSTRUMENT/{source}"
-        if _exists(fid, name) and fid.links.get_info(name.encode()).type == h5py.h5l.TYPE_SOFT:
+        try:
+            soft = fid.links.get_info(name.encode()).type == h5py.h5l.TYPE_SOFT
+        except (KeyError, RuntimeError):   # h5py: RuntimeError "name doesn't exist"
+            continue   # a listed source without data: reported when the source is used
+        if soft:
             target = fid.links.get_val(name.encode()).decode()
             legacy[source] = target.removeprefix("/INSTRUMENT/")
     return FileInfo(version, raw_tids, flag, tuple(sorted(control)), tuple(sorted(instrument)),
@@ -118,15 +136,19 @@ class RunFile:
         self._keys_cache: dict[str, dict[str, tuple[tuple[int, ...], np.dtype]]] = {}
         self._paths_cache: dict[str, dict[str, str]] = {}
         self._groups_cache: dict[str, list[str]] = {}
-        if info is None:
-            require_regular(self.path)
-            info = self._guard(lambda: read_file_info(self.path, self.h5), "read")
-        self.info = info
-        self._apply(info)
         # the pool outlives this object: give its handle back when it goes away
         weakref.finalize(self, POOL.discard, self._key)
-        if check:
-            self.check()
+        try:
+            if info is None:
+                require_regular(self.path)
+                info = self._guard(lambda: read_file_info(self.path, self.h5), "read")
+            self.info = info
+            self._apply(info)
+            if check:
+                self.check()
+        except BaseException:
+            self.close()
+            raise
 
     # -- opening --------------------------------------------------------------
 
@@ -147,7 +169,7 @@ class RunFile:
     def __repr__(self) -> str:
         return f"<RunFile {self.path.name}: {len(self.train_ids)} trains>"
 
-    def _guard(self, read, what: str):  # type: ignore[no-untyped-def]
+    def _guard(self, read: Callable[[], T], what: str) -> T:
         """Run a read of the file's structure; h5py failures become FileFormatError."""
         try:
             return read()

@@ -9,10 +9,22 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
+FAPL = h5py.h5p.create(h5py.h5p.FILE_ACCESS)   # what h5py.File uses by default
+FAPL.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+
+
+def open_file(path: str) -> h5py.File:
+    """`h5py.File(path, "r")`, without building a property list for every file."""
+    return h5py.File(h5py.h5f.open(path.encode(), h5py.h5f.ACC_RDONLY, fapl=FAPL))
+
 
 def read_whole(loc: h5py.h5g.GroupID | h5py.h5f.FileID, name: str) -> np.ndarray:
-    """A whole numeric dataset, read with one H5Dread."""
-    dset = h5py.h5d.open(loc, name.encode())
+    """A whole dataset (numbers or strings), read with one H5Dread."""
+    return read_dataset(h5py.h5d.open(loc, name.encode()))
+
+
+def read_dataset(dset: h5py.h5d.DatasetID) -> np.ndarray:
+    """All of an open dataset (numbers or strings), read with one H5Dread."""
     out = np.empty(dset.shape, dtype=dset.dtype)
     if out.size:
         dset.read(h5py.h5s.ALL, h5py.h5s.ALL, out)

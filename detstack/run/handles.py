@@ -23,6 +23,7 @@ from pathlib import Path
 import h5py
 
 from ..errors import FileFormatError, NotRegularFileError
+from .h5read import open_file
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class HandlePool:
                 _, old = self._files.popitem(last=False)
                 old.close()
             require_regular(Path(path))
-            f = h5py.File(path, "r")
+            f = open_file(os.fspath(path))
             self._files[key] = f
             return f
 
