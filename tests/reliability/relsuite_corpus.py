@@ -143,7 +143,7 @@ def _(folder: Path) -> str:
     return f.name
 
 
-@bad_run("negative-first-unsigned", xfail="relviews")
+@bad_run("negative-first-unsigned")
 def _(folder: Path) -> str:
     f = base_run(folder)[0]
 
@@ -162,7 +162,7 @@ def _(folder: Path) -> str:
     return f.name
 
 
-@bad_run("all-zero-train-ids", xfail="relviews")
+@bad_run("all-zero-train-ids")
 def _(folder: Path) -> str:
     f = base_run(folder)[2]
 
@@ -202,7 +202,7 @@ def _(folder: Path) -> str:
     return f.name
 
 
-@bad_run("corrupt-compressed-chunk", xfail="relviews", validate_sees=False)
+@bad_run("corrupt-compressed-chunk", validate_sees=False)
 def _(folder: Path) -> str:
     f = base_run(folder, layout="deflate")[0]
     with h5py.File(f, "r") as h5:
@@ -214,7 +214,7 @@ def _(folder: Path) -> str:
     return f.name
 
 
-@bad_run("fifo-named-h5", reference=drop_module_file(1), xfail="relviews")
+@bad_run("fifo-named-h5", reference=drop_module_file(1))
 def _(folder: Path) -> str:
     files = base_run(folder)
     files[1].unlink()
