@@ -8,6 +8,7 @@ them as run files fails; run readers leave them out quietly instead of warning.
 from __future__ import annotations
 
 import os
+import stat
 
 import h5py
 
@@ -29,6 +30,8 @@ def is_derived_view(path: str | os.PathLike[str]) -> bool:
         or a CXI ``cxi_version``; False for anything else (including unreadable files).
     """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False    # a FIFO or device is never opened (the caller refuses it)
         with h5py.File(path, "r") as f:
             if "INDEX" in f:
                 return False

@@ -24,6 +24,6 @@ def summary(tally: Counter[str]) -> str:
     if tally["hangs"] or tally["crashes"]:
         line += f", {tally['hangs']} hangs, {tally['crashes']} crashes"
     if tally["known wrong"]:
-        line += (f" ({tally['known wrong']} more failures in cases marked xfail until "
-                 "another branch is merged)")
+        line += (f" ({tally['known wrong']} more failures in cases marked xfail as "
+                 "known gaps)")
     return line
