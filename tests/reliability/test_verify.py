@@ -110,7 +110,7 @@ def test_rewritten_manifest_source_is_reported(tmp_path: Path) -> None:
     f = next(run.glob("*AGIPD00*"))
     edit(f, f"ds[3] = {noise}")      # train 10002, frame 0
     # a fresh process: this one still holds the files open with their old chunk index
-    done = subprocess.run([sys.executable, "-m", "detstack.cli", "verify", str(run / "m.json"),
+    done = subprocess.run([sys.executable, "-m", "detstack", "verify", str(run / "m.json"),
                            "--full", "--json"], capture_output=True, text=True,
                           env=dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE"))
     assert done.returncode == 1, done.stderr
