@@ -26,7 +26,26 @@ def roi_shape(entry_shape: tuple[int, ...], roi: tuple[Any, ...]) -> tuple[int, 
     return np.empty(entry_shape, dtype=np.uint8)[roi].shape if roi else entry_shape
 
 
-class KeyData:
+class SourceSection:
+    """CONTROL or INSTRUMENT: what ``run[src]`` and ``run[src, key]`` both report."""
+
+    _data: DataCollection
+    source: str
+
+    @property
+    def section(self) -> str:
+        return "CONTROL" if self._data.is_control(self.source) else "INSTRUMENT"
+
+    @property
+    def is_control(self) -> bool:
+        return self.section == "CONTROL"
+
+    @property
+    def is_instrument(self) -> bool:
+        return not self.is_control
+
+
+class KeyData(SourceSection):
     """Data of one (source, key) over the selected trains.
 
     Parameters
@@ -46,18 +65,6 @@ class KeyData:
         self.dtype = np.dtype(self.dtype)
 
     # -- what it is ---------------------------------------------------------------
-
-    @property
-    def section(self) -> str:
-        return "CONTROL" if self._data.is_control(self.source) else "INSTRUMENT"
-
-    @property
-    def is_control(self) -> bool:
-        return self.section == "CONTROL"
-
-    @property
-    def is_instrument(self) -> bool:
-        return not self.is_control
 
     @property
     def index_group(self) -> str:

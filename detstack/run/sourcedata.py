@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import PropertyNameError
-from .keydata import KeyData
+from .keydata import KeyData, SourceSection
 
 if TYPE_CHECKING:
     from .collection import DataCollection
@@ -22,7 +22,7 @@ def is_train_selection(item: Any) -> bool:
     return hasattr(item, "coords") and hasattr(item, "dims")
 
 
-class SourceData:
+class SourceData(SourceSection):
     """The selected keys of one source over the selected trains.
 
     Parameters
@@ -37,18 +37,6 @@ class SourceData:
         data._check_source(source)
         self._data = data
         self.source = source
-
-    @property
-    def section(self) -> str:
-        return "CONTROL" if self._data.is_control(self.source) else "INSTRUMENT"
-
-    @property
-    def is_control(self) -> bool:
-        return self.section == "CONTROL"
-
-    @property
-    def is_instrument(self) -> bool:
-        return not self.is_control
 
     @property
     def is_legacy(self) -> bool:
