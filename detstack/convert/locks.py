@@ -75,6 +75,31 @@ def local_lock(target: str, lock: str) -> Iterator[None]:
         os.close(fd)
 
 
+def live_owner(lock: str) -> dict[str, Any] | None:
+    """The owner of a held local lock (a writer is working on the target now), else None.
+
+    Readers use it to tell "being written" from "not a store": the lock is taken
+    before the writer creates anything, so it covers the moment a folder exists but
+    holds no metadata yet.
+    """
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return dict(json.loads(os.pread(fd, 4096, 0) or b"{}"))
+            except (ValueError, TypeError):
+                return {}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def object_lock(fs: Any, target: str, lock: str) -> Iterator[None]:
     """A lock object on a filesystem without locks (best effort: check, write, re-read)."""

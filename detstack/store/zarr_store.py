@@ -70,6 +70,16 @@ def _not_a_view(url: str, storage_options: dict[str, Any] | None) -> Exception:
             url, "is an incomplete zarr store: its conversion was interrupted before it finished",
             "Re-run the same conversion with resume=True (detstack convert ... --resume) to "
             "finish it, or with overwrite=True (--overwrite) to start again")
+    local = local_path(url)
+    if local is not None:
+        from ..convert.locks import live_owner
+
+        parent, name = os.path.split(local.rstrip("/"))
+        owner = live_owner(os.path.join(parent, f".{name}.lock"))
+        if owner is not None:
+            return IncompleteStoreError(
+                url, f"is being written by a conversion now (pid {owner.get('pid', '?')} on "
+                f"host {owner.get('host', '?')})", "Wait for it to finish and open it again")
     if not fs.exists(root if not is_zip(url) else root[:-len(STAGING_SUFFIX)]):
         return FileNotFoundError(f"{url}: no such zarr store")
     return FileFormatError(url, "is not a zarr store (no root zarr.json)",

@@ -232,3 +232,19 @@ def test_stale_zip_staging_is_removed(run: Path, tmp_path: Path) -> None:
     to_zarr(det_of(run), out, resume=True)                  # complete: nothing to do
     assert not staging.exists()
     assert verify_view(str(out), full=True).ok
+
+
+def test_store_folder_without_metadata_while_its_writer_holds_the_lock(tmp_path: Path) -> None:
+    """The moment between a writer creating the store folder and its first metadata
+    object reads as 'being written' (naming the writer), not as 'not a zarr store'."""
+    from detstack.convert.locks import local_lock
+    from detstack.errors import FileFormatError
+
+    store = tmp_path / "new.zarr"
+    store.mkdir()
+    with local_lock(str(store), str(tmp_path / ".new.zarr.lock")):
+        with pytest.raises(IncompleteStoreError, match=f"being written.*pid {os.getpid()}"):
+            open_view(str(store))
+    with pytest.raises(FileFormatError, match="not a zarr store") as info:
+        open_view(str(store))
+    assert not isinstance(info.value, IncompleteStoreError)
