@@ -48,6 +48,7 @@ from .manifest_meta import (
     fill_null_values,
     loads,
 )
+from .manifest_reads import checked_arrays
 from .view_collection import ViewCollection, check_record
 
 __all__ = ["SourceUnreachableError", "UnsafeReferenceError", "manifest_filesystem",
@@ -433,8 +434,8 @@ def open_manifest(path: str | os.PathLike[str], storage_options: dict[str, Any] 
     if missing:
         raise FileFormatError(name, f"lacks arrays its record names: {missing[:5]}",
                               "The manifest is incomplete or damaged; write it again")
-    arrays = {key: group[key] for key in record["keys"]}
     train_ids = np.asarray(group["train"][:], dtype=np.uint64)
     counts = {g: np.asarray(group[f"count.{g}"][:]) for g in record["index_groups"]}
+    arrays = checked_arrays(group, record, counts, train_ids, name, fs)
     return ViewCollection(Path(name) if local else name, record, arrays, train_ids, counts,
                           keepalive=(store, group))

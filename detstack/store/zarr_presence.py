@@ -70,6 +70,14 @@ class StoredObjects:
         store = self.array.store_path.store
         return bool(sync(store.exists(f"{self.array.path}/{key}")))
 
+    def missing(self, coords: tuple[int, ...], s: int, t: int) -> MissingDataError:
+        return MissingDataError(
+            self.url, f"array {self.array.path}: the stored object "
+            f"{self.array.metadata.encode_chunk_key(coords)} of module slot {s}, train index "
+            f"{t} is missing, but the store's counts say it holds {int(self.counts[s, t])} "
+            "rows", "zarr would read it as fill values. The store is damaged: convert the "
+            "run again (overwrite=True)")
+
     def require(self, slots: range, trains: range) -> None:
         """MissingDataError if an object holding rows of these slots and trains is gone."""
         n_slots, n_trains = self.counts.shape
@@ -83,13 +91,7 @@ class StoredObjects:
                     if coords in self._present:
                         continue
                     if not self._exists(coords):
-                        raise MissingDataError(
-                            self.url, f"array {self.array.path}: the stored object "
-                            f"{self.array.metadata.encode_chunk_key(coords)} of module slot "
-                            f"{s}, train index {t} is missing, but the store's counts say it "
-                            f"holds {int(self.counts[s, t])} rows",
-                            "zarr would read it as fill values. The store is damaged: "
-                            "convert the run again (overwrite=True)")
+                        raise self.missing(coords, s, t)
                     if self.unit[1] > 1:
                         self._present.add(coords)
                 self._checked.add((s, t))

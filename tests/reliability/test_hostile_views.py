@@ -57,6 +57,14 @@ def absurd_shape(folder: Path) -> tuple[Path, str]:
     return path, "image.data"
 
 
+def deleted_reference(folder: Path) -> tuple[Path, str]:
+    """A data chunk's reference removed: zarr would read it as zeros."""
+    path, doc = _manifest(folder)
+    del doc["refs"]["image.data/0.1.1.0.0.0"]      # module 0, train 10001, frame 1
+    path.write_text(json.dumps(doc))
+    return path, "train 10001"
+
+
 def _vds_with_source(folder: Path, source: str) -> tuple[Path, str]:
     run = folder / "run"
     synth.write_run(run, **RUN)
@@ -85,6 +93,7 @@ ATTACKS: dict[str, Callable[[Path], tuple[Path, str]]] = {
     "manifest-symlink-escape": symlink_escape,
     "manifest-inline-bomb": inline_bomb,
     "manifest-absurd-shape": absurd_shape,
+    "manifest-deleted-reference": deleted_reference,
     "vds-maps-etc-passwd": vds_to_passwd,
     "vds-maps-unlisted-missing-file": vds_to_unlisted_missing,
 }

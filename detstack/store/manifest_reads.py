@@ -1,0 +1,147 @@
+"""Reads of a manifest's arrays that zarr would get silently wrong or leave untyped.
+
+zarr reads a chunk without a reference as the fill value, so a manifest whose
+references to data chunks were deleted would read zeros; and a chunk that cannot
+be decoded raises whatever its codec raises (``zlib.error``...), naming nothing.
+``ManifestArray`` wraps each referenced array ``open_manifest`` returns: before a
+read, every chunk holding rows the counts promise must have a reference, unless
+the writer recorded it as never allocated in its source file (HDF5 reads those as
+the fill value too; ``detstack.convert.manifest_holes``); a read that fails is
+narrowed to the chunk that fails alone and raised as ``CorruptChunkError`` naming
+the source file, dataset, module and train.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import CorruptChunkError, DetstackError, MissingDataError
+from .h5_decode import HINT, Where, failing_box, index_box, view_where
+from .zarr_presence import StoredObjects, require_present
+
+
+class ReferencedChunks(StoredObjects):
+    """Which chunks of a manifest array hold a (slot, train)'s rows, and whether each
+    has a reference (or is a recorded hole)."""
+
+    def __init__(self, array: Any, counts: np.ndarray, per_frame: bool, url: str,
+                 references: Any, holes: list[list[int]], where: Where) -> None:
+        super().__init__(array, counts, per_frame, url, None)
+        self.references = references
+        self.where = where
+        self.grid = tuple(-(-s // c) for s, c in zip(array.shape, array.chunks, strict=True))
+        runs = np.asarray(holes, np.int64).reshape(-1, 2)
+        self.hole_start, self.hole_stop = runs[:, 0], runs[:, 1]
+
+    def key(self, coords: tuple[int, ...]) -> str:
+        return f"{self.array.path}/{'.'.join(map(str, coords))}"
+
+    def reference(self, coords: tuple[int, ...]) -> Any:
+        """The chunk's reference ([url, offset, size] or inline bytes), or None."""
+        try:
+            ref = self.references[self.key(coords)]
+        except (KeyError, FileNotFoundError, IndexError, ValueError, TypeError):
+            return None
+        if isinstance(ref, (list, tuple)) and (not ref or ref[0] is None):
+            return None
+        return ref
+
+    def _exists(self, coords: tuple[int, ...]) -> bool:
+        if self.reference(coords) is not None:
+            return True
+        i = int(np.ravel_multi_index(coords, self.grid))
+        j = int(np.searchsorted(self.hole_start, i, side="right")) - 1
+        return j >= 0 and i < int(self.hole_stop[j])
+
+    def missing(self, coords: tuple[int, ...], s: int, t: int) -> MissingDataError:
+        return MissingDataError(
+            self.url, f"array {self.array.path}: the reference of chunk {self.key(coords)} "
+            f"({self.where((s, t))}) is missing, but the manifest's counts say it holds "
+            f"{int(self.counts[s, t])} rows", "zarr would read fill values there. The "
+            "manifest is damaged: write it again with to_manifest")
+
+
+class ManifestArray:
+    """A manifest's zarr array: promised chunks must be referenced, and a chunk that
+    cannot be decoded is a ``CorruptChunkError``."""
+
+    def __init__(self, array: Any, key: str, view: str, fs: Any,
+                 chunks: ReferencedChunks, where: Where, record: dict[str, Any]) -> None:
+        self.array = array
+        self.key = key
+        self.view = view
+        self.fs = fs
+        self.objects = chunks
+        self.where = where
+        self.record = record
+        self.shape = tuple(array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.array, name)
+
+    def __getitem__(self, index: Any) -> Any:
+        require_present(self.objects, index)
+        try:
+            return self.array[index]
+        except DetstackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - codecs raise anything; named below
+            raise self._explain(index, exc) from None
+
+    def _fails(self, box: list[range]) -> bool:
+        try:
+            self.array[tuple(slice(r.start, r.stop) for r in box)]
+        except DetstackError:
+            raise
+        except Exception:  # noqa: BLE001
+            return True
+        return False
+
+    def _explain(self, index: Any, exc: Exception) -> Exception:
+        box = failing_box(self._fails, index_box(self.shape, index), self.ndim,
+                          tuple(int(c) for c in self.array.chunks))
+        if box is None:
+            return exc
+        coords = tuple(r.start // int(c) for r, c in zip(box, self.array.chunks, strict=True))
+        ref = self.objects.reference(coords)
+        slot = box[0].start
+        source = self.record["detector"]["modules"].get(str(slot), {}).get("source", "?")
+        dataset = f"INSTRUMENT/{source}/{self.key.replace('.', '/')}"
+        target, span = self.view, "inline data"
+        if isinstance(ref, (list, tuple)) and ref and isinstance(ref[0], str):
+            try:
+                target = self.fs.resolve(ref[0])
+            except DetstackError:
+                target = ref[0]
+            if len(ref) == 3:
+                span = f"bytes {ref[1]}-{int(ref[1]) + int(ref[2]) - 1}"
+        where = self.where(tuple(r.start for r in box))
+        kind = type(exc).__name__ if type(exc).__module__ == "builtins" else \
+            f"{type(exc).__module__}.{type(exc).__name__}"
+        return CorruptChunkError(
+            target, f"dataset {dataset} ({span}, chunk {self.objects.key(coords)} of manifest "
+            f"{self.view}, {where}) cannot be decoded: {kind}: {exc}", HINT)
+
+
+def checked_arrays(group: Any, record: dict[str, Any], counts: dict[str, np.ndarray],
+                   train_ids: np.ndarray, view: str, fs: Any) -> dict[str, Any]:
+    """Every key's array of an open manifest, wrapped (see above)."""
+    info_m = record.get("manifest") if isinstance(record.get("manifest"), dict) else {}
+    holes = info_m.get("unallocated") if isinstance(info_m.get("unallocated"), dict) else {}
+    out: dict[str, Any] = {}
+    for key, info in record["keys"].items():
+        array = group[key]
+        group_counts = counts.get(info["group"])
+        if group_counts is None:
+            out[key] = array
+            continue
+        per_frame = bool(info["per_frame"])
+        where = view_where(record, train_ids, per_frame)
+        chunks = ReferencedChunks(array, group_counts, per_frame, view, fs.references,
+                                  holes.get(key) or [], where)
+        out[key] = ManifestArray(array, key, view, fs, chunks, where, record)
+    return out
