@@ -13,11 +13,12 @@ the source file, dataset, module and train.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
-from ..errors import CorruptChunkError, DetstackError, MissingDataError
+from ..errors import CorruptChunkError, DetstackError, MissingDataError, ViewRecordError
 from .h5_decode import HINT, Where, failing_box, index_box, view_where
 from .zarr_presence import StoredObjects, require_present
 
@@ -127,21 +128,59 @@ class ManifestArray:
             f"{self.view}, {where}) cannot be decoded: {kind}: {exc}", HINT)
 
 
+def promised_chunks(fs: Any, group: Any, record: dict[str, Any], view: str,
+                    train_ids: np.ndarray | None = None,
+                    counts: dict[str, np.ndarray] | None = None) -> dict[str, ReferencedChunks]:
+    """The chunks of every key the counts promise, and ``fs.on_absent`` set to refuse a
+    read of one without a reference (so zarr never reads it as fill, also through
+    ``manifest_store``)."""
+    info_m = record.get("manifest") if isinstance(record.get("manifest"), dict) else {}
+    holes = info_m.get("unallocated") if isinstance(info_m.get("unallocated"), dict) else {}
+    try:
+        if train_ids is None:
+            train_ids = np.asarray(group["train"][:], dtype=np.uint64)
+        if counts is None:
+            counts = {g: np.asarray(group[f"count.{g}"][:]) for g in record["index_groups"]}
+        out = {}
+        for key, info in record["keys"].items():
+            if info["group"] in counts and key in group:
+                where = view_where(record, train_ids, bool(info["per_frame"]))
+                out[key] = ReferencedChunks(group[key], counts[info["group"]],
+                                            bool(info["per_frame"]), view, fs.references,
+                                            holes.get(key) or [], where)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ViewRecordError(view, f"has an incomplete view record ({exc!r})",
+                              "Write the manifest again") from exc
+    fs.on_absent = functools.partial(_refuse_promised, out)
+    return out
+
+
+def _refuse_promised(chunks: dict[str, ReferencedChunks], path: str) -> None:
+    """MissingDataError if ``path`` (``key/i.j.k``) is a chunk the counts promise."""
+    name, _, key = path.rpartition("/")
+    objects = chunks.get(name)
+    if objects is None:
+        return
+    try:
+        coords = tuple(int(c) for c in key.split("."))
+    except ValueError:
+        return
+    if len(coords) != len(objects.shape) or objects._exists(coords):
+        return
+    s0, t0 = coords[0] * objects.unit[0], coords[1] * objects.unit[1]
+    for s in range(s0, min(s0 + objects.unit[0], objects.counts.shape[0])):
+        for t in range(t0, min(t0 + objects.unit[1], objects.counts.shape[1])):
+            if objects.counts[s, t] and coords in set(objects.objects(s, t)):
+                raise objects.missing(coords, s, t)
+
+
 def checked_arrays(group: Any, record: dict[str, Any], counts: dict[str, np.ndarray],
                    train_ids: np.ndarray, view: str, fs: Any) -> dict[str, Any]:
     """Every key's array of an open manifest, wrapped (see above)."""
-    info_m = record.get("manifest") if isinstance(record.get("manifest"), dict) else {}
-    holes = info_m.get("unallocated") if isinstance(info_m.get("unallocated"), dict) else {}
+    chunks = promised_chunks(fs, group, record, view, train_ids, counts)
     out: dict[str, Any] = {}
-    for key, info in record["keys"].items():
-        array = group[key]
-        group_counts = counts.get(info["group"])
-        if group_counts is None:
-            out[key] = array
-            continue
-        per_frame = bool(info["per_frame"])
-        where = view_where(record, train_ids, per_frame)
-        chunks = ReferencedChunks(array, group_counts, per_frame, view, fs.references,
-                                  holes.get(key) or [], where)
-        out[key] = ManifestArray(array, key, view, fs, chunks, where, record)
+    for key in record["keys"]:
+        objects = chunks.get(key)
+        out[key] = group[key] if objects is None else \
+            ManifestArray(group[key], key, view, fs, objects, objects.where, record)
     return out

@@ -151,6 +151,13 @@ def test_never_written_chunk_reads_as_h5py_and_deleted_reference_is_refused(
         det_of(open_view(str(manifest))).get_array("image.data")
     for part in ("image.data", "module 2", "train 10002"):
         assert part in str(err.value), (part, str(err.value))
+    import zarr
+
+    from detstack.store.manifest import manifest_store
+    plain = zarr.open_group(manifest_store(manifest), mode="r")["image.data"]
+    with pytest.raises(MissingDataError, match="train 10002"):      # zarr-python too
+        plain[2, 2]
+    np.testing.assert_array_equal(plain[0, 1, 1], 0)                # the hole: fill
     report = verify_view(str(manifest))
     assert not report.ok and "train 10002" in report.errors[0]
     full = verify_view(str(manifest), full=True)
