@@ -88,6 +88,8 @@ def explain(ds: h5py.Dataset, item: Any, where: Where | None, exc: OSError
     try:
         path, dset, at = _stored(ds, point, opened)
         chunk = _chunk_text(path, dset, at, opened)
+    except (OSError, RuntimeError, ValueError, KeyError):   # a source HDF5 cannot open
+        path, dset, chunk = ds.file.filename, ds.name, ""
     finally:
         for f in opened:
             f.close()

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptChunkError, DetstackError, MissingDataError, ViewRecordError
-from .h5_decode import HINT, Where, failing_box, index_box, view_where
+from .h5_decode import HINT, Where, view_where
+from .zarr_decode import error_kind, failing_chunk
 from .zarr_presence import StoredObjects, require_present
 
 
@@ -93,24 +94,13 @@ class ManifestArray:
         except Exception as exc:  # noqa: BLE001 - codecs raise anything; named below
             raise self._explain(index, exc) from None
 
-    def _fails(self, box: list[range]) -> bool:
-        try:
-            self.array[tuple(slice(r.start, r.stop) for r in box)]
-        except DetstackError:
-            raise
-        except Exception:  # noqa: BLE001
-            return True
-        return False
-
     def _explain(self, index: Any, exc: Exception) -> Exception:
-        box = failing_box(self._fails, index_box(self.shape, index), self.ndim,
-                          tuple(int(c) for c in self.array.chunks))
-        if box is None:
+        start = failing_chunk(self.array, index)
+        if start is None:
             return exc
-        coords = tuple(r.start // int(c) for r, c in zip(box, self.array.chunks, strict=True))
+        coords = tuple(s // int(c) for s, c in zip(start, self.array.chunks, strict=True))
         ref = self.objects.reference(coords)
-        slot = box[0].start
-        source = self.record["detector"]["modules"].get(str(slot), {}).get("source", "?")
+        source = self.record["detector"]["modules"].get(str(start[0]), {}).get("source", "?")
         dataset = f"INSTRUMENT/{source}/{self.key.replace('.', '/')}"
         target, span = self.view, "inline data"
         if isinstance(ref, (list, tuple)) and ref and isinstance(ref[0], str):
@@ -120,12 +110,10 @@ class ManifestArray:
                 target = ref[0]
             if len(ref) == 3:
                 span = f"bytes {ref[1]}-{int(ref[1]) + int(ref[2]) - 1}"
-        where = self.where(tuple(r.start for r in box))
-        kind = type(exc).__name__ if type(exc).__module__ == "builtins" else \
-            f"{type(exc).__module__}.{type(exc).__name__}"
         return CorruptChunkError(
             target, f"dataset {dataset} ({span}, chunk {self.objects.key(coords)} of manifest "
-            f"{self.view}, {where}) cannot be decoded: {kind}: {exc}", HINT)
+            f"{self.view}, {self.where(start)}) cannot be decoded: {error_kind(exc)}: {exc}",
+            HINT)
 
 
 def promised_chunks(fs: Any, group: Any, record: dict[str, Any], view: str,

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDataError
+from ..errors import DetstackError, MissingDataError
 from ..safety import require_regular_file
+from .zarr_decode import corrupt_store_chunk
 
 
 def _span(index: Any, n: int) -> range:
@@ -119,7 +120,12 @@ class PresenceCheckedArray:
 
     def __getitem__(self, index: Any) -> Any:
         require_present(self.objects, index)
-        return self.array[index]
+        try:
+            return self.array[index]
+        except DetstackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - codecs raise anything; named here
+            raise corrupt_store_chunk(self.array, index, exc, self.objects.url) from None
 
 
 def checked_arrays(arrays: dict[str, Any], record: dict[str, Any],
