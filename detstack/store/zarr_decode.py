@@ -38,9 +38,10 @@ def error_kind(exc: BaseException) -> str:
     return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
 
 
-def corrupt_store_chunk(array: Any, index: Any, exc: Exception, url: str) -> Exception:
+def corrupt_store_chunk(array: Any, index: Any, exc: Exception, url: str,
+                        sources: dict[str, Any] | None = None) -> Exception:
     """The ``CorruptChunkError`` for a failed read of a zarr store's array (``exc`` if
-    no chunk fails alone)."""
+    no chunk fails alone); ``sources``: the record's modules, to name the slot's source."""
     start = failing_chunk(array, index)
     if start is None:
         return exc
@@ -49,10 +50,38 @@ def corrupt_store_chunk(array: Any, index: Any, exc: Exception, url: str) -> Exc
                                                                        strict=True)))
     last = min(start[1] + int(array.chunks[1]), int(array.shape[1])) - 1
     trains = f"{start[1]}" + (f"-{last}" if last > start[1] else "")
+    source = (sources or {}).get(str(start[0]), {}).get("source")
+    slot = f"module slot {start[0]}" + (f" (source {source})" if source else "")
     return CorruptChunkError(url, f"array {array.path}: the chunk at {start} in stored object "
-                             f"{key} (module slot {start[0]}, train index {trains}) cannot "
+                             f"{key} ({slot}, train index {trains}) cannot "
                              f"be decoded: {error_kind(exc)}: {exc}",
-                             "The store is damaged: convert the run again (overwrite=True)")
+                             "The store is damaged: convert the run again (overwrite=True); "
+                             "if it refers to source files (icechunk), check those")
 
 
-__all__ = ["HINT", "corrupt_store_chunk", "error_kind", "failing_chunk"]
+class DecodeCheckedArray:
+    """A zarr array whose failed reads name the chunk (``CorruptChunkError``)."""
+
+    def __init__(self, array: Any, url: str, sources: dict[str, Any] | None = None) -> None:
+        self.array = array
+        self.url = url
+        self.sources = sources
+        self.shape = tuple(array.shape)
+        self.dtype = array.dtype
+        self.ndim = len(self.shape)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.array, name)
+
+    def __getitem__(self, index: Any) -> Any:
+        try:
+            return self.array[index]
+        except DetstackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - codecs raise anything; named here
+            raise corrupt_store_chunk(self.array, index, exc, self.url, self.sources) \
+                from None
+
+
+__all__ = ["HINT", "DecodeCheckedArray", "corrupt_store_chunk", "error_kind",
+           "failing_chunk"]

@@ -47,6 +47,7 @@ class StoredObjects:
         self.shape = tuple(int(s) for s in array.shape)
         self._present: set[tuple[int, ...]] = set()   # objects shared by several trains
         self._checked: set[tuple[int, int]] = set()    # (slot, train) fully verified
+        self.sources: dict[str, Any] | None = None     # record modules, to name sources
 
     def objects(self, slot: int, train: int) -> Iterator[tuple[int, ...]]:
         """Grid coordinates of the objects holding (slot, train)'s stored rows."""
@@ -125,7 +126,8 @@ class PresenceCheckedArray:
         except DetstackError:
             raise
         except Exception as exc:  # noqa: BLE001 - codecs raise anything; named here
-            raise corrupt_store_chunk(self.array, index, exc, self.objects.url) from None
+            raise corrupt_store_chunk(self.array, index, exc, self.objects.url,
+                                      self.objects.sources) from None
 
 
 def checked_arrays(arrays: dict[str, Any], record: dict[str, Any],
@@ -140,5 +142,6 @@ def checked_arrays(arrays: dict[str, Any], record: dict[str, Any],
             out[key] = array
             continue
         objects = StoredObjects(array, group_counts, bool(info["per_frame"]), url, folder)
+        objects.sources = record["detector"]["modules"]
         out[key] = PresenceCheckedArray(array, objects)
     return out

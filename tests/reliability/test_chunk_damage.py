@@ -59,22 +59,38 @@ def assert_names_the_chunk(err: pytest.ExceptionInfo[CorruptChunkError], run: Pa
         assert part in msg, (part, msg)
 
 
+def assert_names_the_store_chunk(err: pytest.ExceptionInfo[CorruptChunkError]) -> None:
+    """Icechunk hides where a virtual chunk lives: its store, slot, source and train."""
+    msg = str(err.value)
+    for part in ("v.icechunk", "image.data", DATA.format(0).split("/", 1)[1].rsplit("/", 2)[0],
+                 "module slot 0", "train index 1"):
+        assert part in msg, (part, msg)
+
+
 def write_view(form: str, run: Path, out: Path) -> Path:
     det = det_of(detstack.RunDirectory(run))
     if form.startswith("vds"):
         return to_vds(det, out / "v.h5", mapping=form.split("-", 1)[1], overwrite=True)
     if form == "cxi":
         return to_cxi(det, out / "v.cxi", overwrite=True)
+    if form == "icechunk":
+        from detstack.convert.icechunk import to_icechunk
+        to_icechunk(det, out / "v.icechunk")
+        return out / "v.icechunk"
     return to_manifest(det, run / f"m.{form}", overwrite=True)
 
 
-@pytest.mark.parametrize("form", ["vds-per-train", "vds-blocks", "vds-compact", "cxi", "json", "parq"])
+@pytest.mark.parametrize("form", ["vds-per-train", "vds-blocks", "vds-compact", "cxi", "json", "parq",
+                                  "icechunk"])
 def test_corrupt_chunk_through_every_view_form(damaged: Path, tmp_path: Path, form: str
                                                ) -> None:
     view = write_view(form, damaged, tmp_path)
     det = det_of(open_view(str(view)))
     with pytest.raises(CorruptChunkError) as err:
         det.get_array("image.data")
+    if form == "icechunk":
+        assert_names_the_store_chunk(err)
+        return
     assert_names_the_chunk(err, damaged)
     assert "chunk" in str(err.value)
     good = det.select_trains(detstack.by_index[[0, 2]]).get_array("image.data")
