@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import CorruptChunkError, DetstackError
+from ..errors import CorruptChunkError, DetstackError, FileFormatError
 
 Where = Callable[[tuple[int, ...]], str]   # a position in the dataset -> "module 3, train 7"
 
@@ -76,13 +76,16 @@ def view_where(record: dict[str, Any], train_ids: np.ndarray, per_frame: bool = 
 
 
 def explain(ds: h5py.Dataset, item: Any, where: Where | None, exc: OSError
-            ) -> CorruptChunkError | OSError:
-    """The typed error for a failed ``ds[item]``; ``exc`` itself if no element fails
-    when read again (then the failure was not in the data)."""
+            ) -> FileFormatError:
+    """The typed error for a failed ``ds[item]``: ``CorruptChunkError`` naming the chunk,
+    or, if no element fails when read again, a ``FileFormatError`` saying so."""
     box = index_box(ds.shape, item)
     point = _failing_point(ds, box, max(1, ds.ndim - 2))
     if point is None:
-        return exc
+        return FileFormatError(ds.file.filename, f"HDF5 failed to read {ds.name} ({exc}), "
+                               "but every part of it reads when asked again",
+                               "The failure was not in the data (memory, a file system "
+                               "error?): read again")
     place = where(point) if where is not None else f"position {point}"
     opened: list[h5py.File] = []
     try:

@@ -3,7 +3,7 @@
 zarr reads a chunk without a reference as the fill value, so a manifest whose
 references to data chunks were deleted would read zeros; and a chunk that cannot
 be decoded raises whatever its codec raises (``zlib.error``...), naming nothing.
-``ManifestArray`` wraps each referenced array ``open_manifest`` returns: before a
+``ManifestArray`` wraps each array ``open_manifest`` returns: before a
 read, every chunk holding rows the counts promise must have a reference, unless
 the writer recorded it as never allocated in its source file (HDF5 reads those as
 the fill value too; ``detstack.convert.manifest_holes``); a read that fails is
@@ -35,6 +35,7 @@ class ReferencedChunks(StoredObjects):
         self.where = where
         self.grid = tuple(-(-s // c) for s, c in zip(array.shape, array.chunks, strict=True))
         runs = np.asarray(holes, np.int64).reshape(-1, 2)
+        runs = runs[np.argsort(runs[:, 0], kind="stable")]
         self.hole_start, self.hole_stop = runs[:, 0], runs[:, 1]
 
     def key(self, coords: tuple[int, ...]) -> str:
