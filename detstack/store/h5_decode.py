@@ -206,7 +206,7 @@ def _stored(ds: h5py.Dataset, point: tuple[int, ...], opened: list[h5py.File]
             if name == ".":
                 ds = ds.file[dset]
             else:
-                path = os.path.join(os.path.dirname(ds.file.filename), name)
+                path = os.path.normpath(os.path.join(os.path.dirname(ds.file.filename), name))
                 f = h5py.File(path, "r")
                 opened.append(f)
                 ds = f[dset]

@@ -84,6 +84,8 @@ class ManifestArray:
         self.ndim = len(self.shape)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "array":   # e.g. while unpickling
+            raise AttributeError(name)
         return getattr(self.array, name)
 
     def __getitem__(self, index: Any) -> Any:

@@ -114,6 +114,7 @@ def entries(run: str, out: Path) -> dict[str, Callable[[], Any]]:
         "write_frames": lambda: _frames_file(_det(run), str(out / "frames.h5")),
         "cli_validate": lambda: _cli(["validate", run]),
         "cli_info": lambda: _cli(["info", run]),
+        "cli_convert": lambda: _cli(["convert", run, str(out / "cli.zarr"), "--quiet"]),
     }
 
 
@@ -176,6 +177,8 @@ def main() -> None:
             if name.startswith("cli_"):
                 rc, text = got
                 outcome = "untyped" if "Traceback" in text else f"exit {rc}"
+                if name == "cli_convert" and rc and len(text.strip().splitlines()) != 1:
+                    outcome = "untyped"     # a refusal is one line
                 msg = text.strip()[-600:]
             elif name not in DATA_ENTRIES:
                 outcome = "ok"
