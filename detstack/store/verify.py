@@ -169,8 +169,9 @@ def verify_view(path: str | os.PathLike[str], storage_options: dict[str, Any] | 
 
 def view_problems(path: str | os.PathLike[str], view: Any, report: VerifyReport) -> None:
     """What the view itself holds wrong, without reading pixels: HDF5 views' mappings,
-    links and external storage against the record (``h5_guard``); chunks or shards the
-    counts promise but that are gone (manifests, zarr stores)."""
+    links and external storage against the record (``h5_guard``); chunks the counts
+    promise but whose reference is gone (manifests; zarr stores read through zarr-python,
+    e.g. zip files; folder stores are checked shard by shard when read)."""
     name = os.fspath(path)
     if name.lower().endswith((".h5", ".hdf5", ".cxi", ".nxs")) and "://" not in name:
         from .h5_guard import view_file_problems
@@ -187,7 +188,7 @@ def view_problems(path: str | os.PathLike[str], view: Any, report: VerifyReport)
             objects = getattr(getattr(rows, "array", None), "objects", None)
             if objects is None or id(objects) in seen:
                 continue
-            if objects.folder is None and not hasattr(objects, "references"):
+            if "://" in objects.url and not objects.url.startswith("file://"):
                 continue     # a remote store: a request per object; --full reads them
             seen.add(id(objects))
             try:
