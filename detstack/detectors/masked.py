@@ -35,10 +35,12 @@ class _Masked:
 
     @property
     def mask_bits(self) -> int | None:
+        """The mask bits that mark a pixel bad, as one int (None: any non-zero bit)."""
         return self._mask_bits
 
     @property
     def masked_value(self) -> Any:
+        """What bad pixels read as."""
         return self._masked_value
 
     def __repr__(self) -> str:
@@ -62,7 +64,26 @@ class _Masked:
 
 
 class MaskedKeyData(_Masked, MultimodKeyData):
-    """A per-train key (JUNGFRAU ``data.adc``...) read with its mask applied."""
+    """A per-train key (JUNGFRAU ``data.adc``...) read with its mask applied.
+
+    Parameters
+    ----------
+    det : detector
+        The detector object the key belongs to.
+    key : str
+        The key to read, e.g. ``'data.adc'``.
+    mask_key : str
+        The key holding the mask, e.g. ``'data.mask'``.
+    mask_bits : int, list of int or None
+        Mask bits that mark a pixel bad (None: any non-zero mask value).
+    masked_value : scalar
+        What bad pixels read as.
+
+    Raises
+    ------
+    PropertyNameError
+        A module has no such key.
+    """
 
     def __init__(self, det: MultimodDetectorBase, key: str, mask_key: str, mask_bits: Any,
                  masked_value: Any) -> None:
@@ -71,7 +92,26 @@ class MaskedKeyData(_Masked, MultimodKeyData):
 
 
 class MaskedXtdfKeyData(_Masked, XtdfImageKeyData):
-    """An ``image.*`` key read with ``image.mask`` applied (same pulse selection)."""
+    """An ``image.*`` key read with ``image.mask`` applied (same pulse selection).
+
+    Parameters
+    ----------
+    det : detector
+        The detector object the key belongs to.
+    key : str
+        The key to read, e.g. ``'image.data'``.
+    mask_key : str
+        The key holding the mask, e.g. ``'image.mask'``.
+    mask_bits : int, list of int or None
+        Mask bits that mark a pixel bad (None: any non-zero mask value).
+    masked_value : scalar
+        What bad pixels read as.
+
+    Raises
+    ------
+    PropertyNameError
+        A module has no such key.
+    """
 
     def __init__(self, det: MultimodDetectorBase, key: str, mask_key: str, mask_bits: Any,
                  masked_value: Any) -> None:

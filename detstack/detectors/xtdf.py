@@ -29,6 +29,29 @@ class XtdfDetectorBase(MultimodDetectorBase):
         self._labels: dict[str, FrameLabels] = {}
 
     def select_trains(self, trains: Any) -> XtdfDetectorBase:
+        """A new detector object over some of the trains; this one is unchanged.
+
+        Parameters
+        ----------
+        trains : slice, int, array, bool mask, by_id[...] or by_index[...]
+            Trains by position (``np.s_[:5]``, ``by_index[...]``) or by train ID
+            (``by_id[10000:10010]``, ``by_id[[10000, 10003]]``).
+
+        Returns
+        -------
+        XtdfDetectorBase
+            The same class, reading only the selected trains (none, if the
+            selection matches none).
+
+        Raises
+        ------
+        TypeError
+            ``trains`` is not a supported selection.
+        ValueError
+            A negative ``by_id`` value, or a boolean mask of the wrong length.
+        IndexError
+            An integer position beyond the number of trains.
+        """
         new = super().select_trains(trains)
         assert isinstance(new, XtdfDetectorBase)
         new._labels = {}
@@ -167,14 +190,13 @@ class XtdfDetectorBase(MultimodDetectorBase):
         require_all : bool, default True
             Skip trains where any selected module has no data.
 
-        Yields
-        ------
-        train_id : int
-            The train ID.
-        data : dict of str to xarray.DataArray
-            Every key of the detector: per-frame keys ``(module, train, pulse,
-            *entry)`` with one train, per-train keys ``(module, *entry)``, for the
-            modules present in that train.
+        Returns
+        -------
+        iterator of (int, dict of str to xarray.DataArray)
+            ``(train ID, data)`` per train; ``data`` holds every key of the detector:
+            per-frame keys ``(module, train, pulse, *entry)`` with one train,
+            per-train keys ``(module, *entry)``, for the modules present in that
+            train.
 
         Raises
         ------
@@ -395,8 +417,12 @@ class LPD1M(XtdfDetectorBase):
 class LPDSolo(LPD1M):
     """LPD Solo: a single LPD module of 256 x 256 pixels; the API of :class:`LPD1M`.
 
-    Parameters and errors are those of :class:`LPD1M` (detector names like
-    ``'FXE_DET_LPD_SOLO-1'``).
+    Detector names look like ``'FXE_DET_LPD_SOLO-1'``.
     """
 
     kind = kinds.LPD_SOLO
+
+
+# help(LPDSolo) shows every parameter: the same as LPD1M's, from one source
+LPDSolo.__doc__ = (LPDSolo.__doc__ or "").rstrip() + "\n\n" + \
+    LPD1M.__doc__[LPD1M.__doc__.index("    Parameters"):]  # type: ignore[index,union-attr]
