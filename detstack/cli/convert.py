@@ -14,7 +14,6 @@ from typing import Any
 
 from .args import json_object, key_list, module_list, positive_int, seconds, train_range
 from .output import Output
-from .targets import add_allow_option
 
 HELP = "write a view of a run's detector: HDF5 virtual view, CXI, zarr manifest or zarr store"
 DESCRIPTION = """\
@@ -35,7 +34,6 @@ examples:
   detstack convert r0238 r0238.zarr --resume            # finish an interrupted copy
   detstack convert r0238 s3://bucket/r0238.zarr --storage-options '{"anon": false}'
   detstack convert r0238 r0238.zarr --scheduler tcp://10.0.0.1:8786
-  detstack convert view.json copy.zarr --allow /gpfs/exfel/exp  # a view's data, copied
 """
 
 
@@ -72,8 +70,7 @@ FORM_OPTIONS = [("keys", "--keys", None), ("lossy", "--lossy", None),
 def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("convert", help=HELP, description=DESCRIPTION, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter, parents=common)
-    p.add_argument("run", metavar="RUN", help="run folder (or one EuXFEL .h5 file); for a zarr "
-                   "store also a view")
+    p.add_argument("run", metavar="RUN", help="run folder (or one EuXFEL .h5 file)")
     p.add_argument("out", metavar="OUT", help="output file, folder or URL")
     p.add_argument("--to", choices=sorted(FORMS), help="output form (default: from OUT's name)")
     sel = p.add_argument_group("what to convert")
@@ -115,7 +112,6 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                      help='zarr: fsspec options as JSON, e.g. \'{"endpoint_url": "http://..."}\'')
     opt.add_argument("--threads", type=positive_int, metavar="N",
                      help="zarr: threads copying data (default: cores + 1, at most 8)")
-    add_allow_option(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -198,25 +194,17 @@ def connect(address: str, timeout: float) -> Any:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from .. import convert
-    from .targets import VIEW, classify, open_target, trust_options
+    from .targets import VIEW, classify, open_target
 
     form = choose_form(args)
-    view_kwargs: dict[str, Any] = {}
     if classify(args.run) == VIEW:
-        if form != "zarr":
-            raise ValueError(f"{args.run} is a view; convert the run it was made from (a view "
-                             "can be copied to a zarr store, or archived with `detstack "
-                             "archive VIEW OUT`)")
-        view_kwargs = trust_options(args.run, args.allow)
-    elif args.allow:
-        raise ValueError("--allow applies when RUN is a view; a run's own files are always "
-                         "read")
+        raise ValueError(f"{args.run} is a view; convert the run it was made from (a view "
+                         "can be archived with `detstack archive VIEW OUT`)")
     args.interrupt_hint = ("run again with --resume" if form == "zarr"
                            else "nothing was written")
     t0 = time.perf_counter()
     with out.progress():
-        opened = open_target(args.run, inc_suspect_trains=not args.exc_suspect_trains,
-                             **view_kwargs)
+        opened = open_target(args.run, inc_suspect_trains=not args.exc_suspect_trains)
         det = select_detector(args, opened.data)
         kwargs = writer_kwargs(form, args)
         try:

@@ -42,7 +42,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
     with out.progress():
         report = verify_view(args.view, storage_options=args.storage_options, full=args.full,
                              **trust_options(args.view, args.allow))
-    lines = report.lines()
+    from .errors import flags_for
+
+    lines = [flags_for(line) for line in report.lines()]
     for line in lines[:-1]:
         out.say(line)
     out.result(lines[-1])
