@@ -5,6 +5,31 @@ appends each entry to the summary written in the method's source, and
 ``tests/test_api_docs.py`` checks the result against the signatures.
 """
 
+SOURCE = """\
+source : str
+    A selected source name.
+"""
+KEY = """\
+key : str
+    One of its selected keys.
+"""
+DEVICES = """\
+devices : selection, optional
+    Read only some sources and keys (any form :meth:`select` accepts).
+"""
+SOURCE_RAISES = """\
+Raises
+------
+SourceNameError
+    The source is not selected.
+"""
+KEY_RAISES = """\
+Raises
+------
+SourceNameError, PropertyNameError
+    The source or key is not selected.
+"""
+
 DOCS = {
     "__init__": """\
 Parameters
@@ -26,12 +51,10 @@ Raises
 DuplicateTrainError
     A source holds the same train ID in two places (when ``train_ids`` is not given).
 """,
-    "files_for_source": """\
+    "files_for_source": f"""\
 Parameters
 ----------
-source : str
-    A selected source name.
-
+{SOURCE}
 Returns
 -------
 list of RunFile
@@ -42,23 +65,17 @@ Raises
 SourceNameError
     The source is not selected (the message names similar ones).
 """,
-    "keys_for_source": """\
+    "keys_for_source": f"""\
 Parameters
 ----------
-source : str
-    A selected source name.
-
+{SOURCE}
 Returns
 -------
 set of str
-    Key names, e.g. ``{'image.data', 'image.pulseId', ...}``; control keys
+    Key names, e.g. ``{{'image.data', 'image.pulseId', ...}}``; control keys
     end in ``.value`` or ``.timestamp``.
 
-Raises
-------
-SourceNameError
-    The source is not selected.
-""",
+{SOURCE_RAISES}""",
     "is_control": """\
 Parameters
 ----------
@@ -82,12 +99,10 @@ Raises
 MultiRunError
     The collection combines files of several runs.
 """,
-    "source_table": """\
+    "source_table": f"""\
 Parameters
 ----------
-source : str
-    A selected source name.
-group : str, default ''
+{SOURCE}group : str, default ''
     Its INDEX group (``'image'``, ``'header'``...; ``''`` for control data).
 
 Returns
@@ -95,65 +110,39 @@ Returns
 SourceTable
     File, first row and row count of every selected train that has data.
 
-Raises
-------
-SourceNameError
-    The source is not selected.
-IndexFormatError
+{SOURCE_RAISES}IndexFormatError
     The group's INDEX is damaged (negative, overlapping or out-of-range rows).
 """,
-    "key_table": """\
+    "key_table": f"""\
 Parameters
 ----------
-source : str
-    A selected source name.
-key : str
-    One of its selected keys.
-
+{SOURCE}{KEY}
 Returns
 -------
 SourceTable
     Where each selected train keeps the key's rows.
 
-Raises
-------
-SourceNameError, PropertyNameError
-    The source or key is not selected.
-""",
-    "index_groups": """\
+{KEY_RAISES}""",
+    "index_groups": f"""\
 Parameters
 ----------
-source : str
-    A selected source name.
-
+{SOURCE}
 Returns
 -------
 list of str
     Group names as in the files' INDEX section.
 
-Raises
-------
-SourceNameError
-    The source is not selected.
-""",
-    "key_info": """\
+{SOURCE_RAISES}""",
+    "key_info": f"""\
 Parameters
 ----------
-source : str
-    A selected source name.
-key : str
-    One of its selected keys.
-
+{SOURCE}{KEY}
 Returns
 -------
 tuple
     ``(shape of one entry, numpy dtype)``, e.g. ``((2, 512, 128), uint16)``.
 
-Raises
-------
-SourceNameError, PropertyNameError
-    The source or key is not selected.
-""",
+{KEY_RAISES}""",
     "select_trains": """\
 Parameters
 ----------
@@ -240,12 +229,10 @@ Raises
 DuplicateTrainError
     Two different files hold the same train of the same source.
 """,
-    "get_array": """\
+    "get_array": f"""\
 Parameters
 ----------
-source : str
-    A selected source name.
-key : str
+{SOURCE}key : str
     One of its keys (control keys with or without ``.value``).
 extra_dims : list of str, optional
     Names of the dimensions after ``trainId`` (default ``dim_0``, ``dim_1``...).
@@ -259,19 +246,13 @@ Returns
 xarray.DataArray
     Every entry over the selected trains, with a ``trainId`` coordinate.
 
-Raises
-------
-SourceNameError, PropertyNameError
-    The source or key is not selected.
-ValueError
+{KEY_RAISES}ValueError
     ``extra_dims`` names the wrong number of dimensions.
 """,
-    "get_dask_array": """\
+    "get_dask_array": f"""\
 Parameters
 ----------
-source : str
-    A selected source name.
-key : str
+{SOURCE}key : str
     One of its keys.
 labelled : bool, default False
     Wrap it in an xarray.DataArray with a ``trainId`` coordinate.
@@ -281,17 +262,11 @@ Returns
 dask.array.Array or xarray.DataArray
     Entries over the selected trains, in parts of at most 1 GiB.
 
-Raises
-------
-SourceNameError, PropertyNameError
-    The source or key is not selected.
-""",
-    "get_series": """\
+{KEY_RAISES}""",
+    "get_series": f"""\
 Parameters
 ----------
-source : str
-    A selected source name.
-key : str
+{SOURCE}key : str
     One of its keys, e.g. ``'beamEnergy'`` or ``'header.pulseCount'``.
 
 Returns
@@ -299,11 +274,7 @@ Returns
 pandas.Series
     Values indexed by ``trainId``.
 
-Raises
-------
-SourceNameError, PropertyNameError
-    The source or key is not selected.
-TypeError
+{KEY_RAISES}TypeError
     The key holds more than one value per entry.
 """,
     "train_timestamps": """\
@@ -335,22 +306,20 @@ details_for_sources : iterable of str, optional
 file : file-like, optional
     Where to print (default ``sys.stdout``).
 """,
-    "train_from_id": """\
+    "train_from_id": f"""\
 Parameters
 ----------
 train_id : int
     A selected train ID.
-devices : selection, optional
-    Read only some sources and keys (any form :meth:`select` accepts).
-keep_dims : bool, default False
+{DEVICES}keep_dims : bool, default False
     Keep the entry axis when a source has one entry in the train.
 flat_keys : bool, default False
-    Return ``{(source, key): data}`` instead of ``{source: {key: data}}``.
+    Return ``{{(source, key): data}}`` instead of ``{{source: {{key: data}}}}``.
 
 Returns
 -------
 tuple
-    ``(train ID, {source: {key: data}})``; each source also has a
+    ``(train ID, {{source: {{key: data}}}})``; each source also has a
     ``'metadata'`` entry, and a source without data in the train has only that.
 
 Raises
@@ -358,32 +327,28 @@ Raises
 TrainIDError
     The train is not in the selection.
 """,
-    "train_from_index": """\
+    "train_from_index": f"""\
 Parameters
 ----------
 index : int
     Position among the selected trains (negative counts from the end).
-devices : selection, optional
-    Read only some sources and keys (any form :meth:`select` accepts).
-**kwargs
+{DEVICES}**kwargs
     ``keep_dims`` and ``flat_keys``, as for :meth:`train_from_id`.
 
 Returns
 -------
 tuple
-    ``(train ID, {source: {key: data}})``.
+    ``(train ID, {{source: {{key: data}}}})``.
 
 Raises
 ------
 TrainIndexError
     ``index`` is out of range.
 """,
-    "trains": """\
+    "trains": f"""\
 Parameters
 ----------
-devices : selection, optional
-    Read only some sources and keys (any form :meth:`select` accepts).
-train_range : train selection, optional
+{DEVICES}train_range : train selection, optional
     Only some trains (any form :meth:`select_trains` accepts).
 require_all : bool, default False
     Skip trains where any selected source (any index group of its selected
@@ -391,7 +356,7 @@ require_all : bool, default False
 keep_dims : bool, default False
     Keep the entry axis when a source has one entry in a train.
 flat_keys : bool, default False
-    Yield ``{(source, key): data}`` instead of ``{source: {key: data}}``.
+    Yield ``{{(source, key): data}}`` instead of ``{{source: {{key: data}}}}``.
 
 Yields
 ------
