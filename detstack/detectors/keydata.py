@@ -14,6 +14,7 @@ import xarray as xr
 from ..errors import PropertyNameError
 from ..frames import FrameMap
 from .consistency import check_key
+from .param_docs import shared
 from .reading import DEFAULT_THREADS, checked_fill, read_rows, roi_shape
 
 if TYPE_CHECKING:
@@ -99,16 +100,14 @@ class MultimodKeyData:
     def _n_rows(self) -> int:
         return len(self.det.train_ids)
 
+    @shared
     def buffer_shape(self, module_gaps: bool = False, roi: Any = ()) -> tuple[int, ...]:
         """The shape ``ndarray()`` returns, e.g. to allocate an ``out`` array.
 
         Parameters
         ----------
-        module_gaps : bool, default False
-            One slot per module of the whole detector (absent ones filled), not
-            only the modules with data.
-        roi : tuple of slices/ints, optional
-            Region read from each entry, e.g. ``np.s_[10:60, 100:200]``.
+        $module_gaps
+        $roi
 
         Returns
         -------
@@ -140,24 +139,18 @@ class MultimodKeyData:
     def _src_index(self, roi: tuple[Any, ...]) -> tuple[Any, ...]:
         return roi
 
+    @shared
     def ndarray(self, *, fill_value: Any = None, out: np.ndarray | None = None, roi: Any = (),
                 astype: Any = None, module_gaps: bool = False) -> np.ndarray:
         """Read the key of every selected module and train into one numpy array.
 
         Parameters
         ----------
-        fill_value : int or float, optional
-            Value for absent modules and trains (default NaN for floats, 0 for
-            integers).
-        out : numpy.ndarray, optional
-            Array of ``buffer_shape(module_gaps, roi)`` to fill instead of a new one.
-        roi : tuple of slices/ints, optional
-            Region read from each entry, e.g. ``np.s_[10:60, 100:200]``.
-        astype : dtype, optional
-            Dtype of the result (default: the stored dtype).
-        module_gaps : bool, default False
-            One slot per module of the whole detector (absent ones filled), not
-            only the modules with data.
+        $fill_value
+        $out
+        $roi
+        $astype
+        $module_gaps
 
         Returns
         -------
@@ -214,18 +207,15 @@ class MultimodKeyData:
         """
         return self._train_coord().copy()
 
+    @shared
     def xarray(self, *, fill_value: Any = None, roi: Any = (), astype: Any = None) -> xr.DataArray:
         """Read the key into a labelled array.
 
         Parameters
         ----------
-        fill_value : int or float, optional
-            Value for absent modules and trains (default NaN for floats, 0 for
-            integers).
-        roi : tuple of slices/ints, optional
-            Region read from each entry, e.g. ``np.s_[10:60, 100:200]``.
-        astype : dtype, optional
-            Dtype of the result (default: the stored dtype).
+        $fill_value
+        $roi
+        $astype
 
         Returns
         -------
@@ -242,14 +232,13 @@ class MultimodKeyData:
         return xr.DataArray(arr, dims=dims, coords={"module": self.modules,
                                                     "trainId": self._train_coord()})
 
+    @shared
     def data_availability(self, module_gaps: bool = False) -> np.ndarray:
         """Which module has data for which train.
 
         Parameters
         ----------
-        module_gaps : bool, default False
-            One slot per module of the whole detector (absent ones filled), not
-            only the modules with data.
+        $module_gaps
 
         Returns
         -------
@@ -270,6 +259,7 @@ class MultimodKeyData:
         per_row = self.dtype.itemsize * len(self.modules) * int(np.prod(self.entry_shape))
         return max(1, min(PART_BYTES // max(per_row, 1), 256))
 
+    @shared
     def dask_array(self, *, labelled: bool = False, fill_value: Any = None,
                    astype: Any = None) -> Any:
         """A lazy dask array of ``ndarray()``, chunked by whole trains (~1 GiB at most).
@@ -278,11 +268,8 @@ class MultimodKeyData:
         ----------
         labelled : bool, default False
             Wrap it in an xarray.DataArray with module and train coordinates.
-        fill_value : int or float, optional
-            Value for absent modules and trains (default NaN for floats, 0 for
-            integers).
-        astype : dtype, optional
-            Dtype of the result (default: the stored dtype).
+        $fill_value
+        $astype
 
         Returns
         -------

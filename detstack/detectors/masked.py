@@ -18,6 +18,27 @@ from .xtdf_keydata import XtdfImageKeyData
 if TYPE_CHECKING:
     from .base import MultimodDetectorBase
 
+MASKED_DOC = """{summary}
+
+Parameters
+----------
+det : detector
+    The detector object the key belongs to.
+key : str
+    The key to read, e.g. ``'{key}'``.
+mask_key : str
+    The key holding the mask, e.g. ``'{mask}'``.
+mask_bits : int, list of int or None
+    Mask bits that mark a pixel bad (None: any non-zero mask value).
+masked_value : scalar
+    What bad pixels read as.
+
+Raises
+------
+PropertyNameError
+    A module has no such key.
+"""
+
 
 class _Masked:
     """Mixin over a key data class: reads apply the mask."""
@@ -64,26 +85,9 @@ class _Masked:
 
 
 class MaskedKeyData(_Masked, MultimodKeyData):
-    """A per-train key (JUNGFRAU ``data.adc``...) read with its mask applied.
-
-    Parameters
-    ----------
-    det : detector
-        The detector object the key belongs to.
-    key : str
-        The key to read, e.g. ``'data.adc'``.
-    mask_key : str
-        The key holding the mask, e.g. ``'data.mask'``.
-    mask_bits : int, list of int or None
-        Mask bits that mark a pixel bad (None: any non-zero mask value).
-    masked_value : scalar
-        What bad pixels read as.
-
-    Raises
-    ------
-    PropertyNameError
-        A module has no such key.
-    """
+    __doc__ = MASKED_DOC.format(
+        summary="A per-train key (JUNGFRAU ``data.adc``...) read with its mask applied.",
+        key="data.adc", mask="data.mask")
 
     def __init__(self, det: MultimodDetectorBase, key: str, mask_key: str, mask_bits: Any,
                  masked_value: Any) -> None:
@@ -92,26 +96,9 @@ class MaskedKeyData(_Masked, MultimodKeyData):
 
 
 class MaskedXtdfKeyData(_Masked, XtdfImageKeyData):
-    """An ``image.*`` key read with ``image.mask`` applied (same pulse selection).
-
-    Parameters
-    ----------
-    det : detector
-        The detector object the key belongs to.
-    key : str
-        The key to read, e.g. ``'image.data'``.
-    mask_key : str
-        The key holding the mask, e.g. ``'image.mask'``.
-    mask_bits : int, list of int or None
-        Mask bits that mark a pixel bad (None: any non-zero mask value).
-    masked_value : scalar
-        What bad pixels read as.
-
-    Raises
-    ------
-    PropertyNameError
-        A module has no such key.
-    """
+    __doc__ = MASKED_DOC.format(
+        summary="An ``image.*`` key read with ``image.mask`` applied (same pulse selection).",
+        key="image.data", mask="image.mask")
 
     def __init__(self, det: MultimodDetectorBase, key: str, mask_key: str, mask_bits: Any,
                  masked_value: Any) -> None:

@@ -30,33 +30,12 @@ class XtdfDetectorBase(MultimodDetectorBase):
         self._labels: dict[str, FrameLabels] = {}
 
     def select_trains(self, trains: Any) -> XtdfDetectorBase:
-        """A new detector object over some of the trains; this one is unchanged.
-
-        Parameters
-        ----------
-        trains : slice, int, array, bool mask, by_id[...] or by_index[...]
-            Trains by position (``np.s_[:5]``, ``by_index[...]``) or by train ID
-            (``by_id[10000:10010]``, ``by_id[[10000, 10003]]``).
-
-        Returns
-        -------
-        XtdfDetectorBase
-            The same class, reading only the selected trains (none, if the
-            selection matches none).
-
-        Raises
-        ------
-        TypeError
-            ``trains`` is not a supported selection.
-        ValueError
-            A negative ``by_id`` value, or a boolean mask of the wrong length.
-        IndexError
-            An integer position beyond the number of trains.
-        """
         new = super().select_trains(trains)
         assert isinstance(new, XtdfDetectorBase)
         new._labels = {}
         return new
+
+    select_trains.__doc__ = MultimodDetectorBase.select_trains.__doc__
 
     def frame_labels(self, subtrain_index: str = "pulseId") -> FrameLabels:
         """Train, position and pulse/cell ID of every frame (read once, then kept).

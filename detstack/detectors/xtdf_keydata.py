@@ -10,6 +10,7 @@ import pandas as pd
 import xarray as xr
 
 from .keydata import MultimodKeyData, as_roi
+from .param_docs import shared
 from .pulses import (
     FrameLabels,
     is_all_pulses,
@@ -115,13 +116,13 @@ class XtdfImageKeyData(MultimodKeyData):
 
     # -- frame labels and selection -------------------------------------------------
 
+    @shared
     def labels(self, subtrain_index: str = "pulseId") -> FrameLabels:
         """Train, position and pulse/cell ID of every frame of the detector.
 
         Parameters
         ----------
-        subtrain_index : {'pulseId', 'cellId'}, default 'pulseId'
-            Label the frames of a train by pulse ID or by memory cell ID.
+        $subtrain_index
 
         Returns
         -------
@@ -186,14 +187,13 @@ class XtdfImageKeyData(MultimodKeyData):
         """
         return self._masked(self.labels("cellId").inner)
 
+    @shared
     def data_availability(self, module_gaps: bool = False) -> np.ndarray:
         """Which module has data for which selected frame.
 
         Parameters
         ----------
-        module_gaps : bool, default False
-            One slot per module of the whole detector (absent ones filled), not
-            only the modules with data.
+        $module_gaps
 
         Returns
         -------
@@ -223,6 +223,7 @@ class XtdfImageKeyData(MultimodKeyData):
         levels[inner_name] = take(labels.inner)
         return levels
 
+    @shared
     def ndarray(self, *, fill_value: Any = None, out: np.ndarray | None = None, roi: Any = (),
                 astype: Any = None, module_gaps: bool = False,
                 decompress_threads: int | None = None) -> np.ndarray:
@@ -230,21 +231,12 @@ class XtdfImageKeyData(MultimodKeyData):
 
         Parameters
         ----------
-        fill_value : int or float, optional
-            Value for absent modules and frames (default NaN for floats, 0 for
-            integers).
-        out : numpy.ndarray, optional
-            Array of ``buffer_shape(module_gaps, roi)`` to fill instead of a new one.
-        roi : tuple of slices/ints, optional
-            Region read from each frame, e.g. ``np.s_[10:60, 100:200]``; for raw AGIPD
-            the frame is ``(data_gain, y, x)``.
-        astype : dtype, optional
-            Dtype of the result (default: the stored dtype).
-        module_gaps : bool, default False
-            One slot per module of the whole detector (absent ones filled), not
-            only the modules with data.
-        decompress_threads : int, optional
-            Threads reading and decompressing blocks (default: a few per core).
+        $fill_value
+        $out
+        $frame_roi
+        $astype
+        $module_gaps
+        $decompress_threads
 
         Returns
         -------
@@ -263,6 +255,7 @@ class XtdfImageKeyData(MultimodKeyData):
         return self._read(fill_value, out, roi, astype, module_gaps,
                           threads=max(1, decompress_threads or DEFAULT_THREADS))
 
+    @shared
     def xarray(self, *, fill_value: Any = None, roi: Any = (), astype: Any = None,
                subtrain_index: str = "pulseId", unstack_pulses: bool = False,
                decompress_threads: int | None = None) -> xr.DataArray:
@@ -270,21 +263,14 @@ class XtdfImageKeyData(MultimodKeyData):
 
         Parameters
         ----------
-        fill_value : int or float, optional
-            Value for absent modules and frames (default NaN for floats, 0 for
-            integers).
-        roi : tuple of slices/ints, optional
-            Region read from each frame, e.g. ``np.s_[10:60, 100:200]``; for raw AGIPD
-            the frame is ``(data_gain, y, x)``.
-        astype : dtype, optional
-            Dtype of the result (default: the stored dtype).
-        subtrain_index : {'pulseId', 'cellId'}, default 'pulseId'
-            Label the frames of a train by pulse ID or by memory cell ID.
+        $fill_value
+        $frame_roi
+        $astype
+        $subtrain_index
         unstack_pulses : bool, default False
             Separate ``train`` and ``pulse`` axes (frames a train lacks read as
             ``fill_value``) instead of one ``train_pulse`` axis.
-        decompress_threads : int, optional
-            Threads reading and decompressing blocks (default: a few per core).
+        $decompress_threads
 
         Returns
         -------
@@ -311,6 +297,7 @@ class XtdfImageKeyData(MultimodKeyData):
         return xr.DataArray(arr, dims=["module", "train_pulse"] + pix,
                             coords=coords).assign_coords(module=modules)
 
+    @shared
     def dask_array(self, *, labelled: bool = False, subtrain_index: str = "pulseId",
                    fill_value: Any = None, astype: Any = None,
                    frames_per_chunk: int | None = None) -> Any:
@@ -320,13 +307,9 @@ class XtdfImageKeyData(MultimodKeyData):
         ----------
         labelled : bool, default False
             Wrap it in an xarray.DataArray indexed by (train, pulse).
-        subtrain_index : {'pulseId', 'cellId'}, default 'pulseId'
-            Label the frames of a train by pulse ID or by memory cell ID.
-        fill_value : int or float, optional
-            Value for absent modules and frames (default NaN for floats, 0 for
-            integers).
-        astype : dtype, optional
-            Dtype of the result (default: the stored dtype).
+        $subtrain_index
+        $fill_value
+        $astype
         frames_per_chunk : int, optional
             Frames per chunk (default: about 1 GiB, at most 1024 frames).
 
@@ -344,6 +327,7 @@ class XtdfImageKeyData(MultimodKeyData):
             return arr
         return self._labelled(arr, self._index_levels(subtrain_index), self.dimensions)
 
+    @shared
     def detector_dask_array(self, subtrain_index: str = "pulseId", fill_value: Any = None,
                             astype: Any = None) -> xr.DataArray:
         """The lazy array ``det.get_dask_array`` returns.
@@ -353,13 +337,9 @@ class XtdfImageKeyData(MultimodKeyData):
 
         Parameters
         ----------
-        subtrain_index : {'pulseId', 'cellId'}, default 'pulseId'
-            Label the frames of a train by pulse ID or by memory cell ID.
-        fill_value : int or float, optional
-            Value for absent modules and frames (default NaN for floats, 0 for
-            integers).
-        astype : dtype, optional
-            Dtype of the result (default: the stored dtype).
+        $subtrain_index
+        $fill_value
+        $astype
 
         Returns
         -------
@@ -383,17 +363,14 @@ class XtdfImageKeyData(MultimodKeyData):
         return xr.DataArray(arr, dims=dims, coords=coords).assign_coords(
             module=np.asarray(self.modules))
 
+    @shared
     def buffer_shape(self, module_gaps: bool = False, roi: Any = ()) -> tuple[int, ...]:
         """The shape ``ndarray()`` returns, e.g. to allocate an ``out`` array.
 
         Parameters
         ----------
-        module_gaps : bool, default False
-            One slot per module of the whole detector (absent ones filled), not
-            only the modules with data.
-        roi : tuple of slices/ints, optional
-            Region read from each frame, e.g. ``np.s_[10:60, 100:200]``; for raw AGIPD
-            the frame is ``(data_gain, y, x)``.
+        $module_gaps
+        $frame_roi
 
         Returns
         -------
