@@ -284,7 +284,7 @@ def _run_threads(tasks: list[TaskSpec], target: Target, threads: int,
     with ThreadPoolExecutor(threads, thread_name_prefix="to_zarr") as pool:
         try:
             for task in tasks:
-                pending.add(pool.submit(run_task, task, target))
+                pending.add(pool.submit(run_task, task, target, True))
                 if len(pending) > threads:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:
