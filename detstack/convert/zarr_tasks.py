@@ -9,7 +9,6 @@ lets an interrupted conversion skip it when resumed.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import json
 import os
@@ -22,7 +21,7 @@ import numpy as np
 
 from ..detectors.chunk_jobs import CompressedReader, corrupt_chunk
 from ..layout import RowLayout, row_layout
-from .buffers import release_buffers, thread_buffer
+from .buffers import release_buffers, thread_buffer, tune_malloc
 from .checksums import block_checksum, done_marker
 from .plan import ViewPlan
 from .zarr_encode import Parts, shard_parts
@@ -227,37 +226,12 @@ def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
             target.put(key, encode_unit(unit, unit_valid, lay))
 
 
-_malloc_tuned = False
-
-
-def _tune_malloc() -> None:
-    """Undo the cost of ``MALLOC_TRIM_THRESHOLD_`` for this process, once.
-
-    dask.distributed starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``; glibc then
-    maps and unmaps every buffer above 128 KiB, and blosc, which allocates one per
-    frame, spends half its time in page faults (encoding runs 2x slower than in a
-    plain process). Keeping buffers up to 1 MiB on the heap and trimming above 64 MiB
-    restores the speed; larger buffers still go back to the system.
-    """
-    global _malloc_tuned
-    if _malloc_tuned or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
-        return
-    _malloc_tuned = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:     # not glibc
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 1 << 20)
-    libc.mallopt(m_trim_threshold, 64 << 20)
-
-
 def run_task(task: TaskSpec, target: Target, keep_buffers: bool = False) -> int:
     """Convert one task; returns its number of trains (progress units).
 
     ``keep_buffers``: leave this thread's buffers for its next task (threads that end
     with the conversion); otherwise they are released (long-lived dask workers)."""
-    _tune_malloc()
+    tune_malloc()
     sums: dict[str, list[tuple[int, int]]] = {}
     try:
         with _Sources(task.files) as src:
