@@ -181,16 +181,16 @@ def bench_h5_layout(run: Path, layout: str, trains: int, repeat: int) -> None:
             timed(names[n], lambda n=n: key.ndarray(decompress_threads=n))
         timed(names[0], lambda: det.get_array("image.data"))
     global _last_cpu
-    best: dict[str, tuple[float, float]] = {}
+    fastest: dict[str, tuple[float, float]] = {}
     for name, times in runs.items():
-        wall, _last_cpu = best[name] = min(times)
+        wall, _last_cpu = fastest[name] = min(times)
         if name == limit_name:
             limit1 = row(name, wall, nbytes)
             limit = CORES * limit1
             print(f"  limit: {CORES} cores x {deflate.INFLATE_NAME} = {limit:.2f} GB/s")
         else:
             row(name, wall, nbytes, limit, "(vs limit)")
-    per_cpu = {name: nbytes / cpu for name, (_, cpu) in best.items()}
+    per_cpu = {name: nbytes / cpu for name, (_, cpu) in fastest.items()}
     scaling = [t1 / t2 for (t1, _), (t2, _) in zip(runs[names[1]], runs[names[2]], strict=True)]
     print(f"  per CPU-second, detstack / single-core decode: 1 thread "
           f"{per_cpu[names[1]] / per_cpu[limit_name]:.2f}x, 2 threads "

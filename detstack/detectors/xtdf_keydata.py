@@ -16,7 +16,7 @@ from .pulses import (
     normalize_pulses,
     select_frames,
 )
-from .reading import DEFAULT_THREADS, roi_shape
+from .reading import roi_shape
 
 if TYPE_CHECKING:
     from .base import MultimodDetectorBase
@@ -136,9 +136,10 @@ class XtdfImageKeyData(MultimodKeyData):
                 astype: Any = None, module_gaps: bool = False,
                 decompress_threads: int | None = None) -> np.ndarray:
         """Frames of the selected pulses as (module, frame, ...); plain-byte blocks are
-        copied by up to ``decompress_threads`` threads (default: a few per core)."""
+        copied by up to ``decompress_threads`` threads (default: two per core for plain
+        copies, one per core when every block must be decompressed)."""
         return self._read(fill_value, out, roi, astype, module_gaps,
-                          threads=max(1, decompress_threads or DEFAULT_THREADS))
+                          threads=max(1, decompress_threads) if decompress_threads else None)
 
     def xarray(self, *, fill_value: Any = None, roi: Any = (), astype: Any = None,
                subtrain_index: str = "pulseId", unstack_pulses: bool = False,
