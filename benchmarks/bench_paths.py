@@ -174,9 +174,19 @@ def bench_h5_layout(run: Path, layout: str, trains: int, repeat: int) -> None:
              0: "detstack get_array (default threads)"}
     loads = []
     loaded = raw_chunks(run)
+
+    def decode_threads() -> int:       # the limit's work split over one thread per core
+        from concurrent.futures import ThreadPoolExecutor
+        chunks = loaded[0]
+        parts = [chunks[i * len(chunks) // CORES:(i + 1) * len(chunks) // CORES]
+                 for i in range(CORES)]
+        with ThreadPoolExecutor(CORES) as pool:
+            return sum(a.nbytes for a in pool.map(
+                lambda part: decode_chunks(part, *loaded[1:]), parts))
     for _ in range(max(repeat, 3)):
         loads.append(os.getloadavg()[0])
         nbytes = timed(limit_name, lambda: decode_chunks(*loaded))
+        timed(f"decode-only, {CORES} threads (what the cores give)", decode_threads)
         for n in (1, 2):
             timed(names[n], lambda n=n: key.ndarray(decompress_threads=n))
         timed(names[0], lambda: det.get_array("image.data"))
@@ -192,6 +202,11 @@ def bench_h5_layout(run: Path, layout: str, trains: int, repeat: int) -> None:
             row(name, wall, nbytes, limit, "(vs limit)")
     per_cpu = {name: nbytes / cpu for name, (_, cpu) in fastest.items()}
     scaling = [t1 / t2 for (t1, _), (t2, _) in zip(runs[names[1]], runs[names[2]], strict=True)]
+    both = f"decode-only, {CORES} threads (what the cores give)"
+    print(f"  per CPU-second, {CORES}-thread decode-only / single-core: "
+          f"{per_cpu[both] / per_cpu[limit_name]:.2f}x (the machine's own cost of "
+          f"parallelism); detstack {CORES} threads / {CORES}-thread decode-only: "
+          f"{per_cpu[names[2]] / per_cpu[both]:.2f}x")
     print(f"  per CPU-second, detstack / single-core decode: 1 thread "
           f"{per_cpu[names[1]] / per_cpu[limit_name]:.2f}x, 2 threads "
           f"{per_cpu[names[2]] / per_cpu[limit_name]:.2f}x, default "
@@ -335,6 +350,15 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
     one = row("single-core encode (1/4 of the inner chunks)", s,
               len(picks) * data[0, :ct, 0].nbytes)
     limit = CORES * one
+
+    def encode_threads() -> None:      # the same work split over one thread per core
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(CORES) as pool:
+            list(pool.map(lambda i: [encode(data[m:m + 1, t:t + ct, p:p + 1])
+                                     for m, t, p in picks[i::CORES]], range(CORES)))
+    s, _ = best(encode_threads, 2)
+    row(f"encode-only, {CORES} threads (what the cores give)", s,
+        len(picks) * data[0, :ct, 0].nbytes, limit)
     print(f"  limit: {CORES} cores x single core = {limit:.2f} GB/s")
     out = base / "write"
 
