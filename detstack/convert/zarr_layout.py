@@ -5,7 +5,7 @@ inner chunk per pulse (JUNGFRAU: per memory cell) holding that pulse of every tr
 the shard, stored with the train axis innermost (the standard ``transpose`` codec). Memory
 cells cycle with the pulse, so an inner chunk holds frames of one cell, whose pedestals are
 equal: bit shuffling then finds the constant high bits train after train (raw AGIPD: 1.98x
-instead of 1.45x for one frame per chunk, at ~0.9x the encode speed; see
+instead of 1.45x for one frame per chunk, at ~0.85x the encode speed; see
 ``benchmarks/bench_codecs.py``). Small keys (pulse IDs, headers...) would make millions
 of tiny objects that way; they are stored as plain chunks of a block of trains.
 Every stored object (shard, or chunk when unsharded) lies inside one module slot
