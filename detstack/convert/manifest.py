@@ -11,6 +11,11 @@ view must be exactly one HDF5 chunk (or one row of uncompressed storage): keys
 where that is impossible are refused (or skipped) with the reason, never written
 wrong. Small keys (pulse/cell IDs, headers) and the coordinates are copied into
 the manifest instead, compressed.
+
+Arrays follow ``ViewPlan`` with ``squeeze=True``: raw LPD/DSSC frames are ``(module,
+train, pulse, slow_scan, fast_scan)`` (the source's length-1 axis dropped; the chunk
+bytes are the same), every dimension named; ``layout="frames"`` gives ``(module, frame,
+...)``. Every ``.zarray`` names its fill value (never ``null``), by the view convention.
 """
 
 from __future__ import annotations
@@ -180,7 +185,7 @@ def _same_fill(ds: h5py.Dataset, kp: KeyPlan) -> bool:
 class Rows:
     """Every stored row of one key, with its place in the view and in the files."""
 
-    view_row: np.ndarray   # (slot * n_trains + train) * frames + frame
+    view_row: np.ndarray   # flat index over the view's leading axes (ViewPlan.view_rows)
     fmap_file: np.ndarray  # index into the frame map's files
     module: np.ndarray     # index into the frame map's sources
     src_row: np.ndarray
@@ -194,9 +199,8 @@ def key_rows(plan: ViewPlan, kp: KeyPlan) -> tuple[Rows, Any]:
     m, t = np.nonzero(counts)
     c = counts[m, t]
     within = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
-    frames = plan.max_frames if kp.per_frame else 1
     slots = np.asarray(plan.slots, np.int64)[m]
-    view_row = (np.repeat(slots * len(plan.train_ids) + t, c)) * frames + within
+    view_row = plan.view_rows(kp, np.repeat(slots, c), np.repeat(t, c), within)
     rows = Rows(view_row, np.repeat(fmap.file[m, t], c), np.repeat(m, c),
                 np.repeat(fmap.first[m, t].astype(np.int64), c) + within)
     return rows, fmap
@@ -252,12 +256,10 @@ class ArraySpec:
         return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
 
     def zarray(self) -> dict[str, Any]:
-        fill = None
-        if self.dtype.kind == "f":
-            fill = "NaN" if np.isnan(self.fill) else float(self.fill)
         return {"zarr_format": 2, "shape": list(self.shape), "chunks": list(self.chunks),
                 "dtype": self.dtype.str, "compressor": self.compressor,
-                "filters": self.filters, "fill_value": fill, "order": "C",
+                "filters": self.filters, "fill_value": zarr_fill(self.fill, self.dtype),
+                "order": "C",
                 "dimension_separator": "."}
 
     def inline_chunks(self) -> Iterator[tuple[int, bytes]]:
@@ -274,6 +276,16 @@ class ArraySpec:
             yield i, bytes(_ZLIB.encode(np.ascontiguousarray(block, self.dtype)))
 
 
+def zarr_fill(value: Any, dtype: np.dtype) -> Any:
+    """A zarr v2 ``fill_value``, always explicit: with ``null`` zarr-python 2 readers
+    return uninitialised memory for missing chunks."""
+    if dtype.kind == "f":
+        return "NaN" if np.isnan(value) else float(value)
+    if dtype.kind == "b":
+        return bool(value)
+    return int(value)
+
+
 def inline_spec(name: str, dims: list[str], data: np.ndarray, fill: Any = 0) -> ArraySpec:
     """An array copied into the manifest, chunked along its first two axes."""
     data = np.ascontiguousarray(data)
@@ -285,22 +297,6 @@ def inline_spec(name: str, dims: list[str], data: np.ndarray, fill: Any = 0) -> 
     chunks = [max(c, 1) for c in chunks]
     return ArraySpec(name, dims, data.shape, tuple(chunks), data.dtype, fill, None,
                      {"id": "zlib", "level": 1}, data=data)
-
-
-def key_dims(plan: ViewPlan, kp: KeyPlan) -> list[str]:
-    """Named dims: module, train, pulse (XTDF) then pixel axes; JUNGFRAU: cell."""
-    det = plan.det
-    lead = ["module", "train"] + (["pulse"] if kp.per_frame else [])
-    entry = kp.entry_shape
-    module_shape = tuple(det.kind.module_shape)
-    if det.kind.xtdf and len(entry) in (2, 3) and entry[-2:] == module_shape:
-        rest = (["data_gain"] if len(entry) == 3 else []) + ["slow_scan", "fast_scan"]
-    elif not det.kind.xtdf and entry and entry[0] == det._frames_per_entry and (
-            len(entry) == 1 or entry[1:] == module_shape):
-        rest = ["cell"] + (["slow_scan", "fast_scan"] if len(entry) == 3 else [])
-    else:
-        rest = [f"{kp.key}_dim{i}" for i in range(len(entry))]
-    return lead + rest
 
 
 def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> ArraySpec:
@@ -355,9 +351,11 @@ def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> Arr
     index = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int64)
     order = np.argsort(index, kind="stable")
     filters, compressor = first.codecs()
-    lead = (1, 1, 1) if kp.per_frame else (1, 1)
+    lead = (1,) * len(plan.lead_shape(kp))
+    stored_chunk = tuple(chunk[i] for i in kp.kept_axes)   # dropped axes have length 1
     return ArraySpec(
-        kp.key, key_dims(plan, kp), plan.shape(kp), lead + chunk, kp.dtype, kp.fill_value,
+        kp.key, list(plan.dims(kp)), plan.shape(kp), lead + stored_chunk, kp.dtype,
+        kp.fill_value,
         filters, compressor, index[order],
         (np.concatenate(url_parts) if url_parts else np.zeros(0, np.int32))[order],
         (np.concatenate(off_parts) if off_parts else np.zeros(0, np.int64))[order],
@@ -368,8 +366,7 @@ def copied_spec(plan: ViewPlan, kp: KeyPlan) -> ArraySpec:
     """A small key read from the files and stored in the manifest (IDs, headers)."""
     rows, fmap = key_rows(plan, kp)
     shape = plan.shape(kp)
-    out = np.full((math.prod(shape[:3 if kp.per_frame else 2]),) + kp.entry_shape,
-                  kp.fill_value, kp.dtype)
+    out = np.full((math.prod(plan.lead_shape(kp)),) + kp.entry_shape, kp.fill_value, kp.dtype)
     for fi, m, sel in _groups(rows):
         dsid = _dataset_id(fmap, fi, m, kp.key)   # small: read whole, low level (fast)
         if not dsid.shape or int(rows.src_row[sel].max()) >= dsid.shape[0]:
@@ -378,7 +375,7 @@ def copied_spec(plan: ViewPlan, kp: KeyPlan) -> ArraySpec:
         buf = np.empty(dsid.shape, kp.dtype)
         dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, buf)
         out[rows.view_row[sel]] = buf[rows.src_row[sel]]
-    spec = inline_spec(kp.key, key_dims(plan, kp), out.reshape(shape), kp.fill_value)
+    spec = inline_spec(kp.key, list(plan.dims(kp)), out.reshape(shape), kp.fill_value)
     spec.fill = kp.fill_value
     return spec
 
@@ -391,6 +388,9 @@ def coordinate_specs(plan: ViewPlan, groups: list[str]) -> list[ArraySpec]:
     for g in groups:
         specs.append(inline_spec(f"count.{g}", ["module", "train"],
                                  plan.counts(g).astype(np.uint64)))
+    if plan.frames:
+        specs += [inline_spec(name, ["frame"], values)
+                  for name, values in plan.frame_coordinates().items()]
     return specs
 
 
@@ -542,11 +542,11 @@ class Layout:
 
 
 def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: str,
-                 base: Path) -> Layout:
+                 base: Path, layout: str = "trains") -> Layout:
     """Check and reference every key (copying the small ones), plus the coordinates."""
     if on_unsupported not in ("raise", "skip"):
         raise ValueError(f"on_unsupported must be 'raise' or 'skip', not {on_unsupported!r}")
-    plan = ViewPlan(det, keys)
+    plan = ViewPlan(det, keys, layout=layout, squeeze=True)
     files = [p.resolve() for p in plan.source_files()]
     url_of = {p: i for i, p in enumerate(files)}
     specs: list[ArraySpec] = []
@@ -576,15 +576,20 @@ def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: st
     coords += [k for k in (det.kind.pulse_key, det.kind.cell_key)
                if k in record["keys"] and k not in coords]
     specs += coordinate_specs(plan, groups)
+    coords += [s.name for s in specs if s.dims == ["frame"]]
     return Layout(specs, record, coords, files, skipped)
 
 
 def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | None = None,
                 format: str | None = None, relative: bool = True, overwrite: bool = False,
                 on_unsupported: str = "raise", url_prefix: str | None = None,
-                detector_name: str | None = None, **det_kwargs: Any) -> Path:
+                layout: str = "trains", detector_name: str | None = None,
+                **det_kwargs: Any) -> Path:
     """Write a Zarr manifest (kerchunk references) of a detector's run; return its path.
 
+    ``layout``: ``"trains"`` (module, train, pulse, ...) or ``"frames"`` (module, frame,
+    ...) with per-frame ``train_id``, ``pulse_id``, ``cell_id`` coordinates and no
+    padding of short trains (see ``detstack.convert.plan``).
     ``.json`` gives kerchunk JSON references, ``.parq`` Parquet references (for
     millions of chunks; needs fastparquet). Paths are relative to the manifest's
     folder by default, so a run and its manifest move together; ``relative=False``
@@ -598,7 +603,7 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
     check_target(target, overwrite)
     det = as_detector(det_or_run, detector_name, **det_kwargs)
     folder = target.parent.resolve()
-    lay = build_layout(det, keys, on_unsupported, "manifest", folder)
+    lay = build_layout(det, keys, on_unsupported, "manifest", folder, layout)
     paths_kind, rel, base = _locations(lay.files, folder, relative, url_prefix)
     record = lay.record
     for entry, p, r in zip(record["source_files"], lay.files, rel, strict=True):

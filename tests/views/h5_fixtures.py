@@ -19,8 +19,8 @@ import pytest
 import xarray as xr
 
 import detstack
-from detstack.convert.plan import ViewPlan, fill_value_for
 from detstack import synth
+from detstack.convert.plan import ViewPlan, fill_value_for
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas/view-record.schema.json").read_text())
 
