@@ -35,7 +35,7 @@ import numpy as np
 from ..store.view_collection import ViewModuleFile
 from ..store.zarr_store import PLAN_FILE, PROGRESS_DIR
 from .plan import ViewPlan, as_detector
-from .zarr_layout import ChunkSpec, ShardSpec, plan_layouts, train_block
+from .zarr_layout import ChunkSpec, ShardSpec, frame_block, plan_layouts, train_block
 from .zarr_meta import build_metadata, coordinate_dims, coordinates, with_codecs
 from .zarr_target import DONE_DIR, Target
 from .zarr_tasks import TaskSpec, make_tasks, run_task
@@ -53,7 +53,7 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
             storage_options: dict[str, Any] | None = None, compressor: Any = None,
             chunks: ChunkSpec = None, shards: ShardSpec = None, client: Any = None,
             progress: Progress | bool | None = None, overwrite: bool = False,
-            resume: bool = False, threads: int | None = None) -> str:
+            resume: bool = False, threads: int | None = None, layout: str = "trains") -> str:
     """Write the detector's keys as a Zarr v3 store at ``url`` (folder, ``.zip``, ``s3://``).
 
     ``compressor``: a zarr codec (or list) for every key; default blosc zstd-1 with
@@ -62,9 +62,12 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     a number of trains per shard, or ``False`` for no sharding); default one frame per
     chunk and one train per module per shard. ``client``: a ``dask.distributed``
     client whose workers run the tasks (they must see the run files and the target);
-    otherwise ``threads`` threads. ``progress``: ``callable(done, total)`` (trains x
-    modules) or ``True`` for a bar on stderr. ``resume``: finish an interrupted
-    conversion. ``overwrite``: replace an existing store. Returns ``url``.
+    otherwise ``threads`` threads. ``progress``: ``callable(done, total)`` (rows, i.e.
+    trains or frames, x modules) or ``True`` for a bar on stderr. ``resume``: finish an interrupted
+    conversion. ``overwrite``: replace an existing store. ``layout``: ``"trains"``
+    (module, train, pulse, ...) or ``"frames"`` (module, frame, ...) with per-frame
+    ``train_id``, ``pulse_id``, ``cell_id`` coordinates and no padding of short trains;
+    there, an integer ``shards`` counts frames per shard. Returns ``url``.
     """
     det = as_detector(det_or_run)
     if any(isinstance(f, ViewModuleFile) for f in det.data.files):
@@ -72,21 +75,22 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
                          "convert the run itself (detstack.RunDirectory(...))")
     url = os.fspath(url)
     target = Target(url, storage_options)
-    plan = ViewPlan(det, keys)
+    plan = ViewPlan(det, keys, layout=layout, squeeze=True)
     layouts = plan_layouts(plan, chunks, shards)
     coord_dims = coordinate_dims(plan, layouts)
     docs = build_metadata(layouts, compressor, coord_dims)
     layouts = with_codecs(layouts, docs)
     block = train_block(layouts, len(plan.train_ids))
+    fblock = frame_block(layouts)
     record = plan.record("zarr", base=_record_base(target))
-    fingerprint = _fingerprint(plan, docs, block, record)
+    fingerprint = _fingerprint(plan, docs, (block, fblock), record)
 
     prepared = _prepare(target, fingerprint, record, overwrite=overwrite, resume=resume)
     if prepared is None:
         return url
     record = prepared
 
-    tasks = make_tasks(plan, layouts, block)
+    tasks = make_tasks(plan, layouts, block, fblock)
     done = target.names(DONE_DIR)
     todo = [t for t in tasks if t.task_id not in done]
     total = sum(t.n_trains for t in tasks)
@@ -121,12 +125,13 @@ def _digest(arrays: Iterable[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _fingerprint(plan: ViewPlan, docs: dict[str, bytes], block: int,
+def _fingerprint(plan: ViewPlan, docs: dict[str, bytes], block: tuple[int, int],
                  record: dict[str, Any]) -> dict[str, Any]:
     """What must match for a resumed conversion to finish the same store."""
     groups = record["index_groups"]
     fp = {"arrays": {k: json.loads(v) for k, v in sorted(docs.items())},
-          "train_block": block, "slots": plan.slots,
+          "train_block": block[0], "frame_block": block[1], "layout": plan.layout,
+          "slots": plan.slots,
           "train_ids": _digest([plan.train_ids]),
           "counts": _digest(plan.counts(g) for g in groups),
           "source_files": record["source_files"]}
