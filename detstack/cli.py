@@ -116,7 +116,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         run = open_view(args.run)
     _say(f"{args.run}:")
     describe(run)
+    record = getattr(run, "record", None)
+    if isinstance(record, dict):
+        _say(f"  view ({record.get('form')}), layout {record.get('layout', 'trains')}: "
+             + LAYOUT_HELP.get(record.get("layout", "trains"), ""))
     return 0
+
+
+LAYOUT_HELP = {"trains": "(module, train, pulse, ...), trains padded to the longest",
+               "frames": "(module, frame, ...), frames end to end, per-frame train_id/pulse_id"}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -193,6 +201,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if trains is not None:
         det = det.select_trains(ById(trains))
     kwargs: dict[str, Any] = {"overwrite": args.overwrite}
+    if args.to != "cxi":        # CXI files are frame-first: always the frame layout
+        kwargs["layout"] = args.layout
     if args.to == "vds":
         kwargs["relative"] = not args.absolute
     elif args.to == "manifest":
@@ -251,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--min-modules", type=int, default=1,
                       help="keep trains where at least N modules have data (default 1)")
     conv.add_argument("--trains", help="train ID range A:B (B excluded)")
+    conv.add_argument("--layout", choices=["trains", "frames"], default="trains",
+                      help="trains: (module, train, pulse, ...), padded to the longest train; "
+                      "frames: (module, frame, ...), no padding (reduced or hit-selected data)")
     raw = conv.add_mutually_exclusive_group()
     raw.add_argument("--raw", dest="raw", action="store_const", const=True, default=None,
                      help="use raw data")

@@ -6,7 +6,8 @@ HDF5 view, the zarr manifest, the zarr store and Icechunk:
 * the last two axes of pixel keys are ``slow_scan, fast_scan``;
 * raw AGIPD keeps a ``data_gain`` axis before them (plane 0 ADC value, plane 1 gain);
 * JUNGFRAU entries hold every memory cell: their first axis is ``cell``;
-* byte blobs of XTDF detectors: ``magic_byte`` (magic numbers), ``detector_byte``;
+* byte blobs of XTDF detectors: ``magic_byte`` (magic numbers), ``detector_byte``,
+  ``reserved_byte``, ``checksum_byte``;
 * raw LPD/DSSC frames and their per-frame IDs carry a length-1 axis after the frame
   (``(n, 1, 256, 256)``): it has no meaning. Zarr forms drop it (the chunk bytes are
   the same); the HDF5 view keeps it as ``singleton``, because a mapping whose virtual
@@ -24,7 +25,8 @@ SINGLETON_NOTE = ("length-1 axis kept from the source files so HDF5 copies on it
                   "(virtual and source selections of the same shape); index it with 0:1 and "
                   "squeeze after reading")
 BYTE_KEYS = {"magicNumberBegin": "magic_byte", "magicNumberEnd": "magic_byte",
-             "detector.data": "detector_byte"}
+             "detector.data": "detector_byte", "header.reserved": "reserved_byte",
+             "trailer.checksum": "checksum_byte"}
 
 
 @dataclass(frozen=True)
