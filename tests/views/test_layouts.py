@@ -17,6 +17,7 @@ import pytest
 import xarray as xr
 import zarr
 from h5_fixtures import assert_equal_arrays, assert_reader_identical, expected_view, validate_record
+from zarr_store_helpers import assert_same_store, s3_server  # noqa: F401 - fixture
 
 import detstack
 from detstack import synth
@@ -170,6 +171,44 @@ def test_cxi_is_the_frame_layout(agipd_var: tuple[Path, Any], tmp_path: Path) ->
         assert record["layout"] == "frames"
         assert_equal_arrays(f["entry_1/by_module/data"][()],
                             expected_view(det, "image.data", "frames"))
+    assert_reader_identical(det, open_det(open_view(out), "agipd-var"), "AGIPD1M")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_frame_layout_zarr_resume_and_s3(agipd_var: tuple[Path, Any], tmp_path: Path,
+                                         s3_server: dict[str, Any]) -> None:  # noqa: F811
+    """Frame-block tasks resume to the same bytes, and write to S3 like a folder."""
+    _, det = agipd_var
+    url = tmp_path / "cut.zarr"
+
+    def stop(done: int, total: int) -> None:
+        if done > 0:
+            raise _Stop
+    with pytest.raises(_Stop):
+        to_zarr(det, url, threads=1, layout="frames", progress=stop)
+    with pytest.raises(ValueError, match="other settings"):
+        to_zarr(det, url, resume=True)            # the train layout: another store
+    to_zarr(det, url, resume=True, layout="frames")
+    to_zarr(det, tmp_path / "whole.zarr", layout="frames")
+    assert_same_store(url, tmp_path / "whole.zarr")
+    to_zarr(det, "s3://xfel/frames.zarr", storage_options=s3_server, layout="frames",
+            shards=4)
+    ds = xr.open_zarr("s3://xfel/frames.zarr", storage_options=s3_server)
+    assert ds["image.data"].encoding["shards"][1] == 4
+    assert_equal_arrays(ds["image.data"].values, expected_view(det, "image.data", "frames"))
+    vdet = open_det(open_view("s3://xfel/frames.zarr", storage_options=s3_server), "agipd-var")
+    xr.testing.assert_identical(vdet.get_array("image.data", unstack_pulses=False),
+                                det.get_array("image.data", unstack_pulses=False))
+
+
+def test_frame_layout_materialized(agipd_var: tuple[Path, Any], tmp_path: Path) -> None:
+    from detstack.convert import materialize
+    folder, det = agipd_var
+    out = materialize(to_vds(det, folder / "mat-src.h5", layout="frames", overwrite=True),
+                      tmp_path / "copy.h5")
     assert_reader_identical(det, open_det(open_view(out), "agipd-var"), "AGIPD1M")
 
 
