@@ -205,6 +205,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         kwargs["layout"] = args.layout
     if args.to == "vds":
         kwargs["relative"] = not args.absolute
+        if args.mapping:
+            kwargs["mapping"] = args.mapping
     elif args.to == "manifest":
         kwargs["relative"] = not args.absolute
         if args.skip_unsupported:
@@ -218,7 +220,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
             kwargs["client"] = Client(args.scheduler)
     t0 = time.perf_counter()
     writer = getattr(convert, f"to_{args.to}")
-    writer(det, args.out, **kwargs)
+    try:
+        writer(det, args.out, **kwargs)
+    finally:
+        if "client" in kwargs:
+            kwargs["client"].close()
     _say(f"Wrote {args.to} view of {det.detector_name} ({len(det.modules)} modules, "
          f"{len(det.train_ids)} trains) to {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -279,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--resume", action="store_true",
                       help="zarr: continue an interrupted conversion")
     conv.add_argument("--scheduler", help="zarr: dask.distributed scheduler address")
+    conv.add_argument("--mapping", choices=["auto", "blocks", "per-train", "compact"],
+                      help="vds: how pixel keys are mapped (default auto; see README)")
     conv.add_argument("--storage-options", metavar="JSON",
                       help='zarr: fsspec options as JSON, e.g. \'{"endpoint_url": "http://..."}\'')
     conv.set_defaults(func=cmd_convert)

@@ -52,3 +52,8 @@ class DuplicateTrainError(DetstackError, ValueError):
 
 class MultiRunError(DetstackError, ValueError):
     """Run-level metadata was asked of data combining several runs."""
+
+
+class IndexFormatError(FileFormatError):
+    """A file's INDEX contradicts itself or its data (negative or overlapping ranges,
+    rows past the end, a per-frame trainId that disagrees with it)."""

@@ -29,6 +29,13 @@ from extra_data.tests import make_examples
 FORMAT_VERSIONS = ["0.5", "1.0", "1.2"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests' RunDirectory metadata cache lives in a temporary folder, not ~/.cache."""
+    if "DETSTACK_CACHE_DIR" not in os.environ:
+        import tempfile
+        os.environ["DETSTACK_CACHE_DIR"] = tempfile.mkdtemp(prefix="detstack-test-cache-")
+
+
 @pytest.fixture(scope="session", params=FORMAT_VERSIONS)
 def format_version(request: pytest.FixtureRequest) -> str:
     return request.param

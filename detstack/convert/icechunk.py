@@ -106,15 +106,16 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
             if spec.data is not None:
                 arr[...] = spec.data
                 continue
-            assert spec.index is not None and spec.url is not None
-            coords = np.stack(np.unravel_index(spec.index, spec.grid), axis=1).tolist()
-            refs = [icechunk.VirtualChunkSpec(c, urls[u], o, n) for c, u, o, n in
-                    zip(coords, spec.url.tolist(), spec.offset.tolist(), spec.size.tolist(),
-                        strict=True)]
-            failed = store.set_virtual_refs(spec.name, refs, validate_containers=True)
-            if failed:
-                raise ValueError(f"{spec.name}: {len(failed)} chunk locations match no "
-                                 "virtual chunk container")
+            assert spec.refs is not None
+            for b in spec.refs():   # module by module: bounded memory
+                coords = np.stack(np.unravel_index(b.index, spec.grid), axis=1).tolist()
+                refs = [icechunk.VirtualChunkSpec(c, urls[u], o, n) for c, u, o, n in
+                        zip(coords, b.url.tolist(), b.offset.tolist(), b.size.tolist(),
+                            strict=True)]
+                failed = store.set_virtual_refs(spec.name, refs, validate_containers=True)
+                if failed:
+                    raise ValueError(f"{spec.name}: {len(failed)} chunk locations match no "
+                                     "virtual chunk container")
         session.commit(message)
         return repo
 

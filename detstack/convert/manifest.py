@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,17 @@ from numcodecs import Zlib
 
 from ..errors import DetstackError
 from .atomic import atomic_path, check_target
+from .manifest_refs import (
+    RefBatch,
+    chunk_table,
+    concat,
+    dataset,
+    dataset_id,
+    key_rows,
+    row_groups,
+    source_datasets,
+    url_numbers,
+)
 from .plan import KeyPlan, ViewPlan, as_detector
 
 log = logging.getLogger(__name__)
@@ -142,91 +154,11 @@ def dataset_storage(ds: h5py.Dataset, kp: KeyPlan) -> Storage:
     return storage
 
 
-def chunk_table(ds: h5py.Dataset, st: Storage, entry_grid: tuple[int, ...],
-                n_row_chunks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(offset (-1: not allocated), size, filter_mask) of every HDF5 chunk of ``ds``, as
-    (row chunk, entry chunk) tables, from one pass of ``chunk_iter``."""
-    n_e = math.prod(entry_grid)
-    offset = np.full((n_row_chunks, n_e), -1, np.int64)
-    size = np.zeros((n_row_chunks, n_e), np.int64)
-    mask = np.zeros((n_row_chunks, n_e), np.int64)
-    if st.contiguous_offset is not None:
-        if st.contiguous_offset >= 0:
-            row_bytes = ds.dtype.itemsize * math.prod(ds.shape[1:])
-            offset[:, 0] = st.contiguous_offset + np.arange(n_row_chunks) * row_bytes
-            size[:] = row_bytes
-        return offset, size, mask
-    infos: list[tuple[tuple[int, ...], int, int, int]] = []
-    ds.id.chunk_iter(lambda i: infos.append((i.chunk_offset, i.byte_offset, i.size,
-                                             i.filter_mask)))
-    if infos:
-        coords = np.array([i[0] for i in infos], np.int64) // np.array(ds.chunks, np.int64)
-        rows = coords[:, 0]
-        keep = rows < n_row_chunks
-        ent = (np.ravel_multi_index(tuple(coords[keep, 1:].T), entry_grid)
-               if entry_grid else np.zeros(int(keep.sum()), np.int64))
-        offset[rows[keep], ent] = np.array([i[1] for i in infos], np.int64)[keep]
-        size[rows[keep], ent] = np.array([i[2] for i in infos], np.int64)[keep]
-        mask[rows[keep], ent] = np.array([i[3] for i in infos], np.int64)[keep]
-    return offset, size, mask
-
-
 def _same_fill(ds: h5py.Dataset, kp: KeyPlan) -> bool:
     """Does HDF5 read unallocated storage as the view's fill value?"""
     hdf5_fill = np.asarray(ds.fillvalue, dtype=kp.dtype)
     view_fill = np.asarray(kp.fill_value, dtype=kp.dtype)
     return bool(np.array_equal(hdf5_fill, view_fill, equal_nan=kp.dtype.kind in "fc"))
-
-
-# -- rows of a key -----------------------------------------------------------------
-
-
-@dataclass
-class Rows:
-    """Every stored row of one key, with its place in the view and in the files."""
-
-    view_row: np.ndarray   # flat index over the view's leading axes (ViewPlan.view_rows)
-    fmap_file: np.ndarray  # index into the frame map's files
-    module: np.ndarray     # index into the frame map's sources
-    src_row: np.ndarray
-
-
-def key_rows(plan: ViewPlan, kp: KeyPlan) -> tuple[Rows, Any]:
-    fmap = plan.frame_map(kp)
-    counts = fmap.counts.astype(np.int64)
-    if not kp.per_frame:
-        counts = np.minimum(counts, 1)
-    m, t = np.nonzero(counts)
-    c = counts[m, t]
-    within = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
-    slots = np.asarray(plan.slots, np.int64)[m]
-    view_row = plan.view_rows(kp, np.repeat(slots, c), np.repeat(t, c), within)
-    rows = Rows(view_row, np.repeat(fmap.file[m, t], c), np.repeat(m, c),
-                np.repeat(fmap.first[m, t].astype(np.int64), c) + within)
-    return rows, fmap
-
-
-def _groups(rows: Rows) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(file index, module index, positions) for each source dataset holding rows."""
-    pair = rows.fmap_file * (int(rows.module.max(initial=0)) + 1) + rows.module
-    order = np.argsort(pair, kind="stable")
-    bounds = np.flatnonzero(np.diff(pair[order])) + 1
-    for sel in np.split(order, bounds):
-        if len(sel):
-            yield int(rows.fmap_file[sel[0]]), int(rows.module[sel[0]]), sel
-
-
-def _dataset_id(fmap: Any, fi: int, m: int, key: str) -> h5py.h5d.DatasetID:
-    f = fmap.files[fi]
-    h5 = getattr(f, "h5", None)
-    if not isinstance(h5, h5py.File):
-        raise DetstackError(f"{f.path} is not an EuXFEL HDF5 file (a view?); build manifests "
-                            "from the run's own files")
-    return h5py.h5d.open(h5.id, f.dataset_path(fmap.sources[m], key).encode())
-
-
-def _dataset(fmap: Any, fi: int, m: int, key: str) -> h5py.Dataset:
-    return h5py.Dataset(_dataset_id(fmap, fi, m, key))
 
 
 # -- arrays of the manifest -------------------------------------------------------------
@@ -244,22 +176,23 @@ class ArraySpec:
     fill: Any
     filters: list[dict[str, Any]] | None = None
     compressor: dict[str, Any] | None = None
-    # referenced chunks: raveled chunk-grid index, url number, offset, size
-    index: np.ndarray | None = None
-    url: np.ndarray | None = None
-    offset: np.ndarray | None = None
-    size: np.ndarray | None = None
+    # referenced chunks: batches of references in ascending chunk order (RefBatch)
+    refs: Callable[[], Iterator[RefBatch]] | None = None
     data: np.ndarray | None = None   # inlined arrays: the whole array
+
+    @property
+    def referenced(self) -> bool:
+        return self.refs is not None
 
     @property
     def grid(self) -> tuple[int, ...]:
         return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
 
     def zarray(self) -> dict[str, Any]:
+        fill = zarr_fill(self.fill, self.dtype)
         return {"zarr_format": 2, "shape": list(self.shape), "chunks": list(self.chunks),
                 "dtype": self.dtype.str, "compressor": self.compressor,
-                "filters": self.filters, "fill_value": zarr_fill(self.fill, self.dtype),
-                "order": "C",
+                "filters": self.filters, "fill_value": fill, "order": "C",
                 "dimension_separator": "."}
 
     def inline_chunks(self) -> Iterator[tuple[int, bytes]]:
@@ -300,81 +233,86 @@ def inline_spec(name: str, dims: list[str], data: np.ndarray, fill: Any = 0) -> 
 
 
 def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> ArraySpec:
-    """References to every stored chunk of ``kp``, after checking they decode exactly."""
-    rows, fmap = key_rows(plan, kp)
-    groups = list(_groups(rows))
-    storages = {}
-    for fi, m, _ in groups:
-        storages[fi, m] = dataset_storage(_dataset(fmap, fi, m, kp.key), kp)
+    """References to every stored chunk of ``kp``, after checking they decode exactly;
+    the references themselves are built when a writer asks for them, module by module."""
+    fmap = plan.frame_map(kp)
+    storages = {(fi, m): dataset_storage(dataset(fmap, fi, m, kp.key), kp)
+                for fi, m in source_datasets(plan, kp)}
     signatures = {st.signature for st in storages.values()}
     if len(signatures) > 1:
         raise UnsupportedKeyError(kp.key, "its files differ in chunk shape or HDF5 filters "
                                   f"({sorted(map(str, signatures))[:2]}); one Zarr array has "
                                   "one chunk shape and one codec pipeline")
     first = next(iter(storages.values())) if storages else Storage(kp.entry_shape, 1, (), -1)
-    chunk = first.chunk
+    filters, compressor = first.codecs()
+    lead = (1,) * len(plan.lead_shape(kp))
+    stored_chunk = tuple(first.chunk[i] for i in kp.kept_axes)  # dropped axes: length 1
+    return ArraySpec(
+        kp.key, list(plan.dims(kp)), plan.shape(kp), lead + stored_chunk, kp.dtype,
+        kp.fill_value, filters, compressor,
+        refs=functools.partial(_reference_batches, plan, kp, storages, first.chunk, url_of))
+
+
+def _reference_batches(plan: ViewPlan, kp: KeyPlan, storages: dict[tuple[int, int], Storage],
+                       chunk: tuple[int, ...], url_of: dict[Path, int]) -> Iterator[RefBatch]:
+    """One batch of references per module, in the view's chunk order (slot by slot)."""
     entry_grid = tuple(-(-e // c) for e, c in zip(kp.entry_shape, chunk, strict=True))
     n_e = math.prod(entry_grid)
     part_bytes = kp.dtype.itemsize * math.prod(chunk)
-    idx_parts, url_parts, off_parts, size_parts = [], [], [], []
-    for fi, m, sel in groups:
-        ds = _dataset(fmap, fi, m, kp.key)
-        st = storages[fi, m]
-        src = rows.src_row[sel]
-        k = st.rows_per_chunk
-        n_row_chunks = -(-ds.shape[0] // k) if ds.shape[0] else 0
-        if len(src) and int(src.max()) >= ds.shape[0]:
-            raise UnsupportedKeyError(kp.key, f"INDEX of {ds.file.filename} points past the "
-                                      f"end of {ds.name}")
-        t_off, t_size, t_mask = chunk_table(ds, st, entry_grid, n_row_chunks)
-        rc, within = src // k, src % k
-        off = t_off[rc]                             # (n rows, n_e)
-        if st.filters:
-            size = t_size[rc]
-            if (t_mask[rc][off >= 0] != 0).any():
-                raise UnsupportedKeyError(kp.key, f"some chunks of {ds.file.filename}:"
-                                          f"{ds.name} skip HDF5 filters (filter_mask != 0)")
-        else:
-            off = np.where(off >= 0, off + (within * part_bytes)[:, None], -1)
-            size = np.full(off.shape, part_bytes, np.int64)
-        have = off >= 0
-        if not have.all() and not _same_fill(ds, kp):
-            raise UnsupportedKeyError(kp.key, f"rows of {ds.file.filename}:{ds.name} are not "
-                                      f"allocated and read as {ds.fillvalue!r}, not the view's "
-                                      f"fill value {kp.fill_value!r}")
-        cidx = rows.view_row[sel][:, None] * n_e + np.arange(n_e)[None, :]
-        idx_parts.append(cidx[have])
-        url_parts.append(np.full(int(have.sum()), url_of[Path(fmap.files[fi].path).resolve()],
-                                 np.int32))
-        off_parts.append(off[have])
-        size_parts.append(size[have])
-    index = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int64)
-    order = np.argsort(index, kind="stable")
-    filters, compressor = first.codecs()
-    lead = (1,) * len(plan.lead_shape(kp))
-    stored_chunk = tuple(chunk[i] for i in kp.kept_axes)   # dropped axes have length 1
-    return ArraySpec(
-        kp.key, list(plan.dims(kp)), plan.shape(kp), lead + stored_chunk, kp.dtype,
-        kp.fill_value,
-        filters, compressor, index[order],
-        (np.concatenate(url_parts) if url_parts else np.zeros(0, np.int32))[order],
-        (np.concatenate(off_parts) if off_parts else np.zeros(0, np.int64))[order],
-        (np.concatenate(size_parts) if size_parts else np.zeros(0, np.int64))[order])
+    fmap = plan.frame_map(kp)
+    urls = url_numbers(fmap, url_of)
+    for m in np.argsort(plan.slots, kind="stable").tolist():
+        rows, _ = key_rows(plan, kp, [m])
+        parts = []
+        for fi, mi, sel in row_groups(rows):
+            ds = dataset(fmap, fi, mi, kp.key)
+            st = storages[fi, mi]
+            src = rows.src_row[sel]
+            k = st.rows_per_chunk
+            n_row_chunks = -(-ds.shape[0] // k) if ds.shape[0] else 0
+            if len(src) and int(src.max()) >= ds.shape[0]:
+                raise UnsupportedKeyError(kp.key, f"INDEX of {ds.file.filename} points past "
+                                          f"the end of {ds.name}")
+            t_off, t_size, t_mask = chunk_table(ds, k, bool(st.filters), st.contiguous_offset,
+                                                entry_grid, n_row_chunks)
+            rc, within = src // k, src % k
+            off = t_off[rc]                             # (n rows, n_e)
+            if st.filters:
+                size = t_size[rc]
+                if (t_mask[rc][off >= 0] != 0).any():
+                    raise UnsupportedKeyError(kp.key, f"some chunks of {ds.file.filename}:"
+                                              f"{ds.name} skip HDF5 filters (filter_mask != 0)")
+            else:
+                off = np.where(off >= 0, off + (within * part_bytes)[:, None], -1)
+                size = np.full(off.shape, part_bytes, np.int64)
+            have = off >= 0
+            if not have.all() and not _same_fill(ds, kp):
+                raise UnsupportedKeyError(kp.key, f"rows of {ds.file.filename}:{ds.name} are "
+                                          "not allocated and read as "
+                                          f"{ds.fillvalue!r}, not the view's fill value "
+                                          f"{kp.fill_value!r}")
+            cidx = rows.view_row[sel][:, None] * n_e + np.arange(n_e)[None, :]
+            parts.append(RefBatch(cidx[have], np.full(int(have.sum()), urls[fi], np.int32),
+                                  off[have], size[have]))
+        if parts:
+            yield concat(parts)
 
 
 def copied_spec(plan: ViewPlan, kp: KeyPlan) -> ArraySpec:
     """A small key read from the files and stored in the manifest (IDs, headers)."""
-    rows, fmap = key_rows(plan, kp)
+    fmap = plan.frame_map(kp)
     shape = plan.shape(kp)
     out = np.full((math.prod(plan.lead_shape(kp)),) + kp.entry_shape, kp.fill_value, kp.dtype)
-    for fi, m, sel in _groups(rows):
-        dsid = _dataset_id(fmap, fi, m, kp.key)   # small: read whole, low level (fast)
-        if not dsid.shape or int(rows.src_row[sel].max()) >= dsid.shape[0]:
-            raise UnsupportedKeyError(kp.key, f"INDEX of {fmap.files[fi].path} points past "
-                                      "the end of its data")
-        buf = np.empty(dsid.shape, kp.dtype)
-        dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, buf)
-        out[rows.view_row[sel]] = buf[rows.src_row[sel]]
+    for module in range(fmap.n_modules):   # module by module: bounded row tables
+        rows, _ = key_rows(plan, kp, [module])
+        for fi, m, sel in row_groups(rows):
+            dsid = dataset_id(fmap, fi, m, kp.key)   # small: read whole, low level (fast)
+            if not dsid.shape or int(rows.src_row[sel].max()) >= dsid.shape[0]:
+                raise UnsupportedKeyError(kp.key, f"INDEX of {fmap.files[fi].path} points "
+                                          "past the end of its data")
+            buf = np.empty(dsid.shape, kp.dtype)
+            dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, buf)
+            out[rows.view_row[sel]] = buf[rows.src_row[sel]]
     spec = inline_spec(kp.key, list(plan.dims(kp)), out.reshape(shape), kp.fill_value)
     spec.fill = kp.fill_value
     return spec
@@ -423,11 +361,11 @@ def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
                 key = _chunk_keys(s, np.array([i]))[0]
                 refs[key] = "base64:" + base64.b64encode(blob).decode()
             continue
-        assert s.index is not None and s.url is not None
-        keys = _chunk_keys(s, s.index)
-        for key, u, o, n in zip(keys, s.url.tolist(), s.offset.tolist(), s.size.tolist(),
-                                strict=True):
-            refs[key] = [templ[u], o, n]
+        assert s.refs is not None
+        for b in s.refs():
+            for key, u, o, n in zip(_chunk_keys(s, b.index), b.url.tolist(),
+                                    b.offset.tolist(), b.size.tolist(), strict=True):
+                refs[key] = [templ[u], o, n]
     doc = {"version": 1, "templates": {TEMPLATE: base}, "refs": refs}
     path.write_text(json.dumps(doc, separators=(",", ":")))  # dumps: the C encoder
 
@@ -457,26 +395,49 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
                                   compression="ZSTD", object_encoding={"raw": "bytes"},
                                   stats=False, write_index=False)
             continue
-        assert s.index is not None and s.url is not None
-        rec = s.index // record_size
-        bounds = np.flatnonzero(np.diff(rec)) + 1
-        for sel in np.split(np.arange(len(rec)), bounds):
-            if not len(sel):
-                continue
-            r = int(rec[sel[0]])
+        assert s.refs is not None
+        for r, batch in _records(s.refs(), record_size):
             n = min(record_size, n_total - r * record_size)
-            pos = s.index[sel] - r * record_size
+            pos = batch.index - r * record_size
             which = np.full(n, len(urls), np.int64)
-            which[pos] = s.url[sel]
+            which[pos] = batch.url
             offset = np.zeros(n, np.int64)
             size = np.zeros(n, np.int64)
-            offset[pos] = s.offset[sel]
-            size[pos] = s.size[sel]
+            offset[pos] = batch.offset
+            size[pos] = batch.size
             df = pd.DataFrame({"path": pd.Series(url_arr[which], dtype=object),
                                "offset": offset, "size": size})
             fastparquet.write(str(folder / f"refs.{r}.parq"), df, compression="ZSTD",
                               object_encoding={"path": "utf8"}, has_nulls=["path"],
                               stats=False, write_index=False)
+
+
+def _records(batches: Iterator[RefBatch], record_size: int) -> Iterator[tuple[int, RefBatch]]:
+    """(record number, its references) for every record holding references, from
+    batches in ascending chunk order; only the current record stays in memory."""
+    pending: list[RefBatch] = []
+    for batch in batches:
+        if not len(batch):
+            continue
+        pending.append(batch)
+        merged = concat(pending) if len(pending) > 1 else batch
+        complete = (int(merged.index[-1]) + 1) // record_size   # records below are final
+        rec = merged.index // record_size
+        cut = int(np.searchsorted(rec, complete))
+        bounds = np.flatnonzero(np.diff(rec[:cut])) + 1
+        for sel in np.split(np.arange(cut), bounds):
+            if len(sel):
+                yield int(rec[sel[0]]), _take(merged, sel)
+        pending = [_take(merged, np.arange(cut, len(merged)))] if cut < len(merged) else []
+    if pending:
+        merged = concat(pending)
+        rec = merged.index // record_size
+        for sel in np.split(np.arange(len(rec)), np.flatnonzero(np.diff(rec)) + 1):
+            yield int(rec[sel[0]]), _take(merged, sel)
+
+
+def _take(b: RefBatch, sel: np.ndarray) -> RefBatch:
+    return RefBatch(b.index[sel], b.url[sel], b.offset[sel], b.size[sel])
 
 
 @contextlib.contextmanager
@@ -610,9 +571,9 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
         entry["path"] = {"relative": r, "absolute": str(p), "url": f"{base}/{r}"}[paths_kind]
     record["manifest"] = {
         "format": fmt, "zarr_format": 2, "paths": paths_kind, "template": TEMPLATE,
-        "base": base, "referenced": [s.name for s in lay.specs if s.index is not None],
+        "base": base, "referenced": [s.name for s in lay.specs if s.referenced],
         "copied": [k for k in record["keys"] if k not in
-                   {s.name for s in lay.specs if s.index is not None}],
+                   {s.name for s in lay.specs if s.referenced}],
         "skipped": lay.skipped,
     }
     meta = _metadata(lay.specs, {"detstack_record": record,
@@ -624,5 +585,5 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
         if paths_kind != "relative":
             rel = [f"{base}/{r}" for r in rel]  # Parquet references have no templates
         with _atomic_dir(target, overwrite) as tmp:
-            write_parquet(tmp, lay.specs, meta, rel)
+            write_parquet(tmp, lay.specs, meta, rel, RECORD_SIZE)
     return target

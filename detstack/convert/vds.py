@@ -11,6 +11,7 @@ Layout of the file (see ``detstack.convert.plan`` for the view contract)::
     /frames/train_id, pulse_id, cell_id   frame layout: (n_frames,) uint64 per frame
     /module_numbers        (n_slots,) int64, the module number of every slot
     /counts/<group>        (n_slots, n_trains) uint64 rows per slot and train
+    /_blocks/<key>/...     virtual datasets of blocks of trains (``mapping="blocks"``)
     attribute detstack_record on the root: the view record (JSON)
 
 Raw AGIPD keeps its ``data_gain`` axis: ``image.data`` is
@@ -25,22 +26,31 @@ would pair differently shaped virtual and source selections, HDF5's slow path.
 
 The frame layout (``layout="frames"``) needs one mapping per module and block of
 contiguous source rows (virtual ``(1, n, ...)`` against source ``(n, ...)``: the fast
-path), whatever the frame counts, and never pads trains.
+path), whatever the frame counts and run length, and never pads trains; ``mapping``
+applies to the train layout only.
 
-Mapping forms of the train layout, chosen per key from measurements with HDF5 2.0 (``benchmarks/
-bench_views_h5.py``): HDF5 copies chunked source data quickly only when a mapping's
-virtual and source selections have the same shape after dropping *leading* length-1
-axes. A mapping that covers several trains of a per-frame key pairs a virtual block
-``(1, n_trains, n_frames, ...)`` with source rows ``(n_trains * n_frames, ...)`` and
-bulk reads run 50-100x slower than the sources. So:
+Mapping forms of the train layout (``benchmarks/bench_views_h5.py``, HDF5 2.0): HDF5 copies chunked source
+data quickly only when a mapping's virtual and source selections have the same shape
+after dropping *leading* length-1 axes. A mapping that covers several trains of a
+per-frame key pairs a virtual block ``(1, n_trains, n_frames, ...)`` with source rows
+``(n_trains * n_frames, ...)`` and bulk reads run 50-100x slower than the sources. So
+per-frame keys with large entries (pixel data, gain, mask) from chunked sources need one
+mapping per (module, train), ``(1, 1, n, ...)`` against ``(n, ...)``; but HDF5 holds
+~7 KB per mapping in every reader that opens the dataset (and ~25 KB while writing it),
+too much for long runs (480 000 mappings per key at 30 000 trains). ``to_vds(mapping=)``:
 
-* per-frame keys with large entries (pixel data, gain, mask) from chunked sources get one
-  mapping per (module, train): ``(1, 1, n, ...)`` against ``(n, ...)``; reads run at the
-  speed of the sources;
-* per-train keys get one mapping per (module, run of consecutive trains in one file):
-  ``(1, n, ...)`` against ``(n, ...)``, already the same shape;
-* small per-frame keys (pulse/cell IDs, status...) and contiguous (unchunked) sources get
-  one mapping per run of full trains: few mappings, and the reshaped read costs little.
+* ``blocks`` (default for long runs): the key is a virtual dataset over *block* virtual
+  datasets of the same file (``/_blocks/<key>/<first train>``, ``block_trains`` trains
+  each, per-train mappings inside); each block is mapped whole, same shape on both
+  sides. A reader decodes one mapping per block on opening and a block's mappings only
+  when it reads from it; the writer holds one block at a time;
+* ``per-train``: the per-train mappings in the key itself (default for short runs);
+* ``compact``: one mapping per run of full trains (few mappings, slow bulk reads).
+
+Per-train keys always get one mapping per (module, run of consecutive trains in one
+file): ``(1, n, ...)`` against ``(n, ...)``, already the same shape; so do small
+per-frame keys (pulse/cell IDs, status...) and contiguous (unchunked) sources, where
+the reshaped read costs little.
 
 Mappings are built with h5py's low-level API (``VirtualSource`` slicing costs ~100 us per
 mapping, the low-level calls a fifth of that).
@@ -74,7 +84,12 @@ log = logging.getLogger(__name__)
 RECORD_ATTR = "detstack_record"
 LIBVER = ("v110", "v110")          # readable by HDF5 >= 1.10
 SMALL_ENTRY_BYTES = 1024           # per-frame entries below this share one mapping per run
-PER_TRAIN, PER_RUN, PER_BLOCK = "per-train", "per-run", "per-block"
+PER_TRAIN, PER_RUN, BLOCKS = "per-train", "per-run", "blocks"   # forms of one key
+PER_BLOCK = "per-block"            # frame layout: one mapping per block of source rows
+AUTO, COMPACT = "auto", "compact"  # what to_vds(mapping=...) accepts besides the forms
+MAPPINGS = (AUTO, BLOCKS, PER_TRAIN, COMPACT)
+BLOCK_GROUP = "_blocks"
+BLOCK_TRAINS = 256                 # trains per block of a blocked key
 
 
 class ViewSourceError(DetstackError, ValueError):
@@ -183,29 +198,41 @@ def run_breaks(ok_next: np.ndarray) -> list[tuple[int, int]]:
 
 # -- the 5-D view -------------------------------------------------------------------------------
 
-def mapping_form(kp: KeyPlan, fmap: FrameMap, names: SourceNames) -> str:
-    """Per-train mappings only where a shared mapping would read slowly (module docstring)."""
+def needs_per_train(kp: KeyPlan, fmap: FrameMap, names: SourceNames) -> bool:
+    """Would a mapping over several trains of this key read slowly (module docstring)?"""
     if not kp.per_frame:
-        return PER_RUN
+        return False
     if kp.dtype.itemsize * int(np.prod(kp.entry_shape, dtype=np.int64)) < SMALL_ENTRY_BYTES:
-        return PER_RUN
+        return False
     for m in range(fmap.n_modules):
         for fi in np.unique(fmap.file[m][fmap.counts[m] > 0]).tolist():
             if names.chunked(fmap, fi, fmap.sources[m], kp.key):
-                return PER_TRAIN
-    return PER_RUN
+                return True
+    return False
+
+
+def mapping_form(kp: KeyPlan, fmap: FrameMap, names: SourceNames, mapping: str = AUTO,
+                 n_trains: int = 0, block_trains: int = BLOCK_TRAINS) -> str:
+    """The form one key gets for the ``mapping`` the user asked for (see ``to_vds``)."""
+    if mapping == COMPACT or not needs_per_train(kp, fmap, names):
+        return PER_RUN
+    if mapping == AUTO:
+        return BLOCKS if n_trains > block_trains else PER_TRAIN
+    return mapping
 
 
 def add_key_mappings(builder: MappingBuilder, kp: KeyPlan, plan: ViewPlan, names: SourceNames,
-                     form: str) -> None:
-    """Map every (slot, train) of a key in the view layout ``(slot, train[, frame], *entry)``."""
+                     form: str, t0: int = 0, t1: int | None = None) -> None:
+    """Map every (slot, train) of a key in the view layout ``(slot, train[, frame], *entry)``;
+    only trains ``t0:t1``, placed from train 0 of ``builder``, if given."""
     fmap = plan.frame_map(kp)
     entry = tuple(kp.entry_shape)
     zero = (0,) * len(entry)
     frames = plan.max_frames
+    t1 = len(plan.train_ids) if t1 is None else t1
     for m, slot in enumerate(plan.slots):
         src = fmap.sources[m]
-        ts = np.flatnonzero(fmap.counts[m])
+        ts = np.flatnonzero(fmap.counts[m, t0:t1]) + t0
         if not len(ts):
             continue
         fi = fmap.file[m, ts]
@@ -214,8 +241,8 @@ def add_key_mappings(builder: MappingBuilder, kp: KeyPlan, plan: ViewPlan, names
         if form == PER_TRAIN:
             refs = {f: names.ref(fmap, f, src, kp.key) for f in np.unique(fi).tolist()}
             add = builder.add
-            for t, f, s, c in zip(ts.tolist(), fi.tolist(), first.tolist(), count.tolist(),
-                                  strict=True):
+            for t, f, s, c in zip((ts - t0).tolist(), fi.tolist(), first.tolist(),
+                                  count.tolist(), strict=True):
                 add((slot, t, 0) + zero, (1, 1, c) + entry, refs[f], (s,) + zero, (c,) + entry)
             continue
         joins = (np.diff(ts) == 1) & (np.diff(fi) == 0) & (np.diff(first) == count[:-1])
@@ -223,7 +250,7 @@ def add_key_mappings(builder: MappingBuilder, kp: KeyPlan, plan: ViewPlan, names
             full = count == frames
             joins &= full[:-1] & full[1:]
         for a, b in run_breaks(joins):
-            n, t, s = b - a, int(ts[a]), int(first[a])
+            n, t, s = b - a, int(ts[a]) - t0, int(first[a])
             ref = names.ref(fmap, int(fi[a]), src, kp.key)
             if not kp.per_frame:
                 builder.add((slot, t) + zero, (1, n) + entry, ref, (s,) + zero, (n,) + entry)
@@ -234,6 +261,38 @@ def add_key_mappings(builder: MappingBuilder, kp: KeyPlan, plan: ViewPlan, names
             else:
                 builder.add((slot, t, 0) + zero, (1, n, frames) + entry, ref, (s,) + zero,
                             (n * frames,) + entry)
+
+
+def write_blocked(h5: h5py.File, kp: KeyPlan, plan: ViewPlan, names: SourceNames,
+                  block_trains: int) -> tuple[h5py.Dataset, int]:
+    """The key as a virtual dataset over per-block virtual datasets of the same file.
+
+    Block ``/_blocks/<key>/<first train>`` holds the per-train mappings of
+    ``block_trains`` trains; the key maps each block whole (same shape on both sides, so
+    reads stay on HDF5's fast path). A reader opening the key decodes one mapping per
+    block, and a block's mappings only when a read touches it; the writer holds one
+    block's mappings at a time. Returns the dataset and the number of mappings.
+    """
+    shape = plan.shape(kp)
+    n_trains = shape[1]
+    top = MappingBuilder(shape, kp.dtype, kp.fill_value)
+    grp = h5.require_group(f"{BLOCK_GROUP}/{kp.path}")
+    total = 0
+    tail = (0,) * (len(shape) - 2)
+    for b0 in range(0, n_trains, block_trains):
+        b1 = min(n_trains, b0 + block_trains)
+        part = MappingBuilder((shape[0], b1 - b0) + shape[2:], kp.dtype, kp.fill_value)
+        add_key_mappings(part, kp, plan, names, PER_TRAIN, b0, b1)
+        if not part.count:
+            continue
+        name = f"{b0:07d}"
+        part.create(grp, name).id.close()
+        total += part.count + 1
+        ref = SourceRef(b".", f"/{grp.name.strip('/')}/{name}".encode(),
+                        h5py.h5s.create_simple(part.shape))
+        top.add((0, b0) + tail, part.shape, ref, (0,) * len(shape), part.shape)
+        del part
+    return top.create(h5, kp.path), total
 
 
 def add_frame_mappings(builder: MappingBuilder, kp: KeyPlan, plan: ViewPlan,
@@ -304,37 +363,66 @@ def store_record(h5: h5py.File, record: dict[str, Any]) -> None:
 
 
 def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | None = None,
-           relative: bool = True, overwrite: bool = False, layout: str = "trains") -> Path:
+           relative: bool = True, overwrite: bool = False, mapping: str = AUTO,
+           block_trains: int = BLOCK_TRAINS, layout: str = "trains") -> Path:
     """Write an HDF5 virtual view of a detector's data: one virtual dataset per key.
 
-    ``layout``: ``"trains"`` (module, train, pulse, ...), every train padded to the
-    longest, or ``"frames"`` (module, frame, ...) with per-frame IDs in ``/frames``,
-    for runs whose frame counts vary from train to train (see ``convert.plan``).
     ``det_or_run``: a detector object, or a run holding a single detector. ``relative``:
     refer to source files relative to the view's folder (a run folder moved together
     with its view stays readable); ``False`` stores absolute paths. An existing ``path``
     is refused unless ``overwrite``; the file appears under its name only when complete.
+
+    ``mapping`` decides how pixel keys (per-frame keys of chunked sources) are mapped;
+    small keys always get one mapping per run of trains (README, "HDF5 views at scale"):
+
+    * ``"auto"``: ``"per-train"`` up to ``block_trains`` trains, else ``"blocks"``;
+    * ``"blocks"``: the key maps blocks of ``block_trains`` trains, each a virtual
+      dataset of the same file with one mapping per (module, train): opens in
+      milliseconds at any run length, memory bounded while writing, and bulk reads at
+      the speed of the sources;
+    * ``"per-train"``: one mapping per (module, train) in the key itself (one level,
+      every mapping names a run file); opening costs ~7 KB and writing ~25 KB of memory
+      per mapping, so keep it to short runs;
+    * ``"compact"``: one mapping per (module, run of full trains in one sequence file):
+      the fewest mappings and fast per-train reads, but HDF5 reads a selection spanning
+      several trains 50-100x slower than the sources.
+
+    ``layout``: ``"trains"`` (module, train, pulse, ...), every train padded to the
+    longest, or ``"frames"`` (module, frame, ...) with per-frame IDs in ``/frames``, for
+    runs whose frame counts vary from train to train (see ``convert.plan``); its pixel
+    keys need one mapping per block of contiguous source rows, whatever ``mapping``.
     """
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}, not {mapping!r}")
+    if int(block_trains) < 1:
+        raise ValueError(f"block_trains must be a positive number of trains, not {block_trains}")
     det = as_detector(det_or_run)
     t0 = time.perf_counter()
     plan = ViewPlan(det, keys, layout=layout)
     names = SourceNames(path, relative)
     groups = sorted({kp.group for kp in plan.keys})
     forms: dict[str, dict[str, Any]] = {}
+    n_trains = len(plan.train_ids)
     with atomic_path(path, overwrite) as tmp, h5py.File(tmp, "w", libver=LIBVER) as h5, \
             no_gc():
         for kp in plan.keys:
-            builder = MappingBuilder(plan.shape(kp), kp.dtype, kp.fill_value)
-            if plan.frames and kp.per_frame:
-                form = PER_BLOCK
+            form = PER_BLOCK if plan.frames and kp.per_frame else \
+                mapping_form(kp, plan.frame_map(kp), names, mapping, n_trains, block_trains)
+            if form == PER_BLOCK:
+                builder = MappingBuilder(plan.shape(kp), kp.dtype, kp.fill_value)
                 add_frame_mappings(builder, kp, plan, names)
+                ds, count = builder.create(h5, kp.path), builder.count
+            elif form == BLOCKS:
+                ds, count = write_blocked(h5, kp, plan, names, int(block_trains))
             else:
-                form = mapping_form(kp, plan.frame_map(kp), names)
+                builder = MappingBuilder(plan.shape(kp), kp.dtype, kp.fill_value)
                 add_key_mappings(builder, kp, plan, names, form)
-            ds = builder.create(h5, kp.path)
+                ds, count = builder.create(h5, kp.path), builder.count
             label_dataset(ds, plan, kp)
             ds.attrs["mapping"] = form
-            forms[kp.key] = {"form": form, "count": builder.count}
+            forms[kp.key] = {"form": form, "count": count}
+            if form == BLOCKS:
+                forms[kp.key]["block_trains"] = int(block_trains)
         coords = write_coords(h5, plan, groups)
         store_record(h5, view_record(plan, "vds", path, relative,
                                      arrays={kp.key: kp.path for kp in plan.keys},

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..frames import FrameMap
 from ..layout import RowLayout, row_layout
+from ..run.handles import POOL
 
 DEFAULT_THREADS = min(8, 2 * (os.cpu_count() or 1))
 
@@ -97,9 +98,18 @@ class _DirectReader:
             pos += nbytes
 
     def run(self, threads: int) -> None:
-        if not self.jobs:
+        # as many files open at once as the HDF5 handle pool: runs can have more files
+        # than `ulimit -n` allows
+        step = POOL.limit
+        paths = list(dict.fromkeys(j[0] for j in self.jobs))
+        for i in range(0, len(paths), step):
+            batch = set(paths[i:i + step])
+            self._run([j for j in self.jobs if j[0] in batch], threads)
+
+    def _run(self, jobs: list[tuple[str, int, memoryview]], threads: int) -> None:
+        if not jobs:
             return
-        fds = {p: os.open(p, os.O_RDONLY) for p in {j[0] for j in self.jobs}}
+        fds = {p: os.open(p, os.O_RDONLY) for p in {j[0] for j in jobs}}
         try:
             def copy(job: tuple[str, int, memoryview]) -> None:
                 path, offset, view = job
@@ -110,11 +120,11 @@ class _DirectReader:
                         raise OSError(f"{path}: file ended at byte {offset + done} while "
                                       "reading detector data; the file is truncated")
                     done += n
-            if threads > 1 and len(self.jobs) > 1:
+            if threads > 1 and len(jobs) > 1:
                 with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(copy, self.jobs))
+                    list(pool.map(copy, jobs))
             else:
-                for job in self.jobs:
+                for job in jobs:
                     copy(job)
         finally:
             for fd in fds.values():
@@ -137,18 +147,20 @@ def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
     for m in range(fmap.n_modules):
         dest = out[slots[m]].reshape((out.shape[1],) + kept_shape)
         dest_bytes = memoryview(dest.reshape(-1).view(np.uint8)) if contiguous else None
-        datasets: dict[int, tuple[h5py.Dataset, RowLayout | None]] = {}
+        datasets: dict[int, tuple[Any, h5py.Dataset, RowLayout | None]] = {}
         for run in fmap.runs(m, selected, per_train):
-            if run.file not in datasets:
-                f = fmap.files[run.file]
+            f = fmap.files[run.file]
+            h5 = f.h5   # from the handle pool: re-fetch if it was closed and reopened
+            hit = datasets.get(run.file)
+            if hit is None or hit[0] is not h5:
                 dpath = f.dataset_path(fmap.sources[m], key)
-                ds = f.h5[dpath]
+                ds = h5[dpath]
                 layout = None
                 if (dest_bytes is not None and isinstance(ds, h5py.Dataset)
                         and ds.dtype == out.dtype and _whole_rows(src_index, ds)):
                     layout = direct.layout(str(f.path), dpath, ds)
-                datasets[run.file] = (ds, layout)
-            ds, layout = datasets[run.file]
+                datasets[run.file] = hit = (h5, ds, layout)
+            _, ds, layout = hit
             pieces = layout.extents(run.src_start, run.length) if layout else None
             if pieces is not None and dest_bytes is not None:
                 row_bytes = layout.row_bytes

@@ -6,7 +6,7 @@ import difflib
 import fnmatch
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +24,9 @@ from ..errors import (
     TrainIDError,
     TrainIndexError,
 )
-from .files import RunFile
+from . import meta_cache
+from .files import FileInfo, RunFile
+from .handles import require_regular
 from .selection import select_train_ids
 
 
@@ -317,11 +319,15 @@ class DataCollection:
         return ok
 
     def _dataset(self, f: RunFile, source: str, key: str) -> Any:
-        """The h5py dataset of (source, key) in one file, looked up once."""
+        """The h5py dataset of (source, key) in one file, looked up once per open handle
+        (the handle pool may have closed and reopened the file since)."""
         cache_key = (id(f), source, key)
-        ds = self._datasets.get(cache_key)
-        if ds is None:
-            ds = self._datasets[cache_key] = f.h5[f.dataset_path(source, key)]
+        h5 = f.h5
+        hit = self._datasets.get(cache_key)
+        if hit is not None and hit[0] is h5:
+            return hit[1]
+        ds = h5[f.dataset_path(source, key)]
+        self._datasets[cache_key] = (h5, ds)
         return ds
 
     def _read_train(self, tid: int, *, keep_dims: bool, flat_keys: bool) -> dict[Any, Any]:
@@ -362,10 +368,13 @@ def H5File(path: str | os.PathLike[str], *, inc_suspect_trains: bool = True) -> 
 
 
 def RunDirectory(path: str | os.PathLike[str], include: str = "*", *,
-                 inc_suspect_trains: bool = True) -> DataCollection:
+                 inc_suspect_trains: bool = True, cache: bool | None = None) -> DataCollection:
     """Open every ``*.h5`` file of a run folder, skipping unusable files with a warning.
 
-    Nothing is written into the folder.
+    Files are opened lazily through a bounded pool of HDF5 handles, so runs with more
+    files than ``ulimit -n`` open completely. What opening reads is kept in a metadata
+    cache outside the folder (``run.meta_cache``; ``cache=False`` or
+    ``DETSTACK_NO_CACHE=1`` turn it off). Nothing is written into the folder.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -376,20 +385,34 @@ def RunDirectory(path: str | os.PathLike[str], include: str = "*", *,
     names = fnmatch.filter(names, include)
     if not names:
         raise NoUsableFilesError(f"No .h5 files matching {include!r} in {folder}")
-    files, problems = _open_files(folder / n for n in names)
+    files, problems = _open_files(folder, names, meta_cache.cache_enabled(cache))
     if not files:
         raise NoUsableFilesError(f"None of the {len(names)} files in {folder} is usable:\n  "
                                  + "\n  ".join(problems))
     return DataCollection(files, inc_suspect_trains=inc_suspect_trains, is_single_run=True)
 
 
-def _open_files(paths: Iterable[Path]) -> tuple[list[RunFile], list[str]]:
+def _open_files(folder: Path, names: list[str], use_cache: bool
+                ) -> tuple[list[RunFile], list[str]]:
+    """Open each file lazily (its sources are checked when first used); skip the unusable
+    ones (not regular files, not HDF5, no INDEX...) with a warning."""
+    cached = meta_cache.load(folder) if use_cache else {}
+    fresh: dict[str, tuple[meta_cache.Stamp, FileInfo]] = {}
     files: list[RunFile] = []
     problems: list[str] = []
-    for p in paths:
+    for name in names:
+        p = folder / name
         try:
-            files.append(RunFile(p))
+            stamp = meta_cache.stamp(require_regular(p))   # a FIFO would hang HDF5
+            hit = cached.get(name)
+            info = hit[1] if hit is not None and hit[0] == stamp else None
+            f = RunFile(p, check=False, info=info)
+            fresh[name] = (stamp, f.info)
+            files.append(f)
         except FileFormatError as exc:
             problems.append(str(exc))
             warnings.warn(f"Skipping unusable file: {exc}", stacklevel=3)
+    stale = [n for n, (st, _) in fresh.items() if n not in cached or cached[n][0] != st]
+    if use_cache and stale:   # entries of other files (include=) are kept: stamps guard them
+        meta_cache.save(folder, {**cached, **fresh})
     return files, problems

@@ -1,26 +1,38 @@
 """One EuXFEL HDF5 file: its train IDs, sources and per-source index.
 
-Opening reads INDEX and METADATA (plus dataset shapes, to check the index
-against them) and never pixel data, so opening a whole run stays cheap.
+Opening reads only INDEX/trainId, INDEX/flag and the METADATA source list (what
+`FileInfo` holds, and what the metadata cache stores), with a handle from the shared
+pool (`handles.POOL`) that is given back at once; thousands of files stay cheap to open
+and no file is held open for long. A source's index and keys are read when first asked
+for, and checked then (`index_checks`). Nothing here reads pixel data or walks a chunk
+index (H5Ovisit and H5Oget_info do: they load every chunk B-tree into HDF5's cache).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from ..errors import FileFormatError, PropertyNameError
+from .h5read import exists as _exists
+from .h5read import read_whole
+from .handles import POOL, require_regular
+from .index_checks import checked_index
 from .validity import guess_valid
 
 log = logging.getLogger(__name__)
 
 IGNORED_CATEGORIES = {"Karabo_TimerServer"}
+_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)
+_TOKENS = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -31,80 +43,152 @@ class SourceIndex:
     count: np.ndarray
 
 
-class RunFile:
-    """Index-level access to one file; the h5py handle is opened on demand."""
+@dataclass(frozen=True)
+class FileInfo:
+    """What opening a file reads: small, and all the metadata cache needs to store."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    format_version: str
+    raw_train_ids: np.ndarray            # INDEX/trainId as stored (uint64, zero padded)
+    flag: np.ndarray | None              # INDEX/flag as stored (None: absent or format 0.5)
+    control_sources: tuple[str, ...]
+    instrument_sources: tuple[str, ...]
+    legacy_sources: dict[str, str] = field(default_factory=dict)
+
+
+def read_file_info(path: Path, f: h5py.File) -> FileInfo:
+    """Read what opening needs: train IDs, flag, format version and sources."""
+    fid = f.id
+    if not _exists(fid, "INDEX/trainId"):
+        raise FileFormatError(path, "has no INDEX/trainId dataset",
+                              "It is not an EuXFEL run file, or was cut short")
+    if not _exists(fid, "METADATA"):
+        raise FileFormatError(path, "has no METADATA group",
+                              "It is not an EuXFEL run file, or was cut short")
+    version = "0.5"
+    if _exists(fid, "METADATA/dataFormatVersion"):
+        value = f["METADATA/dataFormatVersion"][0]
+        version = value.decode("ascii") if isinstance(value, bytes) else str(value)
+    raw_tids = read_whole(fid, "INDEX/trainId").astype(np.uint64, copy=False)
+    flag = None
+    if version != "0.5" and _exists(fid, "INDEX/flag"):
+        flag = read_whole(fid, "INDEX/flag")
+    ids_path = "METADATA/dataSourceId" if version == "0.5" else "METADATA/dataSources/dataSourceId"
+    if not _exists(fid, ids_path):
+        raise FileFormatError(path, "METADATA has no dataSourceId list",
+                              "The file was not closed properly by the DAQ")
+    control: set[str] = set()
+    instrument: set[str] = set()
+    for entry in f[ids_path][:]:
+        entry = entry.decode("ascii") if isinstance(entry, bytes) else str(entry)
+        if not entry:
+            continue
+        category, _, rest = entry.partition("/")
+        if category == "CONTROL":
+            control.add(rest)
+        elif category == "INSTRUMENT":
+            device, _, channel = rest.partition(":")
+            instrument.add(f"{device}:{channel.split('/')[0]}")
+        elif category not in IGNORED_CATEGORIES:
+            raise FileFormatError(path, f"unknown data category {category!r} in "
+                                  f"METADATA source list (entry {entry!r})")
+    legacy: dict[str, str] = {}
+    for source in sorted(instrument):
+        name = f"INSTRUMENT/{source}"
+        if _exists(fid, name) and fid.links.get_info(name.encode()).type == h5py.h5l.TYPE_SOFT:
+            target = fid.links.get_val(name.encode()).decode()
+            legacy[source] = target.removeprefix("/INSTRUMENT/")
+    return FileInfo(version, raw_tids, flag, tuple(sorted(control)), tuple(sorted(instrument)),
+                    legacy)
+
+
+class RunFile:
+    """Index-level access to one file; the h5py handle comes from the shared pool.
+
+    `check=True` (H5File, `detstack validate`) checks every source's index at once;
+    RunDirectory passes False and each source is checked when it is first used. `info`
+    is the `FileInfo` from the metadata cache, if it had this file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, check: bool = True,
+                 info: FileInfo | None = None) -> None:
         self.path = Path(path)
-        self._h5: h5py.File | None = None
+        self._key = next(_TOKENS)   # this file's handle in the pool
         self._metadata: dict[str, object] | None = None
-        try:
-            self._read_structure()
-        except FileFormatError:
-            self.close()
-            raise
-        except (OSError, KeyError, ValueError, TypeError) as exc:
-            self.close()
-            raise FileFormatError(self.path, f"cannot be read as an EuXFEL file ({exc})") from exc
+        self._index_cache: dict[tuple[str, str], SourceIndex] = {}
+        self._keys_cache: dict[str, dict[str, tuple[tuple[int, ...], np.dtype]]] = {}
+        self._paths_cache: dict[str, dict[str, str]] = {}
+        self._groups_cache: dict[str, list[str]] = {}
+        if info is None:
+            require_regular(self.path)
+            info = self._guard(lambda: read_file_info(self.path, self.h5), "read")
+        self.info = info
+        self._apply(info)
+        # the pool outlives this object: give its handle back when it goes away
+        weakref.finalize(self, POOL.discard, self._key)
+        if check:
+            self.check()
 
     # -- opening --------------------------------------------------------------
 
     @property
     def h5(self) -> h5py.File:
-        if self._h5 is None:
-            try:
-                self._h5 = h5py.File(self.path, "r")
-            except OSError as exc:
-                problem, hint = _diagnose_unopenable(self.path, exc)
-                raise FileFormatError(self.path, problem, hint) from exc
-        return self._h5
+        """The open h5py file (reopened on demand; do not keep it across other files' use)."""
+        try:
+            return POOL.get(self._key, self.path)
+        except FileFormatError:
+            raise
+        except OSError as exc:
+            problem, hint = _diagnose_unopenable(self.path, exc)
+            raise FileFormatError(self.path, problem, hint) from exc
 
     def close(self) -> None:
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
+        POOL.discard(self._key)
 
     def __repr__(self) -> str:
         return f"<RunFile {self.path.name}: {len(self.train_ids)} trains>"
 
-    def _read_structure(self) -> None:
-        f = self.h5
-        if "INDEX" not in f or "INDEX/trainId" not in f:
-            raise FileFormatError(self.path, "has no INDEX/trainId dataset",
-                                  "It is not an EuXFEL run file, or was cut short")
-        if "METADATA" not in f:
-            raise FileFormatError(self.path, "has no METADATA group",
-                                  "It is not an EuXFEL run file, or was cut short")
-        self.format_version = _format_version(f)
-        raw_tids = np.asarray(f["INDEX/trainId"][:], dtype=np.uint64)
+    def _guard(self, read, what: str):  # type: ignore[no-untyped-def]
+        """Run a read of the file's structure; h5py failures become FileFormatError."""
+        try:
+            return read()
+        except FileFormatError:
+            raise
+        except _H5_ERRORS as exc:
+            raise FileFormatError(self.path, f"cannot be {what} as an EuXFEL file "
+                                  f"({exc})") from exc
+
+    def _apply(self, info: FileInfo) -> None:
+        self.format_version = info.format_version
+        raw_tids = info.raw_train_ids
         nonzero = raw_tids != 0
-        if nonzero.any() and not nonzero[: np.flatnonzero(nonzero)[-1] + 1].all():
+        if len(raw_tids) and not nonzero.any():
+            warnings.warn(f"{self.path}: INDEX/trainId is all zero, so the file holds no "
+                          "trains and its data is not used. If it should hold data, its "
+                          "index is damaged: re-transfer the file", stacklevel=4)
+        elif nonzero.any() and not nonzero[: np.flatnonzero(nonzero)[-1] + 1].all():
             warnings.warn(f"{self.path}: INDEX/trainId has zero train IDs before the end; "
-                          "those entries are skipped", stacklevel=3)
+                          "those entries are skipped", stacklevel=4)
         self._positions = np.flatnonzero(nonzero)
         self.train_ids: np.ndarray = raw_tids[self._positions]
-        self.validity = self._read_validity(f, raw_tids)
-        self._read_sources(f)
-        self._index_cache: dict[tuple[str, str], SourceIndex] = {}
-        self._keys_cache: dict[str, dict[str, tuple[tuple[int, ...], np.dtype]]] = {}
-        self._paths_cache: dict[str, dict[str, str]] = {}
-        for source in self.instrument_sources | self.control_sources:
-            self._check_source(source)
+        self.validity = self._validity(info.flag, len(raw_tids))
+        self.control_sources: set[str] = set(info.control_sources)
+        self.instrument_sources: set[str] = set(info.instrument_sources)
+        self.legacy_sources: dict[str, str] = dict(info.legacy_sources)
 
-    def _read_validity(self, f: h5py.File, raw_tids: np.ndarray) -> np.ndarray:
+    def _validity(self, flag: np.ndarray | None, n_raw: int) -> np.ndarray:
         """True where a train ID is trusted.
 
         Format >= 1.0 files say so in INDEX/flag (non-zero: the ID came from the time
         server; format 1.1 stored it inverted). Older files, and newer ones missing the
         flag, get a guess: the fewest IDs dropped to leave a strictly increasing sequence.
         """
-        if self.format_version == "0.5" or "INDEX/flag" not in f:
+        if flag is None:
             return guess_valid(self.train_ids)
-        flag = np.asarray(f["INDEX/flag"][:]).astype(bool)
+        flag = np.asarray(flag).astype(bool)
         needed = int(self._positions[-1]) + 1 if len(self._positions) else 0
         if flag.ndim != 1 or len(flag) < needed:
             raise FileFormatError(self.path, f"INDEX/flag has {len(flag)} entries for "
-                                  f"{len(raw_tids)} in INDEX/trainId",
+                                  f"{n_raw} in INDEX/trainId",
                                   "The index is corrupt; re-transfer the file")
         flag = flag[self._positions]
         if self.format_version == "1.1":
@@ -112,104 +196,105 @@ class RunFile:
             flag = ~flag
         return flag
 
-    def _read_sources(self, f: h5py.File) -> None:
-        meta = f["METADATA"]
-        if self.format_version == "0.5":
-            ids = meta.get("dataSourceId")
-        else:
-            ids = meta.get("dataSources/dataSourceId")
-        if ids is None:
-            raise FileFormatError(self.path, "METADATA has no dataSourceId list",
-                                  "The file was not closed properly by the DAQ")
-        self.control_sources: set[str] = set()
-        self.instrument_sources: set[str] = set()
-        self.legacy_sources: dict[str, str] = {}
-        for entry in ids[:]:
-            entry = entry.decode("ascii") if isinstance(entry, bytes) else str(entry)
-            if not entry:
+    def is_control(self, source: str) -> bool:
+        return source in self.control_sources
+
+    def check(self) -> None:
+        """Read and check the index of every source now (H5File and validate do)."""
+        for source in sorted(self.instrument_sources | self.control_sources):
+            if source in self.legacy_sources:
                 continue
-            category, _, rest = entry.partition("/")
-            if category == "CONTROL":
-                self.control_sources.add(rest)
-            elif category == "INSTRUMENT":
-                device, _, channel = rest.partition(":")
-                self.instrument_sources.add(f"{device}:{channel.split('/')[0]}")
-            elif category not in IGNORED_CATEGORIES:
-                raise FileFormatError(self.path, f"unknown data category {category!r} in "
-                                      f"METADATA source list (entry {entry!r})")
-        for source in list(self.instrument_sources):
-            link = f.get(f"INSTRUMENT/{source}", getlink=True)
-            if isinstance(link, h5py.SoftLink):
-                self.legacy_sources[source] = link.path.removeprefix("/INSTRUMENT/")
+            self.source_keys(source)
+            for group in self.index_groups(source):
+                self.index(source, group)
 
     # -- sources, keys, index ---------------------------------------------------
 
     def index_groups(self, source: str) -> list[str]:
         if source in self.control_sources:
             return [""]
-        grp = self.h5.get(f"INDEX/{source}")
-        if grp is None:
+        if source not in self._groups_cache:
+            self._groups_cache[source] = self._guard(lambda: self._read_groups(source), "read")
+        return list(self._groups_cache[source])
+
+    def _read_groups(self, source: str) -> list[str]:
+        fid = self.h5.id
+        path = f"INDEX/{source}"
+        if not _exists(fid, path):
             raise FileFormatError(self.path, f"has no INDEX entry for source {source}")
-        return sorted(k for k, v in grp.items() if isinstance(v, h5py.Group))
+        grp = h5py.h5g.open(fid, path.encode())
+        names = []
+        for i in range(grp.get_num_objs()):
+            name = grp.get_objname_by_idx(i)
+            if grp.get_objtype_by_idx(i) == h5py.h5g.GROUP:
+                names.append(name.decode())
+        return sorted(names)
 
     def index(self, source: str, group: str = "") -> SourceIndex:
-        """first/count aligned with ``train_ids`` (old first/last/status supported)."""
+        """first/count aligned with ``train_ids`` (old first/last/status supported),
+        checked against the datasets they point into."""
         cache_key = (source, group)
         if cache_key not in self._index_cache:
-            self._index_cache[cache_key] = self._read_index(source, group)
+            self._index_cache[cache_key] = self._guard(
+                lambda: self._read_index(source, group), "read")
         return self._index_cache[cache_key]
 
     def _read_index(self, source: str, group: str) -> SourceIndex:
         path = f"INDEX/{source}/{group}".rstrip("/")
-        grp = self.h5.get(path)
-        if grp is None:
-            raise FileFormatError(self.path, f"has no {path} index group")
+        try:
+            grp = h5py.h5g.open(self.h5.id, path.encode())
+        except KeyError:
+            raise FileFormatError(self.path, f"has no {path} index group") from None
         n = int(self._positions[-1]) + 1 if len(self._positions) else 0
 
-        def read(name: str, dtype: type) -> np.ndarray:
-            arr = np.asarray(grp[name][:], dtype=dtype)
+        def read(name: str) -> np.ndarray:
+            if not grp.links.exists(name.encode()):
+                raise KeyError(name)
+            arr = read_whole(grp, name)
             if arr.ndim != 1 or len(arr) < n:
                 raise FileFormatError(self.path, f"{path}/{name} has shape {arr.shape} but "
                                       f"INDEX/trainId has {n} entries",
                                       "The index is corrupt; re-transfer the file")
-            return arr[:n]
+            return arr[:n][self._positions]
 
-        first = read("first", np.uint64)
-        if "count" in grp:
-            count = read("count", np.uint64)
-        elif "last" in grp and "status" in grp:
-            last = read("last", np.int64)
-            status = read("status", np.int64)
-            count = np.where(status > 0, last - first.astype(np.int64) + 1, 0).astype(np.uint64)
+        names = {k.decode() for k in _link_names(grp)}
+        if "count" in names:
+            first, count = read("first"), read("count")
+        elif {"first", "last", "status"} <= names:
+            first, last, status = read("first"), read("last"), read("status")
+            count = np.where(status > 0, last.astype(np.int64) - first.astype(np.int64) + 1, 0)
         else:
             raise FileFormatError(self.path, f"{path} has neither count nor last/status")
-        return SourceIndex(first[self._positions], count[self._positions])
+        if source in self.legacy_sources:   # an alias: its real source is checked
+            return SourceIndex(first.astype(np.uint64), np.asarray(count).astype(np.uint64))
+        first, count = checked_index(self, source, group, first, count)
+        return SourceIndex(first, count)
+
+    def group_datasets(self, source: str, group: str) -> dict[str, int]:
+        """{key: rows} of the datasets an index group points into (only that group's
+        datasets are opened, unless the source's keys are known already)."""
+        if source in self._keys_cache or self.is_control(source) or not group:
+            return {key: shape[0] for key, (shape, _) in self.source_keys(source).items()
+                    if shape and self.key_group(source, key) == group}
+        root = f"INSTRUMENT/{source}/{group}"
+        if not _exists(self.h5.id, root):
+            return {}
+        keys, _ = _visit_datasets(h5py.h5g.open(self.h5.id, root.encode()))
+        return {f"{group}.{key}": shape[0] for key, (shape, _) in keys.items() if shape}
 
     def source_keys(self, source: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """{key: (shape, dtype)} of every dataset of a source (metadata only)."""
         if source not in self._keys_cache:
-            self._keys_cache[source] = self._read_keys(source)
+            self._keys_cache[source] = self._guard(lambda: self._read_keys(source), "read")
         return self._keys_cache[source]
 
     def _read_keys(self, source: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         root = "CONTROL" if source in self.control_sources else "INSTRUMENT"
-        grp = self.h5.get(f"{root}/{source}")
-        if grp is None:
+        fid = self.h5.id
+        if not _exists(fid, f"{root}/{source}"):
             raise FileFormatError(self.path, f"source {source} is listed in METADATA but has "
                                   f"no {root}/{source} group")
-        keys: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-        paths: dict[str, str] = {}
-
-        def visit(name: bytes, info: h5py.h5o.ObjInfo) -> None:
-            # low-level visit: about twice as fast as Group.visititems on wide sources
-            if info.type == h5py.h5o.TYPE_DATASET:
-                dset = h5py.h5d.open(grp.id, name)
-                hpath = name.decode()
-                key = hpath.replace("/", ".")
-                keys[key] = (dset.shape, dset.dtype)
-                paths[key] = hpath
-
-        h5py.h5o.visit(grp.id, visit, info=True)
+        keys, paths = _visit_datasets(h5py.h5g.open(fid, f"{root}/{source}".encode()))
         # HDF5 names may themselves contain dots (e.g. 'performanceStatistics.enable/value'),
         # so the key -> path mapping is kept rather than rebuilt by replacing '.' with '/'
         self._paths_cache[source] = paths
@@ -230,32 +315,10 @@ class RunFile:
         root = "CONTROL" if source in self.control_sources else "INSTRUMENT"
         return f"{root}/{source}/{self._hdf5_path(source, key)}"
 
-    def _check_source(self, source: str) -> None:
-        """Refuse an index that points past the end of its datasets."""
-        if source in self.legacy_sources:
-            return
-        keys = self.source_keys(source)
-        for group in self.index_groups(source):
-            idx = self.index(source, group)
-            if not len(idx.count) or not idx.count.any():
-                continue
-            end = int((idx.first + idx.count)[idx.count > 0].max())
-            for key, (shape, _) in keys.items():
-                if shape and shape[0] < end and self.key_group(source, key) == group:
-                    bad = int(np.argmax((idx.first + idx.count > shape[0]) & (idx.count > 0)))
-                    raise FileFormatError(
-                        self.path,
-                        f"INDEX/{source}/{group} points past the end of {key} "
-                        f"(first+count={end} > {shape[0]} rows, first at train "
-                        f"{int(self.train_ids[bad])})",
-                        "The file is truncated or its index is corrupt; re-transfer it or "
-                        "exclude it with include=",
-                    )
-
     def metadata(self) -> dict[str, object]:
         """Every dataset directly in METADATA (first element, strings decoded)."""
         if self._metadata is None:
-            self._metadata = self._read_metadata()
+            self._metadata = self._guard(self._read_metadata, "read")
         return dict(self._metadata)
 
     def _read_metadata(self) -> dict[str, object]:
@@ -269,6 +332,34 @@ class RunFile:
                     value = value.decode("utf-8", "replace")
                 out[name] = value
         return out
+
+
+def _visit_datasets(grp: h5py.h5g.GroupID
+                    ) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]], dict[str, str]]:
+    """({key: (shape, dtype)}, {key: HDF5 path}) of every dataset below a group."""
+    keys: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    paths: dict[str, str] = {}
+
+    def visit(name: bytes, link: h5py.h5l.LinkInfo) -> None:
+        # links, then H5Oopen: H5Ovisit/H5Oget_info would walk every chunk index.
+        # Only hard links: soft/external ones are aliases or point outside the source.
+        if link.type != h5py.h5l.TYPE_HARD:
+            return
+        obj = h5py.h5o.open(grp, name)
+        if isinstance(obj, h5py.h5d.DatasetID):
+            hpath = name.decode()
+            key = hpath.replace("/", ".")
+            keys[key] = (obj.shape, obj.dtype)
+            paths[key] = hpath
+
+    grp.links.visit(visit, info=True)
+    return keys, paths
+
+
+def _link_names(grp: h5py.h5g.GroupID) -> list[bytes]:
+    names: list[bytes] = []
+    grp.links.iterate(names.append)
+    return names
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -300,12 +391,3 @@ def _diagnose_unopenable(path: Path, exc: OSError) -> tuple[str, str]:
     if "truncated" in str(exc):
         return f"is truncated ({size} bytes; HDF5 says: {exc})", transfer
     return f"is a damaged HDF5 file ({exc})", transfer
-
-
-def _format_version(f: h5py.File) -> str:
-    ds = f.get("METADATA/dataFormatVersion")
-    if ds is None:
-        return "0.5"
-    value = ds[0]
-    return value.decode("ascii") if isinstance(value, bytes) else str(value)
-

@@ -76,6 +76,7 @@ def write_run(
     run_number: int = 1,
     proposal: int = 700000,
     with_control: bool = True,
+    metadata_only: bool = False,
     overwrite: bool = False,
 ) -> list[Path]:
     """Write a synthetic run folder in the EuXFEL layout; return every file written, sorted.
@@ -107,12 +108,18 @@ def write_run(
       "deflate" (gzip 1) or "shuffle-deflate".
     - Values: Poisson(`mean_photons`) counts from `seed`, see `frame_values`;
       pulseId = i * `pulse_id_step`, cellId = i for frame i of a train (per gain stage).
+    - `metadata_only` (layout "chunked" only): pixel datasets get every chunk allocated in
+      the file but none written, as a real DAQ file's chunk index with no pixel bytes; the
+      files are sparse (about 2.5 MB on disk per raw file of 16,000 frames, mostly chunk
+      index) and pixel values, like the per-train `detector/data` bytes, read as 0.
+      Everything else (INDEX, train/pulse/cell IDs, METADATA) is written as usual.
     """
     opts = make_options(
         kind, raw, legacy, n_trains, first_train, frames_per_train, modules, n_modules, n_cells,
         detector_name, format_version, old_index, trains_per_file, missing_trains,
         empty_trains, layout, frames_per_chunk, parallel_gain, pulse_id_step, index_pad,
         bad_train_ids, bad_flags, mean_photons, seed, run_number, proposal, with_control,
+        metadata_only,
     )
     folder = Path(path)
     if folder.exists() and not folder.is_dir():

@@ -130,14 +130,16 @@ def describe_keys(f: h5py.File) -> None:
             f[section].visititems(visit)
 
 
-def small_dataset(grp: h5py.Group, name: str, data: np.ndarray, alloc: int, raw: bool) -> None:
-    """An ID/metadata dataset of `alloc` rows holding `data` in its first rows."""
+def small_dataset(grp: h5py.Group, name: str, data: np.ndarray, alloc: int, raw: bool,
+                  write: bool = True) -> None:
+    """An ID/metadata dataset of `alloc` rows holding `data` in its first rows (or, with
+    `write=False`, only shaped like it: nothing stored, reads as 0)."""
     data = np.asarray(data)
     shape = (alloc, *data.shape[1:])
     maxshape = (None, *data.shape[1:]) if raw else shape
     chunks = (min(alloc, 1024), *data.shape[1:])
     ds = grp.create_dataset(name, shape=shape, dtype=data.dtype, chunks=chunks, maxshape=maxshape)
-    if len(data):
+    if write and len(data):
         ds[:len(data)] = data
 
 
@@ -158,4 +160,10 @@ def pixel_dataset(grp: h5py.Group, name: str, alloc: int, frame_shape: tuple[int
     if opts.layout in ("deflate", "shuffle-deflate"):
         kw.update(compression="gzip", compression_opts=1,
                   shuffle=opts.layout == "shuffle-deflate")
+    if opts.metadata_only:
+        # Every chunk allocated at creation (so the chunk index is as big as the DAQ's) and
+        # never written: the file space stays a hole, the file sparse, values read as 0.
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        kw.update(dcpl=dcpl, fill_time="never")
     return grp.create_dataset(name, shape=shape, dtype=dtype, **kw)

@@ -44,6 +44,7 @@ class Options:
     run_number: int
     proposal: int
     with_control: bool
+    metadata_only: bool = False
 
     @property
     def prefix(self) -> str:
@@ -110,7 +111,8 @@ def make_options(kind: str, raw: bool, legacy: bool, n_trains: int, first_train:
                  frames_per_chunk: int, parallel_gain: bool, pulse_id_step: int,
                  index_pad: int, bad_train_ids: Mapping[int, int] | None,
                  bad_flags: Sequence[int] | None, mean_photons: float, seed: int,
-                 run_number: int, proposal: int, with_control: bool) -> Options:
+                 run_number: int, proposal: int, with_control: bool,
+                 metadata_only: bool = False) -> Options:
     """Validate every argument of write_run; raise TypeError/ValueError naming the culprit."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
@@ -158,6 +160,9 @@ def make_options(kind: str, raw: bool, legacy: bool, n_trains: int, first_train:
     fpc = _int("frames_per_chunk", frames_per_chunk, 1)
     if layout == "contiguous" and fpc != 1:
         raise ValueError("frames_per_chunk does not apply to the contiguous layout")
+    if metadata_only and layout != "chunked":
+        raise ValueError("metadata_only=True allocates uncompressed chunks without writing "
+                         f"them: it needs layout='chunked', not {layout!r}")
 
     tpf = None if trains_per_file is None else _int("trains_per_file", trains_per_file, 1)
     missing = _train_sets("missing_trains", missing_trains, mods, train_ids)
@@ -190,6 +195,7 @@ def make_options(kind: str, raw: bool, legacy: bool, n_trains: int, first_train:
         mean_photons=float(mean_photons), seed=_int("seed", seed, 0),
         run_number=_int("run_number", run_number, 0, 9999),
         proposal=_int("proposal", proposal, 0, 2**32 - 1), with_control=bool(with_control),
+        metadata_only=bool(metadata_only),
     )
 
 

@@ -44,6 +44,8 @@ def _stream_pixels(opts: Options, grp: h5py.Group, pool: dict[str, np.ndarray], 
         shape = pool[key].shape[1:]
         dset = pixel_dataset(grp, key.split(".", 1)[1], alloc, (*lead, *shape),
                              pool[key].dtype, opts, chunk_lead)
+        if opts.metadata_only:
+            continue
         buf = np.empty((rows * cells, *shape), dtype=pool[key].dtype)
         for r0 in range(0, n_rows, rows):
             r1 = min(r0 + rows, n_rows)
@@ -101,7 +103,7 @@ def write_xtdf(f: h5py.File, opts: Options, plan: FilePlan,
     det = f.create_group(f"{base}/detector")
     small_dataset(det, "trainId", tids, talloc, raw)
     det_bytes = np.broadcast_to((tids % 256).astype(np.uint8)[:, None], (n, kind.detector_data_size))
-    small_dataset(det, "data", det_bytes, talloc, raw)
+    small_dataset(det, "data", det_bytes, talloc, raw, write=not opts.metadata_only)
 
     for group in XTDF_GROUPS:
         write_source_index(f, opts, f"INDEX/{src}/{group}",

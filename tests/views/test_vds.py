@@ -276,3 +276,51 @@ def test_cli_convert_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[st
     det = open_det(detstack.RunDirectory(tmp_path / "run"), "dssc-raw")
     vdet = open_det(open_view(out), "dssc-raw")
     xr.testing.assert_identical(vdet.get_array("image.data"), det.get_array("image.data"))
+
+
+@pytest.mark.parametrize("mapping", ["blocks", "compact"])
+def test_mapping_forms_read_back(case: tuple[str, Path, Any], tmp_path: Path,
+                                 mapping: str) -> None:
+    """Blocked and compact mappings read back the same arrays through plain h5py and
+    through the reader API (blocks of 2 trains, so blocks break inside sequence files)."""
+    name, _, det = case
+    out = to_vds(det, tmp_path / "v.h5", mapping=mapping, block_trains=2)
+    plan = ViewPlan(det)
+    with h5py.File(out, "r") as f:
+        record = json.loads(f.attrs["detstack_record"])
+        for kp in plan.keys:
+            ds = f[kp.key]
+            assert_equal_arrays(ds[()], expected_view(det, kp.key))
+            assert_equal_arrays(ds[:, 1:3], expected_view(det, kp.key)[:, 1:3])
+            form = ds.attrs["mapping"]
+            assert record["mappings"][kp.key]["form"] == form
+            if form == "blocks":
+                n_blocks = -(-len(det.train_ids) // 2)
+                maps = ds.id.get_create_plist().get_virtual_count()
+                assert 0 < maps <= n_blocks
+                assert {vs.file_name for vs in ds.virtual_sources()} == {"."}
+                parts = f[f"_blocks/{kp.key}"]
+                inner = sum(parts[p].id.get_create_plist().get_virtual_count() for p in parts)
+                assert inner == int((plan.counts(kp.group) > 0).sum())
+                assert record["mappings"][kp.key]["count"] == inner + maps
+            else:
+                assert form == "per-run"
+    assert_reader_identical(det, open_det(open_view(out), name), CASES[name][0])
+
+
+def test_auto_mapping_blocks_long_runs(tmp_path: Path) -> None:
+    """'auto' blocks pixel keys of runs longer than block_trains; bad options refused."""
+    det = make_run(tmp_path / "run", "agipd-raw")
+    n = len(det.train_ids)
+    to_vds(det, tmp_path / "short.h5", block_trains=n)
+    to_vds(det, tmp_path / "long.h5", block_trains=n - 1)
+    with h5py.File(tmp_path / "short.h5") as s, h5py.File(tmp_path / "long.h5") as lg:
+        assert s["image.data"].attrs["mapping"] == "per-train"
+        assert lg["image.data"].attrs["mapping"] == "blocks"
+        assert lg["image.cellId"].attrs["mapping"] == "per-run"
+        assert_equal_arrays(lg["image.data"][()], s["image.data"][()])
+    with pytest.raises(ValueError, match="mapping must be one of"):
+        to_vds(det, tmp_path / "x.h5", mapping="per-module")
+    with pytest.raises(ValueError, match="block_trains"):
+        to_vds(det, tmp_path / "x.h5", block_trains=0)
+    assert not (tmp_path / "x.h5").exists()

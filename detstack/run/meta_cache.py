@@ -1,0 +1,117 @@
+"""A small cache of what opening each run file reads, kept outside the run folder.
+
+Opening a run of 2,000 files reads INDEX/trainId, INDEX/flag and the source list of each
+one. The cache keeps those (`FileInfo`) per run folder, one `.npz` file under
+`$DETSTACK_CACHE_DIR`, else `$XDG_CACHE_HOME/detstack`, else `~/.cache/detstack`, keyed by
+the folder's real path; an entry is used only while its file has the same size and
+modification time. It is safe to delete at any time; a damaged or unreadable cache file
+is ignored (and rewritten). Set `DETSTACK_NO_CACHE=1` or pass `cache=False` to
+RunDirectory to neither read nor write it. Nothing is ever written into the run folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .files import FileInfo
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+Stamp = tuple[int, int]  # (size, mtime_ns)
+
+
+def cache_enabled(cache: bool | None) -> bool:
+    if cache is not None:
+        return bool(cache)
+    return os.environ.get("DETSTACK_NO_CACHE", "") in ("", "0")
+
+
+def cache_root() -> Path:
+    env = os.environ.get("DETSTACK_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "detstack"
+
+
+def cache_path(folder: Path) -> Path:
+    real = os.path.realpath(folder)
+    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return cache_root() / "runs" / f"{digest}.npz"
+
+
+def stamp(st: os.stat_result) -> Stamp:
+    return (int(st.st_size), int(st.st_mtime_ns))
+
+
+def load(folder: Path) -> dict[str, tuple[Stamp, FileInfo]]:
+    """{file name: (stamp, info)} of the cache of `folder`; {} if absent or unreadable."""
+    path = cache_path(folder)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(bytes(npz["meta"]).decode())
+            tids, flags = npz["train_ids"], npz["flags"]
+        if meta.get("version") != VERSION or meta.get("folder") != os.path.realpath(folder):
+            return {}
+        out: dict[str, tuple[Stamp, FileInfo]] = {}
+        pos = 0
+        for e in meta["files"]:
+            n = int(e["n"])
+            flag = flags[pos:pos + n].astype(e["flag_dtype"]) if e["flag_dtype"] else None
+            info = FileInfo(str(e["version"]), tids[pos:pos + n].astype(np.uint64), flag,
+                            tuple(e["control"]), tuple(e["instrument"]), dict(e["legacy"]))
+            out[str(e["name"])] = ((int(e["size"]), int(e["mtime_ns"])), info)
+            pos += n
+        if pos != len(tids) or pos != len(flags):
+            return {}
+        return out
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        log.info("ignoring unreadable metadata cache %s (%s)", path, exc)
+        return {}
+
+
+def save(folder: Path, entries: dict[str, tuple[Stamp, FileInfo]]) -> None:
+    """Replace the cache of `folder` atomically; failures (read-only home...) are logged."""
+    path = cache_path(folder)
+    files, tids, flags = [], [], []
+    for name, ((size, mtime), info) in sorted(entries.items()):
+        n = len(info.raw_train_ids)
+        flag = info.flag
+        if flag is not None and (flag.ndim != 1 or len(flag) != n):
+            continue  # unusual shapes are read from the file each time
+        files.append({"name": name, "size": size, "mtime_ns": mtime, "n": n,
+                      "version": info.format_version, "control": list(info.control_sources),
+                      "instrument": list(info.instrument_sources),
+                      "legacy": info.legacy_sources,
+                      "flag_dtype": None if flag is None else flag.dtype.str})
+        tids.append(info.raw_train_ids)
+        flags.append(np.zeros(n, np.int64) if flag is None else flag.astype(np.int64))
+    meta = {"version": VERSION, "folder": os.path.realpath(folder), "files": files}
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+             train_ids=np.concatenate(tids) if tids else np.zeros(0, np.uint64),
+             flags=np.concatenate(flags) if flags else np.zeros(0, np.int64))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(buf.getvalue())
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:
+        log.info("could not write the metadata cache %s (%s)", path, exc)
