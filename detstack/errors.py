@@ -34,6 +34,10 @@ class SourceNameError(DetstackError, KeyError):
     """A source (device/channel) name that the data does not contain."""
 
 
+class NoMatchError(SourceNameError, ValueError):
+    """A source/key glob selection matched nothing (a KeyError and a ValueError)."""
+
+
 class PropertyNameError(DetstackError, KeyError):
     """A key that a source does not have."""
 

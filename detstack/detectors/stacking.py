@@ -196,7 +196,8 @@ class StackView:
         self._data = dict(data)
         self.nmodules = nmodules
         self.mod_shape = tuple(mod_shape)
-        self.dtype = np.dtype(dtype)
+        # anything np.dtype accepts, or an array standing for its dtype (as EXtra-data allows)
+        self.dtype = np.dtype(dtype.dtype if isinstance(dtype, np.ndarray) else dtype)
         self.fillvalue = fillvalue
         self.ndim = len(self.mod_shape) + 1
         self.stack_axis = _normalise_axis(stack_axis, self.ndim)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
+import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,10 +25,13 @@ from ..errors import (
     TrainIDError,
     TrainIndexError,
 )
-from . import meta_cache
+from . import meta_cache, source_selection
 from .files import FileInfo, RunFile
 from .handles import require_regular
 from .selection import select_train_ids
+
+# multi-module detector channels, as EXtra-data lists them in detector_sources
+DETECTOR_SOURCE = re.compile(r"(.+/(?:DET|CORR))/(\d+)CH")
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,12 @@ class DataCollection:
         for i, f in enumerate(files):
             for src in f.control_sources | f.instrument_sources:
                 self._source_files.setdefault(src, []).append(i)
+        for src, idxs in self._source_files.items():
+            # raw and corrected files together: a real source beats the corrected
+            # files' legacy alias of the same name (their data is another source)
+            real = [i for i in idxs if src not in files[i].legacy_sources]
+            if real and len(real) < len(idxs):
+                self._source_files[src] = real
         if selection is None:
             selection = dict.fromkeys(self._source_files)
         self._selection = selection
@@ -137,8 +147,10 @@ class DataCollection:
     @cached_property
     def _legacy(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for f in self.files:
-            out.update({k: v for k, v in f.legacy_sources.items() if k in self._selection})
+        for src in self._selection:
+            for i in self._source_files[src]:
+                if src in self.files[i].legacy_sources:
+                    out[src] = self.files[i].legacy_sources[src]
         return out
 
     @property
@@ -228,34 +240,179 @@ class DataCollection:
         """Keep some trains: slice/int/positions/bool mask, by_index[...] or by_id[...]."""
         return self._derive(train_ids=select_train_ids(self.train_ids_array, train_range))
 
-    def select(self, seln: Any, key_glob: str = "*") -> DataCollection:
-        """Keep sources matching a glob (and their keys matching key_glob)."""
+    def select(self, seln_or_source_glob: Any, key_glob: str = "*", require_all: bool = False,
+               require_any: bool = False, *, warn_drop_trains_frac: float = 1.0
+               ) -> DataCollection:
+        """Keep some sources and keys, within what is already selected.
+
+        Parameters
+        ----------
+        seln_or_source_glob : str, list, dict or collection
+            A source glob (with ``key_glob``); a list of source globs and
+            ``(source glob, key glob)`` pairs; a ``{source: set of keys or None}``
+            dict (no globs; an empty set or None keeps the source's selected keys);
+            or a DataCollection, SourceData or KeyData whose selection to apply.
+        key_glob : str
+            Keys to keep of the sources matched by a source glob; ``'*'`` keeps the
+            keys already selected. Sources with none of the keys are dropped.
+        require_all, require_any : bool
+            Keep only the trains where every (any) selected source has data.
+        warn_drop_trains_frac : float
+            With ``require_all``, warn when a source drops at least this fraction
+            of the trains.
+
+        Raises
+        ------
+        NoMatchError
+            A glob matches no source or key (also a ValueError).
+        SourceNameError, PropertyNameError
+            A dict names a source or key that is not selected.
+        """
+        seln = seln_or_source_glob
         if isinstance(seln, str):
             seln = [(seln, key_glob)]
-        elif isinstance(seln, dict):
-            seln = [(s, k) for s, keys in seln.items() for k in (keys or ["*"])]
-        chosen: dict[str, set[str] | None] = {}
-        for src_glob, kglob in seln:
-            matched = fnmatch.filter(self._selection, src_glob)
-            if not matched:
-                raise SourceNameError(f"No source matches {src_glob!r}")
-            for src in matched:
-                if kglob in ("*", None):
-                    chosen[src] = None
-                elif chosen.get(src, set()) is not None:
-                    keys = fnmatch.filter(self.keys_for_source(src), kglob)
-                    chosen[src] = (chosen.get(src) or set()) | set(keys)
-        sel = {s: (None if k is None else frozenset(k)) for s, k in chosen.items()}
-        return self._derive(selection=sel)
+        chosen = source_selection.expand(self, seln)
+        train_ids = None
+        if require_all or require_any:
+            train_ids = source_selection.trains_with_data(
+                self, chosen, require_all=require_all,
+                warn_drop_trains_frac=warn_drop_trains_frac)
+        return self._derive(selection=chosen, train_ids=train_ids)
 
-    def deselect(self, src_glob: str) -> DataCollection:
-        keep = {s: k for s, k in self._selection.items() if not fnmatch.fnmatch(s, src_glob)}
-        return self._derive(selection=keep)
+    def deselect(self, seln_or_source_glob: Any, key_glob: str = "*") -> DataCollection:
+        """Everything selected except some sources or keys (the forms of :meth:`select`)."""
+        seln = seln_or_source_glob
+        if isinstance(seln, str):
+            seln = [(seln, key_glob)]
+        return self._derive(selection=source_selection.without(
+            self, source_selection.expand(self, seln)))
+
+    def union(self, *others: DataCollection) -> DataCollection:
+        """Sources and trains of this collection and others together (e.g. raw and
+        corrected files of one run). Also ``a | b``.
+
+        Raises
+        ------
+        DuplicateTrainError
+            Two different files hold the same train of the same source.
+        """
+        files: list[RunFile] = []
+        seen: dict[str, RunFile] = {}
+        for dc in (self, *others):
+            for f in dc.files:
+                key = os.path.realpath(f.path)
+                if key not in seen:
+                    seen[key] = f
+                    files.append(f)
+        selection = source_selection.merge_selections(*(dc._selection for dc in (self, *others)))
+        train_ids = np.unique(np.concatenate([dc.train_ids_array for dc in (self, *others)]))
+        merged = DataCollection(files, inc_suspect_trains=self.inc_suspect_trains,
+                                train_ids=train_ids, selection=selection)
+        merged._check_duplicates()
+        return merged
+
+    def __or__(self, other: DataCollection) -> DataCollection:
+        return self.union(other)
+
+    def __ior__(self, other: DataCollection) -> DataCollection:
+        return self.union(other)
+
+    # -- run[...] access, as in EXtra-data ------------------------------------
+
+    def __getitem__(self, item: Any) -> Any:
+        """``run[source]``, ``run[source, key]`` or ``run[train selection]``."""
+        from .sourcedata import SourceData, is_train_selection
+        if isinstance(item, tuple) and len(item) == 2 and all(isinstance(e, str) for e in item):
+            source = SourceData(self, item[0])
+            return source[item[1]]
+        if isinstance(item, str):
+            return SourceData(self, item)
+        if is_train_selection(item):
+            return self.select_trains(item)
+        raise TypeError("Use data[source], data[source, key] or data[train selection]")
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, tuple) and len(item) == 2 and all(isinstance(e, str) for e in item):
+            return item[0] in self._selection and item[1] in self[item[0]]
+        return isinstance(item, str) and item in self._selection
+
+    __iter__ = None  # like EXtra-data: iterate with .trains()
+
+    def _ipython_key_completions_(self) -> list[str]:
+        return sorted(self._selection)
+
+    @property
+    def detector_sources(self) -> set[str]:
+        """Instrument sources named like multi-module detector channels (``.../DET/0CH``),
+        legacy aliases left out."""
+        return {s for s in self.instrument_sources
+                if DETECTOR_SOURCE.match(s) and s not in self._legacy}
+
+    def get_array(self, source: str, key: str, extra_dims: list[str] | None = None,
+                  roi: Any = (), name: str | None = None) -> Any:
+        """``self[source, key].xarray(...)``: one key as a labelled array."""
+        return self[source, key].xarray(extra_dims=extra_dims, roi=roi, name=name)
+
+    def get_dask_array(self, source: str, key: str, labelled: bool = False) -> Any:
+        return self[source, key].dask_array(labelled=labelled)
+
+    def get_series(self, source: str, key: str) -> Any:
+        return self[source, key].series()
+
+    def train_timestamps(self, labelled: bool = False, *, pydatetime: bool = False,
+                         euxfel_local_time: bool = False) -> Any:
+        """Approximate time of every selected train, from ``INDEX/timestamp`` (UTC).
+
+        Trains without a timestamp (format < 1.0 files) are NaT (None with
+        ``pydatetime``). ``labelled``: a pandas Series indexed by train ID;
+        ``euxfel_local_time``: in Europe/Berlin (with ``labelled`` or ``pydatetime``).
+        """
+        from .timestamps import train_timestamps
+        return train_timestamps(self, labelled=labelled, pydatetime=pydatetime,
+                                euxfel_local_time=euxfel_local_time)
+
+    def info(self, details_for_sources: Iterable[str] = (), *, file: Any = None) -> None:
+        """Print a summary: trains, detectors, instrument and control sources.
+
+        ``details_for_sources``: source globs whose keys (shape, dtype) to list too.
+        ``file``: where to print (default ``sys.stdout``).
+        """
+        import sys
+
+        from .summary import summary_lines
+        print("\n".join(summary_lines(self, details_for_sources)),
+              file=file if file is not None else sys.stdout)
+
+    def close(self) -> None:
+        """Close the HDF5 files this collection opened."""
+        self._datasets.clear()
+        for f in self.files:
+            f.close()
+
+    def __enter__(self) -> DataCollection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- train-wise reading ---------------------------------------------------
 
-    def train_from_id(self, train_id: int, *, keep_dims: bool = False,
+    def train_from_id(self, train_id: int, devices: Any = None, *, keep_dims: bool = False,
                       flat_keys: bool = False) -> tuple[int, dict[Any, Any]]:
+        """(train ID, {source: {key: data}}) of one train.
+
+        ``devices``: a selection (the forms of :meth:`select`) to read only some
+        sources and keys. ``flat_keys``: a ``{(source, key): data}`` dict.
+        ``keep_dims``: keep the entry axis of single entries.
+
+        Raises
+        ------
+        TrainIDError
+            The train is not in the selection.
+        """
+        if devices is not None:
+            return self.select(devices).train_from_id(train_id, keep_dims=keep_dims,
+                                                      flat_keys=flat_keys)
         tid = int(train_id)
         pos = np.searchsorted(self.train_ids_array, tid)
         if pos >= len(self.train_ids_array) or int(self.train_ids_array[pos]) != tid:
@@ -265,7 +422,11 @@ class DataCollection:
                                   if len(self.train_ids_array) else ")"))
         return tid, self._read_train(tid, keep_dims=keep_dims, flat_keys=flat_keys)
 
-    def train_from_index(self, index: int, **kwargs: Any) -> tuple[int, dict[Any, Any]]:
+    def train_from_index(self, index: int, devices: Any = None,
+                         **kwargs: Any) -> tuple[int, dict[Any, Any]]:
+        """Like :meth:`train_from_id`, for the train at position ``index``."""
+        if devices is not None:
+            return self.select(devices).train_from_index(index, **kwargs)
         try:
             tid = self.train_ids_array[index]
         except IndexError:
@@ -273,13 +434,22 @@ class DataCollection:
                                   f"{len(self.train_ids_array)} trains") from None
         return self.train_from_id(int(tid), **kwargs)
 
-    def trains(self, *, require_all: bool = False, keep_dims: bool = False,
+    def trains(self, devices: Any = None, train_range: Any = None, *,
+               require_all: bool = False, keep_dims: bool = False,
                flat_keys: bool = False) -> Iterator[tuple[int, dict[Any, Any]]]:
         """Iterate over (train ID, data dict) of the selected trains.
 
-        ``require_all=True`` skips trains where any selected source (any index group of
-        its selected keys) has no data.
+        ``devices``: a selection (the forms of :meth:`select`); ``train_range``: a
+        train selection (the forms of :meth:`select_trains`). ``require_all=True``
+        skips trains where any selected source (any index group of its selected
+        keys) has no data.
         """
+        if devices is not None or train_range is not None:
+            dc = self if devices is None else self.select(devices)
+            dc = dc if train_range is None else dc.select_trains(train_range)
+            yield from dc.trains(require_all=require_all, keep_dims=keep_dims,
+                                 flat_keys=flat_keys)
+            return
         keep = self._complete_trains() if require_all else None
         for i, tid in enumerate(self.train_ids):
             if keep is not None and not keep[i]:

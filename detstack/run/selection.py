@@ -10,18 +10,36 @@ from typing import Any
 import numpy as np
 
 
-@dataclass(frozen=True)
-class ById:
+def _index_repr(value: Any) -> str:
+    """One indexing element written as it is typed: ``2:10:2``, ``...``, ``[1, 2]``."""
+    if value is Ellipsis:
+        return "..."
+    if isinstance(value, slice):
+        start = "" if value.start is None else value.start
+        stop = "" if value.stop is None else value.stop
+        step = "" if value.step is None else f":{value.step}"
+        return f"{start}:{stop}{step}"
+    return repr(value)
+
+
+@dataclass(frozen=True, repr=False)
+class _Selector:
+    value: Any
+
+    def __repr__(self) -> str:
+        parts = self.value if isinstance(self.value, tuple) else (self.value,)
+        name = "by_id" if isinstance(self, ById) else "by_index"
+        return f"{name}[{', '.join(_index_repr(v) for v in parts)}]"
+
+
+@dataclass(frozen=True, repr=False)
+class ById(_Selector):
     """Select by train (or pulse) ID."""
 
-    value: Any
 
-
-@dataclass(frozen=True)
-class ByIndex:
+@dataclass(frozen=True, repr=False)
+class ByIndex(_Selector):
     """Select by position."""
-
-    value: Any
 
 
 class _Maker:
