@@ -58,8 +58,7 @@ CASES = {
 
 
 # (layout, squeeze): the HDF5 forms keep length-1 axes, the zarr forms drop them
-VARIANTS = {"trains": ("trains", False), "frames-squeezed": ("frames", True),
-            "trains-squeezed": ("trains", True)}
+VARIANTS = {"trains": ("trains", False), "frames-squeezed": ("frames", True)}
 
 
 @pytest.fixture(scope="module", params=[(c, v) for c in sorted(CASES) for v in VARIANTS],
