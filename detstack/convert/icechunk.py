@@ -59,13 +59,14 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
                 keys: list[str] | None = None, overwrite: bool = False,
                 on_unsupported: str = "raise", url_prefix: str | None = None,
                 containers: list[Any] | None = None, message: str = "detstack view",
-                detector_name: str | None = None, **det_kwargs: Any) -> Any:
+                layout: str = "trains", detector_name: str | None = None,
+                **det_kwargs: Any) -> Any:
     """Write an Icechunk repository with virtual references to the run; return it.
 
     ``path``: a local folder (created atomically) or an ``icechunk.Storage``. Chunks
     refer to ``file://`` URLs of the run's files, or to ``url_prefix`` + their path
     below the run folder (then pass ``containers``: the ``icechunk.VirtualChunkContainer``
-    objects that reach them). Keys follow the manifest rules (``to_manifest``).
+    objects that reach them). Keys and ``layout`` follow the manifest (``to_manifest``).
     """
     import icechunk
 
@@ -74,7 +75,7 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
     base = Path(path).resolve().parent if local else Path.cwd()
     if local:
         check_target(path, overwrite)
-    lay = build_layout(det, keys, on_unsupported, "icechunk", base)
+    lay = build_layout(det, keys, on_unsupported, "icechunk", base, layout)
     prefix, urls = _container_prefix(lay.files, url_prefix)
     for entry, url in zip(lay.record["source_files"], urls, strict=True):
         entry["path"] = url.removeprefix("file://")
