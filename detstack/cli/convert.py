@@ -54,7 +54,8 @@ FORMS: dict[str, Form] = {
     "zarr": Form("to_zarr", (".zarr", ".zip"),
                  frozenset({"resume", "scheduler", "scheduler_timeout", "storage_options",
                             "threads", "keys", "layout", "lossy"})),
-    "icechunk": Form("to_icechunk", (".icechunk",), frozenset({"skip_unsupported", "keys"})),
+    "icechunk": Form("to_icechunk", (".icechunk",),
+                     frozenset({"skip_unsupported", "keys", "layout"})),
 }
 LABELS = {"vds": "HDF5 virtual view", "cxi": "virtual CXI file", "manifest": "zarr manifest",
           "zarr": "zarr store", "icechunk": "Icechunk repository"}
@@ -98,7 +99,7 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     opt.add_argument("--skip-unsupported", action="store_true",
                      help="manifest, icechunk: leave out keys that cannot be referenced exactly")
     opt.add_argument("--layout", choices=["trains", "frames"],
-                     help="vds, manifest, zarr: trains = (module, train, pulse, ...) padded to "
+                     help="vds, manifest, zarr, icechunk: trains = (module, train, pulse, ...) padded to "
                      "the longest train (default); frames = (module, frame, ...), no padding "
                      "(reduced or hit-selected data)")
     opt.add_argument("--mapping", choices=["auto", "blocks", "per-train", "compact"],

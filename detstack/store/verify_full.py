@@ -266,8 +266,10 @@ def _check_frame_blocks(view: Any, key: str, info: dict[str, Any], sums: np.ndar
     """A frame-layout key against its per-(slot, block of ``size`` frames) checksums;
     returns (key, slot, train) of every train the module has in a differing block."""
     from ..convert.checksums import block_checksum
+    from ..convert.plan import fill_from_json
     bad: list[tuple[str, int, int]] = []
     record = view.record
+    fill = fill_from_json(info["fill_value"])
     for slot, vf in _view_files(view):
         counts, first = _view_counts(vf, info), _view_first(vf, info)
         n_frames = int(vf.h5[key].shape[0])
@@ -281,16 +283,37 @@ def _check_frame_blocks(view: Any, key: str, info: dict[str, Any], sums: np.ndar
                 continue
             report.blocks_checked += 1
             try:
-                got = _view_rows(vf, key, b * size, min(size, n_frames - b * size))
+                got = _block_rows(vf, key, owner, b * size, min(size, n_frames - b * size),
+                                  fill)
             except Unreadable as exc:
+                t = int(owner[getattr(exc, "frame", b * size)])
                 report.add_mismatch(Mismatch(key, _module_number(record, slot),
-                                             int(view.train_ids_array[trains[0]]), None,
-                                             str(exc)))
+                                             int(view.train_ids_array[t]), None, str(exc)))
                 continue
             report.frames_checked += int((owner[b * size:(b + 1) * size] >= 0).sum())
             if b >= sums.shape[1] or block_checksum(got) != int(sums[slot, b]):
                 bad += [(key, slot, int(t)) for t in trains]
     return bad
+
+
+def _block_rows(vf: Any, key: str, owner: np.ndarray, start: int, n: int, fill: Any
+                ) -> np.ndarray:
+    """Frames ``start:start+n`` as a read returns them: the module's frames (``owner`` >= 0)
+    read from the view, the others its fill value (they have no stored chunk to read)."""
+    rv = vf.h5[key]
+    out = np.full((n,) + tuple(rv.shape[1:]), fill, rv.dtype)
+    have = np.flatnonzero(owner[start:start + n] >= 0)
+    if len(have):
+        cuts = np.flatnonzero(np.diff(have) != 1) + 1
+        for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(have)].tolist(),
+                          strict=True):
+            a, b = int(have[lo]), int(have[hi - 1]) + 1
+            try:
+                out[a:b] = _view_rows(vf, key, start + a, b - a)
+            except Unreadable as exc:
+                exc.frame = start + a      # type: ignore[attr-defined]
+                raise
+    return out
 
 
 def _name_bad_frames(path: str | os.PathLike[str], view: Any, report: VerifyReport,

@@ -317,7 +317,7 @@ def _record_problems(record: Mapping[str, Any], arrays: Mapping[str, Any],
             out.append(f"it has no array for key {key!r}")
             continue
         want = stored_shape(record, key, counts)
-        if tuple(a.shape) != want or tuple(info.get("shape", want)) != want:
+        if tuple(a.shape) != want:
             what = "(modules, frames, *entry)" if info["per_frame"] and \
                 key_layout(record, key) == "frames" else "(modules, trains[, frames], *entry)"
             out.append(f"{key} has shape {tuple(a.shape)}, but its record says {want} {what}")
