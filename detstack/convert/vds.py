@@ -391,6 +391,9 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
         How pixel keys are mapped (see below).
     block_trains : int, optional
         Trains per block for ``mapping='blocks'`` (and the ``'auto'`` threshold).
+    layout : {'trains', 'frames'}, default 'trains'
+        ``"trains"``: (module, train, pulse, ...), every train padded to the longest;
+        ``"frames"``: (module, frame, ...) with per-frame IDs in ``/frames`` (see below).
 
     Returns
     -------
@@ -423,10 +426,9 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
       the fewest mappings and fast per-train reads, but HDF5 reads a selection spanning
       several trains 50-100x slower than the sources.
 
-    ``layout``: ``"trains"`` (module, train, pulse, ...), every train padded to the
-    longest, or ``"frames"`` (module, frame, ...) with per-frame IDs in ``/frames``, for
-    runs whose frame counts vary from train to train (see ``convert.plan``); its pixel
-    keys need one mapping per block of contiguous source rows, whatever ``mapping``.
+    The frame layout suits runs whose frame counts vary from train to train (see
+    ``convert.plan``); its pixel keys need one mapping per block of contiguous source
+    rows, whatever ``mapping``.
     """
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}, not {mapping!r}")
