@@ -23,18 +23,16 @@ from detstack.store import ViewCollection
 SCHEMA = json.loads((Path(__file__).parents[1] / "schemas/view-record.schema.json").read_text())
 
 
-def numpy_view(det: Any, form: str = "numpy") -> ViewCollection:
-    plan = ViewPlan(det)
+def numpy_view(det: Any, form: str = "numpy", layout: str = "trains",
+               squeeze: bool = False) -> ViewCollection:
+    plan = ViewPlan(det, layout=layout, squeeze=squeeze)
     arrays = {}
     for kp in plan.keys:
         arr = np.full(plan.shape(kp), kp.fill_value, kp.dtype)
         for b in plan.blocks(kp):
             with h5py.File(b.file, "r") as f:
-                rows = f[b.dataset][b.src_start:b.src_start + b.count]
-            if kp.per_frame:
-                arr[b.slot, b.train, :b.count] = rows
-            else:
-                arr[b.slot, b.train] = rows[0]
+                rows = kp.stored_rows(f[b.dataset][b.src_start:b.src_start + b.count])
+            arr[b.index] = rows if kp.per_frame else rows[0]
         arrays[kp.key] = arr
     record = plan.record(form)
     counts = {g: plan.counts(g) for g in record["index_groups"]}
@@ -59,15 +57,22 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
+# (layout, squeeze): the HDF5 forms keep length-1 axes, the zarr forms drop them
+VARIANTS = {"trains": ("trains", False), "frames-squeezed": ("frames", True)}
+
+
+@pytest.fixture(scope="module", params=[(c, v) for c in sorted(CASES) for v in VARIANTS],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def det_and_view(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                  ) -> tuple[Any, Any, str]:
-    kind, run_kw, det_kw = CASES[request.param]
-    path = tmp_path_factory.mktemp(request.param)
+    case, variant = request.param
+    kind, run_kw, det_kw = CASES[case]
+    path = tmp_path_factory.mktemp(case)
     synth.write_run(path, kind, with_control=False, **run_kw)
     cls = getattr(detstack, kind)
     det = cls(detstack.RunDirectory(path), **det_kw)
-    return det, cls(numpy_view(det), **det_kw), kind
+    layout, squeeze = VARIANTS[variant]
+    return det, cls(numpy_view(det, layout=layout, squeeze=squeeze), **det_kw), kind
 
 
 def test_get_array_identical(det_and_view: tuple[Any, Any, str]) -> None:

@@ -48,19 +48,20 @@ class Form:
 
 
 FORMS: dict[str, Form] = {
-    "vds": Form("to_vds", (".h5", ".hdf5"), frozenset({"absolute", "keys", "mapping"})),
+    "vds": Form("to_vds", (".h5", ".hdf5"), frozenset({"absolute", "keys", "layout", "mapping"})),
     "cxi": Form("to_cxi", (".cxi",), frozenset()),
     "manifest": Form("to_manifest", (".json", ".parq", ".parquet"),
-                     frozenset({"absolute", "skip_unsupported", "keys"})),
+                     frozenset({"absolute", "skip_unsupported", "keys", "layout"})),
     "zarr": Form("to_zarr", (".zarr", ".zip"),
                  frozenset({"resume", "scheduler", "scheduler_timeout", "storage_options",
-                            "threads", "keys", "lossy"})),
-    "icechunk": Form("to_icechunk", (".icechunk",), frozenset({"skip_unsupported", "keys"})),
+                            "threads", "keys", "layout", "lossy"})),
+    "icechunk": Form("to_icechunk", (".icechunk",),
+                     frozenset({"skip_unsupported", "keys", "layout"})),
 }
 LABELS = {"vds": "HDF5 virtual view", "cxi": "virtual CXI file", "manifest": "zarr manifest",
           "zarr": "zarr store", "icechunk": "Icechunk repository"}
 #: options of one form only, as (dest, flag, value when not given)
-FORM_OPTIONS = [("keys", "--keys", None), ("lossy", "--lossy", None),
+FORM_OPTIONS = [("keys", "--keys", None), ("layout", "--layout", None), ("lossy", "--lossy", None),
                 ("mapping", "--mapping", None),
                 ("absolute", "--absolute", False), ("skip_unsupported", "--skip-unsupported", False),
                 ("resume", "--resume", False), ("scheduler", "--scheduler", None),
@@ -98,6 +99,10 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                      help="vds, manifest: refer to source files by absolute path")
     opt.add_argument("--skip-unsupported", action="store_true",
                      help="manifest, icechunk: leave out keys that cannot be referenced exactly")
+    opt.add_argument("--layout", choices=["trains", "frames"],
+                     help="vds, manifest, zarr, icechunk: trains = (module, train, pulse, ...) padded to "
+                     "the longest train (default); frames = (module, frame, ...), no padding "
+                     "(reduced or hit-selected data)")
     opt.add_argument("--mapping", choices=["auto", "blocks", "per-train", "compact"],
                      help="vds: how pixel keys are mapped (default auto: per-train for short "
                      "runs, blocks of trains for long ones)")
@@ -168,7 +173,7 @@ def _spec(sel: slice | list[int]) -> str:
 
 def writer_kwargs(form: str, args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"overwrite": args.overwrite}
-    for name in ("keys", "lossy", "mapping"):      # only when asked: library defaults apply
+    for name in ("keys", "layout", "lossy", "mapping"):      # only when asked: library defaults apply
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
     if form in ("vds", "manifest"):

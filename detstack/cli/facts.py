@@ -169,7 +169,10 @@ def view_facts(path: str, record: dict[str, Any]) -> dict[str, Any]:
 
     files = record.get("source_files", [])
     run = record.get("run_metadata", {})
-    out: dict[str, Any] = {"form": record.get("form"), "layout": record.get("layout", "trains"),
+    layout = record.get("layout", "trains")
+    if int(record.get("schema_version", 1)) < 2:     # version 1 named its array layout
+        layout = "frames" if layout == "cxi" else "trains"
+    out: dict[str, Any] = {"form": record.get("form"), "layout": layout,
                            "created": record.get("created"),
                            "detstack_version": record.get("detstack_version"),
                            "proposal": run.get("proposalNumber"), "run": run.get("runNumber")}

@@ -91,14 +91,22 @@ def render(doc: dict[str, Any], *, detail: bool = False) -> list[str]:
 def _kind_label(doc: dict[str, Any]) -> str:
     if "view" in doc:
         view = doc["view"]
-        layout = "" if view.get("layout") in (None, "trains", "module-train") \
-            else f", {view['layout']} layout"
+        layout = "" if view.get("layout") in (None, "trains") else f", {view['layout']} layout"
         return f"detstack view ({view['form']}{layout})"
     return {"run": "run folder", "file": "run file"}.get(doc["kind"], doc["kind"])
 
 
+LAYOUT_HELP = {
+    "trains": "(module, train, pulse, ...), every train padded to the longest; best when "
+              "frame counts are (nearly) constant and you index by pulse",
+    "frames": "(module, frame, ...), frames end to end with per-frame train_id/pulse_id/"
+              "cell_id, no padding; best for reduced or hit-selected data",
+}
+
+
 def _view_lines(view: dict[str, Any]) -> list[str]:
-    lines = []
+    layout = view.get("layout") or "trains"
+    lines = [f"  layout {layout}: {LAYOUT_HELP.get(layout, '')}".rstrip(": ")]
     origin = (f"proposal {view['proposal']} run {view['run']}"
               if view.get("run") is not None else "a run")
     src = view["sources"]

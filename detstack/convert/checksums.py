@@ -8,6 +8,11 @@ in its *done* marker; the finished store keeps them all in one small object,
 it reads back. The crc32 comes from ISA-L or zlib-ng when installed (the ``fast``
 extra; SIMD, ~50 GB/s) and the standard ``zlib`` otherwise (~4 GB/s, a sixth of the
 encoding time of the same bytes); all give the same value.
+
+Per-frame keys in the frame layout ``(slot, frame, ...)`` are summed per (module slot,
+block of ``frames_per_block`` frames): a train may straddle two conversion tasks, a
+block never does. The sum covers every frame of the block as read back (frames the
+module lacks: the fill value) and exists for blocks holding at least one of its frames.
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ def _fastest_crc32() -> Callable[[Any], int]:
 _crc32 = _fastest_crc32()
 
 
-def block_checksum(rows: np.ndarray) -> int:
-    return _crc32(np.ascontiguousarray(rows).data) & 0xFFFFFFFF
+def block_checksum(rows: np.ndarray, value: int = 0) -> int:
+    """crc32 of ``rows`` in C order, continuing from ``value`` (a sum of earlier rows)."""
+    return _crc32(np.ascontiguousarray(rows).data, value) & 0xFFFFFFFF
 
 
 def done_marker(slot: int, sums: Mapping[str, list[tuple[int, int]]]) -> bytes:
@@ -49,9 +55,13 @@ def done_marker(slot: int, sums: Mapping[str, list[tuple[int, int]]]) -> bytes:
 
 
 def store_document(markers: Iterable[bytes], keys: Iterable[str], n_slots: int,
-                   n_trains: int) -> bytes:
-    """Gather the tasks' markers into the store's checksum object."""
-    sums = {key: np.zeros((n_slots, n_trains), np.uint32) for key in keys}
+                   n_trains: int, frame_blocks: Mapping[str, tuple[int, int]] | None = None
+                   ) -> bytes:
+    """Gather the tasks' markers into the store's checksum object; ``frame_blocks``:
+    {frame-layout key: (frames per block, number of blocks)}."""
+    frame_blocks = dict(frame_blocks or {})
+    sums = {key: np.zeros((n_slots, frame_blocks[key][1] if key in frame_blocks else n_trains),
+                          np.uint32) for key in keys}
     for raw in markers:
         if not raw:
             continue
@@ -62,17 +72,24 @@ def store_document(markers: Iterable[bytes], keys: Iterable[str], n_slots: int,
                 sums[key][int(doc["slot"]), t] = crc
     return json.dumps({
         "algorithm": ALGORITHM, "shape": [n_slots, n_trains],
-        "of": "uncompressed bytes of each (module slot, train) block, C order",
+        "of": "uncompressed bytes of each (module slot, train) block, C order; keys in "
+              "'frames_per_block': of each (module slot, block of that many frames)",
+        "frames_per_block": {k: int(v[0]) for k, v in frame_blocks.items()},
         "keys": {k: base64.b64encode(v.astype("<u4").tobytes()).decode()
                  for k, v in sums.items()},
     }).encode()
 
 
 def read_document(raw: bytes) -> dict[str, np.ndarray]:
-    """{key: (n_slots, n_trains) uint32 checksums} from the store's checksum object."""
+    """{key: (n_slots, n_trains or n_blocks) uint32 checksums} from the checksum object."""
     doc: dict[str, Any] = json.loads(raw)
     if doc.get("algorithm") != ALGORITHM:
         raise ValueError(f"unknown checksum algorithm {doc.get('algorithm')!r}")
-    shape = tuple(doc["shape"])
-    return {k: np.frombuffer(base64.b64decode(v), "<u4").reshape(shape)
+    n_slots = int(doc["shape"][0])
+    return {k: np.frombuffer(base64.b64decode(v), "<u4").reshape(n_slots, -1)
             for k, v in doc["keys"].items()}
+
+
+def frames_per_block(raw: bytes) -> dict[str, int]:
+    """{key: frames per checksum block} of the frame-layout keys of a checksum object."""
+    return {k: int(v) for k, v in json.loads(raw).get("frames_per_block", {}).items()}

@@ -37,7 +37,7 @@ from ..detectors.pulses import MISSING, read_inner_ids
 from ..detectors.reading import read_rows
 from ..progress import track
 from .atomic import atomic_h5
-from .plan import ViewPlan, as_detector
+from .plan import ViewPlan, as_detector, fill_to_json, fill_value_for
 from .vds import LIBVER, MappingBuilder, SourceNames, store_record, view_record, write_coords
 
 log = logging.getLogger(__name__)
@@ -116,10 +116,11 @@ class CxiSpec:
 
 
 def _fill_values(spec: CxiSpec, fillvalues: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults as the reference: data NaN (float) or 0, gain 0, mask 0xffffffff."""
+    """Defaults by the view convention (``plan.fill_value_for``), which are also the
+    reference's: data NaN (float) or 0, gain 0, mask all bits set (0xffffffff)."""
     dtypes = {name: spec.entry(key)[1] for name, key in spec.pixel_keys.items()}
-    fills: dict[str, Any] = {"data": np.nan if dtypes["data"].kind == "f" else 0, "gain": 0,
-                             "mask": 0xFFFFFFFF}
+    fills: dict[str, Any] = {name: fill_value_for(key, dtypes[name])
+                             for name, key in spec.pixel_keys.items()}
     given = dict(fillvalues or {})
     if not spec.xtdf and "adc" in given:  # the reference's name for JUNGFRAU data
         given.setdefault("data", given.pop("adc"))
@@ -220,7 +221,9 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
         The ``.cxi`` file to write.
     fillvalues : dict, optional
         ``{'data'|'gain'|'mask': value}`` for frames a module lacks (defaults NaN
-        for floats or 0, then 0, 0xffffffff).
+        or 0, 0, 0xffffffff: the convention of every view form). The file is
+        frame-first by nature: its ``by_module`` arrays are the view's frame layout
+        (``layout="frames"`` of the other forms), which ``open_view`` reads.
     overwrite : bool, default False
         Replace an existing output; otherwise an existing one is refused.
     relative : bool, default False
@@ -246,7 +249,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
     spec = CxiSpec(det)
     fills = _fill_values(spec, fillvalues)
     names = SourceNames(path, relative)
-    plan = ViewPlan(det, sorted(spec.bulk_keys.values()))
+    plan = ViewPlan(det, sorted(spec.bulk_keys.values()), layout="frames")
     mappings: dict[str, int] = {}
     with atomic_h5(path, overwrite, in_memory=True, libver=LIBVER) as h5:
         _write_entry(h5, spec)
@@ -278,22 +281,24 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
         dgrp.create_dataset("module_identifier", data=spec.modulenos)
 
         bulk = h5.create_group(BULK_GROUP)
-        arrays, layouts = {}, {}
+        arrays, used_fills = {}, {}
         for name, key in track(list(spec.bulk_keys.items()), "building CXI by_module"):
             entry, dtype = spec.entry(key)
-            b = MappingBuilder(spec.bulk_shape(key), dtype, fills.get(name, 0))
+            used_fills[key] = fills.get(name, plan.key(key).fill_value)
+            b = MappingBuilder(spec.bulk_shape(key), dtype, used_fills[key])
             _map(spec, b, key, names, frames_first=False)
             ds = b.create(bulk, name)
             ds.attrs["axes"] = _bulk_axes(spec, entry)
+            ds.attrs["layout"] = "frames"
             arrays[key] = ds.name.lstrip("/")
-            layouts[key] = "module-frame" if spec.xtdf else "module-train"
             mappings[arrays[key]] = b.count
         coords = write_coords(bulk, plan, [spec.group])
-        store_record(h5, view_record(plan, "cxi", path, relative, layout="cxi", arrays=arrays,
-                                     array_layouts=layouts, coords=coords,
-                                     cxi={"fillvalues": {k: v.item() if np.isfinite(v) else None
-                                                         for k, v in fills.items()},
-                                          "mappings": mappings}))
+        record = view_record(plan, "cxi", path, relative, arrays=arrays, coords=coords,
+                             cxi={"fillvalues": {k: fill_to_json(v) for k, v in fills.items()},
+                                  "mappings": mappings})
+        for key, value in used_fills.items():
+            record["keys"][key]["fill_value"] = fill_to_json(value)
+        store_record(h5, record)
     log.info("Wrote virtual CXI file %s: %d frames, %d modules", path, spec.n_frames,
              det.n_modules)
     return Path(path)

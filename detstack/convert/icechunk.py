@@ -59,7 +59,8 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
                 keys: list[str] | None = None, overwrite: bool = False,
                 on_unsupported: str = "raise", url_prefix: str | None = None,
                 containers: list[Any] | None = None, message: str = "detstack view",
-                detector_name: str | None = None, **det_kwargs: Any) -> Any:
+                layout: str = "trains", detector_name: str | None = None,
+                **det_kwargs: Any) -> Any:
     """Write an Icechunk repository with virtual references to the run; return it.
 
     Like a manifest, one reference per chunk points into the run's HDF5 files (no
@@ -86,6 +87,8 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
         How readers reach ``url_prefix`` (default: the local run folder).
     message : str, default 'detstack view'
         The commit message.
+    layout : {'trains', 'frames'}, default 'trains'
+        The view layout, as in :func:`to_manifest`.
     detector_name : str, optional
         Detector to pick when ``det_or_run`` is a run with several.
     **det_kwargs
@@ -116,7 +119,7 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
     base = Path(path).resolve().parent if local else Path.cwd()
     if local:
         check_target(path, overwrite)
-    lay = build_layout(det, keys, on_unsupported, "icechunk", base)
+    lay = build_layout(det, keys, on_unsupported, "icechunk", base, layout)
     prefix, urls = _container_prefix(lay.files, url_prefix)
     for entry, url in zip(lay.record["source_files"], urls, strict=True):
         entry["path"] = url.removeprefix("file://")

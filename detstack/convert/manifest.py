@@ -11,6 +11,12 @@ view must be exactly one HDF5 chunk (or one row of uncompressed storage): keys
 where that is impossible are refused (or skipped) with the reason, never written
 wrong. Small keys (pulse/cell IDs, headers) and the coordinates are copied into
 the manifest instead, compressed.
+
+Arrays follow ``ViewPlan`` with ``squeeze=True``: raw LPD/DSSC frames are ``(module,
+train, pulse, slow_scan, fast_scan)`` (the source's length-1 axis dropped; the chunk
+bytes are the same), every dimension named; ``layout="frames"`` gives ``(module, frame,
+...)``. Fill values follow the view convention; ``.zarray`` names them where they are
+not zero (floats NaN, masks all bits set) and keeps ``null`` for zero-filled integers.
 """
 
 from __future__ import annotations
@@ -184,9 +190,7 @@ class ArraySpec:
         return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
 
     def zarray(self) -> dict[str, Any]:
-        fill = None
-        if self.dtype.kind == "f":
-            fill = "NaN" if np.isnan(self.fill) else float(self.fill)
+        fill = zarr_fill(self.fill, self.dtype)
         return {"zarr_format": 2, "shape": list(self.shape), "chunks": list(self.chunks),
                 "dtype": self.dtype.str, "compressor": self.compressor,
                 "filters": self.filters, "fill_value": fill, "order": "C",
@@ -206,6 +210,17 @@ class ArraySpec:
             yield i, bytes(_ZLIB.encode(np.ascontiguousarray(block, self.dtype)))
 
 
+def zarr_fill(value: Any, dtype: np.dtype) -> Any:
+    """A zarr v2 ``fill_value``: explicit where it is not zero (floats NaN, masks all bits
+    set); ``null`` for zero-filled integers, so that plain xarray does not CF-mask their
+    zeros (cell IDs, ADC values; detstack and zarr-python 3 read ``null`` as 0)."""
+    if dtype.kind in "fc":
+        return "NaN" if np.isnan(value) else float(value)
+    if not value:
+        return None
+    return bool(value) if dtype.kind == "b" else int(value)
+
+
 def inline_spec(name: str, dims: list[str], data: np.ndarray, fill: Any = 0) -> ArraySpec:
     """An array copied into the manifest, chunked along its first two axes."""
     data = np.ascontiguousarray(data)
@@ -217,22 +232,6 @@ def inline_spec(name: str, dims: list[str], data: np.ndarray, fill: Any = 0) -> 
     chunks = [max(c, 1) for c in chunks]
     return ArraySpec(name, dims, data.shape, tuple(chunks), data.dtype, fill, None,
                      {"id": "zlib", "level": 1}, data=data)
-
-
-def key_dims(plan: ViewPlan, kp: KeyPlan) -> list[str]:
-    """Named dims: module, train, pulse (XTDF) then pixel axes; JUNGFRAU: cell."""
-    det = plan.det
-    lead = ["module", "train"] + (["pulse"] if kp.per_frame else [])
-    entry = kp.entry_shape
-    module_shape = tuple(det.kind.module_shape)
-    if det.kind.xtdf and len(entry) in (2, 3) and entry[-2:] == module_shape:
-        rest = (["data_gain"] if len(entry) == 3 else []) + ["slow_scan", "fast_scan"]
-    elif not det.kind.xtdf and entry and entry[0] == det._frames_per_entry and (
-            len(entry) == 1 or entry[1:] == module_shape):
-        rest = ["cell"] + (["slow_scan", "fast_scan"] if len(entry) == 3 else [])
-    else:
-        rest = [f"{kp.key}_dim{i}" for i in range(len(entry))]
-    return lead + rest
 
 
 def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> ArraySpec:
@@ -248,10 +247,11 @@ def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> Arr
                                   "one chunk shape and one codec pipeline")
     first = next(iter(storages.values())) if storages else Storage(kp.entry_shape, 1, (), -1)
     filters, compressor = first.codecs()
-    lead = (1, 1, 1) if kp.per_frame else (1, 1)
+    lead = (1,) * len(plan.lead_shape(kp))
+    stored_chunk = tuple(first.chunk[i] for i in kp.kept_axes)  # dropped axes: length 1
     holes: list[list[int]] = []
     return ArraySpec(
-        kp.key, key_dims(plan, kp), plan.shape(kp), lead + first.chunk, kp.dtype,
+        kp.key, list(plan.dims(kp)), plan.shape(kp), lead + stored_chunk, kp.dtype,
         kp.fill_value, filters, compressor,
         refs=functools.partial(_reference_batches, plan, kp, storages, first.chunk, url_of,
                                holes), unallocated=holes)
@@ -310,8 +310,7 @@ def copied_spec(plan: ViewPlan, kp: KeyPlan) -> ArraySpec:
     """A small key read from the files and stored in the manifest (IDs, headers)."""
     fmap = plan.frame_map(kp)
     shape = plan.shape(kp)
-    out = np.full((math.prod(shape[:3 if kp.per_frame else 2]),) + kp.entry_shape,
-                  kp.fill_value, kp.dtype)
+    out = np.full((math.prod(plan.lead_shape(kp)),) + kp.entry_shape, kp.fill_value, kp.dtype)
     for module in range(fmap.n_modules):   # module by module: bounded row tables
         rows, _ = key_rows(plan, kp, [module])
         for fi, m, sel in row_groups(rows):
@@ -322,7 +321,7 @@ def copied_spec(plan: ViewPlan, kp: KeyPlan) -> ArraySpec:
             buf = np.empty(dsid.shape, kp.dtype)
             dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, buf)
             out[rows.view_row[sel]] = buf[rows.src_row[sel]]
-    spec = inline_spec(kp.key, key_dims(plan, kp), out.reshape(shape), kp.fill_value)
+    spec = inline_spec(kp.key, list(plan.dims(kp)), out.reshape(shape), kp.fill_value)
     spec.fill = kp.fill_value
     return spec
 
@@ -335,6 +334,9 @@ def coordinate_specs(plan: ViewPlan, groups: list[str]) -> list[ArraySpec]:
     for g in groups:
         specs.append(inline_spec(f"count.{g}", ["module", "train"],
                                  plan.counts(g).astype(np.uint64)))
+    if plan.frames:
+        specs += [inline_spec(name, ["frame"], values)
+                  for name, values in plan.frame_coordinates().items()]
     return specs
 
 
@@ -490,11 +492,11 @@ class Layout:
 
 
 def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: str,
-                 base: Path) -> Layout:
+                 base: Path, layout: str = "trains") -> Layout:
     """Check and reference every key (copying the small ones), plus the coordinates."""
     if on_unsupported not in ("raise", "skip"):
         raise ValueError(f"on_unsupported must be 'raise' or 'skip', not {on_unsupported!r}")
-    plan = ViewPlan(det, keys)
+    plan = ViewPlan(det, keys, layout=layout, squeeze=True)
     files = [p.resolve() for p in plan.source_files()]
     url_of = {p: i for i, p in enumerate(files)}
     specs: list[ArraySpec] = []
@@ -524,13 +526,15 @@ def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: st
     coords += [k for k in (det.kind.pulse_key, det.kind.cell_key)
                if k in record["keys"] and k not in coords]
     specs += coordinate_specs(plan, groups)
+    coords += [s.name for s in specs if s.dims == ["frame"]]
     return Layout(specs, record, coords, files, skipped)
 
 
 def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | None = None,
                 format: str | None = None, relative: bool = True, overwrite: bool = False,
                 on_unsupported: str = "raise", url_prefix: str | None = None,
-                detector_name: str | None = None, **det_kwargs: Any) -> Path:
+                layout: str = "trains", detector_name: str | None = None,
+                **det_kwargs: Any) -> Path:
     """Write a zarr manifest (kerchunk references) of a detector's run; return its path.
 
     One reference per chunk points into the run's HDF5 files (no copy), so
@@ -557,6 +561,10 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
     on_unsupported : {'raise', 'skip'}, default 'raise'
         Keys that cannot be referenced exactly (e.g. compressed with a filter zarr
         cannot decode) raise, or are left out with a warning.
+    layout : {'trains', 'frames'}, default 'trains'
+        ``"trains"``: (module, train, pulse, ...); ``"frames"``: (module, frame, ...)
+        with per-frame ``train_id``, ``pulse_id``, ``cell_id`` coordinates and no
+        padding of short trains.
     url_prefix : str, optional
         Where remote readers find the run's files, e.g. ``"s3://bucket/run/"``.
     detector_name : str, optional
@@ -586,7 +594,7 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
     check_target(target, overwrite)
     det = as_detector(det_or_run, detector_name, **det_kwargs)
     folder = target.parent.resolve()
-    lay = build_layout(det, keys, on_unsupported, "manifest", folder)
+    lay = build_layout(det, keys, on_unsupported, "manifest", folder, layout)
     paths_kind, rel, base = _locations(lay.files, folder, relative, url_prefix)
     record = lay.record
     for entry, p, r in zip(record["source_files"], lay.files, rel, strict=True):

@@ -40,7 +40,7 @@ class RefBatch:
 class Rows:
     """Stored rows of one key, with their place in the view and in the files."""
 
-    view_row: np.ndarray   # (slot * n_trains + train) * frames + frame
+    view_row: np.ndarray   # flat index over the view's leading axes (ViewPlan.view_rows)
     fmap_file: np.ndarray  # index into the frame map's files
     module: np.ndarray     # index into the frame map's sources
     src_row: np.ndarray
@@ -60,9 +60,8 @@ def key_rows(plan: ViewPlan, kp: KeyPlan, modules: list[int] | None = None
     m, t = np.nonzero(counts)
     c = counts[m, t]
     within = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
-    frames = plan.max_frames if kp.per_frame else 1
     slots = np.asarray(plan.slots, np.int64)[m]
-    view_row = (np.repeat(slots * len(plan.train_ids) + t, c)) * frames + within
+    view_row = plan.view_rows(kp, np.repeat(slots, c), np.repeat(t, c), within)
     rows = Rows(view_row, np.repeat(fmap.file[m, t], c), np.repeat(m, c),
                 np.repeat(fmap.first[m, t].astype(np.int64), c) + within)
     return rows, fmap

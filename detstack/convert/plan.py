@@ -1,18 +1,26 @@
 """What a view holds: the frame map of a detector laid out as one array per key.
 
-Every writer (HDF5 virtual view, zarr manifest, zarr store) lays out the same
-content, described here once:
+Every writer (HDF5 virtual view, CXI, zarr manifest, zarr store, Icechunk) lays out
+the same content, described here once. Two layouts (``layout=``):
 
-* one array per key, shaped ``(module slot, train, frame, *entry)`` for keys
-  with one row per frame (``image.*``), ``(module slot, train, *entry)`` for keys
-  with one row per train (JUNGFRAU ``data.*``, headers); the module axis covers
-  every slot of the detector (``n_modules``), so absent modules read as fill;
-* frame ``p`` of train ``t`` is the ``p``-th row the module stored for that
-  train (pulse/cell IDs are themselves keys, e.g. ``image.pulseId``);
-* coordinates: train IDs, module numbers per slot, and row counts per index
-  group and (slot, train);
-* a metadata record (``schemas/view-record.schema.json``) from which
-  ``detstack.store`` rebuilds a collection that every detector class accepts.
+* ``"trains"`` (default): per-frame keys (``image.*``) are ``(module, train, pulse,
+  *entry)``, every train padded to the longest one; frame ``p`` of train ``t`` is the
+  ``p``-th row the module stored for that train;
+* ``"frames"``: per-frame keys are ``(module, frame, *entry)``, the frames of all
+  trains one after another with no padding, like ``get_array(...,
+  unstack_pulses=False)``. The frame axis is the union over modules: train ``t`` owns
+  frames ``offsets[t]:offsets[t+1]`` (its frame count, equal for every module that has
+  it), with per-frame coordinates ``train_id``, ``pulse_id``, ``cell_id`` shared by all
+  modules (taken from the modules that have the train); a module lacking a train reads
+  as fill there.
+
+In both, keys with one row per train (JUNGFRAU ``data.*``, headers) are ``(module,
+train, *entry)``: nothing to pad. The module axis covers every slot of the detector
+(``n_modules``), so absent modules read as fill. Fill values follow one convention
+(``FILL_CONVENTION``), recorded per key. Entry axes are named by ``axes.entry_axes``;
+zarr forms drop meaningless length-1 axes (``squeeze=True``). A metadata record
+(``schemas/view-record.schema.json``) lets ``detstack.store`` rebuild a collection
+that every detector class accepts.
 """
 
 from __future__ import annotations
@@ -31,9 +39,48 @@ from ..detectors.base import MultimodDetectorBase
 from ..detectors.consistency import check_key
 from ..frames import FrameMap
 from ..store.identity import file_identity
+from .axes import EntryAxes, entry_axes
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMAT_NAME = "detstack-view"
+LAYOUTS = ("trains", "frames")
+FILL_CONVENTION = ("absent modules, trains and frames read as: masks (keys named '*.mask') "
+                   "all bits set, i.e. bad; floating-point keys NaN; other numbers 0")
+
+
+def fill_value_for(key: str, dtype: np.dtype) -> Any:
+    """The fill value of a key by ``FILL_CONVENTION``: gaps in masks read as bad."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "fc":
+        return np.nan
+    if key.rsplit(".", 1)[-1] == "mask":
+        if dtype.kind == "u":
+            return int(np.iinfo(dtype).max)
+        if dtype.kind == "i":
+            return -1
+        if dtype.kind == "b":
+            return True
+    return False if dtype.kind == "b" else 0
+
+
+def fill_to_json(value: Any) -> Any:
+    """A fill value for JSON records: NaN as the string "NaN"."""
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
+        return "NaN"
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def fill_from_json(value: Any) -> Any:
+    """Inverse of ``fill_to_json``; ``None`` (schema version 1) also means NaN."""
+    return np.nan if value is None or value == "NaN" else value
+
+
+def check_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, not "
+                         f"{layout!r}: 'trains' pads every train to the longest one, "
+                         "'frames' lays frames end to end")
+    return layout
 
 
 @dataclass(frozen=True)
@@ -44,19 +91,47 @@ class KeyPlan:
     group: str
     per_frame: bool              # rows are frames (train, frame axes) or trains (train axis)
     dtype: np.dtype
-    entry_shape: tuple[int, ...]
+    entry_shape: tuple[int, ...]  # one source row
     fill_value: Any
+    axes: EntryAxes | None = None
+    squeeze: bool = False         # the view drops the meaningless length-1 entry axes
 
     @property
     def path(self) -> str:
         """Dataset/array name in the view: the key with '.' kept ('image.data')."""
         return self.key
 
+    @property
+    def kept_axes(self) -> tuple[int, ...]:
+        if self.axes is None:
+            return tuple(range(len(self.entry_shape)))
+        return self.axes.kept(self.squeeze)
+
+    @property
+    def squeezed_axes(self) -> tuple[int, ...]:
+        """Entry axes (positions in ``entry_shape``) the view does not store."""
+        kept = set(self.kept_axes)
+        return tuple(i for i in range(len(self.entry_shape)) if i not in kept)
+
+    @property
+    def stored_entry(self) -> tuple[int, ...]:
+        return tuple(self.entry_shape[i] for i in self.kept_axes)
+
+    @property
+    def entry_dims(self) -> tuple[str, ...]:
+        names = self.axes.names if self.axes is not None else tuple(
+            f"{self.key}.axis{i}" for i in range(len(self.entry_shape)))
+        return tuple(names[i] for i in self.kept_axes)
+
+    def stored_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Source rows ``(n, *entry_shape)`` as the view stores them (a view, no copy)."""
+        return rows.reshape((len(rows),) + self.stored_entry)
+
 
 @dataclass(frozen=True)
 class Block:
-    """Rows ``src_start:src_start+count`` of ``file``/``dataset`` go to
-    ``view[slot, train, 0:count]`` (per-frame keys) or ``view[slot, train]``."""
+    """Rows ``src_start:src_start+count`` of ``file``/``dataset`` go to ``view[index]``
+    (``index``: the leading axes, e.g. ``(slot, train, slice(0, count))``)."""
 
     slot: int
     train: int
@@ -64,6 +139,7 @@ class Block:
     dataset: str
     src_start: int
     count: int
+    index: tuple[Any, ...] = ()
 
 
 def as_detector(det_or_run: Any, detector_name: str | None = None,
@@ -77,15 +153,27 @@ def as_detector(det_or_run: Any, detector_name: str | None = None,
 
 
 class ViewPlan:
-    """The layout of a view of one detector, shared by every writer."""
+    """The layout of a view of one detector, shared by every writer.
 
-    def __init__(self, det: MultimodDetectorBase, keys: list[str] | None = None) -> None:
+    ``layout``: ``"trains"`` or ``"frames"`` (module docstring); ``squeeze``: drop
+    meaningless length-1 entry axes (zarr forms; HDF5 views keep them).
+    """
+
+    def __init__(self, det: MultimodDetectorBase, keys: list[str] | None = None, *,
+                 layout: str = "trains", squeeze: bool = False) -> None:
         self.det = det
+        self.layout = check_layout(layout)
+        self.squeeze = squeeze
         self.train_ids = np.asarray(det.frame_map.train_ids, dtype=np.uint64)
         self.n_slots = det.n_modules
         self.slots = [det.module_slot(m) for m in det.modules]
         self.max_frames = int(det.frame_map.train_counts().max()) if len(self.train_ids) else 0
         self.keys = [self._key_plan(k) for k in (keys or self.default_keys())]
+
+    @property
+    def frames(self) -> bool:
+        """True for the frame layout."""
+        return self.layout == "frames"
 
     def default_keys(self) -> list[str]:
         """Every key of the detector's module sources present in all modules."""
@@ -102,8 +190,11 @@ class ViewPlan:
         group = det.data.files_for_source(src)[0].key_group(src, key)
         per_frame = group == det.kind.index_group and det.kind.xtdf
         dtype = np.dtype(dtype)
-        fill = np.nan if dtype.kind in "fc" else 0
-        return KeyPlan(key, group, per_frame, dtype, tuple(entry), fill)
+        axes = entry_axes(key, tuple(entry), xtdf=det.kind.xtdf, per_frame=per_frame,
+                          module_shape=tuple(det.kind.module_shape),
+                          cells=int(det._frames_per_entry))
+        return KeyPlan(key, group, per_frame, dtype, tuple(entry), fill_value_for(key, dtype),
+                       axes, self.squeeze)
 
     def key(self, key: str) -> KeyPlan:
         for kp in self.keys:
@@ -111,12 +202,69 @@ class ViewPlan:
                 return kp
         raise KeyError(key)
 
-    def shape(self, kp: KeyPlan) -> tuple[int, ...]:
-        frames = (self.max_frames,) if kp.per_frame else ()
-        return (self.n_slots, len(self.train_ids)) + frames + kp.entry_shape
+    # -- the leading axes --------------------------------------------------------------
 
-    def frame_map(self, kp: KeyPlan) -> FrameMap:
-        return self.det.group_map(kp.group)
+    def offsets(self, group: str) -> np.ndarray:
+        """(n_trains + 1,) first frame of each train on the frame axis of ``group``."""
+        counts = self.det.group_map(group).train_counts().astype(np.int64)
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def n_frames(self, group: str | None = None) -> int:
+        return int(self.offsets(group or self.det.kind.index_group)[-1])
+
+    def lead_dims(self, kp: KeyPlan) -> tuple[str, ...]:
+        if not kp.per_frame:
+            return ("module", "train")
+        return ("module", "frame") if self.frames else ("module", "train", "pulse")
+
+    def lead_shape(self, kp: KeyPlan) -> tuple[int, ...]:
+        if not kp.per_frame:
+            return (self.n_slots, len(self.train_ids))
+        if self.frames:
+            return (self.n_slots, self.n_frames(kp.group))
+        return (self.n_slots, len(self.train_ids), self.max_frames)
+
+    def shape(self, kp: KeyPlan) -> tuple[int, ...]:
+        return self.lead_shape(kp) + kp.stored_entry
+
+    def dims(self, kp: KeyPlan) -> tuple[str, ...]:
+        return self.lead_dims(kp) + kp.entry_dims
+
+    def view_rows(self, kp: KeyPlan, slots: np.ndarray, trains: np.ndarray,
+                  within: np.ndarray) -> np.ndarray:
+        """Flat index over the leading axes of rows ``within`` of (slot, train) pairs."""
+        slots, trains = np.asarray(slots, np.int64), np.asarray(trains, np.int64)
+        n_trains = len(self.train_ids)
+        if not kp.per_frame:
+            return slots * n_trains + trains
+        if self.frames:
+            return slots * self.n_frames(kp.group) + self.offsets(kp.group)[trains] + within
+        return (slots * n_trains + trains) * self.max_frames + within
+
+    def lead_index(self, kp: KeyPlan, slot: int, train: int, count: int) -> tuple[Any, ...]:
+        """Index of the view rows of one (slot, train)."""
+        if not kp.per_frame:
+            return (slot, train)
+        if self.frames:
+            a = int(self.offsets(kp.group)[train])
+            return (slot, slice(a, a + count))
+        return (slot, train, slice(0, count))
+
+    def frame_coordinates(self) -> dict[str, np.ndarray]:
+        """Per-frame ``train_id``, ``pulse_id``, ``cell_id`` (and ``gain`` for LPD parallel
+        gain) of the frame axis: what ``get_array(..., unstack_pulses=False)`` labels."""
+        det = self.det
+        if not det.kind.xtdf:
+            return {}
+        pulses = det.frame_labels("pulseId")
+        out = {"train_id": np.asarray(pulses.train, np.uint64),
+               "pulse_id": np.asarray(pulses.inner, np.uint64),
+               "cell_id": np.asarray(det.frame_labels("cellId").inner, np.uint64)}
+        if pulses.gain is not None:
+            out["gain"] = np.asarray(pulses.gain, np.uint8)
+        return out
+
+    # -- rows ----------------------------------------------------------------------------
 
     def counts(self, group: str) -> np.ndarray:
         """(n_slots, n_trains) rows per slot and train (0: absent)."""
@@ -124,6 +272,9 @@ class ViewPlan:
         out = np.zeros((self.n_slots, len(self.train_ids)), np.uint64)
         out[self.slots] = fmap.counts
         return out
+
+    def frame_map(self, kp: KeyPlan) -> FrameMap:
+        return self.det.group_map(kp.group)
 
     def blocks(self, kp: KeyPlan) -> Iterator[Block]:
         """Source rows per (slot, train), in slot then train order."""
@@ -134,10 +285,19 @@ class ViewPlan:
                 f = fmap.files[int(fmap.file[m, t])]
                 count = int(fmap.counts[m, t]) if kp.per_frame else 1
                 yield Block(slot, int(t), Path(f.path), f.dataset_path(src, kp.key),
-                            int(fmap.first[m, t]), count)
+                            int(fmap.first[m, t]), count,
+                            self.lead_index(kp, slot, int(t), count))
 
     def source_files(self) -> list[Path]:
         return sorted({Path(f.path) for f in self.det.data.files})
+
+    # -- the record ------------------------------------------------------------------------
+
+    def key_record(self, kp: KeyPlan) -> dict[str, Any]:
+        return {"group": kp.group, "per_frame": kp.per_frame, "dtype": kp.dtype.str,
+                "entry_shape": list(kp.entry_shape), "fill_value": fill_to_json(kp.fill_value),
+                "shape": list(self.shape(kp)), "dims": list(self.dims(kp)),
+                "squeezed_axes": list(kp.squeezed_axes)}
 
     def record(self, form: str, *, base: str | os.PathLike[str] | None = None
                ) -> dict[str, Any]:
@@ -159,6 +319,7 @@ class ViewPlan:
             "format": FORMAT_NAME,
             "schema_version": SCHEMA_VERSION,
             "form": form,
+            "layout": self.layout,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "detstack_version": __version__,
             "detector": {
@@ -172,12 +333,10 @@ class ViewPlan:
             },
             "n_trains": len(self.train_ids),
             "max_frames": self.max_frames,
+            "n_frames": self.n_frames(),
             "index_groups": groups,
-            "keys": {kp.key: {"group": kp.group, "per_frame": kp.per_frame,
-                              "dtype": kp.dtype.str, "entry_shape": list(kp.entry_shape),
-                              "fill_value": None if isinstance(kp.fill_value, float)
-                              and np.isnan(kp.fill_value) else kp.fill_value}
-                     for kp in self.keys},
+            "fill_convention": FILL_CONVENTION,
+            "keys": {kp.key: self.key_record(kp) for kp in self.keys},
             "run_metadata": {k: v for k, v in run_meta.items()
                              if isinstance(v, (str, int, float))},
             "source_files": files,

@@ -3,9 +3,12 @@
 Layout of the file (see ``detstack.convert.plan`` for the view contract)::
 
     /<key>                 virtual (module slot, train, frame, *entry) for per-frame keys
-                           (image.*), (module slot, train, *entry) for per-train keys;
-                           absent modules/trains/frames read as the key's fill value
+                           (image.*) in the train layout, (module slot, frame, *entry) in
+                           the frame layout; (module slot, train, *entry) for per-train
+                           keys; absent modules/trains/frames read as the key's fill value
+                           (``plan.FILL_CONVENTION``); attributes ``axes``, ``layout``
     /train_ids             (n_trains,) uint64
+    /frames/train_id, pulse_id, cell_id   frame layout: (n_frames,) uint64 per frame
     /module_numbers        (n_slots,) int64, the module number of every slot
     /counts/<group>        (n_slots, n_trains) uint64 rows per slot and train
     /_blocks/<key>/...     virtual datasets of blocks of trains (``mapping="blocks"``)
@@ -17,7 +20,16 @@ bits, exactly the array ``get_array("image.data")`` returns. Select a plane with
 length-1 slice (``ds[..., 0:1, :, :]``): an integer index changes the rank of the read
 and sends HDF5 down its slow path.
 
-Mapping forms (``benchmarks/bench_views_h5.py``, HDF5 2.0): HDF5 copies chunked source
+Raw LPD and DSSC frames keep the source's length-1 axis (``(..., 1, 256, 256)``, axis
+name ``singleton``, explained by the dataset's ``singleton_axes`` attribute): dropping it
+would pair differently shaped virtual and source selections, HDF5's slow path.
+
+The frame layout (``layout="frames"``) needs one mapping per module and block of
+contiguous source rows (virtual ``(1, n, ...)`` against source ``(n, ...)``: the fast
+path), whatever the frame counts and run length, and never pads trains; ``mapping``
+applies to the train layout only.
+
+Mapping forms of the train layout (``benchmarks/bench_views_h5.py``, HDF5 2.0): HDF5 copies chunked source
 data quickly only when a mapping's virtual and source selections have the same shape
 after dropping *leading* length-1 axes. A mapping that covers several trains of a
 per-frame key pairs a virtual block ``(1, n_trains, n_frames, ...)`` with source rows
@@ -65,6 +77,7 @@ from ..frames import FrameMap
 from ..progress import track
 from ..run.files import RunFile
 from .atomic import atomic_h5
+from .axes import SINGLETON, SINGLETON_NOTE
 from .plan import KeyPlan, ViewPlan, as_detector
 
 log = logging.getLogger(__name__)
@@ -73,6 +86,7 @@ RECORD_ATTR = "detstack_record"
 LIBVER = ("v110", "v110")          # readable by HDF5 >= 1.10
 SMALL_ENTRY_BYTES = 1024           # per-frame entries below this share one mapping per run
 PER_TRAIN, PER_RUN, BLOCKS = "per-train", "per-run", "blocks"   # forms of one key
+PER_BLOCK = "per-block"            # frame layout: one mapping per block of source rows
 AUTO, COMPACT = "auto", "compact"  # what to_vds(mapping=...) accepts besides the forms
 MAPPINGS = (AUTO, BLOCKS, PER_TRAIN, COMPACT)
 BLOCK_GROUP = "_blocks"
@@ -183,22 +197,6 @@ def run_breaks(ok_next: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts, stops, strict=True))
 
 
-def axis_labels(det: Any, kp: KeyPlan) -> list[str]:
-    """Names of the view axes of a key, as ``get_array`` names them."""
-    lead = ["module", "train"] + (["pulse"] if kp.per_frame else [])
-    entry = list(kp.entry_shape)
-    tail: list[str] = []
-    if len(entry) >= 2 and tuple(entry[-2:]) == tuple(det.module_shape):
-        tail = ["slow_scan", "fast_scan"]
-        entry = entry[:-2]
-    mid = [f"dim_{i}" for i in range(len(entry))]
-    if mid and kp.per_frame:
-        mid[0] = "data_gain" if tail else mid[0]
-    elif mid and entry[0] == det._frames_per_entry and det._frames_per_entry > 1:
-        mid[0] = "cell"
-    return lead + mid + tail
-
-
 # -- the 5-D view -------------------------------------------------------------------------------
 
 def needs_per_train(kp: KeyPlan, fmap: FrameMap, names: SourceNames) -> bool:
@@ -298,8 +296,36 @@ def write_blocked(h5: h5py.File, kp: KeyPlan, plan: ViewPlan, names: SourceNames
     return top.create(h5, kp.path), total
 
 
+def add_frame_mappings(builder: MappingBuilder, kp: KeyPlan, plan: ViewPlan,
+                       names: SourceNames) -> None:
+    """Map a per-frame key in the frame layout ``(slot, frame, *entry)``: one mapping per
+    module and block of source rows contiguous in one file and on the frame axis."""
+    fmap = plan.frame_map(kp)
+    entry = tuple(kp.entry_shape)
+    zero = (0,) * len(entry)
+    for m, slot in enumerate(plan.slots):
+        for run in fmap.runs(m):
+            ref = names.ref(fmap, run.file, fmap.sources[m], kp.key)
+            builder.add((slot, run.dst_start) + zero, (1, run.length) + entry, ref,
+                        (run.src_start,) + zero, (run.length,) + entry)
+
+
+def label_dataset(ds: h5py.Dataset, plan: ViewPlan, kp: KeyPlan) -> None:
+    """Axis names, layout and fill value of a view dataset, for plain-h5py users."""
+    dims = plan.dims(kp)
+    ds.attrs["axes"] = ":".join(dims)
+    ds.attrs["layout"] = plan.layout if kp.per_frame else "trains"
+    ds.attrs["fill_value"] = np.asarray(kp.fill_value, kp.dtype)
+    singletons = [i for i, d in enumerate(dims) if d.startswith(SINGLETON)]
+    if singletons:
+        ds.attrs["singleton_axes"] = f"axes {singletons}: {SINGLETON_NOTE}"
+    if "data_gain" in dims:  # raw XTDF: plane 0 ADC value, plane 1 gain bits
+        ds.attrs["data_gain"] = ["data", "gain"][:ds.shape[dims.index("data_gain")]]
+
+
 def write_coords(h5: h5py.Group, plan: ViewPlan, groups: list[str]) -> dict[str, Any]:
-    """Train IDs, module numbers and row counts; returns their paths for the record."""
+    """Train IDs, module numbers and row counts (and per-frame IDs in the frame layout);
+    returns their paths for the record."""
     h5.create_dataset("train_ids", data=plan.train_ids, dtype=np.uint64)
     base = plan.det.kind.modno_base
     h5.create_dataset("module_numbers", data=np.arange(plan.n_slots, dtype=np.int64) + base)
@@ -308,6 +334,11 @@ def write_coords(h5: h5py.Group, plan: ViewPlan, groups: list[str]) -> dict[str,
     for g in groups:
         h5.create_dataset(f"counts/{g}", data=plan.counts(g), dtype=np.uint64)
         paths["counts"][g] = _join(h5.name, f"counts/{g}")
+    if plan.frames:
+        paths["frames"] = {}
+        for name, values in plan.frame_coordinates().items():
+            h5.create_dataset(f"frames/{name}", data=values)
+            paths["frames"][name] = _join(h5.name, f"frames/{name}")
     return paths
 
 
@@ -334,7 +365,7 @@ def store_record(h5: h5py.File, record: dict[str, Any]) -> None:
 
 def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | None = None,
            relative: bool = True, overwrite: bool = False, mapping: str = AUTO,
-           block_trains: int = BLOCK_TRAINS) -> Path:
+           block_trains: int = BLOCK_TRAINS, layout: str = "trains") -> Path:
     """Write an HDF5 virtual view of a detector's data: one virtual dataset per key.
 
     Each key becomes ``(module slot, train, pulse, *entry)`` (per-train keys
@@ -360,6 +391,9 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
         How pixel keys are mapped (see below).
     block_trains : int, optional
         Trains per block for ``mapping='blocks'`` (and the ``'auto'`` threshold).
+    layout : {'trains', 'frames'}, default 'trains'
+        ``"trains"``: (module, train, pulse, ...), every train padded to the longest;
+        ``"frames"``: (module, frame, ...) with per-frame IDs in ``/frames`` (see below).
 
     Returns
     -------
@@ -391,6 +425,10 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
     * ``"compact"``: one mapping per (module, run of full trains in one sequence file):
       the fewest mappings and fast per-train reads, but HDF5 reads a selection spanning
       several trains 50-100x slower than the sources.
+
+    The frame layout suits runs whose frame counts vary from train to train (see
+    ``convert.plan``); its pixel keys need one mapping per block of contiguous source
+    rows, whatever ``mapping``.
     """
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}, not {mapping!r}")
@@ -398,31 +436,32 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
         raise ValueError(f"block_trains must be a positive number of trains, not {block_trains}")
     det = as_detector(det_or_run)
     t0 = time.perf_counter()
-    plan = ViewPlan(det, keys)
+    plan = ViewPlan(det, keys, layout=layout)
     names = SourceNames(path, relative)
     groups = sorted({kp.group for kp in plan.keys})
     forms: dict[str, dict[str, Any]] = {}
     n_trains = len(plan.train_ids)
     with atomic_h5(path, overwrite, in_memory=True, libver=LIBVER) as h5, no_gc():
         for kp in track(plan.keys, "building view"):
-            form = mapping_form(kp, plan.frame_map(kp), names, mapping, n_trains, block_trains)
-            if form == BLOCKS:
+            form = PER_BLOCK if plan.frames and kp.per_frame else \
+                mapping_form(kp, plan.frame_map(kp), names, mapping, n_trains, block_trains)
+            if form == PER_BLOCK:
+                builder = MappingBuilder(plan.shape(kp), kp.dtype, kp.fill_value)
+                add_frame_mappings(builder, kp, plan, names)
+                ds, count = builder.create(h5, kp.path), builder.count
+            elif form == BLOCKS:
                 ds, count = write_blocked(h5, kp, plan, names, int(block_trains))
             else:
                 builder = MappingBuilder(plan.shape(kp), kp.dtype, kp.fill_value)
                 add_key_mappings(builder, kp, plan, names, form)
                 ds, count = builder.create(h5, kp.path), builder.count
-            labels = axis_labels(det, kp)
-            ds.attrs["axes"] = ":".join(labels)
+            label_dataset(ds, plan, kp)
             ds.attrs["mapping"] = form
-            if "data_gain" in labels:  # raw XTDF: plane 0 ADC value, plane 1 gain bits
-                planes = ds.shape[labels.index("data_gain")]
-                ds.attrs["data_gain"] = ["data", "gain"][:planes]
             forms[kp.key] = {"form": form, "count": count}
             if form == BLOCKS:
                 forms[kp.key]["block_trains"] = int(block_trains)
         coords = write_coords(h5, plan, groups)
-        store_record(h5, view_record(plan, "vds", path, relative, layout="module-train",
+        store_record(h5, view_record(plan, "vds", path, relative,
                                      arrays={kp.key: kp.path for kp in plan.keys},
                                      coords=coords, mappings=forms))
     log.info("Wrote virtual view %s: %d keys, %d mappings in %.2f s", path, len(plan.keys),

@@ -10,6 +10,11 @@ instead of 1.45x for one frame per chunk, at ~0.85x the encode speed; see
 of tiny objects that way; they are stored as plain chunks of a block of trains.
 Every stored object (shard, or chunk when unsharded) lies inside one module slot
 and inside one *train block*, so one task can own and write it alone.
+
+In the frame layout (``layout="frames"``) per-frame keys are ``(module, frame, ...)``:
+large keys are sharded ``FRAME_SHARD`` frames per shard (one inner chunk per frame),
+small keys chunked ``FRAME_BLOCK`` frames per chunk, and their tasks own *frame blocks*
+(train boundaries fall anywhere inside a shard).
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import numcodecs
 import numpy as np
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
-from ..detectors.base import MultimodDetectorBase
 from .buffers import thread_buffer
 from .lossy import QUANTIZE, LossyMode, parse_lossy
 from .plan import KeyPlan, ViewPlan
@@ -32,6 +36,8 @@ SMALL_KEY_BYTES = 1 << 16   # per module-train; below this a key is stored in tr
 TRAIN_BLOCK = 64            # trains per chunk of a small key
 FRAME_TRAINS = 8            # trains per inner chunk (and shard) of a large per-frame key
 SHARD_BYTES = 512 << 20     # ...fewer if a shard would exceed this (a task holds one shard)
+FRAME_SHARD = 64            # frame layout: frames per shard of a large per-frame key
+FRAME_BLOCK = 4096          # frame layout: frames per chunk of a small per-frame key
 
 ChunkSpec = Sequence[int] | Mapping[str, Sequence[int]] | None
 ShardSpec = Sequence[int] | Mapping[str, Sequence[int]] | int | bool | None
@@ -55,7 +61,7 @@ class ArrayLayout:
 
     key: str
     group: str
-    per_frame: bool
+    per_frame: bool            # axis 2 is the frame within a train (train layout)
     dtype: np.dtype
     fill_value: Any
     shape: tuple[int, ...]
@@ -65,6 +71,7 @@ class ArrayLayout:
     codecs: tuple[dict[str, Any], ...] = ()  # zarr v3 JSON of the chunk codecs after bytes
     order: tuple[int, ...] | None = None     # transpose codec order (train axis last)
     lossy: LossyMode | None = None           # values rounded before encoding (lossy.py)
+    frame_axis: bool = False   # axis 1 is the frame axis (frame layout): tasks own frame blocks
 
     @property
     def sharded(self) -> bool:
@@ -73,21 +80,6 @@ class ArrayLayout:
     @property
     def unit_trains(self) -> int:
         return self.unit[1]
-
-
-def dimension_names(kp: KeyPlan, det: MultimodDetectorBase) -> tuple[str, ...]:
-    """Named dims as the reader API names them: module, train, pulse|cell, ..., slow/fast scan."""
-    entry = list(kp.entry_shape)
-    names: list[str] = [f"{kp.key}_dim{i}" for i in range(len(entry))]
-    if len(entry) >= 2 and tuple(entry[-2:]) == tuple(det.kind.module_shape):
-        names[-2:] = ["slow_scan", "fast_scan"]
-        if kp.per_frame and len(entry) == 3 and entry[0] == 2:
-            names[0] = "data_gain"           # raw AGIPD keeps its gain plane
-    cells = int(det._frames_per_entry)
-    if not kp.per_frame and not det.kind.xtdf and entry and entry[0] == cells:
-        names[0] = "cell"                    # JUNGFRAU: one entry holds every memory cell
-    lead = ["module", "train"] + (["pulse"] if kp.per_frame else [])
-    return tuple(lead + names)
 
 
 def _per_key(spec: Any, kp: KeyPlan, ndim: int, large: bool) -> tuple[int, ...] | None:
@@ -110,31 +102,35 @@ def _per_key(spec: Any, kp: KeyPlan, ndim: int, large: bool) -> tuple[int, ...] 
 def key_layout(plan: ViewPlan, kp: KeyPlan, chunks: ChunkSpec = None,
                shards: ShardSpec = None) -> ArrayLayout:
     """The default layout of one key, adjusted by the user's ``chunks``/``shards``."""
-    det = plan.det
     dtype = kp.dtype.newbyteorder("<") if kp.dtype.byteorder == ">" else kp.dtype
     shape = plan.shape(kp)
-    dims = dimension_names(kp, det)
-    n_trains = max(shape[1], 1)
+    dims = plan.dims(kp)
+    frame_axis = plan.frames and kp.per_frame
     full = tuple(max(s, 1) for s in shape[2:])           # frames (if any) and entry
     per_train_bytes = dtype.itemsize * math.prod(full)
-    large = per_train_bytes >= SMALL_KEY_BYTES
-    framed = large and (kp.per_frame or dims[2] == "cell")
+    if frame_axis:
+        unit, chunk, large = _frame_axis_units(shape, dtype)
+    else:
+        large = per_train_bytes >= SMALL_KEY_BYTES
     user_chunk = _per_key(chunks, kp, len(shape), large)
     user_unit = None
     if isinstance(shards, int) and not isinstance(shards, bool):
         user_unit = (1, int(shards)) + full if large else None
     elif shards is not None and not isinstance(shards, bool):
         user_unit = _per_key(shards, kp, len(shape), large)
-    trains = max(1, min(FRAME_TRAINS, n_trains, SHARD_BYTES // max(per_train_bytes, 1)))
-    if user_unit is not None and user_chunk is None:   # inner chunks must tile the shard
-        trains = math.gcd(trains, user_unit[1])
-    if framed:
-        unit = (1, trains) + full
-        chunk = (1, trains, 1) + full[1:]               # one pulse / memory cell
-    elif large:
-        unit = chunk = (1, 1) + full
-    else:
-        unit = chunk = (1, min(TRAIN_BLOCK, n_trains)) + full
+    if not frame_axis:
+        n_trains = max(shape[1], 1)
+        framed = large and (kp.per_frame or (len(dims) > 2 and dims[2] == "cell"))
+        trains = max(1, min(FRAME_TRAINS, n_trains, SHARD_BYTES // max(per_train_bytes, 1)))
+        if user_unit is not None and user_chunk is None:   # inner chunks must tile the shard
+            trains = math.gcd(trains, user_unit[1])
+        if framed:
+            unit = (1, trains) + full
+            chunk = (1, trains, 1) + full[1:]               # one pulse / memory cell
+        elif large:
+            unit = chunk = (1, 1) + full
+        else:
+            unit = chunk = (1, min(TRAIN_BLOCK, n_trains)) + full
     if shards is False:                     # no sharding: chunks are the stored objects
         unit = chunk = user_chunk or chunk
     else:
@@ -148,10 +144,22 @@ def key_layout(plan: ViewPlan, kp: KeyPlan, chunks: ChunkSpec = None,
             unit = user_unit
     _check_layout(kp.key, shape, unit, chunk)
     order = None
-    if large and chunk[1] > 1:      # several trains per inner chunk: trains innermost
+    if not frame_axis and large and chunk[1] > 1:   # several trains per chunk: trains innermost
         order = (0, *range(2, len(shape)), 1)
-    return ArrayLayout(kp.key, kp.group, kp.per_frame, np.dtype(dtype), kp.fill_value, shape,
-                       dims, unit, chunk, order=order)
+    return ArrayLayout(kp.key, kp.group, kp.per_frame and not frame_axis, np.dtype(dtype),
+                       kp.fill_value, shape, dims, unit, chunk, order=order,
+                       frame_axis=frame_axis)
+
+
+def _frame_axis_units(shape: tuple[int, ...], dtype: np.dtype
+                      ) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
+    """Default (stored object, inner chunk, large?) of a per-frame key in the frame layout."""
+    n_frames = max(shape[1], 1)
+    entry = tuple(max(s, 1) for s in shape[2:])
+    if dtype.itemsize * math.prod(entry) * FRAME_SHARD < SMALL_KEY_BYTES:
+        unit = (1, min(FRAME_BLOCK, n_frames)) + entry
+        return unit, unit, False
+    return (1, min(FRAME_SHARD, n_frames)) + entry, (1, 1) + entry, True
 
 
 def _check_layout(key: str, shape: tuple[int, ...], unit: tuple[int, ...],
@@ -185,8 +193,15 @@ def train_block(layouts: Sequence[ArrayLayout], n_trains: int) -> int:
     """Trains per task: a multiple of every layout's stored-object train extent, and
     about ``TRAIN_BLOCK`` trains (fewer, larger tasks: fewer done markers and dask tasks;
     memory does not grow, as a task streams one shard at a time)."""
-    unit = math.lcm(*(lay.unit_trains for lay in layouts)) if layouts else 1
+    units = [lay.unit_trains for lay in layouts if not lay.frame_axis]
+    unit = math.lcm(*units) if units else 1
     return unit * max(1, min(TRAIN_BLOCK, n_trains) // unit)
+
+
+def frame_block(layouts: Sequence[ArrayLayout]) -> int:
+    """Frames per task of the frame-axis keys: a multiple of each one's stored object."""
+    units = [lay.unit[1] for lay in layouts if lay.frame_axis]
+    return math.lcm(*units) if units else 1
 
 
 def resolve_compressor(compressor: Any, dtype: np.dtype) -> list[Any]:

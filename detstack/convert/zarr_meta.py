@@ -29,7 +29,9 @@ def _frame_id_keys(plan: ViewPlan, layouts: Sequence[ArrayLayout]) -> dict[str, 
     values are one number per frame (or memory cell)."""
     kind = plan.det.kind
     by_key = {lay.key: lay for lay in layouts}
-    out = {}
+    out: dict[str, ArrayLayout] = {}
+    if plan.frames:      # the frame axis has its own per-frame coordinates
+        return out
     for name, key in (("cell_id", kind.cell_key), ("pulse_id", kind.pulse_key)):
         lay = by_key.get(key)
         if lay is None or key in {v.key for v in out.values()}:
@@ -47,6 +49,9 @@ def coordinate_dims(plan: ViewPlan, layouts: Sequence[ArrayLayout]) -> dict[str,
         dims[count_name(group)] = ("module", "train")
     for name, lay in _frame_id_keys(plan, layouts).items():
         dims[name] = ("train", "pulse" if lay.per_frame else "cell")
+    if any(lay.frame_axis for lay in layouts):
+        for name in plan.frame_coordinates():
+            dims[name] = ("frame",)
     return dims
 
 
@@ -86,6 +91,9 @@ def coordinates(plan: ViewPlan, layouts: Sequence[ArrayLayout]) -> dict[str, Coo
         out[count_name(group)] = (dims[count_name(group)], plan.counts(group))
     for name, lay in _frame_id_keys(plan, layouts).items():
         out[name] = (dims[name], _frame_ids(plan, lay))
+    if any(lay.frame_axis for lay in layouts):
+        out.update({name: (dims[name], values)
+                    for name, values in plan.frame_coordinates().items()})
     return out
 
 

@@ -46,7 +46,7 @@ from .atomic import clean_stale, is_disk_error, write_failure
 from .buffers import trim_malloc
 from .checksums import store_document
 from .plan import ViewPlan, as_detector
-from .zarr_layout import ChunkSpec, ShardSpec, plan_layouts, train_block
+from .zarr_layout import ChunkSpec, ShardSpec, frame_block, plan_layouts, train_block
 from .zarr_meta import build_metadata, coordinate_dims, coordinates, lossy_record, with_codecs
 from .zarr_target import CHECKSUMS, DONE_DIR, Target
 from .zarr_tasks import TaskSpec, make_tasks, run_task
@@ -64,7 +64,8 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
             storage_options: dict[str, Any] | None = None, compressor: Any = None,
             chunks: ChunkSpec = None, shards: ShardSpec = None, client: Any = None,
             progress: Progress | bool | None = None, overwrite: bool = False,
-            resume: bool = False, threads: int | None = None, lossy: Any = None) -> str:
+            resume: bool = False, threads: int | None = None, lossy: Any = None,
+            layout: str = "trains") -> str:
     """Copy the detector's keys into a compressed, sharded Zarr v3 store at ``url``.
 
     Any Zarr v3 reader and ``xarray.open_zarr`` read the store (named dims,
@@ -112,6 +113,10 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
         energy E, error <= E/2) or ``"bits:N"`` (N mantissa bits kept); see
         ``detstack.convert.lossy``. The mode and bound go into the record and the
         array attributes.
+    layout : {'trains', 'frames'}, default 'trains'
+        ``"trains"``: (module, train, pulse, ...); ``"frames"``: (module, frame, ...)
+        with per-frame ``train_id``, ``pulse_id``, ``cell_id`` coordinates and no
+        padding of short trains; there, an integer ``shards`` counts frames per shard.
 
     Returns
     -------
@@ -136,16 +141,17 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
                          "convert the run itself (detstack.RunDirectory(...))")
     url = os.fspath(url)
     target = Target(url, storage_options)
-    plan = ViewPlan(det, keys)
+    plan = ViewPlan(det, keys, layout=layout, squeeze=True)
     layouts = plan_layouts(plan, chunks, shards, lossy)
     coord_dims = coordinate_dims(plan, layouts)
     docs = build_metadata(layouts, compressor, coord_dims)
     layouts = with_codecs(layouts, docs)
     block = train_block(layouts, len(plan.train_ids))
+    fblock = frame_block(layouts)
     record = lossy_record(plan.record("zarr", base=_record_base(target)), layouts)
-    fingerprint = _fingerprint(plan, docs, block, record)
+    fingerprint = _fingerprint(plan, docs, (block, fblock), record)
 
-    tasks = make_tasks(plan, layouts, block)
+    tasks = make_tasks(plan, layouts, block, fblock)
     fresh = True
     try:
         with target.lock():
@@ -206,12 +212,13 @@ def _digest(arrays: Iterable[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _fingerprint(plan: ViewPlan, docs: dict[str, bytes], block: int,
+def _fingerprint(plan: ViewPlan, docs: dict[str, bytes], block: tuple[int, int],
                  record: dict[str, Any]) -> dict[str, Any]:
     """What must match for a resumed conversion to finish the same store."""
     groups = record["index_groups"]
     fp = {"arrays": {k: json.loads(v) for k, v in sorted(docs.items())},
-          "train_block": block, "slots": plan.slots,
+          "train_block": block[0], "frame_block": block[1], "layout": plan.layout,
+          "slots": plan.slots,
           "train_ids": _digest([plan.train_ids]),
           "counts": _digest(plan.counts(g) for g in groups),
           "source_files": record["source_files"]}
@@ -326,8 +333,11 @@ def _finish(target: Target, plan: ViewPlan, layouts: list[Any], compressor: Any,
     objects = build_metadata(layouts, compressor, coord_dims, coordinates(plan, layouts), record)
     root = objects.pop("zarr.json")
     markers = target.get_many([f"{DONE_DIR}/{n}" for n in sorted(target.names(DONE_DIR))])
+    fblock = frame_block(layouts)
+    frame_blocks = {lay.key: (fblock, -(-lay.shape[1] // fblock))
+                    for lay in layouts if lay.frame_axis}
     objects[CHECKSUMS] = store_document(markers, [lay.key for lay in layouts], plan.n_slots,
-                                        len(plan.train_ids))
+                                        len(plan.train_ids), frame_blocks)
     for key in sorted(objects):
         target.put(key, objects[key])
     target.put("zarr.json", root)         # the completion marker, last

@@ -1,4 +1,5 @@
-"""Conversion tasks: one module slot x one block of trains, every key.
+"""Conversion tasks: one module slot x one block of trains (or, for per-frame keys in the
+frame layout, one block of frames), every key of that kind.
 
 A task reads its rows from the run's HDF5 files one shard at a time, encodes
 whole shards (or chunks) and writes them; no other task writes those objects,
@@ -37,7 +38,7 @@ class KeyRows:
     datasets: dict[int, str]   # dataset path in each of the task's files
     file: np.ndarray           # (n,) index into TaskSpec.files; -1: no data
     first: np.ndarray          # (n,) first source row
-    count: np.ndarray          # (n,) rows (per-train keys: 0 or 1)
+    count: np.ndarray          # (n,) rows (per-train keys and frame-axis keys: 0 or 1)
 
 
 @dataclass(frozen=True)
@@ -46,20 +47,62 @@ class TaskSpec:
 
     task_id: str
     slot: int
-    t0: int
+    t0: int                    # first train (frame-axis tasks: first frame)
     t1: int
     files: tuple[str, ...]
     keys: tuple[KeyRows, ...]
     train_ids: tuple[int, ...] = ()   # of trains t0..t1, for error messages
+    frame_block: int = 0       # frame-axis tasks: frames per task (checksum block)
 
     @property
     def n_trains(self) -> int:
+        """Rows along axis 1 this task writes: trains (frames for frame-axis tasks)."""
         return self.t1 - self.t0
 
 
-def make_tasks(plan: ViewPlan, layouts: list[ArrayLayout], block: int) -> list[TaskSpec]:
+def make_tasks(plan: ViewPlan, layouts: list[ArrayLayout], block: int,
+               frame_block: int = 1) -> list[TaskSpec]:
     """Tasks over every present module and ``block``-train range, in module order
-    (each thread then reads its own module's files sequentially)."""
+    (each thread then reads its own module's files sequentially); then the tasks of
+    frame-axis keys over ``frame_block``-frame ranges."""
+    train_axis = [lay for lay in layouts if not lay.frame_axis]
+    frame_axis = [lay for lay in layouts if lay.frame_axis]
+    return (_train_tasks(plan, train_axis, block) if train_axis else []) + \
+        (_frame_tasks(plan, frame_axis, frame_block) if frame_axis else [])
+
+
+def _frame_tasks(plan: ViewPlan, layouts: list[ArrayLayout], block: int) -> list[TaskSpec]:
+    """Per module, ``block``-frame ranges of the frame axis; each frame is one source row
+    (or none, where the module lacks the train)."""
+    tasks = []
+    for m, slot in enumerate(plan.slots):
+        rows = []
+        for lay in layouts:
+            fmap = plan.frame_map(plan.key(lay.key))
+            rows.append((lay, fmap, *fmap.frame_sources(m)))
+        n_frames = max(len(r[2]) for r in rows)
+        for f0 in range(0, n_frames, block):
+            f1 = min(f0 + block, n_frames)
+            files: dict[str, int] = {}
+            keys = []
+            for lay, fmap, file, row in rows:
+                fidx = file[f0:f1]
+                local = np.full(f1 - f0, -1, np.int32)
+                datasets = {}
+                for fi in np.unique(fidx[fidx >= 0]):
+                    f = fmap.files[int(fi)]
+                    j = files.setdefault(str(f.path), len(files))
+                    local[fidx == fi] = j
+                    datasets[j] = f.dataset_path(fmap.sources[m], lay.key)
+                keys.append(KeyRows(lay, datasets, local, row[f0:f1].astype(np.int64),
+                                    (fidx >= 0).astype(np.int64)))
+            if any(k.count.any() for k in keys):
+                tasks.append(TaskSpec(f"{slot:03d}-f{f0:09d}", slot, f0, f1, tuple(files),
+                                      tuple(keys), frame_block=block))
+    return tasks
+
+
+def _train_tasks(plan: ViewPlan, layouts: list[ArrayLayout], block: int) -> list[TaskSpec]:
     n_trains = len(plan.train_ids)
     maps = [(lay, plan.frame_map(plan.key(lay.key))) for lay in layouts]
     tasks = []
@@ -124,6 +167,8 @@ class _Sources:
             self.read(j, dset, start, count, tmp, where)
             out[...] = tmp
             return
+        if out.shape[1:] != ds.shape[1:]:       # the store dropped length-1 axes
+            out = out.reshape((count,) + ds.shape[1:])
         if ds.dtype == out.dtype:
             if (j, dset) not in self.layouts:
                 self.layouts[(j, dset)] = row_layout(ds)
@@ -192,29 +237,35 @@ def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
     if padded != natural:
         slab[...] = fill
     region = slab[(slice(None),) + tuple(slice(0, s) for s in natural)]
+    crc: int | None = None      # frame-axis keys: one checksum of the task's frames
     for u0 in range(task.t0, task.t1, ut):
         a = u0 - task.t0
         count = rows.count[a:a + ut]
         if not count.any():
+            if lay.frame_axis:
+                region[...] = fill
+                crc = block_checksum(region[:len(count)], crc or 0)
             continue
-        valid = np.zeros((ut, padded[0]) if lay.per_frame else (ut,), bool)
-        for i in range(ut):
-            c = int(count[i]) if i < len(count) else 0
-            if c == 0:
-                region[i] = fill
-                continue
-            where = f"module slot {task.slot}, train {task.train_ids[a + i]}"
-            if lay.per_frame:
+        if lay.per_frame:
+            valid = np.zeros((ut, padded[0]), bool)
+            for i in range(ut):
+                c = int(count[i]) if i < len(count) else 0
+                if c == 0:
+                    region[i] = fill
+                    continue
+                where = f"module slot {task.slot}, train {task.train_ids[a + i]}"
                 src.read(int(rows.file[a + i]), rows.datasets[int(rows.file[a + i])],
                          int(rows.first[a + i]), c, region[i, :c], where)
                 region[i, c:] = fill
                 valid[i, :c] = True
                 sums.append((u0 + i, block_checksum(region[i, :c])))
-            else:
-                src.read(int(rows.file[a + i]), rows.datasets[int(rows.file[a + i])],
-                         int(rows.first[a + i]), 1, region[i:i + 1], where)
-                valid[i] = True
-                sums.append((u0 + i, block_checksum(region[i])))
+        else:
+            valid = _read_row_runs(rows, a, ut, src, region, fill)
+            if lay.frame_axis:
+                crc = block_checksum(region[:len(count)], crc or 0)
+            else:                       # checksums are per (module, train) block
+                sums.extend((u0 + int(i), block_checksum(region[i]))
+                            for i in np.flatnonzero(valid))
         grid = [range(p // u) for p, u in zip(padded, lay.unit[2:], strict=True)]
         for pos in itertools.product(*grid):
             sel = tuple(slice(p * u, (p + 1) * u) for p, u in zip(pos, lay.unit[2:], strict=True))
@@ -224,6 +275,30 @@ def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
             unit = slab[(slice(None),) + sel][None]
             key = "/".join([lay.key, "c", str(task.slot), str(u0 // ut), *map(str, pos)])
             target.put(key, encode_unit(unit, unit_valid, lay))
+    if crc is not None and rows.count.any():
+        sums.append((task.t0 // task.frame_block, crc))
+
+
+def _read_row_runs(rows: KeyRows, a: int, n: int, src: _Sources, region: np.ndarray,
+                   fill: Any) -> np.ndarray:
+    """Rows ``a:a+n`` of a one-row-per-entry key (per train, or per frame in the frame
+    layout) into ``region``, one read per run of consecutive source rows; returns which
+    entries had data (the others are set to ``fill``)."""
+    count = rows.count[a:a + n]
+    valid = np.zeros(n, bool)
+    valid[:len(count)] = count > 0
+    have = np.flatnonzero(valid)
+    if len(have):
+        file, first = rows.file[a + have], rows.first[a + have]
+        cuts = np.flatnonzero((np.diff(have) != 1) | (np.diff(file) != 0)
+                              | (np.diff(first) != 1)) + 1
+        for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(have)].tolist(),
+                          strict=True):
+            i = int(have[lo])
+            j = int(file[lo])
+            src.read(j, rows.datasets[j], int(first[lo]), hi - lo, region[i:i + hi - lo])
+    region[~valid] = fill
+    return valid
 
 
 def run_task(task: TaskSpec, target: Target, keep_buffers: bool = False) -> int:

@@ -1,9 +1,9 @@
 """Open detstack's HDF5 files (virtual views, CXI files, materialized copies) as collections.
 
 The file's ``detstack_record`` attribute says where each key's array lives and how it is
-laid out: ``module-train`` arrays are already ``(slot, train[, frame], *entry)``; CXI
-files keep per-frame keys module-first, ``(slot, frame, *entry)`` with the frames of all
-trains one after another, and are presented train by train here.
+laid out: the train layout ``(slot, train[, frame], *entry)`` or the frame layout
+``(slot, frame, *entry)`` with the frames of all trains one after another (CXI files keep
+their module-first arrays in the frame layout, under ``entry_1/by_module``).
 
 HDF5 reads a missing virtual-dataset source as fill values without any error, so the
 source files the record lists are checked before anything is read.
@@ -23,10 +23,10 @@ import numpy as np
 
 from ..errors import FileFormatError, ViewRecordError
 from ..safety import require_regular_file
-from .h5_decode import CheckedDataset, Where, read_checked, view_where
+from .h5_decode import Where, read_checked, view_where
 from .h5_guard import Trust, check_dataset, check_links
 from .verify import resolve_source
-from .view_collection import ViewCollection, check_record
+from .view_collection import ViewCollection, check_record, frame_offsets, key_layout, stored_shape
 
 log = logging.getLogger(__name__)
 
@@ -69,71 +69,6 @@ class LazyDataset:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         arr = read_checked(self.dataset, (), self.where)
         return arr if dtype is None else arr.astype(dtype)
-
-
-class FramesByTrain:
-    """A module-first ``(slot, frame, *entry)`` array seen as ``(slot, train, frame, *entry)``.
-
-    Train ``t`` owns frames ``offsets[t]:offsets[t+1]``; positions past a train's frame
-    count read as ``fill``. Supports integer and slice indexes on the first three axes
-    (what the readers use) and any basic index on the entry axes.
-    """
-
-    def __init__(self, array: Any, offsets: np.ndarray, max_frames: int, fill: Any) -> None:
-        self.array = array
-        self.offsets = np.asarray(offsets, dtype=np.int64)
-        n_trains = len(self.offsets) - 1
-        self.dtype = np.dtype(array.dtype)
-        self.shape = (int(array.shape[0]), n_trains, int(max_frames)) + tuple(array.shape[2:])
-        self.ndim = len(self.shape)
-        self.fill = fill
-
-    def __getitem__(self, item: Any) -> np.ndarray:
-        if not isinstance(item, tuple):
-            item = (item,)
-        if any(i is Ellipsis for i in item):
-            n_expl = sum(1 for i in item if i is not None and i is not Ellipsis)
-            k = item.index(Ellipsis)
-            item = item[:k] + (slice(None),) * (self.ndim - n_expl) + item[k + 1:]
-        item = item + (slice(None),) * max(0, 3 - len(item))
-        (slots, squeeze_s), (trains, squeeze_t) = (_axis(item[0], self.shape[0]),
-                                                   _axis(item[1], self.shape[1]))
-        frames = item[2]
-        rest = tuple(item[3:])
-        if isinstance(frames, (int, np.integer)):
-            f = int(frames) + (self.shape[2] if frames < 0 else 0)
-            if not 0 <= f < self.shape[2]:
-                raise IndexError(f"frame index {frames} out of range for {self.shape[2]}")
-            fsel, squeeze_f = range(f, f + 1), True
-        else:
-            fsel, squeeze_f = range(*frames.indices(self.shape[2])), False
-        entry_shape = np.empty(self.shape[3:], bool)[rest].shape if rest else self.shape[3:]
-        out = np.full((len(slots), len(trains), len(fsel)) + entry_shape, self.fill, self.dtype)
-        for i, s in enumerate(slots):
-            for j, t in enumerate(trains):
-                a, b = int(self.offsets[t]), int(self.offsets[t + 1])
-                if fsel.step == 1:
-                    lo, hi = fsel.start, min(fsel.stop, b - a)
-                    if hi > lo:
-                        out[i, j, :hi - lo] = self.array[(s, slice(a + lo, a + hi)) + rest]
-                else:
-                    for k, p in enumerate(fsel):
-                        if p < b - a:
-                            out[i, j, k] = self.array[(s, a + p) + rest]
-        index = (0 if squeeze_s else slice(None), 0 if squeeze_t else slice(None),
-                 0 if squeeze_f else slice(None))
-        return out[index]
-
-
-def _axis(index: Any, n: int) -> tuple[range, bool]:
-    if isinstance(index, (int, np.integer)):
-        i = int(index) + (n if index < 0 else 0)
-        if not 0 <= i < n:
-            raise IndexError(f"index {index} out of range for axis of length {n}")
-        return range(i, i + 1), True
-    if isinstance(index, slice):
-        return range(*index.indices(n)), False
-    raise TypeError(f"views support integer and slice indexes on this axis, not {index!r}")
 
 
 def read_record(h5: h5py.File, path: str) -> dict[str, Any]:
@@ -217,18 +152,6 @@ def _open_file(path: str, storage_options: dict[str, Any] | None) -> tuple[h5py.
         raise FileFormatError(path, f"is not a readable HDF5 file ({exc})") from exc
 
 
-def _offsets(counts: np.ndarray, frames_per_entry: int) -> np.ndarray:
-    per_train = counts.max(axis=0).astype(np.int64) * frames_per_entry if counts.size else \
-        np.zeros(counts.shape[1], np.int64)
-    return np.concatenate([[0], np.cumsum(per_train)])
-
-
-def _array_shape(record: dict[str, Any], info: dict[str, Any]) -> tuple[int, ...]:
-    det = record["detector"]
-    frames = (int(record["max_frames"]),) if info["per_frame"] else ()
-    return (int(det["n_modules"]), int(record["n_trains"])) + frames + tuple(info["entry_shape"])
-
-
 def open_h5_view(path: str, storage_options: dict[str, Any] | None = None,
                  check_sources: bool = True, allowed_prefixes: Iterable[str] | None = None,
                  **kw: Any) -> ViewCollection:
@@ -278,25 +201,12 @@ def _collection(path: str, h5: h5py.File, record: dict[str, Any], fobj: Any,
                               "The file is incomplete or damaged; write it again")
     train_ids = checked_dataset(h5, coords["train_ids"], trust)[()]
     counts = {g: checked_dataset(h5, p, trust)[()] for g, p in coords["counts"].items()}
-    layouts = record.get("array_layouts", {})
-    fpe = int(record["detector"]["frames_per_entry"])
     arrays: dict[str, Any] = {}
     for key, where in arrays_at.items():
         info = record["keys"][key]
-        dtype = np.dtype(info["dtype"])
-        fill = np.nan if info["fill_value"] is None else info["fill_value"]
-        if layouts.get(key, "module-train") == "module-frame":
-            ds = checked_dataset(h5, where, trust)
-            group_counts = counts[info["group"]]
-            offsets = _offsets(group_counts, fpe)
-            if ds.ndim < 2 or offsets[-1] > ds.shape[1]:
-                raise ViewRecordError(path, f"its counts place {int(offsets[-1])} frames in "
-                                      f"{where}, which holds {ds.shape[1:2]}",
-                                      "The file is damaged or was edited: write it again")
-            checked = CheckedDataset(ds, view_where(record, train_ids, True, offsets))
-            arrays[key] = FramesByTrain(checked, offsets, int(record["max_frames"]),
-                                        dtype.type(fill))
-        else:
-            arrays[key] = LazyDataset(h5, where, _array_shape(record, info), dtype, trust,
-                                      view_where(record, train_ids, info["per_frame"]))
+        frames = bool(info["per_frame"]) and key_layout(record, key) == "frames"
+        names = view_where(record, train_ids, info["per_frame"],
+                           frame_offsets(counts[info["group"]]) if frames else None)
+        arrays[key] = LazyDataset(h5, where, stored_shape(record, key, counts),
+                                  np.dtype(info["dtype"]), trust, names)
     return ViewCollection(path, record, arrays, train_ids, counts, keepalive=(h5, fobj))

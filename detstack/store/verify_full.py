@@ -45,9 +45,13 @@ class Unreadable(Exception):
     """A block the view cannot return (its error is the mismatch's detail)."""
 
 
-def _view_rows(vf: Any, key: str, t: int, count: int) -> np.ndarray:
+def _view_first(vf: Any, info: dict[str, Any]) -> np.ndarray:
+    """(n_trains,) first row of each train in the view's rows of a key (both layouts)."""
+    return np.asarray(vf.index(vf.source, info["group"]).first, np.int64)
+
+
+def _view_rows(vf: Any, key: str, start: int, count: int) -> np.ndarray:
     rv = vf.h5[key]
-    start = t * rv.frames
     try:
         return np.asarray(rv.read(slice(start, start + count)))
     except (DetstackError, OSError, ValueError) as exc:
@@ -158,14 +162,14 @@ def compare_with_sources(path: str | os.PathLike[str], view: Any, report: Verify
             bound = error_bound(record, key)
             expected = blocks.get(key, {})
             for slot, vf in _view_files(view):
-                counts = _view_counts(vf, info)
+                counts, first = _view_counts(vf, info), _view_first(vf, info)
                 trains = set(np.flatnonzero(counts).tolist())
                 trains |= {t for (s, t) in expected if s == slot}
                 for t in sorted(trains):
                     mod, tid = _module_number(record, slot), int(tids[t])
                     src = expected.get((slot, t))
                     try:
-                        got = _view_rows(vf, key, t, int(counts[t]))
+                        got = _view_rows(vf, key, int(first[t]), int(counts[t]))
                     except Unreadable as exc:
                         report.blocks_checked += 1
                         report.add_mismatch(Mismatch(key, mod, tid, None, str(exc)))
@@ -214,7 +218,7 @@ def store_object(url: str, key: str, storage_options: dict[str, Any] | None) -> 
 def compare_with_checksums(path: str | os.PathLike[str], view: Any, report: VerifyReport,
                            storage_options: dict[str, Any] | None) -> bool:
     """Every block of a zarr store against its recorded checksums; False if it has none."""
-    from ..convert.checksums import block_checksum, read_document
+    from ..convert.checksums import block_checksum, frames_per_block, read_document
     from ..convert.zarr_target import CHECKSUMS
     raw = store_object(os.fspath(path), CHECKSUMS, storage_options)
     if raw is None:
@@ -228,18 +232,22 @@ def compare_with_checksums(path: str | os.PathLike[str], view: Any, report: Veri
         if not compare_with_sources(path, view, report, only=lossy):
             report.notes.append(f"{', '.join(sorted(lossy))}: stored lossy; their error "
                                 "bound can only be checked with the source files at hand")
+    per_block = frames_per_block(raw)
     for key, info in record["keys"].items():
         if key in lossy:
             continue
         if key not in sums:
             report.notes.append(f"{key}: no checksums recorded")
             continue
+        if key in per_block:
+            bad += _check_frame_blocks(view, key, info, sums[key], per_block[key], report)
+            continue
         for slot, vf in _view_files(view):
-            counts = _view_counts(vf, info)
+            counts, first = _view_counts(vf, info), _view_first(vf, info)
             for t in np.flatnonzero(counts):
                 report.blocks_checked += 1
                 try:
-                    got = _view_rows(vf, key, int(t), int(counts[t]))
+                    got = _view_rows(vf, key, int(first[t]), int(counts[t]))
                 except Unreadable as exc:
                     report.add_mismatch(Mismatch(key, _module_number(record, slot),
                                                  int(view.train_ids_array[t]), None, str(exc)))
@@ -251,6 +259,61 @@ def compare_with_checksums(path: str | os.PathLike[str], view: Any, report: Veri
     if bad:
         _name_bad_frames(path, view, report, bad)
     return True
+
+
+def _check_frame_blocks(view: Any, key: str, info: dict[str, Any], sums: np.ndarray,
+                        size: int, report: VerifyReport) -> list[tuple[str, int, int]]:
+    """A frame-layout key against its per-(slot, block of ``size`` frames) checksums;
+    returns (key, slot, train) of every train the module has in a differing block."""
+    from ..convert.checksums import block_checksum
+    from ..convert.plan import fill_from_json
+    bad: list[tuple[str, int, int]] = []
+    record = view.record
+    fill = fill_from_json(info["fill_value"])
+    for slot, vf in _view_files(view):
+        counts, first = _view_counts(vf, info), _view_first(vf, info)
+        n_frames = int(vf.h5[key].shape[0])
+        owner = np.full(n_frames, -1, np.int64)     # the train of each frame the module has
+        for t in np.flatnonzero(counts):
+            owner[first[t]:first[t] + counts[t]] = t
+        for b in range(-(-n_frames // size)):
+            trains = np.unique(owner[b * size:(b + 1) * size])
+            trains = trains[trains >= 0]
+            if not len(trains):
+                continue
+            report.blocks_checked += 1
+            try:
+                got = _block_rows(vf, key, owner, b * size, min(size, n_frames - b * size),
+                                  fill)
+            except Unreadable as exc:
+                t = int(owner[getattr(exc, "frame", b * size)])
+                report.add_mismatch(Mismatch(key, _module_number(record, slot),
+                                             int(view.train_ids_array[t]), None, str(exc)))
+                continue
+            report.frames_checked += int((owner[b * size:(b + 1) * size] >= 0).sum())
+            if b >= sums.shape[1] or block_checksum(got) != int(sums[slot, b]):
+                bad += [(key, slot, int(t)) for t in trains]
+    return bad
+
+
+def _block_rows(vf: Any, key: str, owner: np.ndarray, start: int, n: int, fill: Any
+                ) -> np.ndarray:
+    """Frames ``start:start+n`` as a read returns them: the module's frames (``owner`` >= 0)
+    read from the view, the others its fill value (they have no stored chunk to read)."""
+    rv = vf.h5[key]
+    out = np.full((n,) + tuple(rv.shape[1:]), fill, rv.dtype)
+    have = np.flatnonzero(owner[start:start + n] >= 0)
+    if len(have):
+        cuts = np.flatnonzero(np.diff(have) != 1) + 1
+        for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(have)].tolist(),
+                          strict=True):
+            a, b = int(have[lo]), int(have[hi - 1]) + 1
+            try:
+                out[a:b] = _view_rows(vf, key, start + a, b - a)
+            except Unreadable as exc:
+                exc.frame = start + a      # type: ignore[attr-defined]
+                raise
+    return out
 
 
 def _name_bad_frames(path: str | os.PathLike[str], view: Any, report: VerifyReport,
@@ -269,7 +332,8 @@ def _name_bad_frames(path: str | os.PathLike[str], view: Any, report: VerifyRepo
             detail = "checksum differs from the one recorded at conversion"
             if src is not None:
                 vf = files[slot]
-                got = _view_rows(vf, key, t, int(_view_counts(vf, info)[t]))
+                got = _view_rows(vf, key, int(_view_first(vf, info)[t]),
+                                 int(_view_counts(vf, info)[t]))
                 want = reader.rows(*src)
                 frames = differing_frames(got, want) if info["per_frame"] else [0]
                 detail += f"; compared with {src[0]}"

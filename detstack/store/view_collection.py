@@ -20,14 +20,81 @@ from ..run.files import SourceIndex
 from ..run.validity import guess_valid
 
 # The record schema versions this code reads.
-READABLE_SCHEMA_VERSIONS = {1}
+READABLE_SCHEMA_VERSIONS = {1, 2}
+
+
+def key_layout(record: Mapping[str, Any], key: str) -> str:
+    """'trains' or 'frames': how the per-frame key ``key`` is laid out (version 1 records
+    name it per array: CXI files keep 'module-frame' arrays)."""
+    if int(record.get("schema_version", 1)) >= 2:
+        return str(record.get("layout", "trains"))
+    return "frames" if record.get("array_layouts", {}).get(key) == "module-frame" else "trains"
+
+
+def frame_offsets(counts: np.ndarray) -> np.ndarray:
+    """(n_trains + 1,) first frame of each train on a frame axis, from (slot, train) counts."""
+    per_train = counts.max(axis=0).astype(np.int64) if counts.size else \
+        np.zeros(counts.shape[-1], np.int64)
+    return np.concatenate([[0], np.cumsum(per_train)]).astype(np.int64)
+
+
+class ExpandedArray:
+    """A stored array with its dropped length-1 entry axes put back (zarr forms store
+    raw LPD frames as ``(..., 256, 256)``; readers see the source rows ``(1, 256, 256)``).
+
+    ``axes``: positions of the re-inserted axes in the presented array. Supports integer,
+    slice and Ellipsis indexes (what the readers use).
+    """
+
+    def __init__(self, array: Any, axes: tuple[int, ...]) -> None:
+        self.array = array
+        self.axes = tuple(sorted(axes))
+        shape = list(array.shape)
+        for ax in self.axes:
+            shape.insert(ax, 1)
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, item: Any) -> np.ndarray:
+        if not isinstance(item, tuple):
+            item = (item,)
+        if any(i is Ellipsis for i in item):
+            k = item.index(Ellipsis)
+            item = item[:k] + (slice(None),) * (self.ndim - len(item) + 1) + item[k + 1:]
+        item = item + (slice(None),) * (self.ndim - len(item))
+        stored, expand, empty = [], [], False
+        out_axis = 0
+        for ax, idx in enumerate(item):
+            if ax in self.axes:
+                if isinstance(idx, (int, np.integer)):
+                    if int(idx) not in (0, -1):
+                        raise IndexError(f"index {idx} out of range for an axis of length 1")
+                    continue
+                n = len(range(*idx.indices(1)))
+                expand.append(out_axis)
+                empty |= n == 0
+                out_axis += 1
+                continue
+            stored.append(idx)
+            if not isinstance(idx, (int, np.integer)):
+                out_axis += 1
+        out = np.asarray(self.array[tuple(stored)])
+        out = np.expand_dims(out, tuple(expand)) if expand else out
+        return out[tuple(slice(0, 0) if a in expand else slice(None)
+                         for a in range(out.ndim))] if empty else out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self[()]
+        return arr if dtype is None else arr.astype(dtype)
 
 
 class RowView:
     """One module slot of a view array, addressed as rows like a run dataset.
 
-    Per-frame arrays ``(slot, train, frame, *entry)`` have ``n_trains * max_frames``
-    rows (row ``t * max_frames + p``); per-train arrays have one row per train.
+    Per-frame arrays in the train layout ``(slot, train, frame, *entry)`` have
+    ``n_trains * max_frames`` rows (row ``t * max_frames + p``); arrays in the frame
+    layout ``(slot, frame, *entry)`` and per-train arrays have one row per frame or train.
 
     Parameters
     ----------
@@ -36,15 +103,19 @@ class RowView:
     slot : int
         The module slot this object reads.
     per_frame : bool
-        Whether the array has a frame axis after the train axis.
+        Whether the key has one row per frame.
+    frames_layout : bool, default False
+        Whether the array is in the frame layout ``(slot, frame, *entry)`` (then a
+        per-frame key, too, has one row per array position along axis 1).
     """
 
-    def __init__(self, array: Any, slot: int, per_frame: bool) -> None:
+    def __init__(self, array: Any, slot: int, per_frame: bool, frames_layout: bool = False
+                 ) -> None:
         self.array = array
         self.slot = slot
-        self.per_frame = per_frame
-        self.frames = int(array.shape[2]) if per_frame else 1
-        entry = tuple(array.shape[3:] if per_frame else array.shape[2:])
+        self.per_frame = per_frame and not frames_layout   # rows split by (train, frame)
+        self.frames = int(array.shape[2]) if self.per_frame else 1
+        entry = tuple(array.shape[3:] if self.per_frame else array.shape[2:])
         self.shape = (int(array.shape[1]) * self.frames,) + entry
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.shape)
@@ -188,7 +259,8 @@ class ViewModuleFile:
         self.legacy_sources: dict[str, str] = {}
         self._keys = record["keys"]
         self._counts = counts
-        self.h5 = {key: RowView(arrays[key], slot, info["per_frame"])
+        self.h5 = {key: RowView(arrays[key], slot, info["per_frame"],
+                                key_layout(record, key) == "frames")
                    for key, info in self._keys.items()}
 
     def index_groups(self, source: str) -> list[str]:
@@ -222,10 +294,14 @@ class ViewModuleFile:
             ``first`` and ``count`` per train.
         """
         count = np.asarray(self._counts[group][self.slot], dtype=np.uint64)
-        per_frame = any(i["per_frame"] for i in self._keys.values() if i["group"] == group)
-        frames = int(self.record["max_frames"]) if per_frame else 1
-        first = np.arange(len(count), dtype=np.uint64) * np.uint64(frames)
-        return SourceIndex(first, count if per_frame else np.minimum(count, 1))
+        per_frame = [k for k, i in self._keys.items() if i["per_frame"] and i["group"] == group]
+        if not per_frame:
+            return SourceIndex(np.arange(len(count), dtype=np.uint64), np.minimum(count, 1))
+        if key_layout(self.record, per_frame[0]) == "frames":
+            first = frame_offsets(np.asarray(self._counts[group]))[:-1].astype(np.uint64)
+        else:
+            first = np.arange(len(count), dtype=np.uint64) * np.uint64(self.record["max_frames"])
+        return SourceIndex(first, count)
 
     def source_keys(self, source: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Every key of the module with its row shape and dtype.
@@ -330,6 +406,7 @@ class ViewCollection(DataCollection):
         self.record = record
         self._keepalive = keepalive  # e.g. the open h5py.File the arrays live in
         slots = sorted(int(s) for s in record["detector"]["modules"])
+        arrays = presented_arrays(record, arrays)
         files = [ViewModuleFile(self.view_path, record, arrays, train_ids, counts, s)
                  for s in slots]
         super().__init__(files)
@@ -350,6 +427,33 @@ class ViewCollection(DataCollection):
         return (f"<detstack view ({self.record['form']}) of {self.record['detector']['name']}: "
                 f"{len(self.files)} modules, {len(self.train_ids_array)} trains, "
                 f"{self.view_path}>")
+
+
+def presented_arrays(record: Mapping[str, Any], arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """The view's arrays with the entry axes a form dropped put back (``squeezed_axes``)."""
+    out = dict(arrays)
+    for key, info in record["keys"].items():
+        squeezed = info.get("squeezed_axes") or []
+        if key in out and squeezed:
+            lead = 3 if info["per_frame"] and key_layout(record, key) == "trains" else 2
+            out[key] = ExpandedArray(out[key], tuple(lead + int(a) for a in squeezed))
+    return out
+
+
+def stored_shape(record: Mapping[str, Any], key: str, counts: Mapping[str, np.ndarray]
+                 ) -> tuple[int, ...]:
+    """The shape a key's array must have, derived from the record and the row counts:
+    leading axes by layout, then the entry without its ``squeezed_axes``."""
+    info = record["keys"][key]
+    lead: tuple[int, ...] = (int(record["detector"]["n_modules"]),)
+    if not info["per_frame"]:
+        lead += (int(record["n_trains"]),)
+    elif key_layout(record, key) == "frames":
+        lead += (int(frame_offsets(np.asarray(counts[info["group"]]))[-1]),)
+    else:
+        lead += (int(record["n_trains"]), int(record["max_frames"]))
+    squeezed = {int(a) for a in info.get("squeezed_axes") or []}
+    return lead + tuple(int(n) for i, n in enumerate(info["entry_shape"]) if i not in squeezed)
 
 
 def check_record(record: Mapping[str, Any], path: str | Path) -> None:
@@ -389,11 +493,11 @@ def _record_problems(record: Mapping[str, Any], arrays: Mapping[str, Any],
         if a is None:
             out.append(f"it has no array for key {key!r}")
             continue
-        lead = (n_mod, n_trains) + ((max_frames,) if info["per_frame"] else ())
-        want = lead + tuple(info["entry_shape"])
+        want = stored_shape(record, key, counts)
         if tuple(a.shape) != want:
-            out.append(f"{key} has shape {tuple(a.shape)}, but its record says {want} "
-                       "(modules, trains[, frames], *entry)")
+            what = "(modules, frames, *entry)" if info["per_frame"] and \
+                key_layout(record, key) == "frames" else "(modules, trains[, frames], *entry)"
+            out.append(f"{key} has shape {tuple(a.shape)}, but its record says {want} {what}")
         if np.dtype(a.dtype) != np.dtype(info["dtype"]):
             out.append(f"{key} has dtype {np.dtype(a.dtype)}, its record {info['dtype']}")
         c = counts.get(info["group"])

@@ -67,11 +67,14 @@ class FrameMapArray(BackendArray):
         self.shape = plan.shape(self.kp)
         self.dtype = np.dtype(self.kp.dtype)
         self._lock = lock
-        det = plan.det
-        src = next(iter(det.source_to_modno))
-        stored, _ = det.data.key_info(src, key)
-        # an axis the layout drops (raw LPD/DSSC length-1 axis) is read at index 0
-        self._hidden = (0,) * (len(stored) - len(self.kp.entry_shape))
+        # axes the layout drops (raw LPD/DSSC length-1 axis) are read at index 0
+        self._squeezed = self.kp.squeezed_axes
+
+    def _src_index(self, entry_key: tuple[Any, ...]) -> tuple[Any, ...]:
+        """An index of the stored entry axes as an index of the source row."""
+        rest = iter(tuple(entry_key) + (slice(None),) * len(self.kp.stored_entry))
+        return tuple(0 if i in self._squeezed else next(rest)
+                     for i in range(len(self.kp.entry_shape)))
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
         return indexing.explicit_indexing_adapter(key, self.shape,
@@ -84,7 +87,7 @@ class FrameMapArray(BackendArray):
         picks = [np.arange(n)[k] for n, k in zip(self.shape[:lead], key[:lead], strict=True)]
         squeeze = tuple(i for i, k in enumerate(key[:lead]) if isinstance(k, (int, np.integer)))
         slots, trains = np.atleast_1d(picks[0]), np.atleast_1d(picks[1])
-        entry = np.empty(self.kp.entry_shape, dtype=np.uint8)[key[lead:]].shape
+        entry = np.empty(self.kp.stored_entry, dtype=np.uint8)[key[lead:]].shape
         out = np.full((len(slots), len(trains))
                       + ((len(np.atleast_1d(picks[2])),) if self.kp.per_frame else ()) + entry,
                       self.kp.fill_value, dtype=self.dtype)
@@ -104,7 +107,7 @@ class FrameMapArray(BackendArray):
                 dense = np.full((len(rows), len(order)) + entry, self.kp.fill_value, self.dtype)
                 with self._lock:
                     read_rows(fmap, self.kp.key, dense, list(range(len(rows))), None,
-                              self._hidden + tuple(key[lead:]), per_train=True)
+                              self._src_index(key[lead:]), per_train=True)
                 out[at_slot] = dense[:, at_train]
         return out.squeeze(axis=squeeze) if squeeze else out
 
@@ -123,7 +126,7 @@ class FrameMapArray(BackendArray):
         dense = np.full((fmap.n_modules, n) + out.shape[3:], self.kp.fill_value, self.dtype)
         with self._lock:
             read_rows(fmap, self.kp.key, dense, list(range(fmap.n_modules)), selected,
-                      self._hidden + tuple(entry_key))
+                      self._src_index(entry_key))
         pulse_pos = np.full(self.plan.max_frames, -1, np.int64)
         pulse_pos[pulses] = np.arange(len(pulses))
         train_pos = np.empty(len(counts), np.int64)
@@ -176,8 +179,7 @@ def dataset_of(det: Any, keys: list[str] | None = None,
     import xarray as xr
 
     from ..convert.plan import ViewPlan
-    from ..convert.zarr_layout import dimension_names
-    plan = ViewPlan(det, keys)
+    plan = ViewPlan(det, keys, squeeze=True)
     drop = set([drop_variables] if isinstance(drop_variables, str) else drop_variables or [])
     lock = threading.Lock()
     variables: dict[str, Any] = {}
@@ -187,7 +189,7 @@ def dataset_of(det: Any, keys: list[str] | None = None,
         if kp.key in drop:
             continue
         array = FrameMapArray(plan, kp.key, lock)
-        dims = dimension_names(kp, det)
+        dims = plan.dims(kp)
         data = indexing.LazilyIndexedArray(array)
         fill = None if isinstance(kp.fill_value, float) else kp.fill_value
         attrs = {"fill_value": fill, "detstack_source": "frame map"}

@@ -6,7 +6,9 @@ wraps a store's array and, before each read, checks that the stored objects
 covering every touched (module slot, train) with a non-zero count exist (once
 per object, cached) and, in a local folder, are regular files (a FIFO would
 block the read forever). ``require_present`` is the same check for readers
-with their own fast path.
+with their own fast path. In the frame layout, axis 1 counts frames: the check
+is then per (module slot, stored object along the frame axis) holding any of the
+module's frames.
 """
 
 from __future__ import annotations
@@ -37,14 +39,17 @@ class StoredObjects:
     rows of a (slot, train), and whether each exists in the store."""
 
     def __init__(self, array: Any, counts: np.ndarray, per_frame: bool, url: str,
-                 folder: str | None) -> None:
+                 folder: str | None, frame_axis: bool = False) -> None:
         self.array = array
-        self.counts = np.asarray(counts)
-        self.per_frame = per_frame
+        self.per_frame = per_frame and not frame_axis
         self.url = url
         self.folder = folder
         self.unit = tuple(int(u) for u in (getattr(array, "shards", None) or array.chunks))
         self.shape = tuple(int(s) for s in array.shape)
+        self.frame_axis = frame_axis
+        # frame layout: frames the module has per stored object along the frame axis
+        self.counts = _block_counts(np.asarray(counts), self.shape[1], self.unit[1]) \
+            if frame_axis else np.asarray(counts)
         self._present: set[tuple[int, ...]] = set()   # objects shared by several trains
         self._checked: set[tuple[int, int]] = set()    # (slot, train) fully verified
         self.sources: dict[str, Any] | None = None     # record modules, to name sources
@@ -52,7 +57,8 @@ class StoredObjects:
     def objects(self, slot: int, train: int) -> Iterator[tuple[int, ...]]:
         """Grid coordinates of the objects holding (slot, train)'s stored rows."""
         count = int(self.counts[slot, train])
-        lead = [(slot // self.unit[0],), (train // self.unit[1],)]
+        block = train if self.frame_axis else train // self.unit[1]
+        lead = [(slot // self.unit[0],), (block,)]
         rest = []
         for axis in range(2, len(self.shape)):
             n = count if (self.per_frame and axis == 2) else self.shape[axis]
@@ -75,8 +81,8 @@ class StoredObjects:
     def missing(self, coords: tuple[int, ...], s: int, t: int) -> MissingDataError:
         return MissingDataError(
             self.url, f"array {self.array.path}: the stored object "
-            f"{self.array.metadata.encode_chunk_key(coords)} of module slot {s}, train index "
-            f"{t} is missing, but the store's counts say it holds {int(self.counts[s, t])} "
+            f"{self.array.metadata.encode_chunk_key(coords)} of module slot {s}, "
+            f"{self._where(t)} is missing, but the store's counts say it holds {int(self.counts[s, t])} "
             "rows", "zarr would read it as fill values. The store is damaged: convert the "
             "run again (overwrite=True)")
 
@@ -94,16 +100,48 @@ class StoredObjects:
                         continue
                     if not self._exists(coords):
                         raise self.missing(coords, s, t)
-                    if self.unit[1] > 1:
+                    if self.unit[1] > 1 and not self.frame_axis:
                         self._present.add(coords)
                 self._checked.add((s, t))
+
+    def _where(self, t: int) -> str:
+        if self.frame_axis:
+            return f"frames {t * self.unit[1]}-{(t + 1) * self.unit[1] - 1}"
+        return f"train index {t}"
+
+    def require_rows(self, slots: range, rows: range) -> None:
+        """``require`` for an index along axis 1 (trains, or frames in the frame layout)."""
+        if self.frame_axis and len(rows):
+            u = self.unit[1]
+            lo, hi = min(rows[0], rows[-1]), max(rows[0], rows[-1])
+            rows = range(lo // u, hi // u + 1)   # the objects spanned (every one, if strided)
+        self.require(slots, rows)
+
+
+def _block_counts(counts: np.ndarray, n_frames: int, unit: int) -> np.ndarray:
+    """(n_slots, n_objects) frames each module has in each ``unit``-frame stretch of a
+    frame axis whose trains are laid out by ``counts`` (see ``frame_offsets``)."""
+    from .view_collection import frame_offsets
+    offsets = frame_offsets(counts)
+    n_blocks = -(-n_frames // unit) if n_frames else 0
+    out = np.zeros((counts.shape[0], n_blocks), np.int64)
+    for s in range(counts.shape[0]):
+        have = np.flatnonzero(counts[s])
+        if not len(have):
+            continue
+        edges = np.zeros(n_frames + 1, np.int64)
+        np.add.at(edges, offsets[have], 1)
+        np.add.at(edges, offsets[have] + counts[s, have].astype(np.int64), -1)
+        present = np.cumsum(edges[:-1]) > 0
+        out[s] = np.add.reduceat(present, np.arange(0, n_frames, unit)) if n_frames else 0
+    return out
 
 
 def require_present(objects: StoredObjects, index: Any) -> None:
     """Check the objects an index into (slot, train, ...) touches (see StoredObjects)."""
     index = index if isinstance(index, tuple) else (index,)
     index = index + (slice(None),) * max(0, 2 - len(index))
-    objects.require(_span(index[0], objects.shape[0]), _span(index[1], objects.shape[1]))
+    objects.require_rows(_span(index[0], objects.shape[0]), _span(index[1], objects.shape[1]))
 
 
 class PresenceCheckedArray:
@@ -141,7 +179,10 @@ def checked_arrays(arrays: dict[str, Any], record: dict[str, Any],
         if group_counts is None or not hasattr(array, "metadata"):
             out[key] = array
             continue
-        objects = StoredObjects(array, group_counts, bool(info["per_frame"]), url, folder)
+        from .view_collection import key_layout
+        frame_axis = bool(info["per_frame"]) and key_layout(record, key) == "frames"
+        objects = StoredObjects(array, group_counts, bool(info["per_frame"]), url, folder,
+                                frame_axis)
         objects.sources = record["detector"]["modules"]
         out[key] = PresenceCheckedArray(array, objects)
     return out

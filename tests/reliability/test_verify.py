@@ -165,3 +165,42 @@ def test_full_checks_the_bound_of_lossy_stores(tmp_path: Path) -> None:
     assert [(m.key, m.module, m.train, m.frames) for m in report.mismatches] == \
         [("image.data", 1, 10001, [0])]
     assert "error bound" in report.mismatches[0].detail
+
+
+def test_full_verifies_the_frame_layout(tmp_path: Path) -> None:
+    """Frame-layout views verify fully; a store's checksums are per (slot, block of
+    frames), equal to what zarr reads back, and a damaged block names its trains."""
+    import zarr
+
+    from detstack.convert.checksums import frames_per_block, read_document
+    run, det = make(tmp_path, frames_per_train=[3, 0, 70, 2])   # 10002 spans two shards
+    outs = [tmp_path / "v.h5", run / "m.json", tmp_path / "s.zarr"]
+    to_vds(det, outs[0], layout="frames")
+    to_manifest(det, outs[1], layout="frames")
+    to_zarr(det, outs[2], layout="frames")
+    to_vds(det, tmp_path / "trains.h5")
+    n_checked = verify_view(str(tmp_path / "trains.h5"), full=True).frames_checked
+    assert n_checked > 80                                  # modules 0 and 3, every key
+    for out in outs:
+        report = verify_view(str(out), full=True)
+        assert report.ok, report.lines()
+        assert report.frames_checked == n_checked, out    # the same frames as the trains
+    raw = (outs[2] / ".detstack-checksums.json").read_bytes()
+    size, sums = frames_per_block(raw)["image.data"], read_document(raw)["image.data"]
+    arr = zarr.open_group(str(outs[2]), mode="r")["image.data"]
+    assert arr.shape[1] == 75 and sums.shape == (16, -(-75 // size))
+    import zlib
+    for slot in (0, 3):
+        for b in range(sums.shape[1]):
+            block = np.ascontiguousarray(arr[slot, b * size:(b + 1) * size])
+            assert zlib.crc32(block.data) == sums[slot, b]
+    assert not sums[1].any()                                  # an absent module: none
+    shard = outs[2] / "image.data" / "c" / "3" / "1" / "0" / "0" / "0"  # frames 64-74
+    data = bytearray(shard.read_bytes())
+    data[:64] = bytes(64)                                     # a rewritten shard of module 3
+    shard.write_bytes(bytes(data))
+    report = verify_view(str(outs[2]), full=True)
+    assert not report.ok
+    assert {(m.key, m.module) for m in report.mismatches} == {("image.data", 3)}
+    assert 10003 in {m.train for m in report.mismatches} <= {10000, 10003}  # module 3's
+    count("faults")

@@ -20,6 +20,7 @@ import xarray as xr
 
 import detstack
 from detstack import synth
+from detstack.convert.plan import ViewPlan, fill_value_for
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas/view-record.schema.json").read_text())
 
@@ -73,19 +74,25 @@ def case_fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return request.param, path, make_run(path, request.param)
 
 
-def expected_view(det: Any, key: str) -> np.ndarray:
+def expected_view(det: Any, key: str, layout: str = "trains", squeeze: bool = False
+                  ) -> np.ndarray:
     """The view contract's array of ``key``, built from the detector's own reads:
-    ``(slot, train, frame, *entry)`` per frame, ``(slot, train, *entry)`` per train."""
+    ``(slot, train, frame, *entry)`` (train layout) or ``(slot, frame, *entry)`` (frame
+    layout) per frame, ``(slot, train, *entry)`` per train; gaps hold the key's fill value
+    by the view convention."""
     kd = det[key]
-    rows = kd.ndarray(module_gaps=True)
-    entry, _ = det.data.key_info(next(iter(det.source_to_modno)), key)
+    entry, dtype = det.data.key_info(next(iter(det.source_to_modno)), key)
+    fill = fill_value_for(key, dtype)
+    rows = kd.ndarray(module_gaps=True, fill_value=fill)
     rows = rows.reshape(rows.shape[:2] + tuple(entry))  # the reader hides length-1 axes
+    if squeeze:
+        rows = rows.reshape(rows.shape[:2] + ViewPlan(det, [key], squeeze=True).key(key)
+                            .stored_entry)
     fmap = det.group_map(kd.group)
     per_frame = det.kind.xtdf and kd.group == det.kind.index_group
-    if not per_frame:
+    if not per_frame or layout == "frames":
         return rows
     counts = fmap.train_counts().astype(np.int64)
-    fill = np.nan if rows.dtype.kind == "f" else 0
     out = np.full(rows.shape[:1] + (len(counts), int(counts.max())) + rows.shape[2:], fill,
                   rows.dtype)
     offsets = np.concatenate([[0], np.cumsum(counts)])

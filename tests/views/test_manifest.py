@@ -126,10 +126,11 @@ def test_detstack_reads_manifest_like_run(built, fmt):
 def test_plain_xarray_and_zarr_read_every_key(built, fmt, monkeypatch):
     name, folder, manifests = built
     det = open_det(folder, name)
-    plan = ViewPlan(det)
+    plan = ViewPlan(det, squeeze=True)
     monkeypatch.chdir(folder)  # relative Parquet references resolve against the working dir
     so = plain_options(manifests[fmt])
-    ds = xr.open_dataset("reference://", engine="zarr", storage_options=so)
+    ds = xr.open_dataset("reference://", engine="zarr",
+                         mask_and_scale=False, storage_options=so)
     group = zarr.open_group("reference://", storage_options=so, mode="r")
     for kp in plan.keys:
         want = expected_array(plan, kp.key)
@@ -155,7 +156,8 @@ def test_absent_data_reads_as_fill_value(tmp_path):
     write(tmp_path, "agipd500k-corr-deflate")
     det = open_det(tmp_path, "agipd500k-corr-deflate")
     out = to_manifest(det, tmp_path / "v.json")
-    ds = xr.open_dataset("reference://", engine="zarr", storage_options=plain_options(out))
+    ds = xr.open_dataset("reference://", engine="zarr",
+                         mask_and_scale=False, storage_options=plain_options(out))
     data = ds["image.data"]
     assert data.dtype == np.float32
     assert np.isnan(data.sel(module=0).values).all()                      # absent module
@@ -176,7 +178,8 @@ def test_refuses_compressed_multiframe_chunks(tmp_path):
     assert not list(tmp_path.glob("*.json")) and not list(tmp_path.glob(".*partial"))
     with pytest.warns(UserWarning, match="image.data"):
         out = to_manifest(det, tmp_path / "v.json", on_unsupported="skip")
-    ds = xr.open_dataset("reference://", engine="zarr", storage_options=plain_options(out))
+    ds = xr.open_dataset("reference://", engine="zarr",
+                         mask_and_scale=False, storage_options=plain_options(out))
     assert "image.data" not in ds and "image.pulseId" in ds.coords
     record = ds.attrs["detstack_record"]
     assert "image.data" in record["manifest"]["skipped"] and "image.data" not in record["keys"]
@@ -230,7 +233,7 @@ def test_refuses_heterogeneous_filters(tmp_path):
 def test_refuses_chunks_that_skip_filters(tmp_path):
     write(tmp_path, "dssc-raw-shuffle")
     det = open_det(tmp_path, "dssc-raw-shuffle")
-    plan = ViewPlan(det, ["image.data"])
+    plan = ViewPlan(det, ["image.data"], squeeze=True)
     kp_path = next(plan.blocks(plan.key("image.data")))
     for f in det.data.files:
         f.close()
@@ -283,10 +286,10 @@ def test_moved_run_folder_with_manifest_still_reads(tmp_path, fmt, monkeypatch):
     view_det = open_det(open_view(after / f"view.{fmt}"), name)
     xr.testing.assert_identical(expected, view_det.get_array("data.adc"))
     monkeypatch.chdir(after)
-    ds = xr.open_dataset("reference://", engine="zarr",
+    ds = xr.open_dataset("reference://", engine="zarr", mask_and_scale=False,
                          storage_options=plain_options(after / f"view.{fmt}"))
     np.testing.assert_array_equal(ds["data.adc"].values,
-                                  expected_array(ViewPlan(open_det(after, name)), "data.adc"))
+                                  expected_array(ViewPlan(open_det(after, name), squeeze=True), "data.adc"))
 
 
 def test_manifest_outside_run_opens_anywhere(tmp_path, monkeypatch):
@@ -377,9 +380,10 @@ def test_absolute_paths_and_url_prefix(tmp_path):
     jsonschema.validate(record, SCHEMA)
     # the template lets a reader point the same manifest at a local copy of the files
     so = {"fo": str(url), "remote_protocol": "file", "template_overrides": {"base": str(run)}}
-    ds = xr.open_dataset("reference://", engine="zarr", storage_options=so)
+    ds = xr.open_dataset("reference://", engine="zarr",
+                         mask_and_scale=False, storage_options=so)
     np.testing.assert_array_equal(ds["image.data"].values,
-                                  expected_array(ViewPlan(det), "image.data"))
+                                  expected_array(ViewPlan(det, squeeze=True), "image.data"))
 
 
 def test_overwrite_and_atomic_replace(tmp_path):
@@ -450,9 +454,10 @@ def test_run_and_manifests_on_s3(tmp_path, s3_options):
     xr.testing.assert_identical(expected, open_det(view, name).get_array("image.data"))
     so = {"fo": str(local), "remote_protocol": "s3",
           "remote_options": {**s3_options, "asynchronous": True, "skip_instance_cache": True}}
-    ds = xr.open_dataset("reference://", engine="zarr", storage_options=so)
+    ds = xr.open_dataset("reference://", engine="zarr",
+                         mask_and_scale=False, storage_options=so)
     np.testing.assert_array_equal(ds["image.data"].values,
-                                  expected_array(ViewPlan(det), "image.data"))
+                                  expected_array(ViewPlan(det, squeeze=True), "image.data"))
 
 
 # -- Icechunk with virtual references ------------------------------------------------------
@@ -479,7 +484,7 @@ def test_icechunk_virtual_references(tmp_path):
     ds = xr.open_zarr(opened.readonly_session("main").store, consolidated=False)
     assert ds["image.data"].dtype == np.uint16
     np.testing.assert_array_equal(ds["image.data"].values,
-                                  expected_array(ViewPlan(det), "image.data"))
+                                  expected_array(ViewPlan(det, squeeze=True), "image.data"))
     unauthorised = icechunk.Repository.open(storage)
     group = zarr.open_group(unauthorised.readonly_session("main").store, mode="r")
     with pytest.raises(Exception, match="authorize"):
@@ -503,8 +508,9 @@ def test_parquet_records_split_across_modules(tmp_path, monkeypatch):
     n_records = len(list((out / "image.data").glob("refs.*.parq")))
     assert n_records > 2 * len(det.modules)
     monkeypatch.chdir(tmp_path / "run")
-    ds = xr.open_dataset("reference://", engine="zarr", storage_options=plain_options(out))
-    plan = ViewPlan(det)
+    ds = xr.open_dataset("reference://", engine="zarr", mask_and_scale=False,
+                         storage_options=plain_options(out))
+    plan = ViewPlan(det, squeeze=True)
     for kp in plan.keys:
         np.testing.assert_array_equal(ds[kp.key].values, expected_array(plan, kp.key),
                                       err_msg=kp.key)

@@ -22,13 +22,16 @@ def client() -> Iterator[Client]:
         yield client
 
 
-@pytest.mark.parametrize("name", ["AGIPD1M-raw", "JUNGFRAU"])
-def test_distributed_equals_threads(client: Client, tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(("name", "layout"), [("AGIPD1M-raw", "trains"), ("JUNGFRAU", "trains"),
+                                              ("AGIPD1M-raw", "frames")])
+def test_distributed_equals_threads(client: Client, tmp_path: Path, name: str,
+                                    layout: str) -> None:
     det = open_det(make_run(tmp_path / "run", name), name)
     threaded = tmp_path / "threads.zarr"
-    to_zarr(det, threaded)
+    to_zarr(det, threaded, layout=layout)
     seen: list[tuple[int, int]] = []
-    to_zarr(det, tmp_path / "dask.zarr", client=client, progress=lambda d, t: seen.append((d, t)))
+    to_zarr(det, tmp_path / "dask.zarr", client=client, layout=layout,
+            progress=lambda d, t: seen.append((d, t)))
     assert len(client.scheduler_info()["workers"]) == 2
     assert seen[-1][0] == seen[-1][1] > 0 and len(seen) > 2
     assert_same_store(threaded, tmp_path / "dask.zarr")

@@ -48,7 +48,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_round_trip_every_kind(runs: dict[str, Path], tmp_path: Path, name: str) -> None:
     det = open_det(runs[name], name)
-    plan = ViewPlan(det)
+    plan = ViewPlan(det, squeeze=True)
     url = str(tmp_path / "run.zarr")
     calls: list[tuple[int, int]] = []
     assert to_zarr(det, url, progress=lambda d, t: calls.append((d, t))) == url
@@ -114,7 +114,7 @@ def test_shards_are_what_zarr_python_writes(runs: dict[str, Path], tmp_path: Pat
 def test_layout_options(runs: dict[str, Path], tmp_path: Path,
                         capsys: pytest.CaptureFixture) -> None:
     det = open_det(runs["AGIPD1M-raw"], "AGIPD1M-raw")
-    plan = ViewPlan(det)
+    plan = ViewPlan(det, squeeze=True)
     url = str(tmp_path / "custom.zarr")
     to_zarr(det, url, keys=["image.data", "image.cellId"], compressor=ZstdCodec(level=3),
             shards=2, chunks={"image.data": (1, 1, 2, 1, 512, 128)}, threads=1, progress=True)
@@ -146,7 +146,7 @@ def test_zip_store(runs: dict[str, Path], tmp_path: Path) -> None:
         assert "zarr.json" in zf.namelist()
         assert not any(n.startswith(".detstack-progress") for n in zf.namelist())
     ds = xr.open_zarr(zarr.storage.ZipStore(url, mode="r"))
-    check_arrays(ViewPlan(det), ds)
+    check_arrays(ViewPlan(det, squeeze=True), ds)
     check_reader_api(det, view_det(det, url))
     with pytest.raises(FileExistsError, match="overwrite=True"):
         to_zarr(det, url)

@@ -19,11 +19,8 @@ def expected_array(plan: ViewPlan, key: str) -> np.ndarray:
         for b in plan.blocks(kp):
             if b.file not in files:
                 files[b.file] = h5py.File(b.file, "r")
-            rows = files[b.file][b.dataset][b.src_start:b.src_start + b.count]
-            if kp.per_frame:
-                out[b.slot, b.train, :b.count] = rows
-            else:
-                out[b.slot, b.train] = rows[0]
+            rows = kp.stored_rows(files[b.file][b.dataset][b.src_start:b.src_start + b.count])
+            out[b.index] = rows if kp.per_frame else rows[0]
     finally:
         for f in files.values():
             f.close()
