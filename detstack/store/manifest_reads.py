@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import CorruptChunkError, DetstackError, MissingDataError, ViewRecordError
 from .h5_decode import HINT, Where, view_where
+from .view_collection import frame_offsets, key_layout
 from .zarr_decode import error_kind, failing_chunk
 from .zarr_presence import StoredObjects, require_present
 
@@ -29,8 +30,9 @@ class ReferencedChunks(StoredObjects):
     has a reference (or is a recorded hole)."""
 
     def __init__(self, array: Any, counts: np.ndarray, per_frame: bool, url: str,
-                 references: Any, holes: list[list[int]], where: Where) -> None:
-        super().__init__(array, counts, per_frame, url, None)
+                 references: Any, holes: list[list[int]], where: Where,
+                 frame_axis: bool = False) -> None:
+        super().__init__(array, counts, per_frame, url, None, frame_axis)
         self.references = references
         self.where = where
         self.grid = tuple(-(-s // c) for s, c in zip(array.shape, array.chunks, strict=True))
@@ -135,10 +137,12 @@ def promised_chunks(fs: Any, group: Any, record: dict[str, Any], view: str,
         out = {}
         for key, info in record["keys"].items():
             if info["group"] in counts and key in group:
-                where = view_where(record, train_ids, bool(info["per_frame"]))
+                frames = bool(info["per_frame"]) and key_layout(record, key) == "frames"
+                where = view_where(record, train_ids, bool(info["per_frame"]),
+                                   frame_offsets(counts[info["group"]]) if frames else None)
                 out[key] = ReferencedChunks(group[key], counts[info["group"]],
                                             bool(info["per_frame"]), view, fs.references,
-                                            holes.get(key) or [], where)
+                                            holes.get(key) or [], where, frames)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ViewRecordError(view, f"has an incomplete view record ({exc!r})",
                               "Write the manifest again") from exc
@@ -158,9 +162,11 @@ def _refuse_promised(chunks: dict[str, ReferencedChunks], path: str) -> None:
         return
     if len(coords) != len(objects.shape) or objects._exists(coords):
         return
-    s0, t0 = coords[0] * objects.unit[0], coords[1] * objects.unit[1]
+    # counts columns are trains, or blocks of one chunk's frames on a frame axis
+    per_column = 1 if objects.frame_axis else objects.unit[1]
+    s0, t0 = coords[0] * objects.unit[0], coords[1] * per_column
     for s in range(s0, min(s0 + objects.unit[0], objects.counts.shape[0])):
-        for t in range(t0, min(t0 + objects.unit[1], objects.counts.shape[1])):
+        for t in range(t0, min(t0 + per_column, objects.counts.shape[1])):
             if objects.counts[s, t] and coords in set(objects.objects(s, t)):
                 raise objects.missing(coords, s, t)
 
