@@ -27,7 +27,7 @@ from ..errors import (
     UnusableFileWarning,
 )
 from ..progress import track
-from . import meta_cache, source_selection
+from . import meta_cache, source_cache, source_selection
 from .derived import is_derived_view
 from .files import FileInfo, RunFile
 from .handles import require_regular
@@ -222,6 +222,14 @@ class DataCollection:
                             np.concatenate(first)[order], np.concatenate(count)[order])
         self._tables[cache_key] = table
         return table
+
+    def prefetch_sources(self, sources: Iterable[str]) -> None:
+        """Read the keys and every index group of these sources file by file (one open per
+        file), through the source cache (``run.source_cache``); frame maps then need no
+        file access for their index."""
+        wanted = set(sources)
+        files = sorted({i for s in wanted for i in self._source_files.get(s, [])})
+        source_cache.prefetch([self.files[i] for i in files], wanted)
 
     def key_table(self, source: str, key: str) -> SourceTable:
         self._check_key(source, key)
@@ -631,6 +639,8 @@ def _open_files(folder: Path, names: list[str], use_cache: bool
             hit = cached.get(name)
             info = hit[1] if hit is not None and hit[0] == stamp else None
             f = RunFile(p, check=False, info=info)
+            if use_cache:
+                f.stamp = stamp   # lets the source cache keep this file's index details
             fresh[name] = (stamp, f.info)
             files.append(f)
         except FileFormatError as exc:
