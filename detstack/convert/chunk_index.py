@@ -11,7 +11,7 @@ up to 64 per node: read with numpy, one node per read, that is ~0.2 us per chunk
 (superblock, version-1 object header, version-3 chunked layout message, B-tree nodes of
 type 1) and checks what HDF5 guarantees of it: node signatures and levels, chunk
 coordinates strictly increasing and on the chunk grid, sizes equal to the chunk's bytes
-without filters, addresses inside the file; it then asks HDF5 for a few chunks
+without filters, chunks inside the file and not overlapping; it then asks HDF5 for a few chunks
 (``get_chunk_info_by_coord``) and requires the same answers. Anything it does not
 recognise or that fails a check is read with ``chunk_iter`` instead (version-2 object
 headers, HDF5 1.10+ indexes: extensible/fixed arrays, version-2 B-trees...), so the
@@ -213,6 +213,9 @@ def _from_btree(ds: h5py.Dataset) -> ChunkTable:
             raise _Unrecognised("chunk coordinates not strictly increasing")
         if (addr <= 0).any() or (addr + size > file_size).any() or (size <= 0).any():
             raise _Unrecognised("chunk outside the file")
+        by_addr = np.argsort(addr, kind="stable")
+        if (addr[by_addr][:-1] + size[by_addr][:-1] > addr[by_addr][1:]).any():
+            raise _Unrecognised("chunks overlap")
         if not filtered and ((size != chunk_bytes).any() or mask.any()):
             raise _Unrecognised("unfiltered chunk of the wrong size")
         for i in np.unique(np.linspace(0, len(rec) - 1, SPOT_CHECKS).astype(np.int64)):
