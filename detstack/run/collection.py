@@ -224,9 +224,17 @@ class DataCollection:
         return table
 
     def prefetch_sources(self, sources: Iterable[str]) -> None:
-        """Read the keys and every index group of these sources file by file (one open per
-        file), through the source cache (``run.source_cache``); frame maps then need no
-        file access for their index."""
+        """Read the keys and every index group of some sources, file by file.
+
+        One open per file, through the source cache (``run.source_cache``); the frame
+        maps of these sources then need no file access for their index. Problems are not
+        raised here but, as before, when the damaged index is used.
+
+        Parameters
+        ----------
+        sources : iterable of str
+            Source names (instrument sources; others are ignored).
+        """
         wanted = set(sources)
         files = sorted({i for s in wanted for i in self._source_files.get(s, [])})
         source_cache.prefetch([self.files[i] for i in files], wanted)
