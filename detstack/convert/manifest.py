@@ -23,7 +23,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from numcodecs import Zlib
 from ..errors import DetstackError
 from ..progress import track
 from .atomic import atomic_dir, atomic_path, check_target
+from .manifest_holes import index_ranges, record_holes
 from .manifest_refs import (
     RefBatch,
     chunk_table,
@@ -172,6 +173,7 @@ class ArraySpec:
     # referenced chunks: batches of references in ascending chunk order (RefBatch)
     refs: Callable[[], Iterator[RefBatch]] | None = None
     data: np.ndarray | None = None   # inlined arrays: the whole array
+    unallocated: list[list[int]] = field(default_factory=list)  # see manifest_holes
 
     @property
     def referenced(self) -> bool:
@@ -247,15 +249,20 @@ def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> Arr
     first = next(iter(storages.values())) if storages else Storage(kp.entry_shape, 1, (), -1)
     filters, compressor = first.codecs()
     lead = (1, 1, 1) if kp.per_frame else (1, 1)
+    holes: list[list[int]] = []
     return ArraySpec(
         kp.key, key_dims(plan, kp), plan.shape(kp), lead + first.chunk, kp.dtype,
         kp.fill_value, filters, compressor,
-        refs=functools.partial(_reference_batches, plan, kp, storages, first.chunk, url_of))
+        refs=functools.partial(_reference_batches, plan, kp, storages, first.chunk, url_of,
+                               holes), unallocated=holes)
 
 
 def _reference_batches(plan: ViewPlan, kp: KeyPlan, storages: dict[tuple[int, int], Storage],
-                       chunk: tuple[int, ...], url_of: dict[Path, int]) -> Iterator[RefBatch]:
-    """One batch of references per module, in the view's chunk order (slot by slot)."""
+                       chunk: tuple[int, ...], url_of: dict[Path, int],
+                       holes: list[list[int]]) -> Iterator[RefBatch]:
+    """One batch of references per module, in the view's chunk order (slot by slot);
+    ``holes`` receives the chunks the counts promise but the files never allocated."""
+    holes.clear()
     entry_grid = tuple(-(-e // c) for e, c in zip(kp.entry_shape, chunk, strict=True))
     n_e = math.prod(entry_grid)
     part_bytes = kp.dtype.itemsize * math.prod(chunk)
@@ -292,6 +299,7 @@ def _reference_batches(plan: ViewPlan, kp: KeyPlan, storages: dict[tuple[int, in
                                           f"{ds.fillvalue!r}, not the view's fill value "
                                           f"{kp.fill_value!r}")
             cidx = rows.view_row[sel][:, None] * n_e + np.arange(n_e)[None, :]
+            holes += index_ranges(cidx[~have])
             parts.append(RefBatch(cidx[have], np.full(int(have.sum()), urls[fi], np.int32),
                                   off[have], size[have]))
         if parts:
@@ -354,14 +362,12 @@ JSON_BATCH = 100_000   # references encoded at a time
 def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
                urls: list[str], base: str) -> None:
     """kerchunk's JSON reference layout, streamed: one batch of references in memory at a
-    time, so memory does not grow with the run (the file does: ~100 bytes a chunk)."""
-    head: dict[str, Any] = {k: json.dumps(v) for k, v in meta.items()}
-    head[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": meta})
+    time, so memory does not grow with the run (the file does: ~100 bytes a chunk). The
+    metadata comes last: its holes are known once the references are built."""
     templ = [f"{{{{{TEMPLATE}}}}}/{u}" for u in urls]
     sep = (",", ":")
 
     def batches() -> Iterator[dict[str, Any]]:
-        yield head
         for s in specs:
             if s.data is not None:
                 yield {_chunk_keys(s, np.array([i]))[0]:
@@ -375,6 +381,10 @@ def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
                     yield {key: [templ[u], o, n] for key, u, o, n in zip(
                         _chunk_keys(s, b.index[lo:hi]), b.url[lo:hi].tolist(),
                         b.offset[lo:hi].tolist(), b.size[lo:hi].tolist(), strict=True)}
+        record_holes(meta, specs)      # known once the references are built
+        tail: dict[str, Any] = {k: json.dumps(v) for k, v in meta.items()}
+        tail[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": meta})
+        yield tail
 
     with open(path, "w") as fh:
         fh.write('{"version":1,"templates":' + json.dumps({TEMPLATE: base}, separators=sep)
@@ -397,8 +407,6 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
         raise ImportError("Parquet manifests need fastparquet: pip install "
                           "'detstack[parquet]'") from exc
     path.mkdir(parents=True)
-    zmeta = {"zarr_consolidated_format": 1, "metadata": meta, "record_size": record_size}
-    (path / ".zmetadata").write_text(json.dumps(zmeta))
     url_arr = np.array(urls + [None], dtype=object)
     for s in specs:
         folder = path / s.name
@@ -427,6 +435,9 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
             fastparquet.write(str(folder / f"refs.{r}.parq"), df, compression="ZSTD",
                               object_encoding={"path": "utf8"}, has_nulls=["path"],
                               stats=False, write_index=False)
+    record_holes(meta, specs)      # known once the references are built
+    zmeta = {"zarr_consolidated_format": 1, "metadata": meta, "record_size": record_size}
+    (path / ".zmetadata").write_text(json.dumps(zmeta))
 
 
 def _records(batches: Iterator[RefBatch], record_size: int) -> Iterator[tuple[int, RefBatch]]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numcodecs
 import numpy as np
-from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
 from ..detectors.base import MultimodDetectorBase
 from .lossy import QUANTIZE, LossyMode, parse_lossy
@@ -189,7 +189,14 @@ def train_block(layouts: Sequence[ArrayLayout], n_trains: int) -> int:
 
 
 def resolve_compressor(compressor: Any, dtype: np.dtype) -> list[Any]:
-    """The zarr bytes->bytes codecs for ``compressor`` (None: default; False: none)."""
+    """The zarr bytes->bytes codecs for ``compressor`` (None: default; False: none, raw
+    bytes), compressors followed by a crc32c checksum: blosc and zstd decode damaged bytes
+    into plausible wrong values without a word; the checksum makes every reader refuse
+    them."""
+    return _with_checksum(_compressors(compressor, dtype))
+
+
+def _compressors(compressor: Any, dtype: np.dtype) -> list[Any]:
     if compressor is None:
         return [default_compressor(dtype)]
     if compressor is False:
@@ -199,6 +206,12 @@ def resolve_compressor(compressor: Any, dtype: np.dtype) -> list[Any]:
     if isinstance(compressor, (list, tuple)):
         return list(compressor)
     return [compressor]
+
+
+def _with_checksum(codecs: list[Any]) -> list[Any]:
+    if not codecs or any(isinstance(c, Crc32cCodec) for c in codecs):
+        return codecs
+    return [*codecs, Crc32cCodec()]
 
 
 # -- encoding inner chunks ourselves, byte-compatible with zarr-python --------------------
