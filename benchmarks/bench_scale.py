@@ -67,17 +67,19 @@ class Measurement:
     func: Callable[[Context], str | None]
     prepare: Callable[[Context], None] | None = None
     env: Callable[[Context], dict[str, str]] | None = None
+    max_trains: int | None = None   # longer runs are skipped (say why in the row label)
 
 
 MEASUREMENTS: dict[str, Measurement] = {}
 
 
 def measurement(id_: str, name: str, *, prepare: Callable[[Context], None] | None = None,
-                env: Callable[[Context], dict[str, str]] | None = None
+                env: Callable[[Context], dict[str, str]] | None = None,
+                max_trains: int | None = None,
                 ) -> Callable[[Callable[[Context], str | None]], Callable[[Context], str | None]]:
     """Register a row of the table (rows appear in registration order)."""
     def deco(func: Callable[[Context], str | None]) -> Callable[[Context], str | None]:
-        MEASUREMENTS[id_] = Measurement(id_, name, func, prepare, env)
+        MEASUREMENTS[id_] = Measurement(id_, name, func, prepare, env, max_trains)
         return func
     return deco
 
@@ -86,7 +88,7 @@ def measurement(id_: str, name: str, *, prepare: Callable[[Context], None] | Non
 
 def detstack_cache(ctx: Context) -> Path:
     """The detstack metadata cache of this benchmark (XDG_CACHE_HOME of the children)."""
-    return Path(ctx.workdir) / "xdg-cache"
+    return Path(ctx.workdir) / "xdg-cache" / f"{ctx.kind}-{ctx.trains}"   # one per column
 
 
 def detstack_env(ctx: Context) -> dict[str, str]:
@@ -167,7 +169,8 @@ def _ed_open_cached(ctx: Context) -> str | None:
         clear_extra_data_cache(ctx)  # EXtra-data wrote it into the run folder; detstack never does
 
 
-@measurement("ds_det", "detstack RunDirectory (cache) + AGIPD1M(run)", prepare=_ds_warm, env=detstack_env)
+@measurement("ds_det", "detstack RunDirectory (cache) + AGIPD1M(run), index not cached",
+             prepare=_ds_warm, env=detstack_env)
 def _ds_detector(ctx: Context) -> str | None:
     import detstack
     quiet()
@@ -175,6 +178,17 @@ def _ds_detector(ctx: Context) -> str | None:
     det = detstack.AGIPD1M(detstack.RunDirectory(ctx.run))
     assert det.n_modules == 16, det.n_modules
     return None
+
+
+def _ds_det_warm(ctx: Context) -> None:
+    _ds_warm(ctx)
+    run_child("ds_det", ctx)   # reads every index group once and caches it
+
+
+@measurement("ds_det_cached", "detstack RunDirectory + AGIPD1M(run), both caches warm",
+             prepare=_ds_det_warm, env=detstack_env)
+def _ds_detector_cached(ctx: Context) -> str | None:
+    return _ds_detector(ctx)
 
 
 @measurement("ed_det", "EXtra-data RunDirectory (cache) + AGIPD1M(run)", prepare=_ed_warm)
@@ -285,12 +299,70 @@ def _vds_detstack(ctx: Context) -> str | None:
     return _cpu()
 
 
+BULK_TRAINS = 2   # trains of every module per bulk read (corrected: 512 MB)
+
+
+def _bulk_note(nbytes: int, ctx: Context) -> str:
+    return _cpu(f"{nbytes / 2**20 / (time.perf_counter() - ctx.t0):.0f} MB/s")
+
+
+@measurement("vds_bulk", f"plain h5py: bulk read of {BULK_TRAINS} trains x 16 modules "
+             "from the view", prepare=_need("vds_build", "view.h5"))
+def _vds_bulk(ctx: Context) -> str | None:
+    import h5py
+    t0 = ctx.trains // 3
+    with h5py.File(_view(ctx, "view.h5"), "r") as f:
+        ds = f["image.data"]
+        _start(ctx)
+        block = ds[:, t0:t0 + BULK_TRAINS]
+    assert block.shape[:3] == (16, BULK_TRAINS, FRAMES_PER_TRAIN), block.shape
+    return _bulk_note(block.nbytes, ctx)
+
+
+@measurement("src_bulk", f"plain h5py: the same {BULK_TRAINS} trains x 16 modules read "
+             "from the run files directly")
+def _src_bulk(ctx: Context) -> str | None:
+    import h5py
+    det = _det(ctx)
+    fmap = det.frame_map
+    t0 = ctx.trains // 3
+    reads = []   # (path, dataset, first row, rows): where the view's frames are stored
+    for m in range(fmap.n_modules):
+        for t in range(t0, t0 + BULK_TRAINS):
+            f = fmap.files[int(fmap.file[m, t])]
+            reads.append((str(f.path), f.dataset_path(fmap.sources[m], "image.data"),
+                          int(fmap.first[m, t]), int(fmap.counts[m, t])))
+    nbytes = 0
+    _start(ctx)
+    files: dict[str, h5py.File] = {}
+    for path, dset, first, count in reads:
+        if path not in files:
+            files[path] = h5py.File(path, "r")
+        nbytes += files[path][dset][first:first + count].nbytes
+    return _bulk_note(nbytes, ctx)
+
+
 @measurement("cxi_build", "to_cxi (CXI frames-first + by_module)")
 def _cxi_build(ctx: Context) -> str | None:
     from detstack.convert import to_cxi
     det = _det(ctx)
     _start(ctx)
     to_cxi(det, _view(ctx, "view.cxi"), overwrite=True)
+    return _cpu()
+
+
+@measurement("ed_cxi", "EXtra-data AGIPD1M(run).write_virtual_cxi")
+def _ed_cxi(ctx: Context) -> str | None:
+    import extra_data
+    from extra_data.components import AGIPD1M
+    quiet()
+    det = AGIPD1M(extra_data.RunDirectory(ctx.run))
+    _start(ctx)
+    try:
+        det.write_virtual_cxi(str(_view(ctx, "ed.cxi")))
+    finally:
+        clear_extra_data_cache(ctx)
+        _view(ctx, "ed.cxi").unlink(missing_ok=True)
     return _cpu()
 
 
@@ -312,6 +384,21 @@ def _man_build(ctx: Context) -> str | None:
     out = to_manifest(det, _view(ctx, "view.parq"), overwrite=True)
     mib = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     return _cpu(f"{mib:.1f} MiB of references")
+
+
+JSON_MAX_TRAINS = 3000   # ~100 bytes of JSON per chunk: 30,000 corrected trains is 10 GB
+
+
+@measurement("man_json", f"to_manifest, JSON, every key (up to {JSON_MAX_TRAINS:,} trains)",
+             max_trains=JSON_MAX_TRAINS)
+def _man_json(ctx: Context) -> str | None:
+    from detstack.convert import to_manifest
+    det = _det(ctx)
+    _start(ctx)
+    out = to_manifest(det, _view(ctx, "view.json"), overwrite=True)
+    mib = out.stat().st_size / 2**20
+    out.unlink()
+    return _cpu(f"{mib:.0f} MiB of JSON")
 
 
 @measurement("man_open", "plain zarr: open manifest `image.data`",
@@ -435,16 +522,22 @@ def main() -> None:
             ctx = Context(str(folder), kind, n, str(args.workdir))
             columns.append((f"{kind} {n:,} trains ({info['files']} files)", ctx, info))
     results: dict[str, list[str]] = {}
+    raw: dict[str, list[dict[str, object] | None]] = {}
     notes: list[str] = []
     for row in rows:
         m = MEASUREMENTS[row]
         name = m.name
         cells = []
         for label, ctx, _ in columns:
+            if m.max_trains is not None and ctx.trains > m.max_trains:
+                cells.append("-")
+                raw.setdefault(row, []).append(None)
+                continue
             if m.prepare:
                 m.prepare(ctx)
             res = run_child(row, ctx)
             cells.append(fmt(res))
+            raw.setdefault(row, []).append(res if "error" not in res else None)
             if res.get("note"):
                 notes.append(f"{name}, {label}: {res['note']}")
             print(f"  {name} | {label}: {fmt(res)}", file=sys.stderr, flush=True)
@@ -459,6 +552,29 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     for note in notes:
         print(f"- {note}")
+    for line in summary(raw, [ctx for _, ctx, _ in columns]):
+        print(f"- {line}")
+
+
+def summary(raw: dict[str, list[dict[str, object] | None]], ctxs: list[Context]) -> list[str]:
+    """Peak RSS at the shortest and longest run of each kind (is memory independent of
+    run length?), and the view's bulk-read speed relative to reading the sources."""
+    out = []
+    for row, results in raw.items():
+        for kind in sorted({c.kind for c in ctxs}):
+            have = [(c.trains, r) for c, r in zip(ctxs, results, strict=True)
+                    if c.kind == kind and r is not None]
+            if len(have) >= 2:
+                (n0, r0), (n1, r1) = min(have, key=lambda x: x[0]), max(have, key=lambda x: x[0])
+                out.append(f"peak RSS, {MEASUREMENTS[row].name}, {kind}: {r0['rss_mb']:.0f} MB "
+                           f"at {n0:,} trains, {r1['rss_mb']:.0f} MB at {n1:,}")
+    if "vds_bulk" in raw and "src_bulk" in raw:
+        for c, v, d in zip(ctxs, raw["vds_bulk"], raw["src_bulk"], strict=True):
+            if v is not None and d is not None:
+                out.append(f"bulk read, {c.kind} {c.trains:,} trains: the view reads at "
+                           f"{float(d['seconds']) / float(v['seconds']):.2f}x the speed of "
+                           "the run files")
+    return out
 
 
 if __name__ == "__main__":

@@ -358,26 +358,45 @@ def _chunk_keys(spec: ArraySpec, index: np.ndarray) -> list[str]:
     return [prefix + ".".join(t) for t in zip(*cols, strict=True)]
 
 
+JSON_BATCH = 100_000   # references encoded at a time
+
+
 def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
                urls: list[str], base: str) -> None:
-    refs: dict[str, Any] = {}
+    """kerchunk's JSON reference layout, streamed: one batch of references in memory at a
+    time, so memory does not grow with the run (the file does: ~100 bytes a chunk). The
+    metadata comes last: its holes are known once the references are built."""
     templ = [f"{{{{{TEMPLATE}}}}}/{u}" for u in urls]
-    for s in specs:
-        if s.data is not None:
-            for i, blob in s.inline_chunks():
-                key = _chunk_keys(s, np.array([i]))[0]
-                refs[key] = "base64:" + base64.b64encode(blob).decode()
-            continue
-        assert s.refs is not None
-        for b in s.refs():
-            for key, u, o, n in zip(_chunk_keys(s, b.index), b.url.tolist(),
-                                    b.offset.tolist(), b.size.tolist(), strict=True):
-                refs[key] = [templ[u], o, n]
-    record_holes(meta, specs)      # known once the references are built
-    refs.update({k: json.dumps(v) for k, v in meta.items()})
-    refs[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": meta})
-    doc = {"version": 1, "templates": {TEMPLATE: base}, "refs": refs}
-    path.write_text(json.dumps(doc, separators=(",", ":")))  # dumps: the C encoder
+    sep = (",", ":")
+
+    def batches() -> Iterator[dict[str, Any]]:
+        for s in specs:
+            if s.data is not None:
+                yield {_chunk_keys(s, np.array([i]))[0]:
+                       "base64:" + base64.b64encode(blob).decode()
+                       for i, blob in s.inline_chunks()}
+                continue
+            assert s.refs is not None
+            for b in s.refs():
+                for lo in range(0, len(b), JSON_BATCH):
+                    hi = lo + JSON_BATCH
+                    yield {key: [templ[u], o, n] for key, u, o, n in zip(
+                        _chunk_keys(s, b.index[lo:hi]), b.url[lo:hi].tolist(),
+                        b.offset[lo:hi].tolist(), b.size[lo:hi].tolist(), strict=True)}
+        record_holes(meta, specs)      # known once the references are built
+        tail: dict[str, Any] = {k: json.dumps(v) for k, v in meta.items()}
+        tail[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": meta})
+        yield tail
+
+    with open(path, "w") as fh:
+        fh.write('{"version":1,"templates":' + json.dumps({TEMPLATE: base}, separators=sep)
+                 + ',"refs":{')
+        first = True
+        for batch in batches():
+            if batch:   # each chunk key appears once: batches join into one object
+                fh.write(("" if first else ",") + json.dumps(batch, separators=sep)[1:-1])
+                first = False
+        fh.write("}}")
 
 
 def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],

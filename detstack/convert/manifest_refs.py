@@ -3,8 +3,8 @@
 A 30 000-train AGIPD-1M run has about 30 million chunks per pixel key. The references
 are built per module (about 2 million), in the order of the view's chunk grid, so a
 writer can stream them into bounded record files: memory depends on the length of a
-module's data, never on holding the whole key. HDF5 is asked once per source dataset
-for its chunk index (``chunk_iter``); everything per row is vectorised.
+module's data, never on holding the whole key. Each source dataset's chunk index is read
+once, in bulk (``chunk_index``); everything per row is vectorised.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from ..errors import DetstackError
+from .chunk_index import chunk_table as chunk_index_table
 from .plan import KeyPlan, ViewPlan
 
 
@@ -104,7 +105,7 @@ def chunk_table(ds: h5py.Dataset, rows_per_chunk: int, filtered: bool,
                 contiguous_offset: int | None, entry_grid: tuple[int, ...],
                 n_row_chunks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(offset (-1: not allocated), size, filter_mask) of every HDF5 chunk of ``ds``, as
-    (row chunk, entry chunk) tables, from one pass of ``chunk_iter``."""
+    (row chunk, entry chunk) tables, from one read of its chunk index."""
     n_e = math.prod(entry_grid)
     offset = np.full((n_row_chunks, n_e), -1, np.int64)
     size = np.zeros((n_row_chunks, n_e), np.int64)
@@ -115,35 +116,15 @@ def chunk_table(ds: h5py.Dataset, rows_per_chunk: int, filtered: bool,
             offset[:, 0] = contiguous_offset + np.arange(n_row_chunks) * row_bytes
             size[:] = row_bytes
         return offset, size, mask
-    if n_e == 1 and not filtered:
-        # whole rows per chunk, all of one size: the row and the byte offset are enough
-        # (the cheapest callback: chunk_iter's per-chunk call is the cost here)
-        crow: list[int] = []
-        cbyte: list[int] = []
-        add_row, add_byte = crow.append, cbyte.append
-
-        def visit(info: Any) -> None:
-            add_row(info.chunk_offset[0])
-            add_byte(info.byte_offset)
-
-        ds.id.chunk_iter(visit)
-        r = np.array(crow, np.int64) // rows_per_chunk
-        keep = r < n_row_chunks
-        offset[r[keep], 0] = np.array(cbyte, np.int64)[keep]
-        size[r[keep], 0] = ds.dtype.itemsize * math.prod(ds.chunks)
-        return offset, size, mask
-    infos: list[tuple[tuple[int, ...], int, int, int]] = []
-    ds.id.chunk_iter(lambda i: infos.append((i.chunk_offset, i.byte_offset, i.size,
-                                             i.filter_mask)))
-    if infos:
-        coords = np.array([i[0] for i in infos], np.int64) // np.array(ds.chunks, np.int64)
-        rows = coords[:, 0]
+    table = chunk_index_table(ds)   # the chunk index in bulk (chunk_index: fast, checked)
+    if len(table):
+        rows = table.coords[:, 0]
         keep = rows < n_row_chunks
-        ent = (np.ravel_multi_index(tuple(coords[keep, 1:].T), entry_grid)
+        ent = (np.ravel_multi_index(tuple(table.coords[keep, 1:].T), entry_grid)
                if entry_grid else np.zeros(int(keep.sum()), np.int64))
-        offset[rows[keep], ent] = np.array([i[1] for i in infos], np.int64)[keep]
-        size[rows[keep], ent] = np.array([i[2] for i in infos], np.int64)[keep]
-        mask[rows[keep], ent] = np.array([i[3] for i in infos], np.int64)[keep]
+        offset[rows[keep], ent] = table.addr[keep]
+        size[rows[keep], ent] = table.size[keep]
+        mask[rows[keep], ent] = table.mask[keep]
     return offset, size, mask
 
 

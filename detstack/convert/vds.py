@@ -115,10 +115,15 @@ class SourceNames:
         self.folder = os.path.dirname(os.path.abspath(view_path))
         self.relative = relative
         self._refs: dict[tuple[int, str, str], SourceRef] = {}
+        self._names: dict[str, str] = {}
 
     def file_name(self, path: str | os.PathLike[str]) -> str:
-        full = os.path.abspath(path)
-        return os.path.relpath(full, self.folder) if self.relative else full
+        name = self._names.get(os.fspath(path))   # 2,000 files, ~20 keys each
+        if name is None:
+            full = os.path.abspath(path)
+            name = os.path.relpath(full, self.folder) if self.relative else full
+            self._names[os.fspath(path)] = name
+        return name
 
     def ref(self, fmap: FrameMap, file_index: int, source: str, key: str) -> SourceRef:
         cache_key = (file_index, source, key)

@@ -144,6 +144,7 @@ class MultimodDetectorBase:
 
     def _frame_map(self, group: str) -> FrameMap:
         srcs = list(self.source_to_modno)
+        self.data.prefetch_sources(srcs)   # one pass over the files, every index group
         tables = [self.data.source_table(s, group) for s in srcs]
         return FrameMap.from_tables(srcs, list(self.source_to_modno.values()),
                                     self.data.train_ids_array, tables, self.data.files)

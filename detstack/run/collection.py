@@ -28,7 +28,7 @@ from ..errors import (
     UnusableFileWarning,
 )
 from ..progress import track
-from . import meta_cache, source_selection
+from . import meta_cache, source_cache, source_selection
 from .collection_docs import DOCS
 from .derived import is_derived_view
 from .files import FileInfo, RunFile
@@ -227,7 +227,7 @@ class DataCollection:
         for i in self._source_files[source]:
             f = self.files[i]
             idx = f.index(source, group)
-            keep = self._usable(f) & np.isin(f.train_ids, self.train_ids_array)
+            keep = self._usable(f) & self._selected(f.train_ids)
             tids.append(f.train_ids[keep])
             file_no.append(np.full(int(keep.sum()), i, dtype=np.int64))
             first.append(idx.first[keep])
@@ -238,6 +238,35 @@ class DataCollection:
                             np.concatenate(first)[order], np.concatenate(count)[order])
         self._tables[cache_key] = table
         return table
+
+    def prefetch_sources(self, sources: Iterable[str]) -> None:
+        """Read the keys and every index group of some sources, file by file.
+
+        One open per file, through the source cache (``run.source_cache``); the frame
+        maps of these sources then need no file access for their index. Problems are not
+        raised here but, as before, when the damaged index is used.
+
+        Parameters
+        ----------
+        sources : iterable of str
+            Source names (instrument sources; others are ignored).
+        """
+        wanted = set(sources)
+        files = sorted({i for s in wanted for i in self._source_files.get(s, [])})
+        source_cache.prefetch([self.files[i] for i in files], wanted)
+
+    @cached_property
+    def _sorted_ids(self) -> np.ndarray:
+        return np.sort(self.train_ids_array)
+
+    def _selected(self, tids: np.ndarray) -> np.ndarray:
+        """Which of `tids` are selected trains (np.isin, without sorting 30,000 IDs per
+        file)."""
+        ids = self._sorted_ids
+        pos = np.searchsorted(ids, tids)
+        ok = pos < len(ids)
+        ok[ok] = ids[pos[ok]] == tids[ok]
+        return ok
 
     def key_table(self, source: str, key: str) -> SourceTable:
         """:meth:`source_table` of the index group a key belongs to."""
@@ -597,6 +626,8 @@ def _open_files(folder: Path, names: list[str], use_cache: bool
             hit = cached.get(name)
             info = hit[1] if hit is not None and hit[0] == stamp else None
             f = RunFile(p, check=False, info=info)
+            if use_cache:
+                f.stamp = stamp   # lets the source cache keep this file's index details
             fresh[name] = (stamp, f.info)
             files.append(f)
         except FileFormatError as exc:

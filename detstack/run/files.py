@@ -10,6 +10,7 @@ index (H5Ovisit and H5Oget_info do: they load every chunk B-tree into HDF5's cac
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import TypeVar
 import h5py
 import numpy as np
 
-from ..errors import FileFormatError, PropertyNameError
+from ..errors import DetstackError, FileFormatError, PropertyNameError
 from .h5read import exists as _exists
 from .h5read import read_dataset, read_whole
 from .handles import POOL, require_regular
@@ -44,6 +45,17 @@ class SourceIndex:
 
     first: np.ndarray
     count: np.ndarray
+
+
+@dataclass(frozen=True)
+class SourceDetails:
+    """What the frame maps of one source need from one file: its keys (shape, dtype and
+    HDF5 path) and the checked index of every index group. Read in one pass while the
+    file is open (`RunFile.source_details`), and what the source cache stores."""
+
+    keys: dict[str, tuple[tuple[int, ...], np.dtype]]
+    paths: dict[str, str]
+    index: dict[str, SourceIndex]
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,7 @@ class RunFile:
                  info: FileInfo | None = None) -> None:
         self.path = Path(path)
         self._key = next(_TOKENS)   # this file's handle in the pool
+        self.stamp: tuple[int, int] | None = None   # (size, mtime_ns) if the cache may keep it
         self._metadata: dict[str, object] | None = None
         self._index_cache: dict[tuple[str, str], SourceIndex] = {}
         self._keys_cache: dict[str, dict[str, tuple[tuple[int, ...], np.dtype]]] = {}
@@ -254,12 +267,41 @@ class RunFile:
 
     def index(self, source: str, group: str = "") -> SourceIndex:
         """first/count aligned with ``train_ids`` (old first/last/status supported),
-        checked against the datasets they point into."""
+        checked against the datasets they point into.
+
+        The first index asked for of an instrument source reads the source's other index
+        groups too, while the file is open (a frame map per group would otherwise open
+        every file once per group); a damaged other group raises only when it is used.
+        """
         cache_key = (source, group)
         if cache_key not in self._index_cache:
             self._index_cache[cache_key] = self._guard(
                 lambda: self._read_index(source, group), "read")
+            if source not in self.legacy_sources and not self.is_control(source):
+                for other in self.index_groups(source):
+                    if (source, other) not in self._index_cache:
+                        with contextlib.suppress(DetstackError):
+                            self._index_cache[source, other] = self._guard(
+                                lambda g=other: self._read_index(source, g), "read")
         return self._index_cache[cache_key]
+
+    def source_details(self, source: str) -> SourceDetails:
+        """Keys and every checked index group of an instrument source, in one pass."""
+        keys = self.source_keys(source)
+        index = {g: self.index(source, g) for g in self.index_groups(source)}
+        return SourceDetails(dict(keys), dict(self._paths_cache[source]), index)
+
+    def has_details(self, source: str) -> bool:
+        return source in self._keys_cache and source in self._groups_cache and all(
+            (source, g) in self._index_cache for g in self._groups_cache[source])
+
+    def adopt_details(self, source: str, details: SourceDetails) -> None:
+        """Take a source's details from the source cache instead of reading the file."""
+        self._keys_cache.setdefault(source, dict(details.keys))
+        self._paths_cache.setdefault(source, dict(details.paths))
+        self._groups_cache.setdefault(source, sorted(details.index))
+        for g, idx in details.index.items():
+            self._index_cache.setdefault((source, g), idx)
 
     def _read_index(self, source: str, group: str) -> SourceIndex:
         path = f"INDEX/{source}/{group}".rstrip("/")

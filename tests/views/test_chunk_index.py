@@ -1,0 +1,92 @@
+"""Chunk offsets read in bulk from version-1 B-trees (convert.chunk_index) equal HDF5's own
+answers (get_chunk_info for every chunk), and files the fast path does not know fall
+back to chunk_iter with the same result."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from detstack.convert import chunk_index
+from detstack.convert.chunk_index import _from_btree, _Unrecognised, chunk_table
+
+
+def hdf5_table(ds: h5py.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(coords, addr, size, mask) of every chunk, one get_chunk_info call each."""
+    infos = [ds.id.get_chunk_info(i) for i in range(ds.id.get_num_chunks())]
+    coords = np.array([i.chunk_offset for i in infos], np.int64).reshape(len(infos), ds.ndim)
+    return (coords // np.array(ds.chunks), np.array([i.byte_offset for i in infos], np.int64),
+            np.array([i.size for i in infos], np.int64),
+            np.array([i.filter_mask for i in infos], np.int64))
+
+
+def assert_same(table: chunk_index.ChunkTable, ds: h5py.Dataset) -> None:
+    coords, addr, size, mask = hdf5_table(ds)
+    assert len(table) == len(addr)
+    np.testing.assert_array_equal(table.coords, coords)
+    np.testing.assert_array_equal(table.addr, addr)
+    np.testing.assert_array_equal(table.size, size)
+    np.testing.assert_array_equal(table.mask, mask)
+
+
+def write(path: Path, libver: str = "earliest", **kw: object) -> Path:
+    rng = np.random.default_rng(1)
+    with h5py.File(path, "w", libver=libver, **kw) as f:
+        # one frame per chunk, holes, growable (the DAQ's raw layout): a multi-level B-tree
+        ds = f.create_dataset("frames", shape=(3000, 4, 6), dtype="u2", chunks=(1, 4, 6),
+                              maxshape=(None, 4, 6))
+        for r in range(0, 3000, 7):
+            ds[r] = r
+        # compressed chunks of varying size, entry axes split over several chunks
+        f.create_dataset("packed", data=rng.integers(0, 9, (40, 12, 10)).astype("f4"),
+                         chunks=(1, 5, 4), compression="gzip", shuffle=True)
+        f.create_dataset("empty", shape=(10, 3), dtype="f8", chunks=(2, 3))
+    return path
+
+
+@pytest.mark.parametrize("name", ["frames", "packed", "empty"])
+def test_btree_read_equals_hdf5(tmp_path: Path, name: str) -> None:
+    with h5py.File(write(tmp_path / "a.h5"), "r") as f:
+        ds = f[name]
+        table = _from_btree(ds)          # the fast path itself, not its fallback
+        assert_same(table, ds)
+        assert_same(chunk_table(ds), ds)
+        if name == "frames":
+            assert len(table) == len(range(0, 3000, 7))
+        if name == "packed":
+            assert len(set(table.size.tolist())) > 1    # sizes really vary
+
+
+@pytest.mark.parametrize("kw", [{"libver": "latest"}, {"userblock_size": 512}],
+                         ids=["hdf5-1.10-indexes", "user-block"])
+def test_unknown_layouts_fall_back_to_chunk_iter(tmp_path: Path, kw: dict) -> None:
+    with h5py.File(write(tmp_path / "b.h5", **kw), "r") as f:
+        for name in ["frames", "packed"]:
+            with pytest.raises(_Unrecognised):
+                _from_btree(f[name])
+            assert_same(chunk_table(f[name]), f[name])
+
+
+def test_spot_check_disagreement_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """If HDF5's own lookup ever disagrees with the table read directly, chunk_iter wins."""
+    with h5py.File(write(tmp_path / "c.h5"), "r") as f:
+        ds = f["frames"]
+        real = chunk_index._leaf_records
+
+        def swapped(*args: object) -> np.ndarray:
+            rec = real(*args).copy()
+            rec["addr"][[0, 1]] = rec["addr"][[1, 0]]   # two chunks swapped: still a valid
+            return rec                                  # layout, only HDF5 can tell
+
+        monkeypatch.setattr(chunk_index, "_leaf_records", swapped)
+        with pytest.raises(_Unrecognised, match="spot check"):
+            _from_btree(ds)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="detstack"):
+            assert_same(chunk_table(ds), ds)
+        assert "disagrees with HDF5" in caplog.text
