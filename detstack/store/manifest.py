@@ -313,7 +313,7 @@ def manifest_filesystem(path: str, storage_options: dict[str, Any] | None = None
     if (not isinstance(fo, LazyReferenceMapper) and info.get("paths", "relative") == "relative"
             and isinstance(fo.get("templates"), dict) and TEMPLATE in fo["templates"]):
         kwargs["template_overrides"] = {TEMPLATE: data_base}
-    protocol, _ = split_protocol(data_base)
+    protocol = where.remote_protocol()
     kwargs["remote_protocol"] = protocol or "file"
     kwargs["remote_options"] = _remote_options(protocol, so)
     allowed = [normalize(p) for p in (allowed_prefixes or [])]

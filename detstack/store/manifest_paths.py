@@ -50,6 +50,14 @@ class Locations:
     listed: list[Listed]
     moved: dict[str, str] = field(default_factory=dict)   # old location -> current one
 
+    def remote_protocol(self) -> str | None:
+        """The protocol of remote files (the data base's, else the listed files'), if any."""
+        protocol = split_protocol(self.data_base)[0]
+        if protocol not in (None, "file", "local"):
+            return protocol
+        remote = {split_protocol(item.loc)[0] for item in self.listed} - {None, "file", "local"}
+        return next(iter(remote)) if len(remote) == 1 else None
+
     def move(self, url: str) -> str | None:
         """The current location of a reference to a listed file's old location."""
         if not self.moved:
