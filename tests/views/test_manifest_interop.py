@@ -1,0 +1,179 @@
+"""The default manifest in other tools: VirtualiZarr's kerchunk parsers and kerchunk's
+``MultiZarrToZarr``, with the real packages. The oracle is detstack's ``get_array`` on
+the run; the record never carries absolute paths when relative ones were asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import xarray as xr
+from obspec_utils.registry import ObjectStoreRegistry
+from obstore.store import LocalStore
+from virtualizarr import open_virtual_dataset
+from virtualizarr.parsers import KerchunkJSONParser, KerchunkParquetParser
+
+import detstack
+from detstack import synth
+from detstack.convert import to_manifest
+from detstack.errors import UnsafeReferenceError
+from detstack.store import open_view
+
+PARSERS = {"json": KerchunkJSONParser, "parq": KerchunkParquetParser}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Raw AGIPD-500K, shuffle + deflate, an absent last module slot, a missing train."""
+    folder = tmp_path_factory.mktemp("interop") / "run"
+    synth.write_run(folder, kind="AGIPD500K", raw=True, n_trains=4, frames_per_train=3,
+                    modules=[0, 5], missing_trains={5: [10001]}, layout="shuffle-deflate",
+                    trains_per_file=2)
+    return folder
+
+
+def open_det(source: Any) -> Any:
+    if not isinstance(source, detstack.DataCollection):
+        source = detstack.RunDirectory(str(source))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return detstack.AGIPD500K(source, raw=True)
+
+
+def present(arr: xr.DataArray, det: Any) -> np.ndarray:
+    """The view's array at the detector's module slots (what get_array returns)."""
+    return np.asarray(arr.values)[[det.module_slot(m) for m in det.modules]]
+
+
+def relative_record(manifest: Path) -> dict[str, Any]:
+    view = open_view(manifest)
+    record = dict(view.record)
+    names = [f["path"] for f in record["source_files"]] + [record["manifest"]["sidecar"]["path"]]
+    assert not any(os.path.isabs(n) or "://" in n for n in names)
+    assert str(manifest.parent.parent) not in json.dumps(record)   # no absolute path at all
+    return record
+
+
+@pytest.mark.parametrize("fmt", ["json", "parq"])
+def test_virtualizarr_reads_default_manifest(run, fmt, tmp_path, monkeypatch):
+    det = open_det(run)
+    expected = det.get_array("image.data")
+    out = to_manifest(det, tmp_path / "views" / f"view.{fmt}")
+    relative_record(out)
+    monkeypatch.chdir(tmp_path)     # paths resolve without any folder of ours
+    registry = ObjectStoreRegistry({"file://": LocalStore()})
+    parser = PARSERS[fmt]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # zarr: numcodecs codecs are not in the v3 spec
+        vds = open_virtual_dataset(out.as_uri(), registry=registry, parser=parser,
+                                   loadable_variables=["train", "module"])
+        assert vds["image.data"].dims == expected.dims
+        np.testing.assert_array_equal(vds["train"].values, det.train_ids)
+        ds = xr.open_zarr(parser(out.as_uri(), registry), zarr_format=3, consolidated=False,
+                          mask_and_scale=False)
+        np.testing.assert_array_equal(present(ds["image.data"], det), expected.values)
+        np.testing.assert_array_equal(present(ds["image.pulseId"], det)[..., 0],
+                                      det.get_array("image.pulseId").values)
+        assert (ds["image.data"].values[-1] == 0).all()   # absent last slot: fill values
+
+
+def test_multizarrtozarr_combines_two_halves(run, tmp_path):
+    from kerchunk.combine import MultiZarrToZarr
+
+    det = open_det(run)
+    expected = det.get_array("image.data")
+    halves = [to_manifest(det.select_trains(detstack.by_index[sel]), tmp_path / name)
+              for sel, name in ((slice(None, 1), "a.json"), (slice(1, None), "b.json"))]
+    combined = MultiZarrToZarr([str(p) for p in halves], remote_protocol="file",
+                               concat_dims=["train"], identical_dims=["module"]).translate()
+    ds = xr.open_dataset("reference://", engine="zarr", backend_kwargs={
+        "storage_options": {"fo": combined, "remote_protocol": "file"}, "consolidated": False},
+        mask_and_scale=False)
+    np.testing.assert_array_equal(ds["train"].values, det.train_ids)
+    np.testing.assert_array_equal(present(ds["image.data"], det), expected.values)
+    np.testing.assert_array_equal(ds["count.image"].values, _counts(det))
+
+
+def _counts(det: Any) -> np.ndarray:
+    out = np.zeros((det.n_modules, len(det.train_ids)), np.uint64)
+    out[[det.module_slot(m) for m in det.modules]] = det.frame_map.counts
+    return out
+
+
+def test_plain_xarray_from_any_folder_and_cli(run, tmp_path, monkeypatch):
+    from detstack.cli import main as cli_main
+
+    det = open_det(run)
+    expected = det.get_array("image.data")
+    for name in ("deep/down/view.json", "deep/down/view.parq"):
+        out = to_manifest(det, tmp_path / name)
+        monkeypatch.chdir(run)
+        ds = xr.open_dataset("reference://", engine="zarr", mask_and_scale=False,
+                             backend_kwargs={"storage_options": {"fo": str(out),
+                                                                 "remote_protocol": "file"},
+                                             "consolidated": False})
+        np.testing.assert_array_equal(present(ds["image.data"], det), expected.values)
+        assert cli_main(["info", str(out)]) == 0
+        assert cli_main(["verify", str(out)]) == 0
+        xr.testing.assert_identical(expected, open_det(open_view(out)).get_array("image.data"))
+
+
+def test_sidecar_is_covered_by_the_trust_model(run, tmp_path):
+    det = open_det(run)
+    out = to_manifest(det, tmp_path / "view.json")
+    side = tmp_path / "view.arrays.h5"
+    record = relative_record(out)
+    assert record["manifest"]["sidecar"]["path"] == side.name
+    # a changed sidecar (same name, other content) is refused, never read
+    data = bytearray(side.read_bytes())
+    data[-100] ^= 0xFF
+    side.write_bytes(bytes(data))
+    with pytest.raises(detstack.errors.FileFormatError, match="arrays.h5"):
+        open_view(out)
+    from detstack.cli import main as cli_main
+    assert cli_main(["verify", str(out)]) != 0
+    # a sidecar reference turned to /etc/passwd is refused
+    to_manifest(det, out, overwrite=True)
+    doc = json.loads(out.read_text())
+    key = next(k for k, v in doc["refs"].items()
+               if isinstance(v, list) and v[0].endswith(".arrays.h5"))
+    doc["refs"][key] = ["/etc/passwd", 0, 10]
+    out.write_text(json.dumps(doc))
+    with pytest.raises(UnsafeReferenceError, match="not one of the source files"):
+        open_view(out)
+    # a record whose sidecar entry names /etc/passwd: not an HDF5 file, refused
+    to_manifest(det, out, overwrite=True)
+    doc = json.loads(out.read_text())
+    attrs = json.loads(doc["refs"][".zattrs"])
+    attrs["detstack_record"]["manifest"]["sidecar"]["path"] = "../" * 20 + "etc/passwd"
+    for key, v in doc["refs"].items():
+        if isinstance(v, list) and v[0].endswith(".arrays.h5"):
+            doc["refs"][key] = ["/etc/passwd", 0, 10]
+    doc["refs"][".zattrs"] = json.dumps(attrs)
+    meta = json.loads(doc["refs"][".zmetadata"])
+    meta["metadata"][".zattrs"] = attrs
+    doc["refs"][".zmetadata"] = json.dumps(meta)
+    out.write_text(json.dumps(doc))
+    with pytest.raises(detstack.errors.DetstackError, match="not an HDF5 file"):
+        open_view(out)
+
+
+def test_moved_run_and_manifest_follow_the_record(run, tmp_path):
+    import shutil
+
+    det = open_det(run)
+    expected = det.get_array("image.data")
+    before = tmp_path / "before"
+    shutil.copytree(run, before / "run")
+    out = to_manifest(open_det(before / "run"), before / "views" / "view.json")
+    after = tmp_path / "after"
+    shutil.move(before, after)
+    moved = after / "views" / "view.json"
+    xr.testing.assert_identical(expected, open_det(open_view(moved)).get_array("image.data"))
+    assert not out.exists()
