@@ -46,7 +46,7 @@ def test_tour_runs_line_by_line(tmp_path: Path) -> None:
         assert "Traceback" not in res.stderr and "Warning:" not in res.stderr, res.stderr
     assert (cwd / "preview.png").stat().st_size > 10_000
     assert {p.name for p in cwd.glob("view.*")} == {"view.h5", "view.cxi", "view.json",
-                                                    "view.zarr"}
+                                                    "view.arrays.h5", "view.zarr"}
 
     # the python part, pasted into an interactive interpreter
     code = "\n".join(tour_block("python")) + "\n"

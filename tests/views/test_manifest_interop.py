@@ -177,3 +177,25 @@ def test_moved_run_and_manifest_follow_the_record(run, tmp_path):
     moved = after / "views" / "view.json"
     xr.testing.assert_identical(expected, open_det(open_view(moved)).get_array("image.data"))
     assert not out.exists()
+
+
+def test_readme_recipe(run, tmp_path, monkeypatch):
+    """The README's "With other tools" block, run as it is in a folder with the manifests."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"<!-- interop:python -->\n```python\n(.*?)\n```", readme, re.S)
+    assert block, "no interop:python block in README.md"
+    det = open_det(run)
+    to_manifest(det, tmp_path / "view.json")
+    to_manifest(det.select_trains(detstack.by_index[:2]), tmp_path / "first.json")
+    to_manifest(det.select_trains(detstack.by_index[2:]), tmp_path / "second.json")
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exec(block.group(1), scope)   # noqa: S102 - the README's own code
+        assert scope["vds"]["image.data"].shape == (det.n_modules, 4, 3, 2, 512, 128)
+        np.testing.assert_array_equal(scope["vds"]["train"].values, det.train_ids)
+        np.testing.assert_array_equal(present(scope["ds"]["image.data"], det),
+                                      det.get_array("image.data").values)
