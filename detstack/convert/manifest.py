@@ -46,7 +46,7 @@ from .manifest_refs import (
     source_datasets,
     url_numbers,
 )
-from .manifest_sidecar import check_sidecar_target, sidecar_path, write_sidecar
+from .manifest_sidecar import check_sidecar_target, sidecar_path, sidecar_written
 from .plan import KeyPlan, ViewPlan, as_detector
 
 log = logging.getLogger(__name__)
@@ -571,34 +571,19 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
     fmt = _format(target, format)
     check_target(target, overwrite)
     compact = compact or url_prefix is not None   # remote files: the template form
-    side = None if compact else sidecar_path(target, fmt)
-    if side is not None and fmt == "json":
-        check_sidecar_target(side, overwrite)
+    if not compact and fmt == "json":
+        check_sidecar_target(sidecar_path(target, fmt), overwrite)
     det = as_detector(det_or_run, detector_name, **det_kwargs)
     folder = target.parent.resolve()
     lay = build_layout(det, keys, on_unsupported, "manifest", folder)
     names = manifest_paths(lay.files, folder, relative, url_prefix, compact)
-    if fmt == "json":
-        with atomic_path(target, overwrite) as tmp:
-            if side is None:
-                _write(tmp, fmt, lay, names, None)
-            else:
-                with atomic_path(side, True) as side_tmp:
-                    sidecar = write_sidecar(side_tmp, lay.specs, len(lay.files))
-                try:
-                    _write(tmp, fmt, lay, names.add(side.parent.resolve() / side.name, folder),
-                           sidecar)
-                except BaseException:
-                    side.unlink(missing_ok=True)
-                    raise
-    else:
-        with atomic_dir(target, overwrite) as tmp:
-            sidecar = None
-            if side is not None:
-                tmp.mkdir()
-                sidecar = write_sidecar(tmp / side.name, lay.specs, len(lay.files))
-                names = names.add(folder / target.name / side.name, folder)
-            _write(tmp, fmt, lay, names, sidecar)
+    with (atomic_path if fmt == "json" else atomic_dir)(target, overwrite) as tmp:
+        if compact:
+            _write(tmp, fmt, lay, names, None)
+        else:
+            with sidecar_written(folder / target.name, fmt, tmp, lay.specs,
+                                 len(lay.files)) as (side, entry):
+                _write(tmp, fmt, lay, names.add(side, folder), entry)
     return target
 
 

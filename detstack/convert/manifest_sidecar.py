@@ -12,6 +12,7 @@ reader's trust model (``detstack.store.manifest_guard``) covers it like the run'
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..run.derived import SIDECAR_ATTR
 from ..store.identity import file_identity
+from .atomic import atomic_path
 from .manifest_refs import RefBatch
 
 if TYPE_CHECKING:
@@ -67,6 +69,26 @@ def check_sidecar_target(path: Path, overwrite: bool) -> None:
     raise FileExistsError(f"{path} exists and is not the sidecar of a manifest; the manifest "
                           "keeps its small arrays under this name. Move it, or pass "
                           "overwrite=True (CLI: --overwrite)")
+
+
+@contextlib.contextmanager
+def sidecar_written(target: Path, fmt: str, out: Path, specs: list[ArraySpec], url: int
+                    ) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Write the sidecar of manifest ``target`` (being written at ``out``); yield its final
+    path and record entry. A Parquet folder holds it (swapped in with the folder); a JSON
+    manifest's sidecar is in place first, and removed again if the manifest fails."""
+    final = sidecar_path(target, fmt)
+    if fmt == "parquet":
+        out.mkdir()
+        yield final, write_sidecar(out / final.name, specs, url)
+        return
+    with atomic_path(final, True) as tmp:
+        entry = write_sidecar(tmp, specs, url)
+    try:
+        yield final, entry
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
 
 
 def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any]:

@@ -199,3 +199,15 @@ def test_readme_recipe(run, tmp_path, monkeypatch):
         np.testing.assert_array_equal(scope["vds"]["train"].values, det.train_ids)
         np.testing.assert_array_equal(present(scope["ds"]["image.data"], det),
                                       det.get_array("image.data").values)
+
+
+@pytest.mark.parametrize("name", ["c.json", "c.parq"])
+def test_compact_form_record_is_relative_too(run, tmp_path, name):
+    det = open_det(run)
+    out = to_manifest(det, tmp_path / "views" / name, compact=True)
+    record = dict(open_view(out).record)
+    assert record["manifest"]["references"] in ("template", "relative")
+    assert "sidecar" not in record["manifest"] and not (tmp_path / "views" / "c.arrays.h5").exists()
+    assert str(tmp_path) not in json.dumps(record)
+    xr.testing.assert_identical(det.get_array("image.data"),
+                                open_det(open_view(out)).get_array("image.data"))
