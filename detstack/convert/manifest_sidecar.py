@@ -22,9 +22,10 @@ import h5py
 import numcodecs
 import numpy as np
 
+from ..errors import OutputWriteError
 from ..run.derived import SIDECAR_ATTR
 from ..store.identity import file_identity
-from .atomic import atomic_path
+from .atomic import atomic_path, write_failure
 from .manifest_refs import RefBatch
 
 if TYPE_CHECKING:
@@ -82,8 +83,11 @@ def sidecar_written(target: Path, fmt: str, out: Path, specs: list[ArraySpec], u
         out.mkdir()
         yield final, write_sidecar(out / final.name, specs, url)
         return
-    with atomic_path(final, True) as tmp:
-        entry = write_sidecar(tmp, specs, url)
+    try:
+        with atomic_path(final, True) as tmp:
+            entry = write_sidecar(tmp, specs, url)
+    except OutputWriteError as exc:   # name the manifest the caller asked for
+        raise write_failure(target, exc.__cause__ or exc) from exc
     try:
         yield final, entry
     except BaseException:
