@@ -15,7 +15,17 @@ class DetstackError(Exception):
 
 
 class FileFormatError(DetstackError, OSError):
-    """A file is not a usable EuXFEL HDF5 file (not HDF5, truncated, missing INDEX...)."""
+    """A file is not a usable EuXFEL HDF5 file (not HDF5, truncated, missing INDEX...).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file (kept as ``.path``).
+    problem : str
+        What is wrong with it (kept as ``.problem``).
+    hint : str, optional
+        What to do about it.
+    """
 
     def __init__(self, path: object, problem: str, hint: str = "") -> None:
         self.path = str(path)
@@ -59,7 +69,17 @@ class MultiRunError(DetstackError, ValueError):
 
 
 class MissingDependencyError(DetstackError, ImportError):
-    """An optional package a feature needs is not installed; names the extra to install."""
+    """An optional package a feature needs is not installed; names the extra to install.
+
+    Parameters
+    ----------
+    package : str
+        The missing package, e.g. ``'fastparquet'``.
+    extra : str
+        The detstack extra that installs it, e.g. ``'parquet'``.
+    feature : str
+        What needs it, e.g. ``'writing .parq manifests'``.
+    """
 
     def __init__(self, package: str, extra: str, feature: str) -> None:
         self.package = package
@@ -69,7 +89,15 @@ class MissingDependencyError(DetstackError, ImportError):
 
 
 class UnusableFileWarning(UserWarning):
-    """A run file that could not be read was left out (``.path`` names it)."""
+    """A run file that could not be read was left out (``.path`` names it).
+
+    Parameters
+    ----------
+    message : str
+        Why the file was left out.
+    path : str or path-like
+        The file.
+    """
 
     def __init__(self, message: str, path: object) -> None:
         super().__init__(message)
@@ -82,7 +110,17 @@ class EmptySelectionError(DetstackError, ValueError):
 
 class OutputWriteError(DetstackError, OSError):
     """Writing an output failed (disk full, file too large, permission...); nothing was
-    left under the output's name and the temporary files were removed."""
+    left under the output's name and the temporary files were removed.
+
+    Parameters
+    ----------
+    target : str or path-like
+        The output (kept as ``.target``).
+    problem : str
+        What went wrong.
+    hint : str, optional
+        What to do about it.
+    """
 
     def __init__(self, target: object, problem: str, hint: str = "") -> None:
         self.target = str(target)

@@ -49,8 +49,9 @@ def test_train_selections(small_run: Path, tmp_path: Path) -> None:
     assert rng["trains"] == 3
     res = cli("convert", small_run, tmp_path / "e.h5", "--raw", "--trains", "5:2")
     assert res.returncode == 2 and "5:2 is empty" in res.stderr
-    one_line_error(cli("convert", small_run, tmp_path / "e.h5", "--raw", "--trains", "0:5"),
-                   "--trains 0:5 selects none of the 6 trains", "(10000-10005)")
+    res = cli("convert", small_run, tmp_path / "e.h5", "--raw", "--trains", "0:5")
+    one_line_error(res, "--trains 0:5 selects none of the 6 trains", "(10000-10005)")
+    assert len(res.stderr.splitlines()) == 1, res.stderr     # no warning saying it twice
     one_line_error(cli("convert", small_run, tmp_path / "e.h5", "--raw", "--trains", "20000"),
                    "--trains 20000 selects none")
     assert not (tmp_path / "e.h5").exists()
@@ -126,13 +127,12 @@ def test_ctrl_c_during_convert_then_resume(tmp_path: Path) -> None:
     assert cli("verify", store).returncode == 0
 
 
-def test_progress_bars_only_on_a_terminal(small_run: Path, tmp_path: Path) -> None:
-    plain = cli("convert", small_run, tmp_path / "p.h5", "--raw")
-    assert plain.returncode == 0 and plain.stderr == ""
+def on_terminal(*args: object) -> tuple[int, str]:
+    """Run ``detstack ARGS`` with stderr on a pseudo-terminal: (exit status, what it showed)."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    proc = subprocess.Popen([str(DETSTACK), "convert", small_run, tmp_path / "t.zarr", "--raw"],
-                            stdout=subprocess.PIPE, stderr=follower, text=True)
+    proc = subprocess.Popen([str(DETSTACK), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=follower, text=True)
     os.close(follower)
     chunks = []
     while True:
@@ -145,9 +145,24 @@ def test_progress_bars_only_on_a_terminal(small_run: Path, tmp_path: Path) -> No
         chunks.append(data)
     proc.wait(timeout=120)
     os.close(leader)
-    shown = b"".join(chunks).decode(errors="replace")
-    assert proc.returncode == 0
-    assert "scanning files" in shown and "copying to zarr" in shown and "it/s" in shown
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize(("name", "steps"), [
+    ("t.zarr", ["scanning files", "copying to zarr"]),
+    ("t.cxi", ["scanning files", "building CXI datasets", "building CXI by_module"]),
+])
+def test_progress_bars_only_on_a_terminal(small_run: Path, tmp_path: Path, name: str,
+                                          steps: list[str]) -> None:
+    plain = cli("convert", small_run, tmp_path / f"p-{name}", "--raw")
+    assert plain.returncode == 0 and plain.stderr == ""
+    status, shown = on_terminal("convert", small_run, tmp_path / name, "--raw")
+    assert status == 0
+    for step in steps:
+        assert step in shown, (step, shown)
+    assert "it/s" in shown
+    status, shown = on_terminal("convert", small_run, tmp_path / f"q-{name}", "--raw", "--quiet")
+    assert status == 0 and shown == ""
 
 
 def test_archive(small_run: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,7 +150,9 @@ def select_detector(args: argparse.Namespace, data: Any) -> Any:
     if args.trains is None:
         return det
     have = det.train_ids
-    chosen = det.select_trains(ById(args.trains))
+    with warnings.catch_warnings():     # "nothing selected": the error below says it all
+        warnings.simplefilter("ignore", UserWarning)
+        chosen = det.select_trains(ById(args.trains))
     if not chosen.train_ids:
         span = f"{have[0]}-{have[-1]}" if have else "none"
         raise EmptySelectionError(f"--trains {_spec(args.trains)} selects none of the "

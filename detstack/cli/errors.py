@@ -34,7 +34,7 @@ PARAMETER_FLAGS: dict[str, str] = {
 _PARAM_RE = re.compile(
     r"(?<![\w.])(" + "|".join(re.escape(p) for p in sorted(PARAMETER_FLAGS, key=len,
                                                             reverse=True)) + r")"
-    r"(?:\s*\((?:detstack [^()]*?)?(--[\w-]+)\))?")
+    r"(?:\s*\((?:detstack [^()]*?|CLI:\s*)?(--[\w-]+)(?:\s+[A-Z]+)?\))?")
 
 #: importable name of an optional package -> the detstack extra that installs it.
 PACKAGE_EXTRAS: dict[str, str] = {
@@ -50,8 +50,8 @@ PACKAGE_EXTRAS: dict[str, str] = {
 def flags_for(message: str) -> str:
     """``message`` with Python parameters (``overwrite=True``) replaced by their flags.
 
-    A flag the library already gave in parentheses (``overwrite=True (--overwrite)``)
-    is not repeated.
+    A flag the library already gave in parentheses (``overwrite=True (--overwrite)``,
+    ``allowed_prefixes=[...] (CLI: --allow PREFIX)``) is not repeated.
     """
     return _PARAM_RE.sub(lambda m: PARAMETER_FLAGS[m.group(1)], message)
 

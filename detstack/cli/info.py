@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from .output import Output
+from .targets import add_allow_option
 
 HELP = "what a run, file or view holds: detectors, modules, trains, keys, gaps"
 EXAMPLES = """\
@@ -25,8 +26,7 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--detail", action="store_true",
                    help="list every key, the gaps of every module and every source file")
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--allow", metavar="PREFIX", action="append", default=[],
-                   help="manifests: also follow references under PREFIX")
+    add_allow_option(p)
     p.set_defaults(func=run)
 
 
@@ -34,14 +34,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from ..store.zarr_store import IncompleteStoreError
     from .errors import flags_for
     from .facts import collection_facts
-    from .targets import VIEW, classify, open_target
+    from .targets import VIEW, classify, open_target, trust_options
     from .zarr_state import incomplete_facts
 
     view_kwargs: dict[str, Any] = {}
     if classify(args.target) == VIEW:       # report missing sources rather than refuse
         view_kwargs["check_sources"] = False
-        if args.allow:
-            view_kwargs["allowed_prefixes"] = args.allow
+        view_kwargs.update(trust_options(args.target, args.allow))
     try:
         opened = open_target(args.target, **view_kwargs)
     except IncompleteStoreError:

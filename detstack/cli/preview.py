@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .output import Output
+from .targets import add_allow_option
 
 HELP = "draw one frame (modules in place), the data availability and frames per train"
 EXAMPLES = """\
@@ -32,8 +33,7 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--pulse", type=int, default=0, metavar="P",
                    help="frame within the train, by position (default 0)")
     p.add_argument("--detector", metavar="NAME", help="detector name, if there are several")
-    p.add_argument("--allow", metavar="PREFIX", action="append", default=[],
-                   help="manifests: also follow references under PREFIX")
+    add_allow_option(p)
     p.set_defaults(func=run)
 
 
@@ -51,13 +51,12 @@ def _pyplot() -> Any:
 def run(args: argparse.Namespace, out: Output) -> int:
     from ..convert.plan import as_detector
     from .geometry import assemble, frame_of
-    from .targets import VIEW, classify, open_target
+    from .targets import VIEW, classify, open_target, trust_options
 
     plt = _pyplot()
     if args.pulse < 0:
         raise ValueError(f"--pulse {args.pulse} is negative; frames count from 0")
-    kwargs = {"allowed_prefixes": args.allow} if args.allow and classify(args.target) == VIEW \
-        else {}
+    kwargs = trust_options(args.target, args.allow) if classify(args.target) == VIEW else {}
     opened = open_target(args.target, **kwargs)
     import warnings
     with warnings.catch_warnings():

@@ -54,6 +54,26 @@ def classify(name: str) -> str:
                               ) from exc
 
 
+ALLOW_HELP = ("views: also follow references into files under PREFIX (a folder or URL "
+              "prefix) beyond the files the view lists; repeat for several")
+
+
+def add_allow_option(parser: Any) -> None:
+    """``--allow PREFIX`` (repeatable), for every command that opens views."""
+    parser.add_argument("--allow", metavar="PREFIX", action="append", default=[],
+                        help=ALLOW_HELP)
+
+
+def trust_options(name: str, allow: list[str]) -> dict[str, Any]:
+    """``open_view`` options widening trust to ``--allow`` prefixes (empty without them)."""
+    if not allow:
+        return {}
+    if name.lower().rstrip("/").endswith(".icechunk"):
+        raise ValueError("--allow applies to HDF5 views, manifests and zarr stores, not to "
+                         "Icechunk repositories")
+    return {"allowed_prefixes": list(allow)}
+
+
 def open_target(name: str, *, inc_suspect_trains: bool = True,
                 storage_options: dict[str, Any] | None = None, **view_kwargs: Any) -> Opened:
     """Open ``name`` as a run folder, single run file or view, collecting skipped files."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from .args import json_object
 from .output import Output
+from .targets import add_allow_option
 
 HELP = "check that a view's source files are present and unchanged (--full: every frame)"
 EXAMPLES = """\
@@ -29,17 +30,21 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--storage-options", metavar="JSON", type=json_object,
                    help="fsspec options for a remote view, as JSON")
+    add_allow_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from ..store.verify import verify_view
-    from .targets import classify
+    from .targets import classify, trust_options
 
     classify(args.view)             # a missing local path: one line, not a traceback
     with out.progress():
-        report = verify_view(args.view, storage_options=args.storage_options, full=args.full)
-    lines = report.lines()
+        report = verify_view(args.view, storage_options=args.storage_options, full=args.full,
+                             **trust_options(args.view, args.allow))
+    from .errors import flags_for
+
+    lines = [flags_for(line) for line in report.lines()]
     for line in lines[:-1]:
         out.say(line)
     out.result(lines[-1])

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..detectors.pulses import MISSING, read_inner_ids
 from ..detectors.reading import read_rows
+from ..progress import track
 from .atomic import atomic_h5
 from .plan import ViewPlan, as_detector
 from .vds import LIBVER, MappingBuilder, SourceNames, store_record, view_record, write_coords
@@ -184,7 +185,8 @@ def _write_entry(h5: h5py.File, spec: CxiSpec) -> None:
     tids = spec.train_ids_perframe
     d = entry.create_dataset("experiment_identifier", shape=tids.shape,
                              dtype=h5py.string_dtype())
-    for a in range(0, len(tids), ID_BATCH):   # "trainId:pulseId" strings, a batch at a time
+    batches = range(0, len(tids), ID_BATCH)   # "trainId:pulseId" strings, a batch at a time
+    for a in track(batches, "CXI frame identifiers"):
         b = min(a + ID_BATCH, len(tids))
         d[a:b] = np.char.add(np.char.add(tids[a:b].astype(str), ":"),
                              pulse_ids[a:b].astype(str)).astype(object)
@@ -251,7 +253,8 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
         dgrp = h5.create_group(DET_GROUP)
         dgrp.attrs["name"] = det.detector_name
         frames_first: dict[str, h5py.Dataset] = {}
-        for name, key in list(spec.pixel_keys.items()) + [("cellId", spec.cell_key)]:
+        for name, key in track(list(spec.pixel_keys.items()) + [("cellId", spec.cell_key)],
+                               "building CXI datasets"):
             dtype = spec.entry(key)[1]
             b = MappingBuilder(spec.frames_first_shape(name, key), dtype, fills.get(name, 0))
             _map(spec, b, key, names, frames_first=True)
@@ -276,7 +279,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
 
         bulk = h5.create_group(BULK_GROUP)
         arrays, layouts = {}, {}
-        for name, key in spec.bulk_keys.items():
+        for name, key in track(list(spec.bulk_keys.items()), "building CXI by_module"):
             entry, dtype = spec.entry(key)
             b = MappingBuilder(spec.bulk_shape(key), dtype, fills.get(name, 0))
             _map(spec, b, key, names, frames_first=False)

@@ -187,6 +187,8 @@ def write_frames(det: Any, filename: str | os.PathLike[str], trains: Any, pulses
     ------
     ValueError
         ``trains`` and ``pulses`` differ in length.
+    TypeError
+        The detector stores one entry per train (JUNGFRAU), not one row per frame.
     FileExistsError
         ``filename`` exists and ``overwrite`` is False.
     """

@@ -62,10 +62,52 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
                 detector_name: str | None = None, **det_kwargs: Any) -> Any:
     """Write an Icechunk repository with virtual references to the run; return it.
 
-    ``path``: a local folder (created atomically) or an ``icechunk.Storage``. Chunks
-    refer to ``file://`` URLs of the run's files, or to ``url_prefix`` + their path
-    below the run folder (then pass ``containers``: the ``icechunk.VirtualChunkContainer``
-    objects that reach them). Keys follow the manifest rules (``to_manifest``).
+    Like a manifest, one reference per chunk points into the run's HDF5 files (no
+    copy); keys follow the manifest rules (:func:`to_manifest`). Needs the
+    ``icechunk`` extra.
+
+    Parameters
+    ----------
+    det_or_run : detector or DataCollection
+        A detector object (e.g. ``detstack.AGIPD1M(run, raw=True)``, with any
+        module/train selection), or a run holding a single detector.
+    path : str, path-like or icechunk.Storage
+        A local folder (``.icechunk``, created atomically) or an Icechunk storage.
+    keys : list of str, optional
+        Keys to write (default: every key all modules have).
+    overwrite : bool, default False
+        Replace an existing local repository; otherwise an existing one is refused.
+    on_unsupported : {'raise', 'skip'}, default 'raise'
+        Keys that cannot be referenced exactly raise, or are left out with a warning.
+    url_prefix : str, optional
+        Refer to chunks as ``url_prefix`` + their path below the run folder (e.g.
+        ``"s3://bucket/run/"``) instead of ``file://`` URLs; needs ``containers``.
+    containers : list of icechunk.VirtualChunkContainer, optional
+        How readers reach ``url_prefix`` (default: the local run folder).
+    message : str, default 'detstack view'
+        The commit message.
+    detector_name : str, optional
+        Detector to pick when ``det_or_run`` is a run with several.
+    **det_kwargs
+        Passed to the detector class when ``det_or_run`` is a run (``modules=``,
+        ``min_modules=``, ``raw=``...).
+
+    Returns
+    -------
+    icechunk.Repository
+        The repository, opened with access to its virtual chunks
+        (``detstack.open_view(path)`` reads a local one too).
+
+    Raises
+    ------
+    UnsupportedKeyError
+        A key cannot be referenced exactly and ``on_unsupported='raise'``.
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    ValueError
+        ``url_prefix`` without ``containers``, or chunk locations no container reaches.
+    OutputWriteError
+        The repository could not be written; nothing is left.
     """
     import icechunk
 

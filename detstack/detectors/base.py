@@ -157,7 +157,23 @@ class MultimodDetectorBase:
         return fmap.select_trains(keep)
 
     def group_map(self, group: str) -> FrameMap:
-        """Frame map of another index group (header, detector...), same trains."""
+        """Frame map of another index group (header, detector...), same trains.
+
+        Parameters
+        ----------
+        group : str
+            The INDEX group, e.g. ``'header'``.
+
+        Returns
+        -------
+        FrameMap
+            Where every module keeps each selected train's rows of that group.
+
+        Raises
+        ------
+        InconsistentModulesError
+            The group's index is inconsistent across modules.
+        """
         if group not in self._group_maps:
             self._group_maps[group] = self._frame_map(group)
         return self._group_maps[group]

@@ -231,7 +231,26 @@ class JUNGFRAU(MultimodDetectorBase):
 
     def masked_data(self, key: str | None = None, *, mask_bits: Any = None,
                     masked_value: Any = np.nan) -> Any:
-        """Key data like ``det[key]`` whose reads replace bad pixels (non-zero mask, or
-        any of ``mask_bits``, an int or a list of ints) by ``masked_value``."""
+        """Key data like ``det[key]`` whose reads replace bad pixels by ``masked_value``.
+
+        Parameters
+        ----------
+        key : str, optional
+            The key to read (default the pixel data, ``'data.adc'``).
+        mask_bits : int or list of int, optional
+            Mask bits that mark a pixel bad (default: any non-zero mask value).
+        masked_value : scalar, default NaN
+            What bad pixels read as.
+
+        Returns
+        -------
+        MaskedKeyData
+            With ``ndarray()``, ``xarray()``, ``dask_array()`` applying the mask.
+
+        Raises
+        ------
+        RuntimeError
+            A module has no ``data.mask`` (raw data): only corrected data has one.
+        """
         from .masked import masked_key_data
         return masked_key_data(self, key, mask_bits, masked_value)

@@ -14,6 +14,7 @@ import xarray as xr
 from ..errors import PropertyNameError
 from ..frames import FrameMap
 from .consistency import check_key
+from .param_docs import shared
 from .reading import DEFAULT_THREADS, checked_fill, read_rows, roi_shape
 
 if TYPE_CHECKING:
@@ -43,7 +44,22 @@ def as_roi(roi: Any) -> tuple[Any, ...]:
 
 
 class MultimodKeyData:
-    """A key with one entry per train in each module (JUNGFRAU, headers...)."""
+    """A key with one entry per train in each module (JUNGFRAU, headers...): ``det[key]``.
+
+    Parameters
+    ----------
+    det : detector
+        The detector object the key belongs to (its module and train selection apply).
+    key : str
+        The key, e.g. ``'data.adc'`` or ``'header.pulseCount'``.
+
+    Raises
+    ------
+    PropertyNameError
+        A module has no such key.
+    InconsistentModulesError
+        Modules store the key with different shapes or dtypes.
+    """
 
     def __init__(self, det: MultimodDetectorBase, key: str) -> None:
         self.det = det
@@ -58,33 +74,52 @@ class MultimodKeyData:
 
     @property
     def fmap(self) -> FrameMap:
+        """The frame map of the key's index group (where each module keeps each train)."""
         return self.det.group_map(self.group)
 
     @property
     def modules(self) -> list[int]:
+        """Numbers of the modules with data, ascending."""
         return self.det.modules
 
     @property
     def train_ids(self) -> list[int]:
+        """Train IDs of the detector's selected trains."""
         return self.det.train_ids
 
     @property
     def ndim(self) -> int:
+        """Dimensions of ``ndarray()``: module, train (or frame), then one entry's."""
         return len(self.entry_shape) + 2
 
     @property
     def dimensions(self) -> list[str]:
+        """Dimension names of ``xarray()``."""
         return ["module", "trainId"] + [f"dim_{i}" for i in range(len(self.entry_shape))]
 
     def _n_rows(self) -> int:
         return len(self.det.train_ids)
 
+    @shared
     def buffer_shape(self, module_gaps: bool = False, roi: Any = ()) -> tuple[int, ...]:
+        """The shape ``ndarray()`` returns, e.g. to allocate an ``out`` array.
+
+        Parameters
+        ----------
+        $module_gaps
+        $roi
+
+        Returns
+        -------
+        tuple of int
+            ``(modules, trains, *entry after roi)``.
+        """
         n_mod = self.det.n_modules if module_gaps else len(self.modules)
         return (n_mod, self._n_rows()) + roi_shape(self.entry_shape, as_roi(roi))
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """``buffer_shape()``: (modules with data, trains, *entry)."""
         return self.buffer_shape()
 
     def __repr__(self) -> str:
@@ -104,8 +139,31 @@ class MultimodKeyData:
     def _src_index(self, roi: tuple[Any, ...]) -> tuple[Any, ...]:
         return roi
 
+    @shared
     def ndarray(self, *, fill_value: Any = None, out: np.ndarray | None = None, roi: Any = (),
                 astype: Any = None, module_gaps: bool = False) -> np.ndarray:
+        """Read the key of every selected module and train into one numpy array.
+
+        Parameters
+        ----------
+        $fill_value
+        $out
+        $roi
+        $astype
+        $module_gaps
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(module, train, *entry)``; ``out`` when given.
+
+        Raises
+        ------
+        ValueError
+            ``out`` has the wrong shape, or ``fill_value`` does not fit the dtype.
+        FileFormatError
+            A source file cannot be read.
+        """
         return self._read(fill_value, out, roi, astype, module_gaps)
 
     def _read(self, fill_value: Any, out: np.ndarray | None, roi: Any, astype: Any,
@@ -140,16 +198,53 @@ class MultimodKeyData:
         return np.asarray(self.det.frame_map.train_ids, dtype=np.uint64)
 
     def train_id_coordinates(self) -> np.ndarray:
-        """The train ID of every entry along the second axis (a copy)."""
+        """The train ID of every entry along the second axis.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint64 train IDs (a copy).
+        """
         return self._train_coord().copy()
 
+    @shared
     def xarray(self, *, fill_value: Any = None, roi: Any = (), astype: Any = None) -> xr.DataArray:
+        """Read the key into a labelled array.
+
+        Parameters
+        ----------
+        $fill_value
+        $roi
+        $astype
+
+        Returns
+        -------
+        xarray.DataArray
+            ``(module, trainId, dim_0, ...)`` with module numbers and train IDs.
+
+        Raises
+        ------
+        ValueError
+            ``fill_value`` does not fit the dtype.
+        """
         arr = self.ndarray(fill_value=fill_value, roi=roi, astype=astype)
         dims = self.dimensions[:2] + [f"dim_{i}" for i in range(arr.ndim - 2)]
         return xr.DataArray(arr, dims=dims, coords={"module": self.modules,
                                                     "trainId": self._train_coord()})
 
+    @shared
     def data_availability(self, module_gaps: bool = False) -> np.ndarray:
+        """Which module has data for which train.
+
+        Parameters
+        ----------
+        $module_gaps
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean ``(module, train)``.
+        """
         present = self.fmap.present
         if not module_gaps:
             return present.copy()
@@ -164,8 +259,23 @@ class MultimodKeyData:
         per_row = self.dtype.itemsize * len(self.modules) * int(np.prod(self.entry_shape))
         return max(1, min(PART_BYTES // max(per_row, 1), 256))
 
+    @shared
     def dask_array(self, *, labelled: bool = False, fill_value: Any = None,
                    astype: Any = None) -> Any:
+        """A lazy dask array of ``ndarray()``, chunked by whole trains (~1 GiB at most).
+
+        Parameters
+        ----------
+        labelled : bool, default False
+            Wrap it in an xarray.DataArray with module and train coordinates.
+        $fill_value
+        $astype
+
+        Returns
+        -------
+        dask.array.Array or xarray.DataArray
+            ``(module, train, *entry)``; nothing is read until computed.
+        """
         arr = self._lazy(self._part_rows(), fill_value, astype)
         if not labelled:
             return arr
@@ -186,6 +296,25 @@ class MultimodKeyData:
     # -- train selection ---------------------------------------------------------
 
     def select_trains(self, trains: Any) -> MultimodKeyData:
+        """The same key over some of the selected trains (also ``key_data[trains]``).
+
+        Parameters
+        ----------
+        trains : slice, int, list, numpy.ndarray, by_index[...] or by_id[...]
+            Any train selection the detector's ``select_trains`` accepts.
+
+        Returns
+        -------
+        MultimodKeyData
+            This key over those trains (none, if the selection matches none).
+
+        Raises
+        ------
+        TypeError
+            ``trains`` is not a supported selection.
+        ValueError
+            A negative ``by_id`` value, or a boolean mask of the wrong length.
+        """
         new = copy(self)
         new.det = self.det.select_trains(trains)
         return new
@@ -199,6 +328,27 @@ class MultimodKeyData:
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None,
                      frames_per_part: int | None = None) -> Iterator[MultimodKeyData]:
+        """Split the trains into consecutive parts, e.g. to work in bounded memory.
+
+        Parameters
+        ----------
+        parts : int, optional
+            Minimum number of parts (fewer only if there are fewer trains).
+        trains_per_part : int, optional
+            Maximum trains per part.
+        frames_per_part : int, optional
+            Target frames per part (whole trains, so one long train is a part).
+
+        Yields
+        ------
+        MultimodKeyData
+            This key over each part of the trains, in order.
+
+        Raises
+        ------
+        ValueError
+            No limit is given.
+        """
         for sub in self.det.split_trains(parts, trains_per_part, frames_per_part):
             new = copy(self)
             new.det = sub

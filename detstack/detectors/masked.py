@@ -18,6 +18,27 @@ from .xtdf_keydata import XtdfImageKeyData
 if TYPE_CHECKING:
     from .base import MultimodDetectorBase
 
+MASKED_DOC = """{summary}
+
+Parameters
+----------
+det : detector
+    The detector object the key belongs to.
+key : str
+    The key to read, e.g. ``'{key}'``.
+mask_key : str
+    The key holding the mask, e.g. ``'{mask}'``.
+mask_bits : int, list of int or None
+    Mask bits that mark a pixel bad (None: any non-zero mask value).
+masked_value : scalar
+    What bad pixels read as.
+
+Raises
+------
+PropertyNameError
+    A module has no such key.
+"""
+
 
 class _Masked:
     """Mixin over a key data class: reads apply the mask."""
@@ -35,10 +56,12 @@ class _Masked:
 
     @property
     def mask_bits(self) -> int | None:
+        """The mask bits that mark a pixel bad, as one int (None: any non-zero bit)."""
         return self._mask_bits
 
     @property
     def masked_value(self) -> Any:
+        """What bad pixels read as."""
         return self._masked_value
 
     def __repr__(self) -> str:
@@ -62,7 +85,9 @@ class _Masked:
 
 
 class MaskedKeyData(_Masked, MultimodKeyData):
-    """A per-train key (JUNGFRAU ``data.adc``...) read with its mask applied."""
+    __doc__ = MASKED_DOC.format(
+        summary="A per-train key (JUNGFRAU ``data.adc``...) read with its mask applied.",
+        key="data.adc", mask="data.mask")
 
     def __init__(self, det: MultimodDetectorBase, key: str, mask_key: str, mask_bits: Any,
                  masked_value: Any) -> None:
@@ -71,7 +96,9 @@ class MaskedKeyData(_Masked, MultimodKeyData):
 
 
 class MaskedXtdfKeyData(_Masked, XtdfImageKeyData):
-    """An ``image.*`` key read with ``image.mask`` applied (same pulse selection)."""
+    __doc__ = MASKED_DOC.format(
+        summary="An ``image.*`` key read with ``image.mask`` applied (same pulse selection).",
+        key="image.data", mask="image.mask")
 
     def __init__(self, det: MultimodDetectorBase, key: str, mask_key: str, mask_bits: Any,
                  masked_value: Any) -> None:

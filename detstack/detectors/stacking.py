@@ -186,6 +186,29 @@ def stack_data(train: Mapping[str, Mapping[str, Any]], data: str, axis: int = -3
 
     Sources are ordered by the integers in their names (so 'DET/2CH0' comes
     before 'DET/10CH0'), which suits sources that are not detector modules.
+
+    Parameters
+    ----------
+    train : mapping
+        ``{source: {key: array}}``, one train as ``run.train_from_id`` returns it.
+    data : str
+        The key to stack, e.g. ``'image.data'``.
+    axis : int, default -3
+        Position of the new source axis in the result.
+    xcept : str or iterable of str, optional
+        Sources to leave out.
+
+    Returns
+    -------
+    numpy.ndarray
+        The sources' arrays stacked on ``axis``.
+
+    Raises
+    ------
+    ValueError
+        No source is left, or the arrays differ in shape or dtype.
+    PropertyNameError
+        A source lacks the key (leave it out with ``xcept``).
     """
     skip = {xcept} if isinstance(xcept, str) else set(xcept)  # a lone name, not its letters
     sources = [s for s in train if s not in skip]
@@ -218,6 +241,26 @@ class StackView:
     the stack axis stays where it lands after the other indices are applied
     (integer indices before it remove axes, ``None`` adds one), so the view
     always equals the same index applied to ``asarray()``.
+
+    Parameters
+    ----------
+    data : mapping of int to numpy.ndarray
+        ``{module number: array}`` of the modules present, each of ``mod_shape``.
+    nmodules : int
+        Modules on the stack axis (absent ones read as ``fillvalue``).
+    mod_shape : tuple of int
+        Shape of one module's array.
+    dtype : dtype or numpy.ndarray
+        Dtype of the stack (or an array whose dtype to use).
+    fillvalue : scalar
+        Value of the modules not in ``data``.
+    stack_axis : int, default -3
+        Position of the module axis.
+
+    Raises
+    ------
+    ValueError
+        A module's array does not have ``mod_shape``, or its number is out of range.
     """
 
     def __init__(self, data: Mapping[int, np.ndarray], nmodules: int,
@@ -238,6 +281,7 @@ class StackView:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of ``asarray()``."""
         ax = self.stack_axis
         return self.mod_shape[:ax] + (self.nmodules,) + self.mod_shape[ax:]
 
@@ -298,7 +342,13 @@ class StackView:
         )
 
     def asarray(self) -> np.ndarray:
-        """Copy into a real array, filling missing modules."""
+        """Copy into a real array, filling missing modules.
+
+        Returns
+        -------
+        numpy.ndarray
+            Of ``shape``, absent modules holding ``fillvalue``.
+        """
         return _assemble(self._data, self.nmodules, self.mod_shape, self.dtype,
                          self.fillvalue, self.stack_axis)
 
@@ -310,8 +360,26 @@ class StackView:
         return arr if dtype is None else arr.astype(dtype, copy=False)
 
     def squeeze(self, axis: int | tuple[int, ...] | None = None) -> "np.ndarray | StackView":
-        """Drop length-1 axes, like ``ndarray.squeeze``; squeezing the stack axis of a
-        one-module view returns that module's array."""
+        """Drop length-1 axes, like ``ndarray.squeeze``.
+
+        Parameters
+        ----------
+        axis : int or tuple of int, optional
+            Axes to drop (default: every length-1 axis).
+
+        Returns
+        -------
+        numpy.ndarray or StackView
+            A view without those axes; squeezing the stack axis of a one-module
+            view returns that module's array.
+
+        Raises
+        ------
+        TypeError
+            ``axis`` is not None, an int or a tuple of ints.
+        ValueError
+            An axis is repeated or its length is not 1.
+        """
         if axis is None:
             axes = [i for i, n in enumerate(self.shape) if n == 1]
         elif _is_int(axis):

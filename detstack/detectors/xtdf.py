@@ -11,6 +11,7 @@ import xarray as xr
 from ..run.collection import DataCollection
 from . import kinds
 from .base import MultimodDetectorBase
+from .class_docs import xtdf_doc
 from .keydata import as_roi
 from .pulses import FrameLabels, label_frames, normalize_pulses, read_inner_ids
 from .train_iter import iter_trains
@@ -33,6 +34,8 @@ class XtdfDetectorBase(MultimodDetectorBase):
         assert isinstance(new, XtdfDetectorBase)
         new._labels = {}
         return new
+
+    select_trains.__doc__ = MultimodDetectorBase.select_trains.__doc__
 
     def frame_labels(self, subtrain_index: str = "pulseId") -> FrameLabels:
         """Train, position and pulse/cell ID of every frame (read once, then kept).
@@ -167,14 +170,13 @@ class XtdfDetectorBase(MultimodDetectorBase):
         require_all : bool, default True
             Skip trains where any selected module has no data.
 
-        Yields
-        ------
-        train_id : int
-            The train ID.
-        data : dict of str to xarray.DataArray
-            Every key of the detector: per-frame keys ``(module, train, pulse,
-            *entry)`` with one train, per-train keys ``(module, *entry)``, for the
-            modules present in that train.
+        Returns
+        -------
+        iterator of (int, dict of str to xarray.DataArray)
+            ``(train ID, data)`` per train; ``data`` holds every key of the detector:
+            per-frame keys ``(module, train, pulse, *entry)`` with one train,
+            per-train keys ``(module, *entry)``, for the modules present in that
+            train.
 
         Raises
         ------
@@ -212,173 +214,36 @@ class XtdfDetectorBase(MultimodDetectorBase):
 
 
 class AGIPD1M(XtdfDetectorBase):
-    """AGIPD-1M: 16 modules of 512 x 128 pixels, many frames (pulses) per train.
+    __doc__ = xtdf_doc("AGIPD1M", "SPB_DET_AGIPD1M-1", """
+        AGIPD-1M: 16 modules of 512 x 128 pixels, many frames (pulses) per train.
 
-    All modules of a run (or view) are read as one array per key, modules first:
-    ``get_array("image.data")`` is ``(module, train, pulse, data_gain, slow_scan,
-    fast_scan)`` for raw data (``data_gain``: ADC value, gain bits) and ``(module,
-    train, pulse, slow_scan, fast_scan)`` for corrected data. ``det[key]`` gives the
-    key's data object (``.ndarray()``, ``.xarray()``, ``.dask_array()``).
-
-    Parameters
-    ----------
-    data : DataCollection
-        A run (``detstack.RunDirectory``, ``detstack.H5File``) or a view
-        (``detstack.open_view``): the same class reads both.
-    detector_name : str, optional
-        Detector name, e.g. ``'SPB_DET_AGIPD1M-1'``. Needed only when the data holds
-        more than one detector of this kind.
-    modules : set of int, optional
-        Module numbers to use (default: every module found).
-    min_modules : int, default 1
-        Keep only trains where at least this many modules have data.
-    raw : bool or None, default None
-        ``True``: raw data (``/DET/`` sources); ``False``: corrected data
-        (``/CORR/``); ``None``: corrected if present, else raw with a warning.
-
-    Raises
-    ------
-    SourceNameError
-        No sources of this detector (or of the chosen ``modules``/``raw``) are found.
-    ValueError
-        Several detectors match (pass ``detector_name``), ``min_modules`` is not
-        positive, no train has ``min_modules`` modules, or ``raw=True`` finds only
-        corrected data.
-    InconsistentModulesError
-        The modules disagree on the frame count of a train.
-
-    Examples
-    --------
-    >>> run = detstack.RunDirectory("/gpfs/exfel/exp/SPB/202401/p700000/raw/r0238")
-    >>> det = AGIPD1M(run, raw=True)
-    >>> det.get_array("image.data", pulses=detstack.by_index[:8])
-    """
+        All modules of a run (or view) are read as one array per key, modules first:
+        ``get_array("image.data")`` is ``(module, train, pulse, data_gain, slow_scan,
+        fast_scan)`` for raw data (``data_gain``: ADC value, gain bits) and ``(module,
+        train, pulse, slow_scan, fast_scan)`` for corrected data. ``det[key]`` gives the
+        key's data object (``.ndarray()``, ``.xarray()``, ``.dask_array()``).""")
 
     kind = kinds.AGIPD1M
 
 
 class AGIPD500K(XtdfDetectorBase):
-    """AGIPD-500K: 8 modules of 512 x 128 pixels; otherwise like :class:`AGIPD1M`.
-
-    Parameters
-    ----------
-    data : DataCollection
-        A run (``detstack.RunDirectory``, ``detstack.H5File``) or a view
-        (``detstack.open_view``): the same class reads both.
-    detector_name : str, optional
-        Detector name, e.g. ``'HED_DET_AGIPD500K2G'``. Needed only when the data holds
-        more than one detector of this kind.
-    modules : set of int, optional
-        Module numbers to use (default: every module found).
-    min_modules : int, default 1
-        Keep only trains where at least this many modules have data.
-    raw : bool or None, default None
-        ``True``: raw data (``/DET/`` sources); ``False``: corrected data
-        (``/CORR/``); ``None``: corrected if present, else raw with a warning.
-
-    Raises
-    ------
-    SourceNameError
-        No sources of this detector (or of the chosen ``modules``/``raw``) are found.
-    ValueError
-        Several detectors match (pass ``detector_name``), ``min_modules`` is not
-        positive, no train has ``min_modules`` modules, or ``raw=True`` finds only
-        corrected data.
-    InconsistentModulesError
-        The modules disagree on the frame count of a train.
-
-    Examples
-    --------
-    >>> run = detstack.RunDirectory("/gpfs/exfel/exp/SPB/202401/p700000/raw/r0238")
-    >>> det = AGIPD500K(run, raw=True)
-    >>> det.get_array("image.data", pulses=detstack.by_index[:8])
-    """
+    __doc__ = xtdf_doc("AGIPD500K", "HED_DET_AGIPD500K2G", """
+        AGIPD-500K: 8 modules of 512 x 128 pixels; otherwise like :class:`AGIPD1M`.""")
 
     kind = kinds.AGIPD500K
 
 
 class DSSC1M(XtdfDetectorBase):
-    """DSSC-1M: 16 modules of 128 x 512 pixels; the reader API of :class:`AGIPD1M`.
-
-    Parameters
-    ----------
-    data : DataCollection
-        A run (``detstack.RunDirectory``, ``detstack.H5File``) or a view
-        (``detstack.open_view``): the same class reads both.
-    detector_name : str, optional
-        Detector name, e.g. ``'SCS_DET_DSSC1M-1'``. Needed only when the data holds
-        more than one detector of this kind.
-    modules : set of int, optional
-        Module numbers to use (default: every module found).
-    min_modules : int, default 1
-        Keep only trains where at least this many modules have data.
-    raw : bool or None, default None
-        ``True``: raw data (``/DET/`` sources); ``False``: corrected data
-        (``/CORR/``); ``None``: corrected if present, else raw with a warning.
-
-    Raises
-    ------
-    SourceNameError
-        No sources of this detector (or of the chosen ``modules``/``raw``) are found.
-    ValueError
-        Several detectors match (pass ``detector_name``), ``min_modules`` is not
-        positive, no train has ``min_modules`` modules, or ``raw=True`` finds only
-        corrected data.
-    InconsistentModulesError
-        The modules disagree on the frame count of a train.
-
-    Examples
-    --------
-    >>> run = detstack.RunDirectory("/gpfs/exfel/exp/SPB/202401/p700000/raw/r0238")
-    >>> det = DSSC1M(run, raw=True)
-    >>> det.get_array("image.data", pulses=detstack.by_index[:8])
-    """
+    __doc__ = xtdf_doc("DSSC1M", "SCS_DET_DSSC1M-1", """
+        DSSC-1M: 16 modules of 128 x 512 pixels; the reader API of :class:`AGIPD1M`.""")
 
     kind = kinds.DSSC1M
 
 
 class LPD1M(XtdfDetectorBase):
-    """LPD-1M: 16 modules of 256 x 256 pixels; the reader API of :class:`AGIPD1M`.
-
-    Parameters
-    ----------
-    data : DataCollection
-        A run (``detstack.RunDirectory``, ``detstack.H5File``) or a view
-        (``detstack.open_view``): the same class reads both.
-    detector_name : str, optional
-        Detector name, e.g. ``'FXE_DET_LPD1M-1'``. Needed only when the data holds
-        more than one detector of this kind.
-    modules : set of int, optional
-        Module numbers to use (default: every module found).
-    min_modules : int, default 1
-        Keep only trains where at least this many modules have data.
-    raw : bool or None, default None
-        ``True``: raw data (``/DET/`` sources); ``False``: corrected data
-        (``/CORR/``); ``None``: corrected if present, else raw with a warning.
-    parallel_gain : bool, default False
-        Read parallel-gain data: each train holds its frames three times (high,
-        medium, low gain, one after another). Arrays then get a ``gain`` axis
-        (0 high to 2 low) and the pulse/cell IDs of the first third.
-
-    Raises
-    ------
-    SourceNameError
-        No sources of this detector (or of the chosen ``modules``/``raw``) are found.
-    ValueError
-        Several detectors match (pass ``detector_name``), ``min_modules`` is not
-        positive, no train has ``min_modules`` modules, or ``raw=True`` finds only
-        corrected data.
-    InconsistentModulesError
-        The modules disagree on the frame count of a train.
-        (ValueError also: ``parallel_gain=True`` with a frame count per train
-        not divisible by 3.)
-
-    Examples
-    --------
-    >>> run = detstack.RunDirectory("/gpfs/exfel/exp/SPB/202401/p700000/raw/r0238")
-    >>> det = LPD1M(run, raw=True)
-    >>> det.get_array("image.data", pulses=detstack.by_index[:8])
-    """
+    __doc__ = xtdf_doc("LPD1M", "FXE_DET_LPD1M-1", """
+        LPD-1M: 16 modules of 256 x 256 pixels; the reader API of :class:`AGIPD1M`.""",
+                       parallel_gain=True)
 
     kind = kinds.LPD1M
 
@@ -393,10 +258,8 @@ class LPD1M(XtdfDetectorBase):
 
 
 class LPDSolo(LPD1M):
-    """LPD Solo: a single LPD module of 256 x 256 pixels; the API of :class:`LPD1M`.
-
-    Parameters and errors are those of :class:`LPD1M` (detector names like
-    ``'FXE_DET_LPD_SOLO-1'``).
-    """
+    __doc__ = xtdf_doc("LPDSolo", "FXE_DET_LPD_SOLO-1", """
+        LPD Solo: a single LPD module of 256 x 256 pixels; the API of :class:`LPD1M`.""",
+                       parallel_gain=True)
 
     kind = kinds.LPD_SOLO

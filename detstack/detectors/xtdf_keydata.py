@@ -10,6 +10,7 @@ import pandas as pd
 import xarray as xr
 
 from .keydata import MultimodKeyData, as_roi
+from .param_docs import shared
 from .pulses import (
     FrameLabels,
     is_all_pulses,
@@ -51,7 +52,25 @@ def promoted_for_gaps(dtype: np.dtype) -> np.dtype:
 
 
 class XtdfImageKeyData(MultimodKeyData):
-    """An ``image.*`` key: rows are frames, selectable by pulse."""
+    """An ``image.*`` key of an XTDF detector (``det['image.data']``): rows are frames,
+    selectable by pulse.
+
+    Parameters
+    ----------
+    det : detector
+        The detector object the key belongs to (its module and train selection apply).
+    key : str
+        The key, e.g. ``'image.data'``.
+    pulses : slice, int, array, by_id[...] or by_index[...], optional
+        Frames to keep from each train (default all).
+
+    Raises
+    ------
+    PropertyNameError
+        A module has no such key.
+    ValueError
+        ``pulses`` is not a valid pulse selection.
+    """
 
     _per_frame = True
 
@@ -64,20 +83,59 @@ class XtdfImageKeyData(MultimodKeyData):
 
     @property
     def parallel_gain(self) -> bool:
+        """Whether each pulse is stored once per gain stage (LPD's parallel gain mode)."""
         return bool(getattr(self.det, "parallel_gain", False))
 
     @property
     def dimensions(self) -> list[str]:
+        """Dimension names of ``xarray()`` with stacked pulses."""
         return ["module", "train_pulse"] + pixel_dims(len(self.entry_shape))
 
     def select_pulses(self, pulses: Any) -> XtdfImageKeyData:
+        """The same key with other frames of each train.
+
+        Parameters
+        ----------
+        pulses : slice, int, array, by_id[...] or by_index[...]
+            ``by_id`` selects pulse IDs, ``by_index`` (or a plain slice/array)
+            positions within each train.
+
+        Returns
+        -------
+        XtdfImageKeyData
+            This key over those frames.
+
+        Raises
+        ------
+        ValueError
+            ``pulses`` is not a valid selection (e.g. a negative ``by_id`` value).
+        """
         new = copy(self)
         new._pulses = normalize_pulses(pulses)
         return new
 
     # -- frame labels and selection -------------------------------------------------
 
+    @shared
     def labels(self, subtrain_index: str = "pulseId") -> FrameLabels:
+        """Train, position and pulse/cell ID of every frame of the detector.
+
+        Parameters
+        ----------
+        $subtrain_index
+
+        Returns
+        -------
+        FrameLabels
+            Per-frame labels (all frames, before the pulse selection).
+
+        Raises
+        ------
+        ValueError
+            ``subtrain_index`` is not ``'pulseId'`` or ``'cellId'``.
+        InconsistentModulesError
+            Modules recorded different IDs for the same frame.
+        """
         if subtrain_index not in SUBTRAIN_INDEXES:
             raise ValueError("subtrain_index must be 'pulseId' or 'cellId'")
         return self.det.frame_labels(subtrain_index)
@@ -100,15 +158,48 @@ class XtdfImageKeyData(MultimodKeyData):
         return values if sel is None else values[sel]
 
     def train_id_coordinates(self) -> np.ndarray:
+        """The train ID of every selected frame.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint64 train IDs, one per frame along the second axis of ``ndarray()``.
+        """
         return self._masked(self.fmap.train_ids_perframe())
 
     def pulse_id_coordinates(self) -> np.ndarray:
+        """The pulse ID of every selected frame.
+
+        Returns
+        -------
+        numpy.ndarray
+            One pulse ID per frame along the second axis of ``ndarray()``.
+        """
         return self._masked(self.labels("pulseId").inner)
 
     def cell_id_coordinates(self) -> np.ndarray:
+        """The memory cell ID of every selected frame.
+
+        Returns
+        -------
+        numpy.ndarray
+            One cell ID per frame along the second axis of ``ndarray()``.
+        """
         return self._masked(self.labels("cellId").inner)
 
+    @shared
     def data_availability(self, module_gaps: bool = False) -> np.ndarray:
+        """Which module has data for which selected frame.
+
+        Parameters
+        ----------
+        $module_gaps
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean ``(module, frame)``.
+        """
         fmap = self.fmap
         counts = fmap.train_counts().astype(np.int64)
         per_frame = np.repeat(fmap.present, counts, axis=1)
@@ -132,17 +223,67 @@ class XtdfImageKeyData(MultimodKeyData):
         levels[inner_name] = take(labels.inner)
         return levels
 
+    @shared
     def ndarray(self, *, fill_value: Any = None, out: np.ndarray | None = None, roi: Any = (),
                 astype: Any = None, module_gaps: bool = False,
                 decompress_threads: int | None = None) -> np.ndarray:
-        """Frames of the selected pulses as (module, frame, ...); plain-byte blocks are
-        copied by up to ``decompress_threads`` threads (default: a few per core)."""
+        """Read the selected frames of every selected module into one numpy array.
+
+        Parameters
+        ----------
+        $fill_value
+        $out
+        $frame_roi
+        $astype
+        $module_gaps
+        $decompress_threads
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(module, frame, *entry)``; ``out`` when given.
+
+        Raises
+        ------
+        ValueError
+            ``out`` has the wrong shape, or ``fill_value`` does not fit the dtype.
+        CorruptChunkError
+            A compressed chunk of a source file cannot be decoded.
+        FileFormatError
+            A source file cannot be read.
+        """
         return self._read(fill_value, out, roi, astype, module_gaps,
                           threads=max(1, decompress_threads or DEFAULT_THREADS))
 
+    @shared
     def xarray(self, *, fill_value: Any = None, roi: Any = (), astype: Any = None,
                subtrain_index: str = "pulseId", unstack_pulses: bool = False,
                decompress_threads: int | None = None) -> xr.DataArray:
+        """Read the selected frames into a labelled array.
+
+        Parameters
+        ----------
+        $fill_value
+        $frame_roi
+        $astype
+        $subtrain_index
+        unstack_pulses : bool, default False
+            Separate ``train`` and ``pulse`` axes (frames a train lacks read as
+            ``fill_value``) instead of one ``train_pulse`` axis.
+        $decompress_threads
+
+        Returns
+        -------
+        xarray.DataArray
+            ``(module, train_pulse, *pixel dims)`` indexed by (train, pulse) or
+            ``(module, train, pulse, ...)`` with ``unstack_pulses``.
+
+        Raises
+        ------
+        ValueError
+            Duplicate (train, pulse) labels with ``unstack_pulses``, or a bad
+            ``subtrain_index`` or ``fill_value``.
+        """
         roi = as_roi(roi)
         levels = self._index_levels(subtrain_index)
         arr = self.ndarray(fill_value=fill_value, roi=roi, astype=astype,
@@ -156,9 +297,27 @@ class XtdfImageKeyData(MultimodKeyData):
         return xr.DataArray(arr, dims=["module", "train_pulse"] + pix,
                             coords=coords).assign_coords(module=modules)
 
+    @shared
     def dask_array(self, *, labelled: bool = False, subtrain_index: str = "pulseId",
                    fill_value: Any = None, astype: Any = None,
                    frames_per_chunk: int | None = None) -> Any:
+        """A lazy dask array of ``ndarray()``, chunked by whole trains.
+
+        Parameters
+        ----------
+        labelled : bool, default False
+            Wrap it in an xarray.DataArray indexed by (train, pulse).
+        $subtrain_index
+        $fill_value
+        $astype
+        frames_per_chunk : int, optional
+            Frames per chunk (default: about 1 GiB, at most 1024 frames).
+
+        Returns
+        -------
+        dask.array.Array or xarray.DataArray
+            ``(module, frame, *entry)``; nothing is read until computed.
+        """
         dtype = np.dtype(astype) if astype is not None else self.dtype
         if frames_per_chunk is None:
             per_frame = dtype.itemsize * len(self.modules) * int(np.prod(self.entry_shape))
@@ -168,10 +327,25 @@ class XtdfImageKeyData(MultimodKeyData):
             return arr
         return self._labelled(arr, self._index_levels(subtrain_index), self.dimensions)
 
+    @shared
     def detector_dask_array(self, subtrain_index: str = "pulseId", fill_value: Any = None,
                             astype: Any = None) -> xr.DataArray:
-        """The layout of ``get_dask_array``: a hidden length-1 axis is put back (as
-        ``dim_0``), and the frame index levels are named ``trainId`` ... ``pulseId``."""
+        """The lazy array ``det.get_dask_array`` returns.
+
+        A hidden length-1 axis is put back (as ``dim_0``), and the frame index levels
+        are named ``trainId`` ... ``pulseId`` (or ``cellId``).
+
+        Parameters
+        ----------
+        $subtrain_index
+        $fill_value
+        $astype
+
+        Returns
+        -------
+        xarray.DataArray
+            Backed by dask, ``(module, train_pulse, dim_0, ...)``.
+        """
         arr = self.dask_array(subtrain_index=subtrain_index, fill_value=fill_value,
                               astype=astype)
         if self._hidden:
@@ -189,7 +363,20 @@ class XtdfImageKeyData(MultimodKeyData):
         return xr.DataArray(arr, dims=dims, coords=coords).assign_coords(
             module=np.asarray(self.modules))
 
+    @shared
     def buffer_shape(self, module_gaps: bool = False, roi: Any = ()) -> tuple[int, ...]:
+        """The shape ``ndarray()`` returns, e.g. to allocate an ``out`` array.
+
+        Parameters
+        ----------
+        $module_gaps
+        $frame_roi
+
+        Returns
+        -------
+        tuple of int
+            ``(modules, selected frames, *entry after roi)``.
+        """
         n_mod = self.det.n_modules if module_gaps else len(self.modules)
         return (n_mod, self._n_rows()) + roi_shape(self.entry_shape, as_roi(roi))
 

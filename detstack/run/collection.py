@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..docstrings import complete_docs
 from ..errors import (
     DuplicateTrainError,
     FileFormatError,
@@ -28,6 +29,7 @@ from ..errors import (
 )
 from ..progress import track
 from . import meta_cache, source_selection
+from .collection_docs import DOCS
 from .derived import is_derived_view
 from .files import FileInfo, RunFile
 from .handles import require_regular
@@ -60,8 +62,14 @@ class SourceTable:
         return out
 
 
+@complete_docs(DOCS)
 class DataCollection:
-    """Trains and sources of one or more EuXFEL files, selectable by train and source."""
+    """Trains and sources of one or more EuXFEL files, selectable by train and source.
+
+    Made by :func:`RunDirectory` and :func:`H5File` (and by selecting from another
+    collection), not usually constructed directly. Every selection returns a new
+    collection over the same open files; this one is unchanged.
+    """
 
     def __init__(self, files: list[RunFile], *, inc_suspect_trains: bool = True,
                  train_ids: np.ndarray | None = None,
@@ -125,21 +133,25 @@ class DataCollection:
 
     @property
     def train_ids(self) -> list[int]:
+        """The selected train IDs, ascending (``train_ids_array`` as a numpy array)."""
         return [int(t) for t in self.train_ids_array]
 
     @cached_property
     def control_sources(self) -> frozenset[str]:
+        """The selected slow-data sources (``CONTROL`` section of the files)."""
         return frozenset(s for s in self._selection
                          if any(s in self.files[i].control_sources for i in self._source_files[s]))
 
     @cached_property
     def instrument_sources(self) -> frozenset[str]:
+        """The selected fast-data sources (``INSTRUMENT`` section: detectors, digitizers)."""
         return frozenset(s for s in self._selection
                          if any(s in self.files[i].instrument_sources
                                 for i in self._source_files[s]))
 
     @property
     def all_sources(self) -> frozenset[str]:
+        """Every selected source, control and instrument."""
         return frozenset(self._selection)
 
     @property
@@ -176,10 +188,12 @@ class DataCollection:
                           "use the new name", DeprecationWarning, stacklevel=3)
 
     def files_for_source(self, source: str) -> list[RunFile]:
+        """The files holding data of one source."""
         self._check_source(source)
         return [self.files[i] for i in self._source_files[source]]
 
     def keys_for_source(self, source: str) -> set[str]:
+        """The selected keys of one source."""
         self._check_source(source)
         keys = set(self.files[self._source_files[source][0]].source_keys(source))
         chosen = self._selection[source]
@@ -191,9 +205,11 @@ class DataCollection:
                                     f"Its keys: {', '.join(sorted(self.keys_for_source(source)))}")
 
     def is_control(self, source: str) -> bool:
+        """Whether ``source`` is a selected control (slow-data) source."""
         return source in self.control_sources
 
     def run_metadata(self) -> dict[str, object]:
+        """The run's METADATA: proposal, run number, creation date, format version..."""
         if not self.is_single_run:
             raise MultiRunError("run_metadata() needs data from a single run; this data "
                                 "combines several runs")
@@ -224,11 +240,13 @@ class DataCollection:
         return table
 
     def key_table(self, source: str, key: str) -> SourceTable:
+        """:meth:`source_table` of the index group a key belongs to."""
         self._check_key(source, key)
         f = self.files_for_source(source)[0]
         return self.source_table(source, f.key_group(source, key))
 
     def index_groups(self, source: str) -> list[str]:
+        """The INDEX groups of one source (``['header', 'image', ...]``; ``['']`` for control)."""
         return self.files_for_source(source)[0].index_groups(source)
 
     def key_info(self, source: str, key: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -240,37 +258,13 @@ class DataCollection:
     # -- selections -----------------------------------------------------------
 
     def select_trains(self, train_range: Any) -> DataCollection:
-        """Keep some trains: slice/int/positions/bool mask, by_index[...] or by_id[...]."""
+        """Keep some of the selected trains."""
         return self._derive(train_ids=select_train_ids(self.train_ids_array, train_range))
 
     def select(self, seln_or_source_glob: Any, key_glob: str = "*", require_all: bool = False,
                require_any: bool = False, *, warn_drop_trains_frac: float = 1.0
                ) -> DataCollection:
-        """Keep some sources and keys, within what is already selected.
-
-        Parameters
-        ----------
-        seln_or_source_glob : str, list, dict or collection
-            A source glob (with ``key_glob``); a list of source globs and
-            ``(source glob, key glob)`` pairs; a ``{source: set of keys or None}``
-            dict (no globs; an empty set or None keeps the source's selected keys);
-            or a DataCollection, SourceData or KeyData whose selection to apply.
-        key_glob : str
-            Keys to keep of the sources matched by a source glob; ``'*'`` keeps the
-            keys already selected. Sources with none of the keys are dropped.
-        require_all, require_any : bool
-            Keep only the trains where every (any) selected source has data.
-        warn_drop_trains_frac : float
-            With ``require_all``, warn when a source drops at least this fraction
-            of the trains.
-
-        Raises
-        ------
-        NoMatchError
-            A glob matches no source or key (also a ValueError).
-        SourceNameError, PropertyNameError
-            A dict names a source or key that is not selected.
-        """
+        """Keep some sources and keys, within what is already selected."""
         seln = seln_or_source_glob
         if isinstance(seln, str):
             seln = [(seln, key_glob)]
@@ -283,7 +277,7 @@ class DataCollection:
         return self._derive(selection=chosen, train_ids=train_ids)
 
     def deselect(self, seln_or_source_glob: Any, key_glob: str = "*") -> DataCollection:
-        """Everything selected except some sources or keys (the forms of :meth:`select`)."""
+        """Everything selected except some sources or keys."""
         seln = seln_or_source_glob
         if isinstance(seln, str):
             seln = [(seln, key_glob)]
@@ -293,11 +287,6 @@ class DataCollection:
     def union(self, *others: DataCollection) -> DataCollection:
         """Sources and trains of this collection and others together (e.g. raw and
         corrected files of one run). Also ``a | b``.
-
-        Raises
-        ------
-        DuplicateTrainError
-            Two different files hold the same train of the same source.
         """
         files: list[RunFile] = []
         seen: dict[str, RunFile] = {}
@@ -353,33 +342,26 @@ class DataCollection:
 
     def get_array(self, source: str, key: str, extra_dims: list[str] | None = None,
                   roi: Any = (), name: str | None = None) -> Any:
-        """``self[source, key].xarray(...)``: one key as a labelled array."""
+        """One key as a labelled array: ``self[source, key].xarray(...)``."""
         return self[source, key].xarray(extra_dims=extra_dims, roi=roi, name=name)
 
     def get_dask_array(self, source: str, key: str, labelled: bool = False) -> Any:
+        """One key as a lazy dask array: ``self[source, key].dask_array(...)``."""
         return self[source, key].dask_array(labelled=labelled)
 
     def get_series(self, source: str, key: str) -> Any:
+        """One key with one value per entry as a pandas Series indexed by train ID."""
         return self[source, key].series()
 
     def train_timestamps(self, labelled: bool = False, *, pydatetime: bool = False,
                          euxfel_local_time: bool = False) -> Any:
-        """Approximate time of every selected train, from ``INDEX/timestamp`` (UTC).
-
-        Trains without a timestamp (format < 1.0 files) are NaT (None with
-        ``pydatetime``). ``labelled``: a pandas Series indexed by train ID;
-        ``euxfel_local_time``: in Europe/Berlin (with ``labelled`` or ``pydatetime``).
-        """
+        """Approximate time of every selected train, from ``INDEX/timestamp`` (UTC)."""
         from .timestamps import train_timestamps
         return train_timestamps(self, labelled=labelled, pydatetime=pydatetime,
                                 euxfel_local_time=euxfel_local_time)
 
     def info(self, details_for_sources: Iterable[str] = (), *, file: Any = None) -> None:
-        """Print a summary: trains, detectors, instrument and control sources.
-
-        ``details_for_sources``: source globs whose keys (shape, dtype) to list too.
-        ``file``: where to print (default ``sys.stdout``).
-        """
+        """Print a summary: trains, detectors, instrument and control sources."""
         import sys
 
         from .summary import summary_lines
@@ -402,17 +384,7 @@ class DataCollection:
 
     def train_from_id(self, train_id: int, devices: Any = None, *, keep_dims: bool = False,
                       flat_keys: bool = False) -> tuple[int, dict[Any, Any]]:
-        """(train ID, {source: {key: data}}) of one train.
-
-        ``devices``: a selection (the forms of :meth:`select`) to read only some
-        sources and keys. ``flat_keys``: a ``{(source, key): data}`` dict.
-        ``keep_dims``: keep the entry axis of single entries.
-
-        Raises
-        ------
-        TrainIDError
-            The train is not in the selection.
-        """
+        """All selected data of one train."""
         if devices is not None:
             return self.select(devices).train_from_id(train_id, keep_dims=keep_dims,
                                                       flat_keys=flat_keys)
@@ -427,7 +399,7 @@ class DataCollection:
 
     def train_from_index(self, index: int, devices: Any = None,
                          **kwargs: Any) -> tuple[int, dict[Any, Any]]:
-        """Like :meth:`train_from_id`, for the train at position ``index``."""
+        """All selected data of the train at a position, like :meth:`train_from_id`."""
         if devices is not None:
             return self.select(devices).train_from_index(index, **kwargs)
         try:
@@ -440,13 +412,7 @@ class DataCollection:
     def trains(self, devices: Any = None, train_range: Any = None, *,
                require_all: bool = False, keep_dims: bool = False,
                flat_keys: bool = False) -> Iterator[tuple[int, dict[Any, Any]]]:
-        """Iterate over (train ID, data dict) of the selected trains.
-
-        ``devices``: a selection (the forms of :meth:`select`); ``train_range``: a
-        train selection (the forms of :meth:`select_trains`). ``require_all=True``
-        skips trains where any selected source (any index group of its selected
-        keys) has no data.
-        """
+        """Iterate over the selected trains, reading one train at a time."""
         if devices is not None or train_range is not None:
             dc = self if devices is None else self.select(devices)
             dc = dc if train_range is None else dc.select_trains(train_range)

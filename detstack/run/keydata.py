@@ -34,14 +34,17 @@ class SourceSection:
 
     @property
     def section(self) -> str:
+        """``'CONTROL'`` (slow data) or ``'INSTRUMENT'`` (fast data)."""
         return "CONTROL" if self._data.is_control(self.source) else "INSTRUMENT"
 
     @property
     def is_control(self) -> bool:
+        """Whether the source is a control (slow-data) source."""
         return self.section == "CONTROL"
 
     @property
     def is_instrument(self) -> bool:
+        """Whether the source is an instrument (fast-data) source."""
         return not self.is_control
 
 
@@ -54,6 +57,11 @@ class KeyData(SourceSection):
         The collection the key belongs to (its train selection applies).
     source, key : str
         Source name and key name (``'image.data'``, ``'beamEnergy.value'``).
+
+    Raises
+    ------
+    SourceNameError, PropertyNameError
+        The source or key is not selected in ``data``.
     """
 
     def __init__(self, data: DataCollection, source: str, key: str) -> None:
@@ -73,6 +81,7 @@ class KeyData(SourceSection):
 
     @property
     def train_ids(self) -> list[int]:
+        """The selected train IDs, ascending (including trains without data here)."""
         return self._data.train_ids
 
     @property
@@ -81,6 +90,7 @@ class KeyData(SourceSection):
 
     @property
     def ndim(self) -> int:
+        """Dimensions of ``ndarray()``: the entries axis plus those of one entry."""
         return len(self.entry_shape) + 1
 
     @property
@@ -90,14 +100,17 @@ class KeyData(SourceSection):
 
     @property
     def nbytes(self) -> int:
+        """Bytes ``ndarray()`` would take."""
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
     @property
     def size_mb(self) -> float:
+        """``nbytes`` in megabytes (10**6 bytes)."""
         return self.nbytes / 1e6
 
     @property
     def size_gb(self) -> float:
+        """``nbytes`` in gigabytes (10**9 bytes)."""
         return self.nbytes / 1e9
 
     @property
@@ -116,6 +129,23 @@ class KeyData(SourceSection):
     # -- train selections -----------------------------------------------------------
 
     def select_trains(self, trains: Any) -> KeyData:
+        """The same key over some of the selected trains (also ``key_data[trains]``).
+
+        Parameters
+        ----------
+        trains : slice, int, list, numpy.ndarray, by_index[...] or by_id[...]
+            Any train selection :meth:`DataCollection.select_trains` accepts.
+
+        Returns
+        -------
+        KeyData
+            This key over those trains.
+
+        Raises
+        ------
+        TrainIndexError
+            A position is out of range.
+        """
         return KeyData(self._data.select_trains(trains), self.source, self.key)
 
     def __getitem__(self, trains: Any) -> KeyData:
@@ -123,21 +153,54 @@ class KeyData(SourceSection):
 
     def split_trains(self, parts: int | None = None,
                      trains_per_part: int | None = None) -> Iterator[KeyData]:
+        """Split the selected trains into consecutive parts of about equal size.
+
+        Parameters
+        ----------
+        parts : int, optional
+            Number of parts (at most one per train).
+        trains_per_part : int, optional
+            Largest number of trains per part (with both, at least ``parts`` parts).
+
+        Yields
+        ------
+        KeyData
+            This key over each part of the trains, in order.
+
+        Raises
+        ------
+        ValueError
+            Neither ``parts`` nor ``trains_per_part`` is given.
+        """
         from ..detectors.split import even_parts
         for sl in even_parts(len(self.train_ids), parts, trains_per_part):
             yield self.select_trains(sl)
 
     def drop_empty_trains(self) -> KeyData:
-        """Keep only the trains where this key has data."""
+        """The same key over only the trains where it has data.
+
+        Returns
+        -------
+        KeyData
+            This key over the trains with at least one entry.
+        """
         return self.select_trains(self.data_counts(labelled=False) > 0)
 
     # -- counts and coordinates -------------------------------------------------------
 
     def data_counts(self, labelled: bool = True) -> Any:
-        """Entries per selected train (0 where there is none).
+        """Entries per selected train.
 
-        Returns a pandas Series indexed by train ID (``labelled=True``), else an array
-        aligned with ``train_ids``.
+        Parameters
+        ----------
+        labelled : bool, default True
+            A pandas Series indexed by train ID; False: a numpy array aligned with
+            ``train_ids``.
+
+        Returns
+        -------
+        pandas.Series or numpy.ndarray
+            Entry count per train (0 where there is none).
         """
         counts = self._table.counts_for(self._data.train_ids_array)
         if not labelled:
@@ -146,7 +209,13 @@ class KeyData(SourceSection):
         return pd.Series(counts, index=pd.Index(self._data.train_ids_array, name="trainId"))
 
     def train_id_coordinates(self) -> np.ndarray:
-        """The train ID of every entry of ``ndarray()`` (trains repeated by count)."""
+        """The train ID of every entry of ``ndarray()``.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint64 train IDs, each repeated by its entry count.
+        """
         table = self._table
         return np.repeat(table.train_ids, table.count.astype(np.intp))
 
@@ -186,6 +255,12 @@ class KeyData(SourceSection):
         out : numpy.ndarray, optional
             Array of the right shape to fill instead of allocating one.
 
+        Returns
+        -------
+        numpy.ndarray
+            Every entry over the selected trains, in train order (``out`` when given);
+            variable-length strings as Python ``str`` objects.
+
         Raises
         ------
         ValueError
@@ -222,6 +297,17 @@ class KeyData(SourceSection):
         name : str, optional
             Name of the array; default ``'<source>.<key>'`` (control keys without
             ``.value``).
+
+        Returns
+        -------
+        xarray.DataArray
+            ``ndarray(roi)`` with dimensions ``trainId, *extra_dims`` and a ``trainId``
+            coordinate per entry.
+
+        Raises
+        ------
+        ValueError
+            ``extra_dims`` names the wrong number of dimensions.
         """
         import xarray as xr
         arr = self.ndarray(roi=roi)
@@ -235,7 +321,18 @@ class KeyData(SourceSection):
                             name=name or self._name("."))
 
     def series(self) -> Any:
-        """Load 1-D data (one value per entry) as a pandas Series indexed by train ID."""
+        """Load 1-D data (one value per entry) as a pandas Series.
+
+        Returns
+        -------
+        pandas.Series
+            Values indexed by ``trainId``, named ``'<source>/<key>'``.
+
+        Raises
+        ------
+        TypeError
+            The key holds more than one value per entry.
+        """
         import pandas as pd
         if self.ndim > 1:
             raise TypeError(f"series() needs one value per entry; {self.source} "
@@ -244,9 +341,19 @@ class KeyData(SourceSection):
         return pd.Series(self.ndarray(), name=self._name("/"), index=index)
 
     def dask_array(self, labelled: bool = False) -> Any:
-        """A lazy dask array of ``ndarray()`` (``labelled``: an xarray around it).
+        """A lazy dask array of ``ndarray()``.
 
         Each part is a block of rows contiguous in one file, split to at most 1 GiB.
+
+        Parameters
+        ----------
+        labelled : bool, default False
+            Wrap it in an xarray.DataArray with a ``trainId`` coordinate.
+
+        Returns
+        -------
+        dask.array.Array or xarray.DataArray
+            Entries over the selected trains; nothing is read until computed.
         """
         import dask
         import dask.array as da
@@ -276,9 +383,20 @@ class KeyData(SourceSection):
     # -- by train ---------------------------------------------------------------------
 
     def train_from_id(self, tid: int, keep_dims: bool = False) -> tuple[int, Any]:
-        """(train ID, data of that train); one entry is squeezed unless ``keep_dims``.
+        """The data of one train.
 
-        A selected train without data gives an empty ``(0, *entry_shape)`` array.
+        Parameters
+        ----------
+        tid : int
+            A selected train ID.
+        keep_dims : bool, default False
+            Keep the entry axis when the train has one entry.
+
+        Returns
+        -------
+        tuple
+            ``(train ID, numpy array)``; an empty ``(0, *entry_shape)`` array for a
+            selected train without data.
 
         Raises
         ------
@@ -298,14 +416,43 @@ class KeyData(SourceSection):
         return tid, (ds[first] if count == 1 and not keep_dims else ds[first:first + count])
 
     def train_from_index(self, i: int, keep_dims: bool = False) -> tuple[int, Any]:
+        """The data of the train at a position, like :meth:`train_from_id`.
+
+        Parameters
+        ----------
+        i : int
+            Position among the selected trains (negative counts from the end).
+        keep_dims : bool, default False
+            Keep the entry axis when the train has one entry.
+
+        Returns
+        -------
+        tuple
+            ``(train ID, numpy array)``.
+
+        Raises
+        ------
+        IndexError
+            ``i`` is out of range.
+        """
         return self.train_from_id(self.train_ids[i], keep_dims=keep_dims)
 
     def trains(self, keep_dims: bool = False,
                include_empty: bool = False) -> Iterator[tuple[int, Any]]:
-        """Iterate over (train ID, data) in train order.
+        """Iterate over the selected trains, reading one train at a time.
 
-        Trains without data are skipped unless ``include_empty`` (then ``None``, or an
-        empty array with ``keep_dims``).
+        Parameters
+        ----------
+        keep_dims : bool, default False
+            Keep the entry axis when a train has one entry.
+        include_empty : bool, default False
+            Also yield trains without data: ``None``, or an empty array with
+            ``keep_dims``.
+
+        Yields
+        ------
+        tuple
+            ``(train ID, numpy array)`` in train order.
         """
         counts = self.data_counts(labelled=False)
         for tid, n in zip(self.train_ids, counts, strict=True):

@@ -40,14 +40,17 @@ class SourceData(SourceSection):
 
     @property
     def is_legacy(self) -> bool:
+        """Whether this is a legacy (soft-linked) name of another source."""
         return self.source in self._data.legacy_sources
 
     @property
     def train_ids(self) -> list[int]:
+        """The selected train IDs, ascending (including trains without data here)."""
         return self._data.train_ids
 
     @property
     def files(self) -> list[Any]:
+        """The files holding this source's data."""
         return self._data.files_for_source(self.source)
 
     @property
@@ -58,15 +61,42 @@ class SourceData(SourceSection):
         return {k.partition(".")[0] for k in self.keys()}
 
     def keys(self, inc_timestamps: bool = True) -> set[str]:
-        """The selected keys; ``inc_timestamps=False`` gives control properties
-        without their ``.value``/``.timestamp`` suffixes."""
+        """The selected keys.
+
+        Parameters
+        ----------
+        inc_timestamps : bool, default True
+            False: control properties by name, without their ``.value`` and
+            ``.timestamp`` suffixes (instrument keys are unaffected).
+
+        Returns
+        -------
+        set of str
+            Key names, e.g. ``{'image.data', 'image.pulseId', ...}``.
+        """
         keys = self._data.keys_for_source(self.source)
         if not inc_timestamps and self.is_control:
             return {k.removesuffix(".value") for k in keys if k.endswith(".value")}
         return keys
 
     def one_key(self, index_group: str | None = None) -> str:
-        """Some selected key (of ``index_group`` when given)."""
+        """Some selected key (the first by name), e.g. to count entries.
+
+        Parameters
+        ----------
+        index_group : str, optional
+            Only a key of this INDEX group (``'image'``, ``'header'``...).
+
+        Returns
+        -------
+        str
+            A key name.
+
+        Raises
+        ------
+        ValueError
+            No selected key is in ``index_group``.
+        """
         for key in sorted(self.keys()):
             if index_group in (None, "") or key.partition(".")[0] == index_group:
                 return key
@@ -97,21 +127,88 @@ class SourceData(SourceSection):
         return KeyData(self._data, self.source, key)
 
     def select_trains(self, trains: Any) -> SourceData:
+        """The same source over some of the selected trains.
+
+        Parameters
+        ----------
+        trains : slice, int, list, numpy.ndarray, by_index[...] or by_id[...]
+            Any train selection :meth:`DataCollection.select_trains` accepts.
+
+        Returns
+        -------
+        SourceData
+            This source over those trains.
+
+        Raises
+        ------
+        TrainIndexError
+            A position is out of range.
+        """
         return SourceData(self._data.select_trains(trains), self.source)
 
     def select_keys(self, keys: set[str] | None) -> SourceData:
-        """The same source restricted to some keys (``None``: keep the selection)."""
+        """The same source restricted to some keys.
+
+        Parameters
+        ----------
+        keys : set of str or None
+            Keys to keep (``None``: keep the current selection).
+
+        Returns
+        -------
+        SourceData
+            This source with only those keys.
+
+        Raises
+        ------
+        PropertyNameError
+            A key is not selected for this source.
+        """
         data = self._data if keys is None else self._data.select({self.source: set(keys)})
         return SourceData(data, self.source)
 
     def split_trains(self, parts: int | None = None,
                      trains_per_part: int | None = None) -> Iterator[SourceData]:
+        """Split the selected trains into consecutive parts of about equal size.
+
+        Parameters
+        ----------
+        parts : int, optional
+            Number of parts (at most one per train).
+        trains_per_part : int, optional
+            Largest number of trains per part (with both, at least ``parts`` parts).
+
+        Yields
+        ------
+        SourceData
+            This source over each part of the trains, in order.
+
+        Raises
+        ------
+        ValueError
+            Neither ``parts`` nor ``trains_per_part`` is given.
+        """
         from ..detectors.split import even_parts
         for sl in even_parts(len(self.train_ids), parts, trains_per_part):
             yield self.select_trains(sl)
 
     def data_counts(self, labelled: bool = True, index_group: str | None = None) -> Any:
-        """Entries per train: the largest count over the index groups (or of one group)."""
+        """Entries per selected train.
+
+        Parameters
+        ----------
+        labelled : bool, default True
+            A pandas Series indexed by train ID; False: a numpy array aligned with
+            ``train_ids``.
+        index_group : str, optional
+            Count this INDEX group only (default: the largest count over the groups
+            of the selected keys).
+
+        Returns
+        -------
+        pandas.Series or numpy.ndarray
+            Entry count per train (0 where the source has none).
+        """
         groups = [index_group] if index_group is not None else sorted(self.index_groups)
         counts = np.zeros(len(self.train_ids), np.uint64)
         for group in groups:
@@ -123,7 +220,18 @@ class SourceData(SourceSection):
         return pd.Series(counts, index=pd.Index(self._data.train_ids_array, name="trainId"))
 
     def train_id_coordinates(self, index_group: str | None = None) -> np.ndarray:
-        """Train ID per entry; all index groups must agree unless one is named.
+        """The train ID of every entry, as ``ndarray()`` of a key orders its entries.
+
+        Parameters
+        ----------
+        index_group : str, optional
+            The INDEX group to take entries from (needed when the groups of the
+            selected keys hold different counts).
+
+        Returns
+        -------
+        numpy.ndarray
+            uint64 train IDs, each repeated by its entry count.
 
         Raises
         ------
@@ -140,9 +248,33 @@ class SourceData(SourceSection):
         return self[self.one_key(index_group)].train_id_coordinates()
 
     def drop_empty_trains(self, index_group: str | None = None) -> SourceData:
+        """The same source over only the trains where it has data.
+
+        Parameters
+        ----------
+        index_group : str, optional
+            Judge by this INDEX group only (default: any group of the selected keys).
+
+        Returns
+        -------
+        SourceData
+            This source over the trains with at least one entry.
+        """
         return self.select_trains(self.data_counts(False, index_group=index_group) > 0)
 
     def run_metadata(self) -> dict[str, object]:
+        """The METADATA of the run this source belongs to.
+
+        Returns
+        -------
+        dict
+            As :meth:`DataCollection.run_metadata` gives it.
+
+        Raises
+        ------
+        MultiRunError
+            The collection combines several runs.
+        """
         return self._data.run_metadata()
 
     def __repr__(self) -> str:

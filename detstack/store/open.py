@@ -19,6 +19,16 @@ _OPENERS: list[tuple[Callable[[str], bool], str]] = []
 
 
 def register_opener(predicate: Callable[[str], bool], target: str) -> None:
+    """Add a view form to :func:`open_view` (tried after the ones registered before).
+
+    Parameters
+    ----------
+    predicate : callable
+        ``predicate(lower-cased path or URL) -> bool``: is this name of the form?
+    target : str
+        ``"module:function"`` of the opener, imported on first use; it is called as
+        ``function(path, storage_options=..., **kwargs)`` and returns a ViewCollection.
+    """
     _OPENERS.append((predicate, target))
 
 

@@ -150,12 +150,37 @@ def verify_record(view_path: str | os.PathLike[str], record: dict[str, Any]) -> 
 
 
 def verify_view(path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None,
-                full: bool = False) -> VerifyReport:
-    """Open the view's record and check every source file it names; with ``full``, also
-    read every frame and compare it with its sources or recorded checksums."""
+                full: bool = False, **trust: Any) -> VerifyReport:
+    """Check that the source files a view names are present and unchanged.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The view (any form ``open_view`` opens).
+    storage_options : dict, optional
+        fsspec options for a remote view.
+    full : bool, default False
+        Also read every frame and compare it with its sources (views, manifests) or
+        the checksums recorded while converting (zarr stores).
+    **trust
+        ``allowed_prefixes=[...]``, passed to ``open_view``: folders or URL prefixes
+        the view's references may reach beyond the files it lists.
+
+    Returns
+    -------
+    VerifyReport
+        Missing and changed files, mismatching blocks, and refusals (a view that
+        cannot be opened safely is reported, not raised); ``.ok`` says whether all
+        is well.
+
+    Raises
+    ------
+    FileNotFoundError
+        There is no view at ``path``.
+    """
     from .open import open_view
     try:
-        view = open_view(path, storage_options=storage_options, check_sources=False)
+        view = open_view(path, storage_options=storage_options, check_sources=False, **trust)
     except DetstackError as exc:        # e.g. a manifest whose sources changed
         if isinstance(exc, FileNotFoundError):
             raise

@@ -28,6 +28,15 @@ class RowView:
 
     Per-frame arrays ``(slot, train, frame, *entry)`` have ``n_trains * max_frames``
     rows (row ``t * max_frames + p``); per-train arrays have one row per train.
+
+    Parameters
+    ----------
+    array : array-like
+        The view array (h5py dataset, zarr array...), module slot first.
+    slot : int
+        The module slot this object reads.
+    per_frame : bool
+        Whether the array has a frame axis after the train axis.
     """
 
     def __init__(self, array: Any, slot: int, per_frame: bool) -> None:
@@ -54,6 +63,25 @@ class RowView:
         return pieces
 
     def read(self, rows: slice, rest: tuple[Any, ...] = ()) -> np.ndarray:
+        """Read a contiguous block of rows.
+
+        Parameters
+        ----------
+        rows : slice
+            Rows to read (step 1).
+        rest : tuple, optional
+            Index applied to each row's entry.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(rows, *entry after rest)``.
+
+        Raises
+        ------
+        ValueError
+            ``rows`` has a step other than 1.
+        """
         start, stop, step = rows.indices(self.shape[0])
         if step != 1:
             raise ValueError("view rows can only be read in contiguous blocks")
@@ -64,6 +92,17 @@ class RowView:
 
     def read_direct(self, dest: np.ndarray, source_sel: tuple[Any, ...],
                     dest_sel: slice) -> None:
+        """Read rows into an existing array, like ``h5py.Dataset.read_direct``.
+
+        Parameters
+        ----------
+        dest : numpy.ndarray
+            The array to fill.
+        source_sel : tuple
+            ``(row slice, *index into each entry)``.
+        dest_sel : slice
+            Where in ``dest`` the rows go (its start is used).
+        """
         rows, rest = source_sel[0], tuple(source_sel[1:])
         start, stop, _ = rows.indices(self.shape[0])
         base = dest_sel.start or 0
@@ -72,9 +111,29 @@ class RowView:
 
     def read_jobs(self, start: int, count: int, rest: tuple[Any, ...],
                   dest: np.ndarray, batch: dict[Any, Any] | None = None) -> list[Any] | None:
-        """Independent jobs filling ``dest`` with rows ``start:start+count`` (read in
-        parallel by the reader), if the array can plan them (local zarr stores);
-        requests sharing a ``batch`` share jobs."""
+        """Independent jobs filling ``dest`` with rows ``start:start+count``.
+
+        The reader runs them in parallel; only arrays that can plan them (local zarr
+        stores) give jobs.
+
+        Parameters
+        ----------
+        start : int
+            First row.
+        count : int
+            Number of rows.
+        rest : tuple
+            Index applied to each row's entry.
+        dest : numpy.ndarray
+            The array the jobs fill, ``count`` rows long.
+        batch : dict, optional
+            Shared by requests whose jobs may be merged (one decode per shard).
+
+        Returns
+        -------
+        list of callable or None
+            The jobs, or None when the array cannot plan them (read it directly).
+        """
         plan = getattr(self.array, "read_jobs", None)
         if plan is None:
             return None
@@ -96,7 +155,23 @@ class RowView:
 
 
 class ViewModuleFile:
-    """The part of a view belonging to one module, with the interface of ``RunFile``."""
+    """The part of a view belonging to one module, with the interface of ``RunFile``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The view.
+    record : mapping
+        The view's metadata record.
+    arrays : mapping of str to array-like
+        ``{key: view array}``.
+    train_ids : numpy.ndarray
+        The view's train IDs.
+    counts : mapping of str to numpy.ndarray
+        ``{index group: (slot, train) entry counts}``.
+    slot : int
+        The module slot this object stands for.
+    """
 
     format_version = "view"
 
@@ -117,9 +192,35 @@ class ViewModuleFile:
                    for key, info in self._keys.items()}
 
     def index_groups(self, source: str) -> list[str]:
+        """The INDEX groups of the view's keys.
+
+        Parameters
+        ----------
+        source : str
+            The module's source name (a view module holds one source).
+
+        Returns
+        -------
+        list of str
+            Group names, sorted.
+        """
         return sorted({info["group"] for info in self._keys.values()})
 
     def index(self, source: str, group: str = "") -> SourceIndex:
+        """First row and count of every train of one index group, like a file's INDEX.
+
+        Parameters
+        ----------
+        source : str
+            The module's source name (a view module holds one source).
+        group : str, default ''
+            The index group.
+
+        Returns
+        -------
+        SourceIndex
+            ``first`` and ``count`` per train.
+        """
         count = np.asarray(self._counts[group][self.slot], dtype=np.uint64)
         per_frame = any(i["per_frame"] for i in self._keys.values() if i["group"] == group)
         frames = int(self.record["max_frames"]) if per_frame else 1
@@ -127,15 +228,62 @@ class ViewModuleFile:
         return SourceIndex(first, count if per_frame else np.minimum(count, 1))
 
     def source_keys(self, source: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Every key of the module with its row shape and dtype.
+
+        Parameters
+        ----------
+        source : str
+            The module's source name (a view module holds one source).
+
+        Returns
+        -------
+        dict
+            ``{key: ((rows, *entry), dtype)}``.
+        """
         return {k: (rv.shape, rv.dtype) for k, rv in self.h5.items()}
 
     def key_group(self, source: str, key: str) -> str:
+        """The index group of a key.
+
+        Parameters
+        ----------
+        source : str
+            The module's source name (a view module holds one source).
+        key : str
+            One of its keys.
+
+        Returns
+        -------
+        str
+            The group, e.g. ``'image'``.
+        """
         return self._keys[key]["group"]
 
     def dataset_path(self, source: str, key: str) -> str:
+        """The name under which the key's rows are found (the key itself).
+
+        Parameters
+        ----------
+        source : str
+            The module's source name (a view module holds one source).
+        key : str
+            One of its keys.
+
+        Returns
+        -------
+        str
+            ``key``.
+        """
         return key
 
     def metadata(self) -> dict[str, object]:
+        """The run METADATA recorded in the view.
+
+        Returns
+        -------
+        dict
+            Proposal, run number and the other entries the run had.
+        """
         return dict(self.record.get("run_metadata", {}))
 
     def close(self) -> None:
@@ -146,7 +294,32 @@ class ViewModuleFile:
 
 
 class ViewCollection(DataCollection):
-    """A ``DataCollection`` over a view; detector classes accept it like a run."""
+    """A ``DataCollection`` over a view; detector classes accept it like a run.
+
+    Made by :func:`detstack.open_view`.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The view.
+    record : mapping
+        The view's metadata record.
+    arrays : mapping of str to array-like
+        ``{key: (slot, train, [frame,] *entry) array}``.
+    train_ids : numpy.ndarray
+        The view's train IDs.
+    counts : mapping of str to numpy.ndarray
+        ``{index group: (slot, train) entry counts}``.
+    keepalive : object, optional
+        What must stay open while the arrays are read (an h5py.File, a store).
+
+    Raises
+    ------
+    FileFormatError
+        A record of an unreadable schema version.
+    ViewRecordError
+        The record disagrees with the arrays (shapes, trains, modules, frames).
+    """
 
     def __init__(self, path: str | Path, record: Mapping[str, Any],
                  arrays: Mapping[str, Any], train_ids: np.ndarray,
@@ -163,6 +336,7 @@ class ViewCollection(DataCollection):
 
     @property
     def n_modules_hint(self) -> int:
+        """Module slots of the whole detector, as the record says."""
         return int(self.record["detector"]["n_modules"])
 
     def _derive(self, **kwargs: Any) -> DataCollection:

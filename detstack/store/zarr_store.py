@@ -114,11 +114,18 @@ def open_zarr_store(path: str | os.PathLike[str], storage_options: dict[str, Any
     if folder is not None:
         refuse_special(os.path.join(folder, "zarr.json"), "zarr store metadata")
     store = _zarr_store(url, storage_options, zip_path)
+    missing = (FileNotFoundError, zarr.errors.NodeNotFoundError, zarr.errors.GroupNotFoundError,
+               zarr.errors.NodeTypeValidationError)
     try:
         group = zarr.open_group(store, mode="r")
-    except (FileNotFoundError, zarr.errors.NodeNotFoundError, zarr.errors.GroupNotFoundError,
-            zarr.errors.NodeTypeValidationError) as exc:
-        raise _not_a_view(url, storage_options) from exc
+    except missing as exc:
+        reason = _not_a_view(url, storage_options)
+        if isinstance(reason, IncompleteStoreError):
+            raise reason from exc
+        try:    # a writer may have finished (root written, ledger and lock gone) meanwhile
+            group = zarr.open_group(store, mode="r")
+        except missing:
+            raise reason from exc
     record = group.attrs.get(RECORD_ATTR)
     if not isinstance(record, dict) or (zip_path is None and local_path(url) is None
                                         and _being_removed(url, storage_options)):

@@ -85,42 +85,99 @@ def write_run(
 
     One file per module and sequence, `{RAW|CORR}-R{run:04d}-{AGG}-S{seq:05d}.h5`, plus a
     DA01 control file when `with_control`. Arguments are all checked before anything is
-    written; a failure while writing removes the files of this call. The folder must hold no
-    `.h5` file unless `overwrite=True`, which deletes every `.h5` file (and EXtra-data's
-    `karabo_data_map.json` cache) in it first.
+    written; a failure while writing removes the files of this call.
 
-    Options:
-    - `kind`: AGIPD1M, AGIPD500K, LPD1M, DSSC1M or JUNGFRAU; `raw` picks `/DET/...:xtdf`
-      uint16 sources, else corrected `/CORR/...:output` float32 with gain and mask;
-      `legacy` (corrected only) adds soft links and METADATA entries under the old raw names.
-    - `frames_per_train`: int or one int per train (0 allowed); with `parallel_gain` (LPD1M)
-      it counts frames per gain stage and 3x are stored. JUNGFRAU ignores it: one entry per
-      train of `n_cells` memory cells. `modules` defaults to the whole detector; JUNGFRAU's
-      `n_modules` (1..8) sets its size.
-    - `trains_per_file`: sequence files; module m's first file is `m % trains_per_file`
-      trains short, so modules break at different trains.
-    - `missing_trains` / `empty_trains`: {module: [train IDs]} absent from that module's
-      INDEX/trainId, or present with count 0 in every group.
-    - `format_version` "0.5" to "1.3"; `old_index` (0.5 only) writes first/last/status.
-      `index_pad`: INDEX/trainId and the METADATA source lists are zero-padded to a multiple.
-    - `bad_train_ids` ({position: id}) and `bad_flags` (positions) apply to INDEX/trainId and
-      INDEX/flag at those positions of *every* file (format 1.1 stores the flag inverted).
-    - `layout` applies to every pixel key (data/adc, gain, mask): "chunked" (uncompressed,
-      `frames_per_chunk` frames per chunk; JUNGFRAU: memory cells per chunk), "contiguous",
-      "deflate" (gzip 1) or "shuffle-deflate".
-    - `values`: "realistic" (default) or "photons", the value model (see `frame_values`):
-      realistic raw frames are ADC values (per-pixel, per-cell pedestal + noise + photons
-      in ADU, gain switching for bright pixels; raw AGIPD's gain plane holds gain-ADC
-      values; JUNGFRAU/LPD keep the gain code in the top bits); realistic corrected frames
-      are float32 keV with noise. "photons": Poisson photon counts (raw and corrected).
-      `mean_photons`: photons per pixel per frame (default 0.1 realistic, 0.5 photons),
-      from `seed`; pulseId = i * `pulse_id_step`, cellId = i for frame i of a train (per
-      gain stage).
-    - `metadata_only` (layout "chunked" only): pixel datasets get every chunk allocated in
-      the file but none written, as a real DAQ file's chunk index with no pixel bytes; the
-      files are sparse (about 2.5 MB on disk per raw file of 16,000 frames, mostly chunk
-      index) and pixel values, like the per-train `detector/data` bytes, read as 0.
-      Everything else (INDEX, train/pulse/cell IDs, METADATA) is written as usual.
+    Parameters
+    ----------
+    path : str or path-like
+        The run folder; it must hold no `.h5` file unless `overwrite`.
+    kind : str, default 'AGIPD1M'
+        AGIPD1M, AGIPD500K, LPD1M, DSSC1M or JUNGFRAU.
+    raw : bool, default True
+        Raw `/DET/...:xtdf` uint16 sources; False: corrected `/CORR/...:output`
+        float32 with gain and mask.
+    legacy : bool, default False
+        Corrected only: add soft links and METADATA entries under the old raw names.
+    n_trains : int, default 8
+        Number of trains.
+    first_train : int, default 10000
+        The first train ID.
+    frames_per_train : int or sequence of int, default 64
+        Frames per train, or one count per train (0 allowed); with `parallel_gain`
+        (LPD1M) per gain stage (3x are stored). JUNGFRAU ignores it.
+    modules : sequence of int, optional
+        Module numbers to write (default the whole detector).
+    n_modules : int, optional
+        JUNGFRAU only: the detector's size (1..8).
+    n_cells : int, default 16
+        JUNGFRAU only: memory cells per train (one entry per train).
+    detector_name : str, optional
+        Detector name (default the kind's usual name, e.g. 'SPB_DET_AGIPD1M-1').
+    format_version : str, default '1.3'
+        File format version, "0.5" to "1.3".
+    old_index : bool, default False
+        Format 0.5 only: write INDEX first/last/status instead of first/count.
+    trains_per_file : int, optional
+        Sequence files of this many trains; module m's first file is
+        `m % trains_per_file` trains short, so modules break at different trains.
+    missing_trains : mapping of int to sequence of int, optional
+        `{module: [train IDs]}` absent from that module's INDEX/trainId.
+    empty_trains : mapping of int to sequence of int, optional
+        `{module: [train IDs]}` present with count 0 in every index group.
+    layout : str, default 'chunked'
+        Every pixel key's storage: "chunked" (uncompressed, `frames_per_chunk`
+        frames per chunk), "contiguous", "deflate" (gzip 1) or "shuffle-deflate".
+    frames_per_chunk : int, default 1
+        Frames per chunk of the "chunked" layout (JUNGFRAU: memory cells).
+    parallel_gain : bool, default False
+        LPD1M only: store each train's frames three times (high, medium, low gain).
+    pulse_id_step : int, default 1
+        pulseId = i * `pulse_id_step` for frame i of a train (cellId = i).
+    index_pad : int, default 32
+        INDEX/trainId and the METADATA source lists are zero-padded to a multiple.
+    bad_train_ids : mapping of int to int, optional
+        `{position: train ID}` written into INDEX/trainId of every file.
+    bad_flags : sequence of int, optional
+        Positions flagged as suspect in INDEX/flag of every file (format 1.1 stores
+        the flag inverted).
+    values : str, default 'realistic'
+        The value model (see `frame_values`): "realistic" raw frames are ADC values
+        (per-pixel, per-cell pedestal + noise + photons in ADU, gain switching for
+        bright pixels; raw AGIPD's gain plane holds gain-ADC values; JUNGFRAU/LPD
+        keep the gain code in the top bits), realistic corrected frames float32 keV
+        with noise; "photons": Poisson photon counts (raw and corrected).
+    mean_photons : float, optional
+        Photons per pixel per frame (default 0.1 realistic, 0.5 photons).
+    seed : int, default 0
+        Seed of every random value.
+    run_number : int, default 1
+        The run number in file names and METADATA.
+    proposal : int, default 700000
+        The proposal number in METADATA.
+    with_control : bool, default True
+        Also write a DA01 control file (slow data).
+    metadata_only : bool, default False
+        Layout "chunked" only: allocate every chunk of the pixel datasets but write
+        none, as a real DAQ file's chunk index with no pixel bytes (sparse files of
+        about 2.5 MB per raw file of 16,000 frames; pixels read as 0). Everything
+        else (INDEX, train/pulse/cell IDs, METADATA) is written as usual.
+    overwrite : bool, default False
+        First delete every `.h5` file (and EXtra-data's `karabo_data_map.json`
+        cache) in the folder.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, sorted by name.
+
+    Raises
+    ------
+    ValueError
+        An argument out of range or a combination that cannot be written.
+    NotADirectoryError
+        `path` exists and is not a folder.
+    FileExistsError
+        The folder already holds `.h5` files and `overwrite` is False.
     """
     opts = make_options(
         kind, raw, legacy, n_trains, first_train, frames_per_train, modules, n_modules, n_cells,
@@ -166,6 +223,23 @@ def demo_run(path: str | os.PathLike[str], *, overwrite: bool = False) -> list[P
 
     Module 3 misses train 10002, and every module has two sequence files, which break at
     different trains depending on the module, so the demo shows the alignment at work.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The run folder to write.
+    overwrite : bool, default False
+        Replace the `.h5` files of an earlier run there.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, sorted by name.
+
+    Raises
+    ------
+    FileExistsError
+        The folder already holds `.h5` files and `overwrite` is False.
     """
     return write_run(path, "AGIPD1M", raw=True, n_trains=4, frames_per_train=32,
                      trains_per_file=3, missing_trains={3: [10002]}, overwrite=overwrite)

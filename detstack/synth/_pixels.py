@@ -42,7 +42,18 @@ class FramePool(dict[str, np.ndarray]):
 
 
 def main_key(kind: Kind) -> str:
-    """The key holding the pixel data (`image.data` for XTDF, `data.adc` for JUNGFRAU)."""
+    """The key holding the pixel data.
+
+    Parameters
+    ----------
+    kind : Kind
+        A synthetic detector kind (`KINDS[name]`).
+
+    Returns
+    -------
+    str
+        `image.data` for XTDF detectors, `data.adc` for JUNGFRAU.
+    """
     return "image.data" if kind.xtdf else "data.adc"
 
 
@@ -189,11 +200,38 @@ def frame_values(kind: str, modno: int, train_id: int, frame: int, *, raw: bool 
                  values: str = "realistic") -> np.ndarray:
     """The exact values write_run stores for one frame, so tests can check reads anywhere.
 
-    `frame` is the position within the train as stored (XTDF: row offset from INDEX first,
-    including LPD parallel-gain stages; JUNGFRAU: memory-cell position in the entry). `key`
-    defaults to the main key; others are `image.gain`/`image.mask` or `data.gain`/`data.mask`.
-    Returns one frame: raw AGIPD (2, 512, 128), raw LPD/DSSC (1, y, x), otherwise (y, x).
-    `values` and `mean_photons` (default: the model's) as given to write_run.
+    Parameters
+    ----------
+    kind : str
+        The detector kind, as given to `write_run`.
+    modno : int
+        Module number.
+    train_id : int
+        Train ID.
+    frame : int
+        Position within the train as stored (XTDF: row offset from INDEX first,
+        including LPD parallel-gain stages; JUNGFRAU: memory-cell position in the entry).
+    raw : bool, default True
+        Raw or corrected data.
+    key : str, optional
+        The pixel key (default the main key; others are `image.gain`/`image.mask` or
+        `data.gain`/`data.mask`).
+    seed : int, default 0
+        As given to `write_run`.
+    mean_photons : float, optional
+        As given to `write_run` (default: the model's).
+    values : str, default 'realistic'
+        The value model, as given to `write_run`.
+
+    Returns
+    -------
+    numpy.ndarray
+        One frame: raw AGIPD (2, 512, 128), raw LPD/DSSC (1, y, x), otherwise (y, x).
+
+    Raises
+    ------
+    KeyError
+        The kind's data has no such pixel key.
     """
     k = KINDS[kind]
     key = key or main_key(k)

@@ -73,7 +73,18 @@ def response(kind: Kind) -> Response:
 
 
 def photon_energy(kind: str) -> float:
-    """Photon energy (keV) of a kind's synthetic corrected data: the scale lossy modes need."""
+    """Photon energy of a kind's synthetic corrected data: the scale lossy modes need.
+
+    Parameters
+    ----------
+    kind : str
+        The detector kind, e.g. ``'AGIPD1M'``.
+
+    Returns
+    -------
+    float
+        Photon energy in keV.
+    """
     return response(KINDS[kind]).photon_kev
 
 
