@@ -101,7 +101,9 @@ def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any
     return the sidecar's size and identity."""
     copied = [s for s in specs if s.data is not None]
     referenced = [s for s in specs if s.data is None and s.refs is not None]
-    with h5py.File(path, "w", libver="v110") as f:
+    # built in memory, then written as bytes: HDF5 never sees a failed write (a full disk
+    # would leave it holding a file it cannot flush, and crash the process later)
+    with h5py.File(path, "w", driver="core", backing_store=False, libver="v110") as f:
         f.attrs[SIDECAR_ATTR] = "small arrays of a detstack zarr manifest"
         for s in referenced:
             blob = _fill_chunk(s)
@@ -115,6 +117,10 @@ def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any
                 compression="gzip", compression_opts=DEFLATE_LEVEL,
                 fillvalue=np.asarray(s.fill, s.dtype))
             ds.attrs["dims"] = s.dims
+        f.flush()
+        image = f.id.get_file_image()
+    with open(path, "wb") as out:
+        out.write(image)
     with h5py.File(path, "r") as f:
         for s in referenced:
             if f"{FILL_GROUP}/{s.name}" in f:
