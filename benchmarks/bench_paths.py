@@ -96,14 +96,15 @@ def row(name: str, seconds: float, nbytes: int, ref: float | None = None,
     ratio = f"{speed / ref:6.2f}x" if ref else "       "
     per_cpu = nbytes / max(_last_cpu, 1e-9) / 1e9
     print(f"  {name:52} {seconds:7.2f} s {speed:7.2f} GB/s {ratio}  {per_cpu:5.2f} GB/cpu-s "
-          f"{note}", flush=True)
+          f"(load {os.getloadavg()[0]:4.1f}) {note}", flush=True)
     return speed
 
 
 # -- compressed HDF5 --------------------------------------------------------------------
 
-def decode_limit(run: Path, inflate: Any = None) -> tuple[float, int]:
-    """Seconds to decode every image.data chunk of the run on one thread, and bytes."""
+def raw_chunks(run: Path, inflate: Any = None) -> tuple[list[tuple[int, bytes]], Any, tuple, Any]:
+    """Every stored image.data chunk of the run (filter mask, bytes), read into memory,
+    and a decoder for them (the reader's, with ``inflate`` or the fastest installed)."""
     import h5py
 
     from detstack.detectors.deflate import ChunkDecoder
@@ -121,13 +122,22 @@ def decode_limit(run: Path, inflate: Any = None) -> tuple[float, int]:
             shape, dtype = table.chunk_shape, ds.dtype
             decoder = ChunkDecoder(table.filters, dtype.itemsize * int(np.prod(shape)),
                                    dtype.itemsize, inflate)
+    return chunks, decoder, shape, dtype
 
-    def run_all() -> np.ndarray:       # into a fresh array, as any reader must
-        out = np.empty((len(chunks),) + shape, dtype)
-        for i, (mask, raw) in enumerate(chunks):
-            decoder.decode(raw, mask, out[i])
-        return out
-    seconds, out = best(run_all, 2)
+
+def decode_chunks(chunks: list[tuple[int, bytes]], decoder: Any, shape: tuple,
+                  dtype: Any) -> np.ndarray:
+    """Decode every chunk on this thread into a fresh array, as any reader must."""
+    out = np.empty((len(chunks),) + shape, dtype)
+    for i, (mask, raw) in enumerate(chunks):
+        decoder.decode(raw, mask, out[i])
+    return out
+
+
+def decode_limit(run: Path, inflate: Any = None) -> tuple[float, int]:
+    """Seconds to decode every image.data chunk of the run on one thread, and bytes."""
+    loaded = raw_chunks(run, inflate)
+    seconds, out = best(lambda: decode_chunks(*loaded), 2)
     return seconds, out.nbytes
 
 
@@ -144,18 +154,66 @@ def bench_h5_layout(run: Path, layout: str, trains: int, repeat: int) -> None:
     from detstack.detectors import deflate
     print(f"\ncorrected AGIPD-1M image.data, {layout} (gzip 1), 16 x {trains} trains x 64 "
           f"pulses, {CORES} cores; unshuffle: {deflate.UNSHUFFLE_NAME}")
-    limits = {}
-    for name, inflate, _ in deflate.INFLATERS:
+    for name, inflate, _ in deflate.INFLATERS[1:]:
         s, nbytes = decode_limit(run, inflate)
-        limits[name] = row(f"single-core decode, {name}", s, nbytes)
-    limit = CORES * limits[deflate.INFLATE_NAME]
-    print(f"  limit: {CORES} cores x {deflate.INFLATE_NAME} = {limit:.2f} GB/s")
-
+        row(f"single-core decode, {name}", s, nbytes)
     det = detstack.AGIPD1M(detstack.RunDirectory(run))
-    s, arr = best(lambda: det.get_array("image.data"), repeat)
-    row("detstack get_array", s, arr.nbytes, limit, "(vs limit)")
-    nbytes = arr.nbytes
-    del arr
+    key = det["image.data"]
+    # interleaved rounds: the single-core limit and our reader with 1, 2 and the default
+    # number of threads take turns, so a change of load hits them all
+    runs: dict[str, list[tuple[float, float]]] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> int:
+        gc.collect()
+        c0, t0 = time.process_time(), time.perf_counter()
+        out = fn()
+        runs.setdefault(name, []).append((time.perf_counter() - t0, time.process_time() - c0))
+        return out if isinstance(out, int) else out.nbytes
+    limit_name = f"single-core decode, {deflate.INFLATE_NAME}"
+    names = {1: "detstack, 1 thread", 2: "detstack, 2 threads",
+             0: "detstack get_array (default threads)"}
+    loads = []
+    loaded = raw_chunks(run)
+
+    def decode_threads() -> int:       # the limit's work split over one thread per core
+        from concurrent.futures import ThreadPoolExecutor
+        chunks = loaded[0]
+        parts = [chunks[i * len(chunks) // CORES:(i + 1) * len(chunks) // CORES]
+                 for i in range(CORES)]
+        with ThreadPoolExecutor(CORES) as pool:
+            return sum(a.nbytes for a in pool.map(
+                lambda part: decode_chunks(part, *loaded[1:]), parts))
+    for _ in range(max(repeat, 3)):
+        loads.append(os.getloadavg()[0])
+        nbytes = timed(limit_name, lambda: decode_chunks(*loaded))
+        timed(f"decode-only, {CORES} threads (what the cores give)", decode_threads)
+        for n in (1, 2):
+            timed(names[n], lambda n=n: key.ndarray(decompress_threads=n))
+        timed(names[0], lambda: det.get_array("image.data"))
+    global _last_cpu
+    fastest: dict[str, tuple[float, float]] = {}
+    for name, times in runs.items():
+        wall, _last_cpu = fastest[name] = min(times)
+        if name == limit_name:
+            limit1 = row(name, wall, nbytes)
+            limit = CORES * limit1
+            print(f"  limit: {CORES} cores x {deflate.INFLATE_NAME} = {limit:.2f} GB/s")
+        else:
+            row(name, wall, nbytes, limit, "(vs limit)")
+    per_cpu = {name: nbytes / cpu for name, (_, cpu) in fastest.items()}
+    scaling = [t1 / t2 for (t1, _), (t2, _) in zip(runs[names[1]], runs[names[2]], strict=True)]
+    both = f"decode-only, {CORES} threads (what the cores give)"
+    print(f"  per CPU-second, {CORES}-thread decode-only / single-core: "
+          f"{per_cpu[both] / per_cpu[limit_name]:.2f}x (the machine's own cost of "
+          f"parallelism); detstack {CORES} threads / {CORES}-thread decode-only: "
+          f"{per_cpu[names[2]] / per_cpu[both]:.2f}x")
+    print(f"  per CPU-second, detstack / single-core decode: 1 thread "
+          f"{per_cpu[names[1]] / per_cpu[limit_name]:.2f}x, 2 threads "
+          f"{per_cpu[names[2]] / per_cpu[limit_name]:.2f}x, default "
+          f"{per_cpu[names[0]] / per_cpu[limit_name]:.2f}x; wall-clock speed-up 1 -> 2 "
+          f"threads per round: {', '.join(f'{x:.2f}' for x in scaling)} (load average "
+          f"{', '.join(f'{x:.1f}' for x in loads)})")
+    loaded[0].clear()        # the compressed chunks: free them before the next readers
 
     import extra_data
     from extra_data.components import AGIPD1M
@@ -292,6 +350,15 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
     one = row("single-core encode (1/4 of the inner chunks)", s,
               len(picks) * data[0, :ct, 0].nbytes)
     limit = CORES * one
+
+    def encode_threads() -> None:      # the same work split over one thread per core
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(CORES) as pool:
+            list(pool.map(lambda i: [encode(data[m:m + 1, t:t + ct, p:p + 1])
+                                     for m, t, p in picks[i::CORES]], range(CORES)))
+    s, _ = best(encode_threads, 2)
+    row(f"encode-only, {CORES} threads (what the cores give)", s,
+        len(picks) * data[0, :ct, 0].nbytes, limit)
     print(f"  limit: {CORES} cores x single core = {limit:.2f} GB/s")
     out = base / "write"
 

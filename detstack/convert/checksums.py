@@ -5,7 +5,9 @@ block it reads (the train's rows in C order, exactly what ``array[slot, train,
 :count]`` returns, or ``array[slot, train]`` for per-train keys) and writes them
 in its *done* marker; the finished store keeps them all in one small object,
 ``.detstack-checksums.json``, which ``detstack verify --full`` compares with what
-it reads back. crc32 (zlib) costs well under the encoding of the same bytes.
+it reads back. The crc32 comes from ISA-L or zlib-ng when installed (the ``fast``
+extra; SIMD, ~50 GB/s) and the standard ``zlib`` otherwise (~4 GB/s, a sixth of the
+encoding time of the same bytes); all give the same value.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,8 +23,24 @@ import numpy as np
 ALGORITHM = "crc32"
 
 
+def _fastest_crc32() -> Callable[[Any], int]:
+    try:
+        from isal import isal_zlib
+        return isal_zlib.crc32
+    except ImportError:
+        pass
+    try:
+        from zlib_ng import zlib_ng
+        return zlib_ng.crc32
+    except ImportError:
+        return zlib.crc32
+
+
+_crc32 = _fastest_crc32()
+
+
 def block_checksum(rows: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(rows).data) & 0xFFFFFFFF
+    return _crc32(np.ascontiguousarray(rows).data) & 0xFFFFFFFF
 
 
 def done_marker(slot: int, sums: Mapping[str, list[tuple[int, int]]]) -> bytes:

@@ -18,9 +18,10 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from ..detectors.reading import read_rows
+from ..detectors.reading import _train_of, read_rows
 from ..frames import FrameMap
 from ..run.files import RunFile
+from ..store.h5_decode import read_checked
 from .atomic import atomic_h5
 
 log = logging.getLogger(__name__)
@@ -120,9 +121,11 @@ def _copy_rows(fmap: FrameMap, m: int, key: str, dst: h5py.Dataset,
     for run in fmap.runs(m, selected):
         f = fmap.files[run.file]
         src = f.h5[f.dataset_path(src_name, key)]
+        describe = _train_of(fmap, m, run.file)
         for off in range(0, run.length, step):
             n = min(step, run.length - off)
-            rows = src[run.src_start + off:run.src_start + off + n]
+            rows = read_checked(src, np.s_[run.src_start + off:run.src_start + off + n],
+                                lambda p, d=describe: d(p[0]))
             dst[run.dst_start + off:run.dst_start + off + n] = rows
 
 

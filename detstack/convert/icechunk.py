@@ -186,6 +186,7 @@ def open_icechunk(repo_or_path: Any, storage_options: dict[str, Any] | None = No
     from ..errors import FileFormatError
     from ..store.verify import verify_record
     from ..store.view_collection import ViewCollection
+    from ..store.zarr_decode import DecodeCheckedArray
     repo = repo_or_path
     where = str(repo_or_path)
     if not isinstance(repo, icechunk.Repository):
@@ -203,7 +204,8 @@ def open_icechunk(repo_or_path: Any, storage_options: dict[str, Any] | None = No
             raise FileFormatError(where, "its source files are missing or changed ("
                                   + "; ".join((report.missing + report.changed)[:3]) + ")",
                                   "Rebuild it, or pass check_sources=False")
-    arrays = {key: group[key] for key in record["keys"]}
     counts = {g: group[f"count.{g}"][:] for g in record["index_groups"]}
+    modules = record["detector"]["modules"]       # damaged chunks named, not codec errors
+    arrays = {key: DecodeCheckedArray(group[key], where, modules) for key in record["keys"]}
     return ViewCollection(where, record, arrays, group["train"][:], counts,
                           keepalive=(repo, group))

@@ -23,7 +23,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from numcodecs import Zlib
 from ..errors import DetstackError
 from ..progress import track
 from .atomic import atomic_dir, atomic_path, check_target
+from .manifest_holes import index_ranges, record_holes
 from .manifest_paths import ManifestPaths, finish_record, manifest_paths
 from .manifest_refs import (
     RefBatch,
@@ -173,6 +174,7 @@ class ArraySpec:
     refs: Callable[[], Iterator[RefBatch]] | None = None
     data: np.ndarray | None = None   # inlined arrays: the whole array
     copied: bool = False             # values copied from the run (inline or in the sidecar)
+    unallocated: list[list[int]] = field(default_factory=list)  # see manifest_holes
 
     @property
     def referenced(self) -> bool:
@@ -248,15 +250,20 @@ def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> Arr
     first = next(iter(storages.values())) if storages else Storage(kp.entry_shape, 1, (), -1)
     filters, compressor = first.codecs()
     lead = (1, 1, 1) if kp.per_frame else (1, 1)
+    holes: list[list[int]] = []
     return ArraySpec(
         kp.key, key_dims(plan, kp), plan.shape(kp), lead + first.chunk, kp.dtype,
         kp.fill_value, filters, compressor,
-        refs=functools.partial(_reference_batches, plan, kp, storages, first.chunk, url_of))
+        refs=functools.partial(_reference_batches, plan, kp, storages, first.chunk, url_of,
+                               holes), unallocated=holes)
 
 
 def _reference_batches(plan: ViewPlan, kp: KeyPlan, storages: dict[tuple[int, int], Storage],
-                       chunk: tuple[int, ...], url_of: dict[Path, int]) -> Iterator[RefBatch]:
-    """One batch of references per module, in the view's chunk order (slot by slot)."""
+                       chunk: tuple[int, ...], url_of: dict[Path, int],
+                       holes: list[list[int]]) -> Iterator[RefBatch]:
+    """One batch of references per module, in the view's chunk order (slot by slot);
+    ``holes`` receives the chunks the counts promise but the files never allocated."""
+    holes.clear()
     entry_grid = tuple(-(-e // c) for e, c in zip(kp.entry_shape, chunk, strict=True))
     n_e = math.prod(entry_grid)
     part_bytes = kp.dtype.itemsize * math.prod(chunk)
@@ -293,6 +300,7 @@ def _reference_batches(plan: ViewPlan, kp: KeyPlan, storages: dict[tuple[int, in
                                           f"{ds.fillvalue!r}, not the view's fill value "
                                           f"{kp.fill_value!r}")
             cidx = rows.view_row[sel][:, None] * n_e + np.arange(n_e)[None, :]
+            holes += index_ranges(cidx[~have])
             parts.append(RefBatch(cidx[have], np.full(int(have.sum()), urls[fi], np.int32),
                                   off[have], size[have]))
         if parts:
@@ -351,8 +359,7 @@ def _chunk_keys(spec: ArraySpec, index: np.ndarray) -> list[str]:
 
 def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
                urls: list[str], templates: dict[str, str]) -> None:
-    refs: dict[str, Any] = {k: json.dumps(v) for k, v in meta.items()}
-    refs[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": meta})
+    refs: dict[str, Any] = {}
     for s in specs:
         if s.data is not None:
             for i, blob in s.inline_chunks():
@@ -364,6 +371,9 @@ def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
             for key, u, o, n in zip(_chunk_keys(s, b.index), b.url.tolist(),
                                     b.offset.tolist(), b.size.tolist(), strict=True):
                 refs[key] = [urls[u], o, n]
+    record_holes(meta, specs)      # known once the references are built
+    refs.update({k: json.dumps(v) for k, v in meta.items()})
+    refs[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": meta})
     doc: dict[str, Any] = {"version": 1, "refs": refs}
     if templates:
         doc["templates"] = templates
@@ -380,8 +390,6 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
         raise ImportError("Parquet manifests need fastparquet: pip install "
                           "'detstack[parquet]'") from exc
     path.mkdir(parents=True, exist_ok=True)
-    zmeta = {"zarr_consolidated_format": 1, "metadata": meta, "record_size": record_size}
-    (path / ".zmetadata").write_text(json.dumps(zmeta))
     url_arr = np.array(urls + [None], dtype=object)
     for s in specs:
         folder = path / s.name
@@ -410,6 +418,9 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
             fastparquet.write(str(folder / f"refs.{r}.parq"), df, compression="ZSTD",
                               object_encoding={"path": "utf8"}, has_nulls=["path"],
                               stats=False, write_index=False)
+    record_holes(meta, specs)      # known once the references are built
+    zmeta = {"zarr_consolidated_format": 1, "metadata": meta, "record_size": record_size}
+    (path / ".zmetadata").write_text(json.dumps(zmeta))
 
 
 def _records(batches: Iterator[RefBatch], record_size: int) -> Iterator[tuple[int, RefBatch]]:

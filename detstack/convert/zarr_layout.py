@@ -5,7 +5,7 @@ inner chunk per pulse (JUNGFRAU: per memory cell) holding that pulse of every tr
 the shard, stored with the train axis innermost (the standard ``transpose`` codec). Memory
 cells cycle with the pulse, so an inner chunk holds frames of one cell, whose pedestals are
 equal: bit shuffling then finds the constant high bits train after train (raw AGIPD: 1.98x
-instead of 1.45x for one frame per chunk, at ~0.9x the encode speed; see
+instead of 1.45x for one frame per chunk, at ~0.85x the encode speed; see
 ``benchmarks/bench_codecs.py``). Small keys (pulse IDs, headers...) would make millions
 of tiny objects that way; they are stored as plain chunks of a block of trains.
 Every stored object (shard, or chunk when unsharded) lies inside one module slot
@@ -21,9 +21,10 @@ from typing import Any
 
 import numcodecs
 import numpy as np
-from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
 from ..detectors.base import MultimodDetectorBase
+from .buffers import thread_buffer
 from .lossy import QUANTIZE, LossyMode, parse_lossy
 from .plan import KeyPlan, ViewPlan
 
@@ -189,7 +190,14 @@ def train_block(layouts: Sequence[ArrayLayout], n_trains: int) -> int:
 
 
 def resolve_compressor(compressor: Any, dtype: np.dtype) -> list[Any]:
-    """The zarr bytes->bytes codecs for ``compressor`` (None: default; False: none)."""
+    """The zarr bytes->bytes codecs for ``compressor`` (None: default; False: none, raw
+    bytes), compressors followed by a crc32c checksum: blosc and zstd decode damaged bytes
+    into plausible wrong values without a word; the checksum makes every reader refuse
+    them."""
+    return _with_checksum(_compressors(compressor, dtype))
+
+
+def _compressors(compressor: Any, dtype: np.dtype) -> list[Any]:
     if compressor is None:
         return [default_compressor(dtype)]
     if compressor is False:
@@ -201,6 +209,12 @@ def resolve_compressor(compressor: Any, dtype: np.dtype) -> list[Any]:
     return [compressor]
 
 
+def _with_checksum(codecs: list[Any]) -> list[Any]:
+    if not codecs or any(isinstance(c, Crc32cCodec) for c in codecs):
+        return codecs
+    return [*codecs, Crc32cCodec()]
+
+
 # -- encoding inner chunks ourselves, byte-compatible with zarr-python --------------------
 
 def _crc32c(data: bytes) -> bytes:
@@ -208,17 +222,20 @@ def _crc32c(data: bytes) -> bytes:
     return np.uint32(google_crc32c.value(data)).astype("<u4").tobytes()
 
 
-def transposed(chunk: np.ndarray, order: Sequence[int]) -> np.ndarray:
-    """``np.transpose(chunk, order)`` as a C-ordered copy, fast when ``order`` moves one
-    short axis to the end: one contiguous-read, strided-write pass per position along it
-    (~2x numpy's general copy, which reads with huge strides)."""
+def transposed(chunk: np.ndarray, order: Sequence[int],
+               out: np.ndarray | None = None) -> np.ndarray:
+    """``np.transpose(chunk, order)`` as a C-ordered copy (into ``out`` if given), fast
+    when ``order`` moves one short axis to the end: one contiguous-read, strided-write
+    pass per position along it (~2x numpy's general copy, which reads with huge strides)."""
     order = tuple(order)
     n = chunk.ndim
     axis = order[-1]
+    if out is None:
+        out = np.empty(tuple(chunk.shape[a] for a in order), chunk.dtype)
     if order[:-1] != tuple(a for a in range(n) if a != axis):
-        return np.ascontiguousarray(np.transpose(chunk, order))
+        np.copyto(out, np.transpose(chunk, order))
+        return out
     moved = np.moveaxis(chunk, axis, 0)               # (k, *rest), a view
-    out = np.empty(moved.shape[1:] + moved.shape[:1], chunk.dtype)
     flat = out.reshape(-1, moved.shape[0])
     for i in range(moved.shape[0]):
         flat[:, i] = moved[i].reshape(-1)
@@ -266,8 +283,9 @@ def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype
     def encode(chunk: np.ndarray) -> bytes:
         if quantize is not None:
             chunk = quantize.apply(chunk)
-        if order is not None:
-            chunk = transposed(chunk, order)
+        if order is not None:     # into this thread's buffer: cache-hot for the codecs
+            shape = tuple(chunk.shape[a] for a in order)
+            chunk = transposed(chunk, order, thread_buffer("transpose", shape, chunk.dtype))
         data: bytes | np.ndarray = np.ascontiguousarray(chunk, dtype=little)
         if not steps:
             return data.tobytes()  # type: ignore[union-attr]

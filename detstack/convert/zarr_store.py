@@ -43,6 +43,7 @@ import numpy as np
 from ..store.view_collection import ViewModuleFile
 from ..store.zarr_store import PLAN_FILE, PROGRESS_DIR
 from .atomic import clean_stale, is_disk_error, write_failure
+from .buffers import trim_malloc
 from .checksums import store_document
 from .plan import ViewPlan, as_detector
 from .zarr_layout import ChunkSpec, ShardSpec, plan_layouts, train_block
@@ -183,7 +184,10 @@ def _convert(target: Target, plan: ViewPlan, layouts: list[Any], tasks: list[Tas
         report(finished, total)
 
     if client is None:
-        _run_threads(todo, target, threads or default_threads(), on_done)
+        try:
+            _run_threads(todo, target, threads or default_threads(), on_done)
+        finally:
+            trim_malloc()           # the heap our tasks kept (buffers.tune_malloc)
     else:
         _run_distributed(client, todo, target, on_done)
     _finish(target, plan, layouts, compressor, coord_dims, record)
@@ -284,7 +288,7 @@ def _run_threads(tasks: list[TaskSpec], target: Target, threads: int,
     with ThreadPoolExecutor(threads, thread_name_prefix="to_zarr") as pool:
         try:
             for task in tasks:
-                pending.add(pool.submit(run_task, task, target))
+                pending.add(pool.submit(run_task, task, target, True))
                 if len(pending) > threads:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:

@@ -38,6 +38,7 @@ from ..store.zarr_store import (
 )
 from .atomic import atomic_path, remove_path, temp_sibling
 from .locks import local_lock, object_lock
+from .zarr_encode import write_parts
 
 DONE_DIR = f"{PROGRESS_DIR}/done"
 TEMP_MARK = ".tmp-"                     # hidden temporary objects of atomic writes
@@ -88,9 +89,12 @@ class Target:
         parent, name = self.final_path.rstrip("/").rsplit("/", 1)
         return f"{parent}/.{name}.lock"
 
-    def put(self, key: str, data: bytes) -> None:
-        """Write an object; metadata objects are replaced atomically (temp + rename)."""
+    def put(self, key: str, data: bytes | list[Any]) -> None:
+        """Write an object (bytes, or its pieces in order); metadata objects are replaced
+        atomically (temp + rename)."""
         path = self.path(key)
+        if isinstance(data, list) and not (self.is_local and is_chunk_key(key)):
+            data = b"".join(data)
         if not self.is_local:
             self.fs.pipe_file(path, data)
             return
@@ -99,8 +103,7 @@ class Target:
             os.makedirs(folder, exist_ok=True)
             self._dirs.add(folder)
         if is_chunk_key(key):
-            with open(path, "wb") as f:
-                f.write(data)
+            write_parts(path, data if isinstance(data, list) else [data])
             return
         tmp = f"{folder}/.{os.path.basename(path)}{TEMP_MARK}{uuid.uuid4().hex[:8]}"
         try:

@@ -9,7 +9,6 @@ lets an interrupted conversion skip it when resumed.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import json
 import os
@@ -22,9 +21,11 @@ import numpy as np
 
 from ..detectors.chunk_jobs import CompressedReader, corrupt_chunk
 from ..layout import RowLayout, row_layout
+from .buffers import release_buffers, thread_buffer, tune_malloc
 from .checksums import block_checksum, done_marker
 from .plan import ViewPlan
-from .zarr_layout import EMPTY, ArrayLayout, chunk_encoder, shard_index
+from .zarr_encode import Parts, shard_parts
+from .zarr_layout import ArrayLayout, chunk_encoder
 from .zarr_target import DONE_DIR, Target
 
 
@@ -165,49 +166,17 @@ def _encoder(codecs_json: str, dtype: str) -> Any:
     return chunk_encoder(json.loads(codecs_json), np.dtype(dtype))
 
 
-def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout,
-                out: np.ndarray | None = None) -> bytes | memoryview:
-    """One stored object from its values ``unit`` (the unit shape, module axis first).
+def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout) -> bytes | Parts:
+    """One stored object from its values ``unit`` (the unit shape, module axis first):
+    a chunk's bytes, or a shard as its pieces in order (``zarr_encode.shard_parts``).
 
     ``valid`` (trains[, frames]) marks entries that have source rows; inner chunks
-    without any are left out of the shard (they read as the fill value). With ``out``
-    (a reusable uint8 buffer), a shard is assembled there and a view of it returned:
-    one copy into memory already mapped instead of a fresh join per shard.
+    without any are left out of the shard (they read as the fill value).
     """
     encode = _encoder(json.dumps(lay.codecs), lay.dtype.str)
     if not lay.sharded:
         return encode(unit)
-    grid = tuple(u // c for u, c in zip(lay.unit, lay.chunk, strict=True))
-    index = np.full(grid + (2,), EMPTY, np.uint64)
-    parts: list[bytes] = []
-    offset = 0
-    for pos in np.ndindex(*grid):
-        sel = tuple(slice(p * c, (p + 1) * c) for p, c in zip(pos, lay.chunk, strict=True))
-        if not valid[sel[1:1 + valid.ndim]].any():
-            continue
-        data = encode(unit[sel])
-        index[pos] = (offset, len(data))
-        if out is not None and offset + len(data) <= len(out):
-            out[offset:offset + len(data)] = np.frombuffer(data, np.uint8)
-        else:
-            out = None
-        parts.append(data)
-        offset += len(data)
-    tail = shard_index(index)
-    if out is None or offset + len(tail) > len(out):
-        return b"".join(parts) + tail
-    out[offset:offset + len(tail)] = np.frombuffer(tail, np.uint8)
-    return memoryview(out[:offset + len(tail)])
-
-
-def _shard_buffer(lay: ArrayLayout) -> np.ndarray | None:
-    """A buffer big enough for one shard of ``lay`` with any usual codec's overhead."""
-    if not lay.sharded:
-        return None
-    chunk_bytes = lay.dtype.itemsize * int(np.prod(lay.chunk))
-    n_chunks = int(np.prod(lay.unit)) // int(np.prod(lay.chunk))
-    return np.empty(n_chunks * (chunk_bytes + chunk_bytes // 128 + 1024) + 16 * n_chunks + 64,
-                    np.uint8)
+    return shard_parts(unit, valid, lay, encode)
 
 
 def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
@@ -219,11 +188,10 @@ def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
     fill = lay.dtype.type(lay.fill_value)
     # one buffer for every stored object of this key: every entry of ``region`` is
     # rewritten each time, and the padding beyond the array's edge stays fill
-    slab = (np.empty if padded == natural else np.zeros)((ut,) + padded, lay.dtype)
+    slab = thread_buffer("slab", (ut,) + padded, lay.dtype)
     if padded != natural:
         slab[...] = fill
     region = slab[(slice(None),) + tuple(slice(0, s) for s in natural)]
-    shard_buf = _shard_buffer(lay) if target.is_local else None
     for u0 in range(task.t0, task.t1, ut):
         a = u0 - task.t0
         count = rows.count[a:a + ut]
@@ -255,40 +223,22 @@ def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
                 continue
             unit = slab[(slice(None),) + sel][None]
             key = "/".join([lay.key, "c", str(task.slot), str(u0 // ut), *map(str, pos)])
-            target.put(key, encode_unit(unit, unit_valid, lay, shard_buf))
+            target.put(key, encode_unit(unit, unit_valid, lay))
 
 
-_malloc_tuned = False
+def run_task(task: TaskSpec, target: Target, keep_buffers: bool = False) -> int:
+    """Convert one task; returns its number of trains (progress units).
 
-
-def _tune_malloc() -> None:
-    """Undo the cost of ``MALLOC_TRIM_THRESHOLD_`` for this process, once.
-
-    dask.distributed starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``; glibc then
-    maps and unmaps every buffer above 128 KiB, and blosc, which allocates one per
-    frame, spends half its time in page faults (encoding runs 2x slower than in a
-    plain process). Keeping buffers up to 1 MiB on the heap and trimming above 64 MiB
-    restores the speed; larger buffers still go back to the system.
-    """
-    global _malloc_tuned
-    if _malloc_tuned or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
-        return
-    _malloc_tuned = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:     # not glibc
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 1 << 20)
-    libc.mallopt(m_trim_threshold, 64 << 20)
-
-
-def run_task(task: TaskSpec, target: Target) -> int:
-    """Convert one task; returns its number of trains (progress units)."""
-    _tune_malloc()
+    ``keep_buffers``: leave this thread's buffers for its next task (threads that end
+    with the conversion); otherwise they are released (long-lived dask workers)."""
+    tune_malloc()
     sums: dict[str, list[tuple[int, int]]] = {}
-    with _Sources(task.files) as src:
-        for rows in task.keys:
-            _write_key(task, rows, src, target, sums.setdefault(rows.layout.key, []))
+    try:
+        with _Sources(task.files) as src:
+            for rows in task.keys:
+                _write_key(task, rows, src, target, sums.setdefault(rows.layout.key, []))
+    finally:
+        if not keep_buffers:
+            release_buffers()
     target.put(f"{DONE_DIR}/{task.task_id}", done_marker(task.slot, sums))
     return task.n_trains

@@ -15,7 +15,7 @@ from ..errors import PropertyNameError
 from ..frames import FrameMap
 from .consistency import check_key
 from .param_docs import shared
-from .reading import DEFAULT_THREADS, checked_fill, read_rows, roi_shape
+from .reading import checked_fill, read_rows, roi_shape
 
 if TYPE_CHECKING:
     from .base import MultimodDetectorBase
@@ -167,7 +167,7 @@ class MultimodKeyData:
         return self._read(fill_value, out, roi, astype, module_gaps)
 
     def _read(self, fill_value: Any, out: np.ndarray | None, roi: Any, astype: Any,
-              module_gaps: bool, threads: int = DEFAULT_THREADS) -> np.ndarray:
+              module_gaps: bool, threads: int | None = None) -> np.ndarray:
         roi = as_roi(roi)
         shape = self.buffer_shape(module_gaps, roi)
         if out is not None:

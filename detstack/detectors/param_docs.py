@@ -28,7 +28,8 @@ subtrain_index : {'pulseId', 'cellId'}, default 'pulseId'
 """,
     "decompress_threads": """\
 decompress_threads : int, optional
-    Threads reading and decompressing blocks (default: a few per core).
+    Threads reading and decompressing blocks (default: two per core for plain
+    copies, one per core when every block must be decompressed).
 """,
     "roi": """\
 roi : tuple of slices/ints, optional

@@ -23,7 +23,12 @@ from ..layout import RowLayout, row_layout
 from ..run.handles import POOL
 from .chunk_jobs import CompressedReader, corrupt_chunk
 
-DEFAULT_THREADS = min(8, 2 * (os.cpu_count() or 1))
+DEFAULT_THREADS = min(8, 2 * (os.cpu_count() or 1))   # plain copies: waits on I/O overlap
+# decoding is CPU-bound: one thread per core (more only add cache thrash and switches:
+# measured 0.79x of the single-core decode per CPU-second with 4 threads on 2 cores,
+# 0.87x with 2, 0.96x with 1; benchmarks/bench_paths.py)
+DECODE_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                     else (os.cpu_count() or 1))
 
 
 def default_fill(dtype: np.dtype) -> float | int:
@@ -217,7 +222,7 @@ def _first_bad_row(ds: h5py.Dataset, start: int, stop: int, rest: tuple[Any, ...
 
 def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
               selected: np.ndarray | None = None, src_index: tuple[Any, ...] = (),
-              per_train: bool = False, threads: int = DEFAULT_THREADS) -> None:
+              per_train: bool = False, threads: int | None = None) -> None:
     """Fill ``out[slots[m], rows]`` with module ``m``'s rows of ``key``.
 
     ``src_index`` is applied to every source row after the row index (ROI,
@@ -275,7 +280,10 @@ def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
                 continue
             _h5_read(ds, dest, (slice(run.src_start, run.src_start + run.length),) + src_index,
                      np.s_[run.dst_start:run.dst_start + run.length], path, dpath, describe)
-    file_jobs = direct.jobs() + compressed.jobs()
+    direct_jobs, decode_jobs = direct.jobs(), compressed.jobs()
+    file_jobs = direct_jobs + decode_jobs
+    if threads is None:     # CPU-bound decoding alone: one thread per core
+        threads = DEFAULT_THREADS if direct_jobs or other_jobs else DECODE_THREADS
     # as many files open at once as the HDF5 handle pool: runs can have more files
     # than `ulimit -n` allows
     paths = list(dict.fromkeys(p for p, _ in file_jobs))

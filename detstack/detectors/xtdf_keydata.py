@@ -17,7 +17,7 @@ from .pulses import (
     normalize_pulses,
     select_frames,
 )
-from .reading import DEFAULT_THREADS, roi_shape
+from .reading import roi_shape
 
 if TYPE_CHECKING:
     from .base import MultimodDetectorBase
@@ -253,7 +253,7 @@ class XtdfImageKeyData(MultimodKeyData):
             A source file cannot be read.
         """
         return self._read(fill_value, out, roi, astype, module_gaps,
-                          threads=max(1, decompress_threads or DEFAULT_THREADS))
+                          threads=max(1, decompress_threads) if decompress_threads else None)
 
     @shared
     def xarray(self, *, fill_value: Any = None, roi: Any = (), astype: Any = None,

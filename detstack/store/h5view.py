@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import FileFormatError, ViewRecordError
 from ..safety import require_regular_file
+from .h5_decode import CheckedDataset, Where, read_checked, view_where
 from .h5_guard import Trust, check_dataset, check_links
 from .verify import resolve_source
 from .view_collection import ViewCollection, check_record
@@ -38,8 +39,9 @@ class LazyDataset:
     0.1-0.2 s, and most uses of a view touch only some keys."""
 
     def __init__(self, h5: h5py.File, path: str, shape: tuple[int, ...], dtype: np.dtype,
-                 trust: Trust) -> None:
+                 trust: Trust, where: Where | None = None) -> None:
         self._h5 = h5
+        self.where = where
         self.path = path
         self.shape = shape
         self.dtype = np.dtype(dtype)
@@ -62,10 +64,10 @@ class LazyDataset:
         return self._ds
 
     def __getitem__(self, item: Any) -> np.ndarray:
-        return self.dataset[item]
+        return read_checked(self.dataset, item, self.where)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        arr = self.dataset[()]
+        arr = read_checked(self.dataset, (), self.where)
         return arr if dtype is None else arr.astype(dtype)
 
 
@@ -291,8 +293,10 @@ def _collection(path: str, h5: h5py.File, record: dict[str, Any], fobj: Any,
                 raise ViewRecordError(path, f"its counts place {int(offsets[-1])} frames in "
                                       f"{where}, which holds {ds.shape[1:2]}",
                                       "The file is damaged or was edited: write it again")
-            arrays[key] = FramesByTrain(ds, offsets, int(record["max_frames"]),
+            checked = CheckedDataset(ds, view_where(record, train_ids, True, offsets))
+            arrays[key] = FramesByTrain(checked, offsets, int(record["max_frames"]),
                                         dtype.type(fill))
         else:
-            arrays[key] = LazyDataset(h5, where, _array_shape(record, info), dtype, trust)
+            arrays[key] = LazyDataset(h5, where, _array_shape(record, info), dtype, trust,
+                                      view_where(record, train_ids, info["per_frame"]))
     return ViewCollection(path, record, arrays, train_ids, counts, keepalive=(h5, fobj))

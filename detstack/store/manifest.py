@@ -16,7 +16,7 @@ import io
 import json
 import os
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from .manifest_meta import (
     loads,
 )
 from .manifest_paths import Locations, join, locate
+from .manifest_reads import checked_arrays, promised_chunks
 from .view_collection import ViewCollection, check_record
 
 __all__ = ["SourceUnreachableError", "UnsafeReferenceError", "manifest_filesystem",
@@ -88,6 +89,7 @@ class ManifestFileSystem(ReferenceFileSystem):
         self.locations = locations
         self.bounds = bounds
         self._resolved: dict[str, str] = {}
+        self.on_absent: Callable[[str], None] = lambda path: None   # manifest_reads
         super().__init__(fo, **kwargs)
 
     def resolve(self, url: str) -> str:
@@ -112,13 +114,18 @@ class ManifestFileSystem(ReferenceFileSystem):
         try:
             url, s, e = super()._cat_common(path, start, end)
         except TypeError as exc:  # a null Parquet reference: the chunk is absent
+            self.on_absent(path)
             raise FileNotFoundError(path) from exc
+        except FileNotFoundError:
+            self.on_absent(path)     # data the counts promise: never read as fill
+            raise
         except ValueError as exc:  # a reference that is not [url], [url, offset, size]
             raise FileFormatError(self.view, f"holds a malformed reference for {path!r}") \
                 from exc
         if isinstance(url, bytes):
             return url, s, e
         if not isinstance(url, str):
+            self.on_absent(path)
             raise FileNotFoundError(path)
         return self.resolve(url), s, e
 
@@ -330,7 +337,16 @@ def manifest_store(path: str | os.PathLike[str], storage_options: dict[str, Any]
     """A read-only zarr store over a manifest, with the same safety rules as
     ``open_manifest`` and fast local reads: ``xarray.open_zarr(manifest_store(path))``."""
     fs = manifest_filesystem(os.fspath(path), storage_options, allowed_prefixes)
-    return zarr.storage.FsspecStore(fs, read_only=True, path="")
+    store = zarr.storage.FsspecStore(fs, read_only=True, path="")
+    try:
+        group = zarr.open_group(store, mode="r", zarr_format=2, use_consolidated=True)
+    except (FileNotFoundError, KeyError, ValueError):
+        return store            # not a zarr group: xarray will say so
+    record = group.attrs.get("detstack_record")
+    if isinstance(record, dict):
+        check_record(record, os.fspath(path))
+        promised_chunks(fs, group, record, os.fspath(path))
+    return store
 
 
 def _check_sources(fs: ManifestFileSystem, name: str) -> None:
@@ -390,8 +406,8 @@ def open_manifest(path: str | os.PathLike[str], storage_options: dict[str, Any] 
     if missing:
         raise FileFormatError(name, f"lacks arrays its record names: {missing[:5]}",
                               "The manifest is incomplete or damaged; write it again")
-    arrays = {key: group[key] for key in record["keys"]}
     train_ids = np.asarray(group["train"][:], dtype=np.uint64)
     counts = {g: np.asarray(group[f"count.{g}"][:]) for g in record["index_groups"]}
+    arrays = checked_arrays(group, record, counts, train_ids, name, fs)
     return ViewCollection(Path(name) if local else name, record, arrays, train_ids, counts,
                           keepalive=(store, group))

@@ -186,8 +186,39 @@ def verify_view(path: str | os.PathLike[str], storage_options: dict[str, Any] | 
             raise
         return VerifyReport(str(path), errors=[str(exc)])
     report = verify_record(path, dict(view.record))
+    view_problems(path, view, report)
     if full:
         from .verify_full import verify_frames
         report.full = True
         verify_frames(path, view, report, storage_options)
     return report
+
+
+def view_problems(path: str | os.PathLike[str], view: Any, report: VerifyReport) -> None:
+    """What the view itself holds wrong, without reading pixels: HDF5 views' mappings,
+    links and external storage against the record (``h5_guard``); chunks the counts
+    promise but whose reference is gone (manifests; zarr stores read through zarr-python,
+    e.g. zip files; folder stores are checked shard by shard when read)."""
+    name = os.fspath(path)
+    if name.lower().endswith((".h5", ".hdf5", ".cxi", ".nxs")) and "://" not in name:
+        from .h5_guard import view_file_problems
+        for line in view_file_problems(name, dict(view.record)):
+            kind, _, what = line.partition(": ")
+            if kind == "MISSING":
+                if not any(what.startswith(m) for m in report.missing):
+                    report.missing.append(what)
+            else:
+                report.errors.append(what)
+    seen: set[int] = set()
+    for vf in view.files:
+        for rows in getattr(vf, "h5", {}).values():
+            objects = getattr(getattr(rows, "array", None), "objects", None)
+            if objects is None or id(objects) in seen:
+                continue
+            if "://" in objects.url and not objects.url.startswith("file://"):
+                continue     # a remote store: a request per object; --full reads them
+            seen.add(id(objects))
+            try:
+                objects.require(range(objects.shape[0]), range(objects.shape[1]))
+            except DetstackError as exc:
+                report.errors.append(str(exc))

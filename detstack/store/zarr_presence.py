@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDataError
+from ..errors import DetstackError, MissingDataError
 from ..safety import require_regular_file
+from .zarr_decode import corrupt_store_chunk
 
 
 def _span(index: Any, n: int) -> range:
@@ -46,6 +47,7 @@ class StoredObjects:
         self.shape = tuple(int(s) for s in array.shape)
         self._present: set[tuple[int, ...]] = set()   # objects shared by several trains
         self._checked: set[tuple[int, int]] = set()    # (slot, train) fully verified
+        self.sources: dict[str, Any] | None = None     # record modules, to name sources
 
     def objects(self, slot: int, train: int) -> Iterator[tuple[int, ...]]:
         """Grid coordinates of the objects holding (slot, train)'s stored rows."""
@@ -70,6 +72,14 @@ class StoredObjects:
         store = self.array.store_path.store
         return bool(sync(store.exists(f"{self.array.path}/{key}")))
 
+    def missing(self, coords: tuple[int, ...], s: int, t: int) -> MissingDataError:
+        return MissingDataError(
+            self.url, f"array {self.array.path}: the stored object "
+            f"{self.array.metadata.encode_chunk_key(coords)} of module slot {s}, train index "
+            f"{t} is missing, but the store's counts say it holds {int(self.counts[s, t])} "
+            "rows", "zarr would read it as fill values. The store is damaged: convert the "
+            "run again (overwrite=True)")
+
     def require(self, slots: range, trains: range) -> None:
         """MissingDataError if an object holding rows of these slots and trains is gone."""
         n_slots, n_trains = self.counts.shape
@@ -83,13 +93,7 @@ class StoredObjects:
                     if coords in self._present:
                         continue
                     if not self._exists(coords):
-                        raise MissingDataError(
-                            self.url, f"array {self.array.path}: the stored object "
-                            f"{self.array.metadata.encode_chunk_key(coords)} of module slot "
-                            f"{s}, train index {t} is missing, but the store's counts say it "
-                            f"holds {int(self.counts[s, t])} rows",
-                            "zarr would read it as fill values. The store is damaged: "
-                            "convert the run again (overwrite=True)")
+                        raise self.missing(coords, s, t)
                     if self.unit[1] > 1:
                         self._present.add(coords)
                 self._checked.add((s, t))
@@ -117,7 +121,13 @@ class PresenceCheckedArray:
 
     def __getitem__(self, index: Any) -> Any:
         require_present(self.objects, index)
-        return self.array[index]
+        try:
+            return self.array[index]
+        except DetstackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - codecs raise anything; named here
+            raise corrupt_store_chunk(self.array, index, exc, self.objects.url,
+                                      self.objects.sources) from None
 
 
 def checked_arrays(arrays: dict[str, Any], record: dict[str, Any],
@@ -132,5 +142,6 @@ def checked_arrays(arrays: dict[str, Any], record: dict[str, Any],
             out[key] = array
             continue
         objects = StoredObjects(array, group_counts, bool(info["per_frame"]), url, folder)
+        objects.sources = record["detector"]["modules"]
         out[key] = PresenceCheckedArray(array, objects)
     return out

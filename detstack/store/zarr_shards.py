@@ -21,7 +21,7 @@ from typing import Any
 import numcodecs
 import numpy as np
 
-from ..errors import FileFormatError, MissingDataError
+from ..errors import CorruptChunkError, FileFormatError, MissingDataError
 from ..safety import open_regular
 
 EMPTY = np.iinfo(np.uint64).max
@@ -227,7 +227,12 @@ class ShardedArray:
             raise FileFormatError(path, "the shard file is truncated", "Convert the run again")
         buf = memoryview(span)
         for pos, (off, nbytes) in zip(positions, entries.tolist(), strict=True):
-            self._decode_into(buf[off - lo:off - lo + nbytes], uses[pos], path)
+            at = [s * n + p * c for s, n, p, c in zip(shard, self.shard, pos, self.inner,
+                                                       strict=True)]
+            last = min(at[1] + self.inner[1], self.shape[1]) - 1
+            where = (f"inner chunk {pos} of shard {shard}: module slot {at[0]}, train index "
+                     f"{at[1]}" + (f"-{last}" if last > at[1] else ""))
+            self._decode_into(buf[off - lo:off - lo + nbytes], uses[pos], path, where)
 
     def _index(self, path: str, shard: tuple[int, ...]) -> np.ndarray:
         n = math.prod(self.grid)
@@ -255,7 +260,8 @@ class ShardedArray:
         return np.frombuffer(raw[:16 * n], "<u8").reshape(n, 2)
 
     def _decode_into(self, raw: memoryview,
-                     uses: list[tuple[tuple[slice, ...], np.ndarray]], path: str) -> None:
+                     uses: list[tuple[tuple[slice, ...], np.ndarray]], path: str,
+                     where: str = "") -> None:
         """Decode one inner chunk and copy it where each use wants it (straight into the
         output when one use takes the whole, untransposed chunk)."""
         codecs = self.codecs
@@ -270,9 +276,9 @@ class ShardedArray:
                 last = i == len(codecs.steps) - 1
                 data = step(data, out.reshape(-1).view(np.uint8) if direct and last else None)
         except Exception as exc:       # numcodecs raises RuntimeError/ValueError on bad data
-            raise FileFormatError(path, f"an inner chunk of {self.array.path} cannot be "
-                                  f"decoded ({exc})", "The store is damaged; convert the run "
-                                  "again") from None
+            raise CorruptChunkError(path, f"an inner chunk of {self.array.path} ({where}) "
+                                    f"cannot be decoded ({exc})", "The store is damaged; "
+                                    "convert the run again") from None
         if direct and isinstance(data, np.ndarray) and np.shares_memory(data, out):
             return          # decoded straight into the output
         nbytes = math.prod(shape) * codecs.dtype.itemsize

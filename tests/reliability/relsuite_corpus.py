@@ -209,10 +209,7 @@ def _(folder: Path) -> str:
     return f.name
 
 
-@bad_run("corrupt-compressed-chunk", validate_sees=False,
-         xfail="known gap: the HDF5-view reader, write_frames and zarr-python's manifest "
-               "decode still raise h5py/zlib errors for a corrupt chunk (detstack's own "
-               "reader and to_zarr raise CorruptChunkError)")
+@bad_run("corrupt-compressed-chunk", validate_sees=False)
 def _(folder: Path) -> str:
     f = base_run(folder, layout="deflate")[0]
     with h5py.File(f, "r") as h5:
@@ -221,6 +218,35 @@ def _(folder: Path) -> str:
     with open(f, "r+b") as fh:
         fh.seek(offset + 2)
         fh.write(b"\xff" * 64)
+    return f.name
+
+
+def _data_path(module: int) -> str:
+    return f"INSTRUMENT/{SRC.format(module)}/image/data"
+
+
+def _zero_row(module: int, row: int) -> Callable[[Path], None]:
+    """The reference for a chunk never written: its row reads as HDF5's fill value 0."""
+    def reference(folder: Path) -> None:
+        _edit(module_file(folder, module), lambda h5: h5[_data_path(module)].__setitem__(row, 0))
+    return reference
+
+
+@bad_run("never-written-chunk", reference=_zero_row(0, 1), validate_sees=False)
+def _(folder: Path) -> str:
+    """INDEX counts a frame whose chunk the DAQ never wrote: every reader and view form
+    reads HDF5's fill value there, as h5py does (the manifest writer records the hole, so
+    its reader does not take it for a deleted reference)."""
+    f = base_run(folder)[0]
+
+    def damage(h5: h5py.File) -> None:
+        data = h5[_data_path(0)][...]
+        del h5[_data_path(0)]
+        ds = h5.create_dataset(_data_path(0), shape=data.shape, dtype=data.dtype,
+                               chunks=(1,) + data.shape[1:])
+        ds[:1] = data[:1]
+        ds[2:] = data[2:]
+    _edit(f, damage)
     return f.name
 
 

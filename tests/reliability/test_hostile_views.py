@@ -40,9 +40,23 @@ def symlink_escape(folder: Path) -> tuple[Path, str]:
     return path, "passwd"
 
 
+def zlib_bomb(n_mib: int) -> bytes:
+    """A valid zlib stream of ``n_mib`` MiB of zeros (~1 KB per MiB), built from one
+    compressed MiB repeated (a full flush makes every block alike): seconds faster than
+    compressing the zeros."""
+    zeros = b"\0" * (1 << 20)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+    last = c.compress(zeros) + c.flush()
+    check = 1
+    for _ in range(n_mib):
+        check = zlib.adler32(zeros, check)
+    return b"\x78\xda" + block * (n_mib - 1) + last + check.to_bytes(4, "big")
+
+
 def inline_bomb(folder: Path) -> tuple[Path, str]:
     path, doc = _manifest(folder)
-    bomb = zlib.compress(b"\0" * (1 << 30), 9)
+    bomb = zlib_bomb(1024)
     doc["refs"]["train/0"] = "base64:" + base64.b64encode(bomb).decode()
     path.write_text(json.dumps(doc))
     return path, "train"
@@ -55,6 +69,14 @@ def absurd_shape(folder: Path) -> tuple[Path, str]:
     doc["refs"]["image.data/.zarray"] = json.dumps(meta)
     path.write_text(json.dumps(doc))
     return path, "image.data"
+
+
+def deleted_reference(folder: Path) -> tuple[Path, str]:
+    """A data chunk's reference removed: zarr would read it as zeros."""
+    path, doc = _manifest(folder)
+    del doc["refs"]["image.data/0.1.1.0.0.0"]      # module 0, train 10001, frame 1
+    path.write_text(json.dumps(doc))
+    return path, "train 10001"
 
 
 def _vds_with_source(folder: Path, source: str) -> tuple[Path, str]:
@@ -85,6 +107,7 @@ ATTACKS: dict[str, Callable[[Path], tuple[Path, str]]] = {
     "manifest-symlink-escape": symlink_escape,
     "manifest-inline-bomb": inline_bomb,
     "manifest-absurd-shape": absurd_shape,
+    "manifest-deleted-reference": deleted_reference,
     "vds-maps-etc-passwd": vds_to_passwd,
     "vds-maps-unlisted-missing-file": vds_to_unlisted_missing,
 }

@@ -38,6 +38,7 @@ ENV = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("faults") / "run"
     synth.write_run(folder, **RUN)
+    to_vds(det_of(folder), folder / "view.h5")      # what `materialize` copies
     return folder
 
 
@@ -187,7 +188,7 @@ def test_readers_during_a_conversion(run: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("writer,name", [("vds", "v.h5"), ("cxi", "v.cxi"),
                                          ("manifest", "m.json"), ("manifest", "m.parq"),
-                                         ("frames", "f.h5")])
+                                         ("frames", "f.h5"), ("materialize", "mat.h5")])
 def test_file_writers_killed(run: Path, tmp_path: Path, writer: str, name: str) -> None:
     """A killed HDF5/manifest writer leaves nothing under the final name (or the whole
     file); its hidden temporary is removed by the next write to the same name."""

@@ -111,6 +111,9 @@ def test_xarray_dask_chunks(run: Path, tmp_path: Path) -> None:
     arr = zarr.open_array(url + "/image.data", mode="r")
     default = xr.open_zarr(url)["image.data"]
     assert default.data.chunksize == arr.chunks
+    train, pulse = default.dims.index("train"), default.dims.index("pulse")
+    frames = default.data.chunksize[train] * default.data.chunksize[pulse]
+    assert frames == min(8, default.sizes["train"])      # not one dask chunk per frame
     assert default.encoding["shards"] == arr.shards
     per_shard = xr.open_zarr(url, chunks={"pulse": -1})["image.data"]
     assert per_shard.data.chunksize == arr.shards
