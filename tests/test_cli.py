@@ -52,7 +52,7 @@ def test_demo_writes_views_beside_the_run(tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert len(list(run.glob("*.h5"))) == 34 and not list(run.glob("view*"))
     assert sorted(p.name for p in tmp_path.glob("view*")) == [
-        "view.cxi", "view.h5", "view.json", "view.zarr"]
+        "view.arrays.h5", "view.cxi", "view.h5", "view.json", "view.zarr"]
     assert res.stderr == ""
     # the run folder is still a clean run, and its views open
     val = cli("validate", run)

@@ -78,7 +78,7 @@ def test_readme_from_the_top_in_a_fresh_venv(tmp_path: Path) -> None:
     tour = repo / "tour"
     assert (tour / "preview.png").stat().st_size > 10_000
     assert {p.name for p in tour.glob("view.*")} == {"view.h5", "view.cxi", "view.json",
-                                                     "view.zarr"}
+                                                     "view.arrays.h5", "view.zarr"}
     python = repo / ".venv" / "bin" / "python"
     cwd = tour
     env = {**env, "PATH": f"{python.parent}{os.pathsep}{env['PATH']}"}

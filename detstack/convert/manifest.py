@@ -41,6 +41,7 @@ from ..errors import DetstackError
 from ..progress import track
 from .atomic import atomic_dir, atomic_path, check_target
 from .manifest_holes import index_ranges, record_holes
+from .manifest_paths import ManifestPaths, finish_record, manifest_paths
 from .manifest_refs import (
     RefBatch,
     chunk_table,
@@ -52,11 +53,11 @@ from .manifest_refs import (
     source_datasets,
     url_numbers,
 )
+from .manifest_sidecar import check_sidecar_target, sidecar_path, sidecar_written
 from .plan import KeyPlan, ViewPlan, as_detector
 
 log = logging.getLogger(__name__)
 
-TEMPLATE = "base"            # JSON template naming the folder references are relative to
 INLINE_BELOW = 4096          # rows smaller than this (bytes) are copied into the manifest
 INLINE_CHUNK_BYTES = 1 << 20  # chunk size of copied arrays
 RECORD_SIZE = 100_000        # Parquet references per record file
@@ -99,7 +100,8 @@ class Storage:
         return self.chunk, tuple((n, 0 if n == "deflate" else p) for n, p in self.filters)
 
     def codecs(self) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None]:
-        """Zarr v2 (filters, compressor): the HDF5 pipeline in its encoding order."""
+        """Zarr v2 (filters, compressor): the HDF5 pipeline in its encoding order, all as
+        filters (kerchunk's own form, and the one VirtualiZarr reads)."""
         conf = []
         for name, param in self.filters:
             if name == "deflate":
@@ -108,8 +110,6 @@ class Storage:
                 conf.append({"id": "shuffle", "elementsize": param})
             else:
                 conf.append({"id": "fletcher32"})
-        if conf and conf[-1]["id"] == "zlib":
-            return conf[:-1] or None, conf[-1]
         return conf or None, None
 
 
@@ -179,6 +179,7 @@ class ArraySpec:
     # referenced chunks: batches of references in ascending chunk order (RefBatch)
     refs: Callable[[], Iterator[RefBatch]] | None = None
     data: np.ndarray | None = None   # inlined arrays: the whole array
+    copied: bool = False             # values copied from the run (inline or in the sidecar)
     unallocated: list[list[int]] = field(default_factory=list)  # see manifest_holes
 
     @property
@@ -231,7 +232,7 @@ def inline_spec(name: str, dims: list[str], data: np.ndarray, fill: Any = 0) -> 
         chunks[1] = max(1, min(data.shape[1], INLINE_CHUNK_BYTES // max(row, 1)))
     chunks = [max(c, 1) for c in chunks]
     return ArraySpec(name, dims, data.shape, tuple(chunks), data.dtype, fill, None,
-                     {"id": "zlib", "level": 1}, data=data)
+                     {"id": "zlib", "level": 1}, data=data, copied=True)
 
 
 def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> ArraySpec:
@@ -362,11 +363,10 @@ JSON_BATCH = 100_000   # references encoded at a time
 
 
 def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
-               urls: list[str], base: str) -> None:
+               urls: list[str], templates: dict[str, str]) -> None:
     """kerchunk's JSON reference layout, streamed: one batch of references in memory at a
     time, so memory does not grow with the run (the file does: ~100 bytes a chunk). The
     metadata comes last: its holes are known once the references are built."""
-    templ = [f"{{{{{TEMPLATE}}}}}/{u}" for u in urls]
     sep = (",", ":")
 
     def batches() -> Iterator[dict[str, Any]]:
@@ -380,7 +380,7 @@ def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
             for b in s.refs():
                 for lo in range(0, len(b), JSON_BATCH):
                     hi = lo + JSON_BATCH
-                    yield {key: [templ[u], o, n] for key, u, o, n in zip(
+                    yield {key: [urls[u], o, n] for key, u, o, n in zip(
                         _chunk_keys(s, b.index[lo:hi]), b.url[lo:hi].tolist(),
                         b.offset[lo:hi].tolist(), b.size[lo:hi].tolist(), strict=True)}
         record_holes(meta, specs)      # known once the references are built
@@ -389,8 +389,8 @@ def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
         yield tail
 
     with open(path, "w") as fh:
-        fh.write('{"version":1,"templates":' + json.dumps({TEMPLATE: base}, separators=sep)
-                 + ',"refs":{')
+        head = {"version": 1, **({"templates": templates} if templates else {})}
+        fh.write(json.dumps(head, separators=sep)[:-1] + ',"refs":{')
         first = True
         for batch in batches():
             if batch:   # each chunk key appears once: batches join into one object
@@ -408,7 +408,7 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("Parquet manifests need fastparquet: pip install "
                           "'detstack[parquet]'") from exc
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
     url_arr = np.array(urls + [None], dtype=object)
     for s in specs:
         folder = path / s.name
@@ -484,21 +484,6 @@ def _format(path: Path, format: str | None) -> str:
                      "or pass format='json'|'parquet'")
 
 
-def _locations(files: list[Path], folder: Path, relative: bool, url_prefix: str | None
-               ) -> tuple[str, list[str], str]:
-    """(kind of paths, path of each file below the base, base)."""
-    if url_prefix is not None:
-        common = Path(os.path.commonpath([str(p.parent) for p in files])) if files else folder
-        rel = [Path(os.path.relpath(p, common)).as_posix() for p in files]
-        return "url", rel, url_prefix.rstrip("/")
-    if relative:  # an absolute base that readers may override (the files moved)
-        rel = [Path(os.path.relpath(p, folder)).as_posix() for p in files]
-        return "relative", rel, folder.as_posix()
-    common = Path(os.path.commonpath([str(p.parent) for p in files])) if files else folder
-    return "absolute", [Path(os.path.relpath(p, common)).as_posix() for p in files], \
-        common.as_posix()
-
-
 @dataclass
 class Layout:
     """Everything a reference writer needs: the arrays, the record, the source files."""
@@ -552,8 +537,8 @@ def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: st
 def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | None = None,
                 format: str | None = None, relative: bool = True, overwrite: bool = False,
                 on_unsupported: str = "raise", url_prefix: str | None = None,
-                layout: str = "trains", detector_name: str | None = None,
-                **det_kwargs: Any) -> Path:
+                layout: str = "trains", compact: bool = False,
+                detector_name: str | None = None, **det_kwargs: Any) -> Path:
     """Write a zarr manifest (kerchunk references) of a detector's run; return its path.
 
     One reference per chunk points into the run's HDF5 files (no copy), so
@@ -573,8 +558,10 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
     format : {'json', 'parquet'}, optional
         Override the format the name implies.
     relative : bool, default True
-        Store paths relative to the manifest's folder (a run and its manifest move
-        together); ``False`` writes absolute paths.
+        The record names the source files relative to the manifest's folder (a run and
+        its manifest moved together still open with ``open_view``); ``False`` records
+        absolute paths. References always hold absolute paths (or URLs), which
+        VirtualiZarr, kerchunk and plain fsspec resolve from any working folder.
     overwrite : bool, default False
         Replace an existing output; otherwise an existing one is refused.
     on_unsupported : {'raise', 'skip'}, default 'raise'
@@ -585,7 +572,14 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
         with per-frame ``train_id``, ``pulse_id``, ``cell_id`` coordinates and no
         padding of short trains.
     url_prefix : str, optional
-        Where remote readers find the run's files, e.g. ``"s3://bucket/run/"``.
+        Where remote readers find the run's files, e.g. ``"s3://bucket/run/"``
+        (implies ``compact``).
+    compact : bool, default False
+        The older single-file form: references relative to a ``{{base}}`` template
+        and small arrays inline. Smaller, read by fsspec/xarray/zarr-python and
+        detstack, but not by VirtualiZarr. By default small arrays and coordinates
+        go into a sidecar HDF5 file beside the manifest (``view.arrays.h5``; inside
+        a Parquet folder: ``arrays.h5``), listed in the record with its identity.
     detector_name : str, optional
         Detector to pick when ``det_or_run`` is a run with several.
     **det_kwargs
@@ -611,28 +605,31 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
     target = Path(path)
     fmt = _format(target, format)
     check_target(target, overwrite)
+    compact = compact or url_prefix is not None   # remote files: the template form
+    if not compact and fmt == "json":
+        check_sidecar_target(sidecar_path(target, fmt), overwrite)
     det = as_detector(det_or_run, detector_name, **det_kwargs)
     folder = target.parent.resolve()
     lay = build_layout(det, keys, on_unsupported, "manifest", folder, layout)
-    paths_kind, rel, base = _locations(lay.files, folder, relative, url_prefix)
-    record = lay.record
-    for entry, p, r in zip(record["source_files"], lay.files, rel, strict=True):
-        entry["path"] = {"relative": r, "absolute": str(p), "url": f"{base}/{r}"}[paths_kind]
-    record["manifest"] = {
-        "format": fmt, "zarr_format": 2, "paths": paths_kind, "template": TEMPLATE,
-        "base": base, "referenced": [s.name for s in lay.specs if s.referenced],
-        "copied": [k for k in record["keys"] if k not in
-                   {s.name for s in lay.specs if s.referenced}],
-        "skipped": lay.skipped,
-    }
-    meta = _metadata(lay.specs, {"detstack_record": record,
-                                 "coordinates": " ".join(lay.coordinates)})
-    if fmt == "json":
-        with atomic_path(target, overwrite) as tmp:
-            write_json(tmp, lay.specs, meta, rel, base)
-    else:
-        if paths_kind != "relative":
-            rel = [f"{base}/{r}" for r in rel]  # Parquet references have no templates
-        with atomic_dir(target, overwrite) as tmp:
-            write_parquet(tmp, lay.specs, meta, rel, RECORD_SIZE)
+    names = manifest_paths(lay.files, folder, relative, url_prefix, compact)
+    with (atomic_path if fmt == "json" else atomic_dir)(target, overwrite) as tmp:
+        if compact:
+            _write(tmp, fmt, lay, names, None)
+        else:
+            with sidecar_written(folder / target.name, fmt, tmp, lay.specs,
+                                 len(lay.files)) as (side, entry):
+                _write(tmp, fmt, lay, names.add(side, folder), entry)
     return target
+
+
+def _write(out: Path, fmt: str, lay: Layout, names: ManifestPaths,
+           sidecar: dict[str, Any] | None) -> None:
+    """The record (how files are named, the sidecar), the metadata, the references."""
+    copied = [s.name for s in lay.specs if s.copied]
+    attrs = finish_record(lay.record, fmt, names, copied, lay.skipped, sidecar)
+    attrs["coordinates"] = " ".join(lay.coordinates)
+    meta = _metadata(lay.specs, attrs)
+    if fmt == "json":
+        write_json(out, lay.specs, meta, names.refs, names.templates)
+    else:
+        write_parquet(out, lay.specs, meta, names.parquet_refs, RECORD_SIZE)

@@ -13,6 +13,7 @@ import stat
 import h5py
 
 VIEW_RECORD_ATTR = "detstack_record"   # the record attribute of detstack HDF5 views
+SIDECAR_ATTR = "detstack_manifest_arrays"  # marks the small-array file of a zarr manifest
 
 
 def is_derived_view(path: str | os.PathLike[str]) -> bool:
@@ -26,8 +27,8 @@ def is_derived_view(path: str | os.PathLike[str]) -> bool:
     Returns
     -------
     bool
-        True for a file with no ``INDEX`` group that carries a detstack view record
-        or a CXI ``cxi_version``; False for anything else (including unreadable files).
+        True for a file with no ``INDEX`` group that carries a detstack view record,
+        the mark of a manifest's sidecar, or a CXI ``cxi_version``; False for anything else (including unreadable files).
     """
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
@@ -35,6 +36,7 @@ def is_derived_view(path: str | os.PathLike[str]) -> bool:
         with h5py.File(path, "r") as f:
             if "INDEX" in f:
                 return False
-            return VIEW_RECORD_ATTR in f.attrs or "cxi_version" in f
+            return (VIEW_RECORD_ATTR in f.attrs or SIDECAR_ATTR in f.attrs
+                    or "cxi_version" in f)
     except (OSError, ValueError):
         return False

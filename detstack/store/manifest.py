@@ -39,7 +39,7 @@ from ..errors import (
     ViewLimitError,
 )
 from ..safety import refuse_special, require_regular_file
-from .manifest_guard import Listed, SourceGuard, inside, is_local, normalize
+from .manifest_guard import SourceGuard, is_local, normalize
 from .manifest_meta import (
     ChunkBound,
     check_depth,
@@ -48,6 +48,7 @@ from .manifest_meta import (
     fill_null_values,
     loads,
 )
+from .manifest_paths import Locations, join, locate
 from .manifest_reads import checked_arrays, promised_chunks
 from .view_collection import ViewCollection, check_record
 
@@ -78,20 +79,14 @@ def _parent(path: str) -> str:
     return f"{protocol}://{posixpath.dirname(rest)}"
 
 
-def _join(base: str, rel: str) -> str:
-    return posixpath.join(base, rel) if "://" in base else os.path.join(base, rel)
-
-
 class ManifestFileSystem(ReferenceFileSystem):
     """Reference file system whose every read goes through a ``SourceGuard``."""
 
-    def __init__(self, fo: Any, *, view: str, guard: SourceGuard, data_base: str,
-                 rebase: tuple[str, str] | None, bounds: dict[str, ChunkBound],
-                 **kwargs: Any) -> None:
+    def __init__(self, fo: Any, *, view: str, guard: SourceGuard, locations: Locations,
+                 bounds: dict[str, ChunkBound], **kwargs: Any) -> None:
         self.view = view
         self.guard = guard
-        self.data_base = data_base
-        self.rebase = rebase
+        self.locations = locations
         self.bounds = bounds
         self._resolved: dict[str, str] = {}
         self.on_absent: Callable[[str], None] = lambda path: None   # manifest_reads
@@ -103,13 +98,13 @@ class ManifestFileSystem(ReferenceFileSystem):
         if done is not None:
             return done
         protocol, rest = split_protocol(url)
-        if protocol is None and not os.path.isabs(rest):
-            joined = _join(self.data_base, rest)
-        elif is_local(protocol) and self.rebase and inside(rest, self.rebase[0]):
-            joined = self.rebase[1] + rest[len(self.rebase[0]):]
+        moved = self.locations.move(url)
+        if moved is not None:        # a listed file's old location: the run was moved
+            loc = moved
+        elif protocol is None and not os.path.isabs(rest):
+            loc = normalize(join(self.locations.data_base, rest))
         else:
-            joined = url
-        loc = normalize(joined)
+            loc = normalize(url)
         self.guard.check_location(url, loc)
         self._resolved[url] = loc
         return loc
@@ -305,45 +300,6 @@ def _sanitise(fo: Any, meta: dict[str, Any], record: dict[str, Any], path: str
     return bounds
 
 
-def _data_base(record: dict[str, Any], folder: str) -> tuple[str, str | None]:
-    """(folder relative references resolve against, the base the writer recorded).
-
-    The recorded absolute base if the first source file is there; else the
-    manifest's own folder (the run and its manifest were moved or uploaded together)."""
-    info = record.get("manifest", {})
-    info = info if isinstance(info, dict) else {}
-    recorded = info.get("base")
-    recorded = recorded if isinstance(recorded, str) and recorded not in ("", ".") else None
-    if info.get("paths", "relative") != "relative":
-        return (recorded or folder), recorded
-    if recorded is None or not (os.path.isabs(recorded) or "://" in recorded):
-        return folder, recorded
-    if "://" in folder and "://" not in recorded:
-        return folder, recorded   # a local manifest uploaded with its run
-    files = record.get("source_files") or []
-    first = files[0].get("path") if files and isinstance(files[0], dict) else None
-    if (isinstance(first, str) and "://" not in folder + recorded
-            and not os.path.exists(_join(recorded, first))
-            and os.path.exists(_join(folder, first))):
-        return folder, recorded
-    return recorded, recorded
-
-
-def _listed(record: dict[str, Any], data_base: str) -> list[Listed]:
-    out = []
-    for entry in record.get("source_files") or []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            continue
-        p = entry["path"]
-        if split_protocol(p)[0] is None and not os.path.isabs(p):
-            p = _join(data_base, p)
-        size = entry.get("size")
-        out.append(Listed(normalize(p), size if isinstance(size, int) else None,
-                          entry.get("identity") if isinstance(entry.get("identity"), dict)
-                          else None))
-    return out
-
-
 def manifest_filesystem(path: str, storage_options: dict[str, Any] | None = None,
                         allowed_prefixes: Iterable[str] | None = None,
                         check: bool = True, check_content: bool = True) -> ManifestFileSystem:
@@ -356,20 +312,21 @@ def manifest_filesystem(path: str, storage_options: dict[str, Any] | None = None
     ref_fs, ref_path = fsspec.core.url_to_fs(path, **so)
     fo, meta, record = _load(path, ref_fs, ref_path)
     bounds = _sanitise(fo, meta, record, path)
-    data_base, recorded = _data_base(record, folder)
+    attrs = meta.get(".zattrs")
+    where = locate(record, attrs if isinstance(attrs, dict) else {}, folder)
+    data_base = where.data_base
     info = record.get("manifest", {}) if isinstance(record.get("manifest"), dict) else {}
     kwargs: dict[str, Any] = {"asynchronous": True}
-    if not isinstance(fo, LazyReferenceMapper) and info.get("paths", "relative") == "relative":
+    if (not isinstance(fo, LazyReferenceMapper) and info.get("paths", "relative") == "relative"
+            and isinstance(fo.get("templates"), dict) and TEMPLATE in fo["templates"]):
         kwargs["template_overrides"] = {TEMPLATE: data_base}
-    rebase = (recorded, data_base) if recorded and recorded != data_base else None
-    protocol, _ = split_protocol(data_base)
+    protocol = where.remote_protocol()
     kwargs["remote_protocol"] = protocol or "file"
     kwargs["remote_options"] = _remote_options(protocol, so)
     allowed = [normalize(p) for p in (allowed_prefixes or [])]
-    guard = SourceGuard(path, _listed(record, data_base), allowed, normalize(folder),
-                        check_content)
-    fs = ManifestFileSystem(fo, view=path, guard=guard, data_base=data_base, rebase=rebase,
-                            bounds=bounds, **kwargs)
+    guard = SourceGuard(path, where.listed, allowed, normalize(folder), check_content)
+    fs = ManifestFileSystem(fo, view=path, guard=guard, locations=where, bounds=bounds,
+                            **kwargs)
     if check:
         fs.check_all()
     return fs

@@ -146,26 +146,28 @@ def check_inline_chunk(key: str, data: bytes, bound: ChunkBound | None, where: s
     if bound is None:
         return
     limit = bound.nbytes + SLACK
-    unknown = [f for f in bound.filters if f not in SIZE_NEUTRAL]
-    if bound.compressor not in BOUNDABLE or unknown:
+    chain = [*bound.filters, *([bound.compressor] if bound.compressor else [])]
+    outer = chain.pop() if chain and chain[-1] in BOUNDABLE else None  # decoded first
+    unknown = [f for f in chain if f not in SIZE_NEUTRAL]
+    if unknown:
         raise ViewLimitError(f"{where}: inline chunk {key!r} uses codecs "
-                             f"{[bound.compressor, *unknown]} whose output size detstack cannot "
+                             f"{[*unknown, outer]} whose output size detstack cannot "
                              "bound; open a manifest with zlib/gzip/blosc inline data")
-    if bound.compressor is None:
+    if outer is None:
         size = len(data)
-    elif bound.compressor == "blosc":
+    elif outer == "blosc":
         from numcodecs.blosc import cbuffer_sizes
         try:
             size = int(cbuffer_sizes(data)[0])
         except (ValueError, RuntimeError) as exc:
             raise ViewLimitError(f"{where}: inline chunk {key!r} is not blosc data") from exc
     else:
-        wbits = 31 if bound.compressor == "gzip" else 15
+        wbits = 31 if outer == "gzip" else 15
         try:
             size = len(zlib.decompressobj(wbits).decompress(data, limit + 1))
         except zlib.error as exc:
             raise ViewLimitError(f"{where}: inline chunk {key!r} is not valid "
-                                 f"{bound.compressor} data ({exc})") from exc
+                                 f"{outer} data ({exc})") from exc
     if size > limit:
         raise ViewLimitError(f"{where}: inline chunk {key!r} decodes to more than the "
                              f"{bound.nbytes} bytes of one chunk of its array; the manifest is "

@@ -116,7 +116,9 @@ def verify_record(view_path: str | os.PathLike[str], record: dict[str, Any]) -> 
     report = VerifyReport(str(view_path), form)
     self_contained = form in SELF_CONTAINED_FORMS
     absent = []
-    for entry in record.get("source_files", []):
+    info = record.get("manifest")
+    sidecar = info.get("sidecar") if isinstance(info, dict) else None   # a manifest's arrays
+    for entry in record.get("source_files", []) + ([sidecar] if sidecar else []):
         path = source_path(view_path, entry)
         if path is None:
             continue

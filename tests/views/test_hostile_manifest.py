@@ -76,7 +76,10 @@ def test_symlink_to_etc_in_manifest_folder_is_refused(tmp_path):
     _, run, out = make(tmp_path)
     (run / "link").symlink_to("/etc")
     for target in ("{{base}}/link/passwd", str(run / "link" / "passwd")):
-        edit(out, lambda d, t=target: d["refs"].__setitem__(first_ref(d), [t, 0, 100]))
+        def hostile(doc: dict[str, Any], t: str = target) -> None:
+            doc["refs"][first_ref(doc)] = [t, 0, 100]
+            doc["templates"] = {"base": str(run)}   # the compact form's template
+        edit(out, hostile)
         with pytest.raises(UnsafeReferenceError, match="/etc/passwd"):
             open_view(out)
         with pytest.raises(UnsafeReferenceError):

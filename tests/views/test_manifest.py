@@ -84,9 +84,9 @@ def open_det(source: Any, name: str) -> Any:
 
 
 def plain_options(manifest: Path) -> dict[str, Any]:
-    """What a user of plain xarray/zarr passes (relative JSON references: the template)."""
+    """What a user of plain xarray/zarr passes (the compact form's template, if any)."""
     so: dict[str, Any] = {"fo": str(manifest), "remote_protocol": "file"}
-    if manifest.suffix == ".json":
+    if manifest.suffix == ".json" and "templates" in json.loads(manifest.read_text()):
         so["template_overrides"] = {"base": str(manifest.parent)}
     return so
 
@@ -164,9 +164,11 @@ def test_absent_data_reads_as_fill_value(tmp_path):
     assert np.isnan(data.sel(module=6, train=10001).values).all()         # missing train
     assert np.isnan(data.sel(module=1, train=10002).values[2:]).all()     # beyond 2 frames
     assert not np.isnan(data.sel(module=1, train=10002).values[:2]).any()
-    n_refs = sum(isinstance(v, list) for k, v in json.loads(out.read_text())["refs"].items()
-                 if k.startswith("image.data/"))
-    assert n_refs == det.frame_map.counts.sum()  # one reference per stored frame, no more
+    refs = [v for k, v in json.loads(out.read_text())["refs"].items()
+            if k.startswith("image.data/") and isinstance(v, list)]
+    into_run = [r for r in refs if not r[0].endswith(".arrays.h5")]
+    assert len(into_run) == det.frame_map.counts.sum()  # one reference per stored frame
+    assert len(refs) == len(into_run) + 1   # and the last chunk (absent): fill values
 
 
 def test_refuses_compressed_multiframe_chunks(tmp_path):
@@ -275,21 +277,28 @@ def test_refuses_views_as_sources(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["json", "parq"])
 def test_moved_run_folder_with_manifest_still_reads(tmp_path, fmt, monkeypatch):
+    """detstack follows a run moved with its manifest (the record's relative names);
+    plain tools read the references' absolute paths, so they use detstack's store, or
+    the compact form's template."""
     name = "jungfrau-shuffle"
     before = write(tmp_path / "before", name)
     det = open_det(before, name)
     expected = det.get_array("data.adc")
     to_manifest(det, before / f"view.{fmt}")
+    to_manifest(det, before / f"compact.{fmt}", compact=True)
     after = tmp_path / "moved" / "run"
     after.parent.mkdir()
     shutil.move(before, after)
     view_det = open_det(open_view(after / f"view.{fmt}"), name)
     xr.testing.assert_identical(expected, view_det.get_array("data.adc"))
-    monkeypatch.chdir(after)
+    want = expected_array(ViewPlan(open_det(after, name), squeeze=True), "data.adc")
+    ds = xr.open_zarr(manifest_store(after / f"view.{fmt}"), zarr_format=2,
+                      mask_and_scale=False)
+    np.testing.assert_array_equal(ds["data.adc"].values, want)
+    monkeypatch.chdir(after)   # the compact form's relative Parquet paths need this
     ds = xr.open_dataset("reference://", engine="zarr", mask_and_scale=False,
-                         storage_options=plain_options(after / f"view.{fmt}"))
-    np.testing.assert_array_equal(ds["data.adc"].values,
-                                  expected_array(ViewPlan(open_det(after, name), squeeze=True), "data.adc"))
+                         storage_options=plain_options(after / f"compact.{fmt}"))
+    np.testing.assert_array_equal(ds["data.adc"].values, want)
 
 
 def test_manifest_outside_run_opens_anywhere(tmp_path, monkeypatch):
@@ -365,7 +374,11 @@ def test_absolute_paths_and_url_prefix(tmp_path):
     det = open_det(run, "dssc-raw-shuffle")
     out = to_manifest(det, run / "abs.json", relative=False)
     doc = json.loads(out.read_text())
-    assert doc["templates"]["base"] == str(run.resolve())
+    assert "templates" not in doc
+    refs = [v[0] for v in doc["refs"].values() if isinstance(v, list)]
+    assert {Path(r).parent for r in refs} == {run.resolve()}   # absolute, sidecar beside
+    record = json.loads(doc["refs"][".zattrs"])["detstack_record"]
+    assert all(Path(f["path"]).is_absolute() for f in record["source_files"])
     assert_same_reads(det, open_det(open_view(out), "dssc-raw-shuffle"))
     parq = to_manifest(det, run / "abs.parq", relative=False)
     assert_same_reads(det, open_det(open_view(parq), "dssc-raw-shuffle"))

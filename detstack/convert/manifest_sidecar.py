@@ -1,0 +1,193 @@
+"""The small arrays of a manifest, in an HDF5 file beside it that every tool can reference.
+
+Coordinates (train IDs, module numbers, row counts) and small keys (pulse/cell IDs,
+headers) are copied out of the run rather than referenced. Inline chunk data in the
+references would keep the manifest in one file, but VirtualiZarr and tools built on it
+refuse inline data. So they go into a sidecar HDF5 file, one dataset per array, chunked
+exactly like the zarr array and compressed with shuffle + deflate, which zarr reads as
+the ``shuffle`` + ``zlib`` codecs; the manifest references its chunks by byte range like
+any source file. The record lists the sidecar with its size and content identity, so the
+reader's trust model (``detstack.store.manifest_guard``) covers it like the run's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import numcodecs
+import numpy as np
+
+from ..errors import OutputWriteError
+from ..run.derived import SIDECAR_ATTR
+from ..store.identity import file_identity
+from .atomic import atomic_path, write_failure
+from .manifest_refs import RefBatch
+
+if TYPE_CHECKING:
+    from .manifest import ArraySpec
+
+DEFLATE_LEVEL = 1
+FILL_GROUP = "fill_chunks"    # one encoded chunk of fill values per referenced array
+MAX_FILL_CHUNK = 1 << 20      # larger fill chunks (uncompressed) only where needed
+
+
+def sidecar_path(target: Path, fmt: str) -> Path:
+    """Where the sidecar of manifest ``target`` lives: beside a JSON file
+    (``view.json`` -> ``view.arrays.h5``), inside a Parquet folder (``view.parq/arrays.h5``)."""
+    if fmt == "parquet":
+        return target / "arrays.h5"
+    return target.with_name(target.stem + ".arrays.h5")
+
+
+def sidecar_chunks(dims: list[str], shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """One train per chunk (all modules together), so that manifests of different trains
+    concatenate along ``train`` chunk for chunk (kerchunk's ``MultiZarrToZarr``, xarray
+    on VirtualiZarr datasets), like the referenced arrays; other arrays whole."""
+    chunks = [max(n, 1) for n in shape]
+    if len(dims) >= 2 and dims[1] == "train":
+        chunks[1] = 1
+        per_module = itemsize * math.prod(chunks[2:])
+        chunks[0] = max(1, min(chunks[0], MAX_FILL_CHUNK // max(per_module, 1)))
+    return tuple(chunks)
+
+
+def check_sidecar_target(path: Path, overwrite: bool) -> None:
+    """Refuse to replace a file at the sidecar's name that is not a sidecar (unless
+    ``overwrite``): a leftover sidecar is replaced, someone's data is not."""
+    if overwrite or not path.exists():
+        return
+    try:
+        with h5py.File(path, "r") as f:
+            if SIDECAR_ATTR in f.attrs:
+                return
+    except (OSError, ValueError):
+        pass
+    raise FileExistsError(f"{path} exists and is not the sidecar of a manifest; the manifest "
+                          "keeps its small arrays under this name. Move it, or pass "
+                          "overwrite=True (CLI: --overwrite)")
+
+
+@contextlib.contextmanager
+def sidecar_written(target: Path, fmt: str, out: Path, specs: list[ArraySpec], url: int
+                    ) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Write the sidecar of manifest ``target`` (being written at ``out``); yield its final
+    path and record entry. A Parquet folder holds it (swapped in with the folder); a JSON
+    manifest's sidecar is in place first, and removed again if the manifest fails."""
+    final = sidecar_path(target, fmt)
+    if fmt == "parquet":
+        out.mkdir()
+        yield final, write_sidecar(out / final.name, specs, url)
+        return
+    try:
+        with atomic_path(final, True) as tmp:
+            entry = write_sidecar(tmp, specs, url)
+    except OutputWriteError as exc:   # name the manifest the caller asked for
+        raise write_failure(target, exc.__cause__ or exc) from exc
+    try:
+        yield final, entry
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
+
+
+def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any]:
+    """Write the copied arrays of ``specs`` into ``path`` and turn each into a referenced
+    array (references number ``url``), plus the fill chunk of each referenced array;
+    return the sidecar's size and identity."""
+    copied = [s for s in specs if s.data is not None]
+    referenced = [s for s in specs if s.data is None and s.refs is not None]
+    # built in memory, then written as bytes: HDF5 never sees a failed write (a full disk
+    # would leave it holding a file it cannot flush, and crash the process later)
+    with h5py.File(path, "w", driver="core", backing_store=False, libver="v110") as f:
+        f.attrs[SIDECAR_ATTR] = "small arrays of a detstack zarr manifest"
+        for s in referenced:
+            blob = _fill_chunk(s)
+            if blob is not None:
+                f.create_dataset(f"{FILL_GROUP}/{s.name}", data=np.frombuffer(blob, np.uint8))
+        for s in copied:
+            assert s.data is not None
+            s.chunks = sidecar_chunks(s.dims, s.shape, s.dtype.itemsize)
+            ds = f.create_dataset(
+                s.name, data=s.data, chunks=s.chunks, shuffle=s.dtype.itemsize > 1,
+                compression="gzip", compression_opts=DEFLATE_LEVEL,
+                fillvalue=np.asarray(s.fill, s.dtype))
+            ds.attrs["dims"] = s.dims
+        f.flush()
+        image = f.id.get_file_image()
+    with open(path, "wb") as out:
+        out.write(image)
+    with h5py.File(path, "r") as f:
+        for s in referenced:
+            if f"{FILL_GROUP}/{s.name}" in f:
+                ds = f[f"{FILL_GROUP}/{s.name}"]
+                s.refs = _ending_with(s.refs, math.prod(s.grid) - 1, url,
+                                      int(ds.id.get_offset()), ds.shape[0])
+        for s in copied:
+            s.refs = _batches(f[s.name], s.grid, url)
+            s.data = None
+            shuffle = [{"id": "shuffle", "elementsize": s.dtype.itemsize}] \
+                if s.dtype.itemsize > 1 else []
+            s.filters = [*shuffle, {"id": "zlib", "level": DEFLATE_LEVEL}]   # kerchunk's form
+            s.compressor = None
+    ident = file_identity(path)
+    return {"size": ident["size"], "identity": ident}
+
+
+def _batches(ds: h5py.Dataset, grid: tuple[int, ...], url: int) -> Any:
+    """A reference source for the chunks of ``ds`` (read now: the file is small)."""
+    index: list[int] = []
+    offset: list[int] = []
+    size: list[int] = []
+    chunks = np.array(ds.chunks, np.int64)
+
+    def visit(info: Any) -> None:
+        idx = np.array(info.chunk_offset, np.int64) // chunks
+        index.append(int(np.ravel_multi_index(tuple(idx), grid)) if grid else 0)
+        offset.append(int(info.byte_offset))
+        size.append(int(info.size))
+
+    if math.prod(ds.shape):
+        ds.id.chunk_iter(visit)
+    order = np.argsort(np.array(index, np.int64), kind="stable")
+    batch = RefBatch(np.array(index, np.int64)[order], np.full(len(index), url, np.int32),
+                     np.array(offset, np.int64)[order], np.array(size, np.int64)[order])
+    return lambda: iter([batch])
+
+
+def _fill_chunk(spec: ArraySpec) -> bytes | None:
+    """One chunk of the array's fill value, encoded with its codecs.
+
+    VirtualiZarr (2.5) sizes a chunk grid by the highest chunk each axis references, so
+    an array whose last chunk is absent (the last module slot missing, say) would read
+    as a smaller grid and fail. The manifest then references this chunk there (fill
+    values, exactly what an absent chunk reads as)."""
+    if not math.prod(spec.grid):
+        return None
+    n = math.prod(spec.chunks) * spec.dtype.itemsize
+    codecs = [*(spec.filters or []), *([spec.compressor] if spec.compressor else [])]
+    if not codecs and n > MAX_FILL_CHUNK:
+        return None
+    buf: Any = np.full(spec.chunks, spec.fill, spec.dtype).tobytes()
+    for conf in codecs:
+        buf = numcodecs.get_codec(dict(conf)).encode(buf)
+    return bytes(buf)
+
+
+def _ending_with(refs: Callable[[], Iterator[RefBatch]], last: int, url: int, offset: int,
+                 size: int) -> Callable[[], Iterator[RefBatch]]:
+    """``refs``, plus a reference to the fill chunk at chunk ``last`` if none is there."""
+    def batches() -> Iterator[RefBatch]:
+        top = -1
+        for batch in refs():
+            if len(batch):
+                top = int(batch.index[-1])
+            yield batch
+        if top < last:
+            yield RefBatch(np.array([last], np.int64), np.array([url], np.int32),
+                           np.array([offset], np.int64), np.array([size], np.int64))
+    return batches
