@@ -103,15 +103,21 @@ def save(folder: Path, entries: dict[str, tuple[Stamp, FileInfo]]) -> None:
     np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
              train_ids=np.concatenate(tids) if tids else np.zeros(0, np.uint64),
              flags=np.concatenate(flags) if flags else np.zeros(0, np.int64))
+    write_cache_file(path, buf.getvalue(), "metadata cache")
+
+
+def write_cache_file(path: Path, data: bytes, what: str) -> None:
+    """Replace a cache file atomically (a hidden temporary beside it, then rename); a
+    cache that cannot be written is only logged: the next open reads the files again."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(buf.getvalue())
+                fh.write(data)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
             raise
     except OSError as exc:
-        log.info("could not write the metadata cache %s (%s)", path, exc)
+        log.info("could not write the %s %s (%s)", what, path, exc)

@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterable
@@ -27,7 +26,7 @@ import numpy as np
 
 from ..errors import DetstackError
 from .files import RunFile, SourceDetails, SourceIndex
-from .meta_cache import Stamp, cache_path
+from .meta_cache import Stamp, cache_path, write_cache_file
 
 log = logging.getLogger(__name__)
 
@@ -153,15 +152,4 @@ def save(folder: Path, entries: Entries) -> None:
                         count=np.concatenate(counts) if counts else empty,
                         first_delta=np.concatenate(deltas) if deltas else empty)
     path = details_path(folder)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buf.getvalue())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as exc:
-        log.info("could not write the source cache %s (%s)", path, exc)
+    write_cache_file(path, buf.getvalue(), "source cache")
