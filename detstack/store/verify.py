@@ -186,7 +186,10 @@ def verify_view(path: str | os.PathLike[str], storage_options: dict[str, Any] | 
             raise
         return VerifyReport(str(path), errors=[str(exc)])
     report = verify_record(path, dict(view.record))
-    view_problems(path, view, report)
+    allowed = trust.get("allowed_prefixes")
+    if isinstance(allowed, (str, os.PathLike)):
+        allowed = [allowed]
+    view_problems(path, view, report, [os.fspath(a) for a in allowed or []])
     if full:
         from .verify_full import verify_frames
         report.full = True
@@ -194,7 +197,8 @@ def verify_view(path: str | os.PathLike[str], storage_options: dict[str, Any] | 
     return report
 
 
-def view_problems(path: str | os.PathLike[str], view: Any, report: VerifyReport) -> None:
+def view_problems(path: str | os.PathLike[str], view: Any, report: VerifyReport,
+                  allowed: Any = None) -> None:
     """What the view itself holds wrong, without reading pixels: HDF5 views' mappings,
     links and external storage against the record (``h5_guard``); chunks the counts
     promise but whose reference is gone (manifests; zarr stores read through zarr-python,
@@ -202,7 +206,7 @@ def view_problems(path: str | os.PathLike[str], view: Any, report: VerifyReport)
     name = os.fspath(path)
     if name.lower().endswith((".h5", ".hdf5", ".cxi", ".nxs")) and "://" not in name:
         from .h5_guard import view_file_problems
-        for line in view_file_problems(name, dict(view.record)):
+        for line in view_file_problems(name, dict(view.record), allowed):
             kind, _, what = line.partition(": ")
             if kind == "MISSING":
                 if not any(what.startswith(m) for m in report.missing):
