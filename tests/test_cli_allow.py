@@ -91,3 +91,26 @@ def test_allow_on_an_icechunk_repository_is_refused(tmp_path: Path) -> None:
     repo = tmp_path / "r.icechunk"
     repo.mkdir()
     one_line_error(cli("verify", repo, "--allow", tmp_path), "not to Icechunk")
+
+
+def test_archive_refuses_a_view_linking_outside_its_record(tmp_path: Path) -> None:
+    """`archive` (materialize) applies the view trust rules: a detstack view with an
+    external link to a file its record does not list is not copied into an archive
+    unless --allow names the folder; then it is archived and reads the same."""
+    run = tmp_path / "run"
+    synth.write_run(run, "AGIPD1M", raw=True, n_trains=2, frames_per_train=2, modules=[0],
+                    with_control=False)
+    view = tmp_path / "view.h5"
+    assert cli("convert", run, view, "--raw").returncode == 0
+    other = tmp_path / "elsewhere" / "other.h5"
+    other.parent.mkdir()
+    with h5py.File(other, "w") as f:
+        f["x"] = np.arange(3)
+    with h5py.File(view, "r+") as f:
+        f["extra"] = h5py.ExternalLink(str(other), "/x")
+    out = tmp_path / "copy.h5"
+    one_line_error(cli("archive", view, out), "external link")
+    assert not out.exists()
+    assert cli("archive", view, out, "--allow", other.parent).returncode == 0
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["extra"][()], np.arange(3))

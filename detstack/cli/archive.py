@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from .output import Output
+from .targets import add_allow_option, trust_options
 
 HELP = "copy an HDF5 view or CXI file into a self-contained compressed HDF5 file"
 EXAMPLES = """\
@@ -40,6 +41,7 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-shuffle", action="store_true", help="no byte shuffle before compressing")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_allow_option(p)
     p.set_defaults(func=run)
 
 
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     with out.progress():
         path = materialize(args.view, args.out, compression=args.compression,
                            compression_opts=args.level, shuffle=not args.no_shuffle,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite,
+                           **trust_options(args.view, args.allow))
     size_out = path.stat().st_size
     doc = {"view": args.view, "output": str(path), "compression": args.compression,
            "bytes": size_out, "seconds": round(time.perf_counter() - t0, 3)}

@@ -188,6 +188,32 @@ def _check_sources(view: h5py.File, path: Path, virtual: dict[str, list[Mapping]
                               "A copy would hold fill values for them; restore the files")
 
 
+def _check_trust(view: h5py.File, path: Path, allowed: Any) -> None:
+    """A detstack view is copied only if every mapping, link and external storage stays
+    within the files its record lists (the rule ``open_view`` applies): a copy would
+    otherwise carry e.g. /etc/passwd into a self-contained archive."""
+    raw = view.attrs.get(RECORD_ATTR)
+    if raw is None:
+        return          # not a detstack view (e.g. EXtra-data's CXI): no record to hold to
+    from ..errors import UnsafeReferenceError
+    from ..store.h5_guard import view_file_problems
+    try:
+        record = json.loads(raw)
+    except ValueError as exc:
+        raise FileFormatError(path, f"has an unreadable view record ({exc})",
+                              "Write the view again") from exc
+    if isinstance(allowed, (str, os.PathLike)):
+        allowed = [allowed]
+    unsafe = [line.partition(": ")[2] for line in
+              view_file_problems(os.fspath(path), record, [os.fspath(a) for a in allowed or []])
+              if line.startswith("UNSAFE")]
+    if unsafe:
+        raise UnsafeReferenceError(
+            f"{path}: {unsafe[0]} (and {len(unsafe) - 1} more) point outside the source files "
+            "its record lists; refusing to archive it. If you trust it, pass "
+            "allowed_prefixes=[...] (CLI: --allow PREFIX)")
+
+
 def _copy_attrs(src: Any, dst: Any, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
     for k, v in src.attrs.items():
         if k not in skip:
@@ -334,7 +360,8 @@ def _record(view: h5py.File, compression: Any) -> str | None:
 
 def materialize(view_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
                 compression: str | int | None = "gzip", compression_opts: Any = None,
-                shuffle: bool = True, overwrite: bool = False) -> Path:
+                shuffle: bool = True, overwrite: bool = False,
+                allowed_prefixes: Any = None) -> Path:
     """Copy a virtual view or CXI file into a self-contained, compressed HDF5 file.
 
     The output has the same datasets, shapes, dtypes, fill values, attributes and
@@ -356,6 +383,9 @@ def materialize(view_path: str | os.PathLike[str], out_path: str | os.PathLike[s
         Byte-shuffle before compressing (ignored without compression).
     overwrite : bool, default False
         Replace an existing ``out_path``; otherwise it is refused.
+    allowed_prefixes : str or list of str, optional
+        Folders a detstack view may map or link to beyond the source files its record
+        lists (as for ``open_view``; CLI: ``--allow PREFIX``).
 
     Returns
     -------
@@ -366,6 +396,8 @@ def materialize(view_path: str | os.PathLike[str], out_path: str | os.PathLike[s
     ------
     FileFormatError
         ``view_path`` cannot be opened as HDF5, or a source file it maps is missing.
+    UnsafeReferenceError
+        A detstack view maps or links files outside what its record lists.
     FileExistsError
         ``out_path`` exists and ``overwrite`` is False.
     OutputWriteError
@@ -379,6 +411,7 @@ def materialize(view_path: str | os.PathLike[str], out_path: str | os.PathLike[s
     except OSError as exc:
         raise FileFormatError(view, f"cannot be opened as HDF5 ({exc})") from exc
     with src_h5:
+        _check_trust(src_h5, view, allowed_prefixes)
         virtual = {p: mappings_of(o, view) for p, o in _walk(src_h5)
                    if isinstance(o, h5py.Dataset) and o.is_virtual}
         _check_sources(src_h5, view, virtual)
