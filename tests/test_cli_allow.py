@@ -69,7 +69,8 @@ def test_convert_reads_runs_only(unlisted: tuple[Path, Path], tmp_path: Path) ->
     assert cli("convert", run, tmp_path / "v.h5", "--raw", "--allow", run).returncode == 2
 
 
-def test_hdf5_view_with_an_external_link(tmp_path: Path) -> None:
+def view_linking_outside(tmp_path: Path) -> tuple[Path, Path]:
+    """An HDF5 view with an external link to a file its record does not list."""
     run = tmp_path / "run"
     synth.write_run(run, "AGIPD1M", raw=True, n_trains=2, frames_per_train=2, modules=[0],
                     with_control=False)
@@ -81,6 +82,11 @@ def test_hdf5_view_with_an_external_link(tmp_path: Path) -> None:
         f["x"] = np.arange(3)
     with h5py.File(view, "r+") as f:
         f["extra"] = h5py.ExternalLink(str(other), "/x")
+    return view, other
+
+
+def test_hdf5_view_with_an_external_link(tmp_path: Path) -> None:
+    view, other = view_linking_outside(tmp_path)
     assert cli_json("verify", view, status=1)["errors"]
     assert cli_json("verify", view, "--allow", other.parent)["ok"] is True
     one_line_error(cli("info", view), "external link")
@@ -97,17 +103,7 @@ def test_archive_refuses_a_view_linking_outside_its_record(tmp_path: Path) -> No
     """`archive` (materialize) applies the view trust rules: a detstack view with an
     external link to a file its record does not list is not copied into an archive
     unless --allow names the folder; then it is archived and reads the same."""
-    run = tmp_path / "run"
-    synth.write_run(run, "AGIPD1M", raw=True, n_trains=2, frames_per_train=2, modules=[0],
-                    with_control=False)
-    view = tmp_path / "view.h5"
-    assert cli("convert", run, view, "--raw").returncode == 0
-    other = tmp_path / "elsewhere" / "other.h5"
-    other.parent.mkdir()
-    with h5py.File(other, "w") as f:
-        f["x"] = np.arange(3)
-    with h5py.File(view, "r+") as f:
-        f["extra"] = h5py.ExternalLink(str(other), "/x")
+    view, other = view_linking_outside(tmp_path)
     out = tmp_path / "copy.h5"
     one_line_error(cli("archive", view, out), "external link")
     assert not out.exists()
