@@ -38,7 +38,7 @@ import numpy as np
 from numcodecs import blosc
 
 from detstack import synth
-from detstack.convert.zarr_layout import transposed
+from detstack.convert.zarr.layout import transposed
 
 blosc.use_threads = False        # one core per encode call: we measure threads ourselves
 
@@ -188,7 +188,7 @@ def stores(values: str, workdir: Path, rounds: int) -> None:
 
     import detstack
     from detstack.convert import to_zarr
-    from detstack.convert.zarr_layout import BloscCodec, BloscShuffle
+    from detstack.convert.zarr.layout import BloscCodec, BloscShuffle
     run = workdir / "run"
     synth.write_run(run, "AGIPD1M", modules=[0, 1], n_trains=16, frames_per_train=32,
                     with_control=False, values=values, overwrite=True)

@@ -330,7 +330,7 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
 
     import detstack
     from detstack.convert import to_zarr
-    from detstack.convert.zarr_layout import chunk_encoder
+    from detstack.convert.zarr.layout import chunk_encoder
     run, store = _store(base, trains)
     meta = json.loads((store / "image.data" / "zarr.json").read_text())
     inner = meta["codecs"][0]["configuration"]

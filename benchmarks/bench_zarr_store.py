@@ -94,7 +94,7 @@ def child(mode: str, run_dir: str, out: str, trains: str) -> None:
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             # cluster start-up and the workers' first imports are not counted
-            client.run(__import__, "detstack.convert.zarr_tasks")
+            client.run(__import__, "detstack.convert.zarr.tasks")
             workers0 = sum(client.run(time.process_time).values())
             t0, cpu0 = time.perf_counter(), time.process_time()
             to_zarr(det, out, client=client)
@@ -122,7 +122,7 @@ def baseline(det, out: str) -> None:  # noqa: ANN001
     from zarr.codecs import TransposeCodec
 
     from detstack.convert.plan import ViewPlan
-    from detstack.convert.zarr_layout import FRAME_TRAINS, default_compressor
+    from detstack.convert.zarr.layout import FRAME_TRAINS, default_compressor
     plan = ViewPlan(det, ["image.data"])
     kp = plan.keys[0]
     shape = plan.shape(kp)

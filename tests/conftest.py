@@ -29,11 +29,21 @@ from extra_data.tests import make_examples
 FORMAT_VERSIONS = ["0.5", "1.0", "1.2"]
 
 
+_OWN_CACHE: list[str] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """The tests' RunDirectory metadata cache lives in a temporary folder, not ~/.cache."""
     if "DETSTACK_CACHE_DIR" not in os.environ:
         import tempfile
         os.environ["DETSTACK_CACHE_DIR"] = tempfile.mkdtemp(prefix="detstack-test-cache-")
+        _OWN_CACHE.append(os.environ["DETSTACK_CACHE_DIR"])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the cache folder this session made (one per session and xdist worker)."""
+    for folder in _OWN_CACHE:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", params=FORMAT_VERSIONS)

@@ -10,7 +10,7 @@ from typing import Any
 
 def incomplete_facts(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Blocks written and planned of an interrupted store, and the command that resumes it."""
-    from ..convert.zarr_target import DONE_DIR, Target
+    from ..convert.zarr.target import DONE_DIR, Target
     from ..store.zarr_store import PLAN_FILE
 
     target = Target(url, storage_options)

@@ -16,7 +16,7 @@ _WRITERS = {
     "materialize": "archive",
     "to_manifest": "manifest",
     "to_icechunk": "icechunk",
-    "to_zarr": "zarr_store",
+    "to_zarr": "zarr",
 }
 
 __all__ = sorted(_WRITERS)

@@ -6,7 +6,7 @@ be decoded raises whatever its codec raises (``zlib.error``...), naming nothing.
 ``ManifestArray`` wraps each array ``open_manifest`` returns: before a
 read, every chunk holding rows the counts promise must have a reference, unless
 the writer recorded it as never allocated in its source file (HDF5 reads those as
-the fill value too; ``detstack.convert.manifest_holes``); a read that fails is
+the fill value too; ``detstack.convert.manifest.holes``); a read that fails is
 narrowed to the chunk that fails alone and raised as ``CorruptChunkError`` naming
 the source file, dataset, module and train.
 """

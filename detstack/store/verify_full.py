@@ -131,7 +131,7 @@ def differing_frames(got: np.ndarray, want: np.ndarray,
     if got.shape != want.shape:
         return list(range(max(len(got), len(want))))
     if bound is not None:
-        from ..convert.lossy import within_bound
+        from ..convert.zarr.lossy import within_bound
         same = within_bound(want, got, *bound)
     elif got.dtype.kind in "fc":
         same = (got == want) | (np.isnan(got) & np.isnan(want))
@@ -149,7 +149,7 @@ def compare_with_sources(path: str | os.PathLike[str], view: Any, report: Verify
                          only: set[str] | None = None) -> bool:
     """Every block of the view (of the keys ``only``) against the source rows, within the
     stated error bound for lossy keys; False if no source is at hand."""
-    from ..convert.lossy import error_bound
+    from ..convert.zarr.lossy import error_bound
     blocks = source_blocks(path, view)
     if blocks is None:
         return False
@@ -219,11 +219,11 @@ def compare_with_checksums(path: str | os.PathLike[str], view: Any, report: Veri
                            storage_options: dict[str, Any] | None) -> bool:
     """Every block of a zarr store against its recorded checksums; False if it has none."""
     from ..convert.checksums import block_checksum, frames_per_block, read_document
-    from ..convert.zarr_target import CHECKSUMS
+    from ..convert.zarr.target import CHECKSUMS
     raw = store_object(os.fspath(path), CHECKSUMS, storage_options)
     if raw is None:
         return False
-    from ..convert.lossy import error_bound
+    from ..convert.zarr.lossy import error_bound
     sums = read_document(raw)
     record = view.record
     bad: list[tuple[str, int, int]] = []

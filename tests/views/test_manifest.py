@@ -513,7 +513,7 @@ def test_icechunk_virtual_references(tmp_path):
 def test_parquet_records_split_across_modules(tmp_path, monkeypatch):
     """References stream into record files module by module; records that straddle two
     modules and records with holes read back exactly (tiny records: many of each)."""
-    from detstack.convert import manifest as writer
+    from detstack.convert.manifest import writer
     name = "agipd-raw-chunked"
     det = open_det(write(tmp_path / "run", name), name)
     monkeypatch.setattr(writer, "RECORD_SIZE", 7)
@@ -533,7 +533,7 @@ def test_parquet_records_split_across_modules(tmp_path, monkeypatch):
 def test_json_streamed_in_many_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """JSON references are written a batch at a time (bounded memory): with batches of 3
     references the document is still one valid JSON object reading like the run."""
-    import detstack.convert.manifest as manifest_mod
+    import detstack.convert.manifest.output as manifest_mod
     run = write(tmp_path / "run", "agipd-raw-chunked")
     monkeypatch.setattr(manifest_mod, "JSON_BATCH", 3)
     out = to_manifest(open_det(run, "agipd-raw-chunked"), tmp_path / "view.json")

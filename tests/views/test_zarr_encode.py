@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from detstack.convert.buffers import release_buffers, thread_buffer
 from detstack.convert.checksums import block_checksum
-from detstack.convert.zarr_encode import write_parts
-from detstack.convert.zarr_layout import transposed
+from detstack.convert.zarr.buffers import release_buffers, thread_buffer
+from detstack.convert.zarr.encode import write_parts
+from detstack.convert.zarr.layout import transposed
 
 
 def test_write_parts_writes_every_piece_in_order(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ import detstack
 from detstack import synth
 from detstack.cli import main as cli_main
 from detstack.convert import to_zarr
-from detstack.convert.lossy import error_bound, parse_lossy, within_bound
 from detstack.convert.plan import ViewPlan
+from detstack.convert.zarr.lossy import error_bound, parse_lossy, within_bound
 from detstack.store import open_view
 
 E = synth.photon_energy("AGIPD500K")

@@ -56,7 +56,7 @@ def test_zarrs_pipeline_reads_the_default_store(stores: dict) -> None:
 def test_shards_shrink_to_bound_task_memory(stores: dict, monkeypatch: pytest.MonkeyPatch
                                             ) -> None:
     """A task holds one shard: shards take fewer trains when 8 would exceed SHARD_BYTES."""
-    from detstack.convert import zarr_layout
+    from detstack.convert.zarr import layout as zarr_layout
     det, _ = stores["AGIPD1M-raw"]
     plan = ViewPlan(det)
     kp = plan.key("image.data")

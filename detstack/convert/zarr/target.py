@@ -27,7 +27,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from ..store.zarr_store import (
+from ...store.zarr_store import (
     PLAN_FILE,
     PROGRESS_DIR,
     RECORD_ATTR,
@@ -36,9 +36,9 @@ from ..store.zarr_store import (
     is_zip,
     local_path,
 )
-from .atomic import atomic_path, remove_path, temp_sibling
-from .locks import local_lock, object_lock
-from .zarr_encode import write_parts
+from ..atomic import atomic_path, remove_path, temp_sibling
+from ..locks import local_lock, object_lock
+from .encode import write_parts
 
 DONE_DIR = f"{PROGRESS_DIR}/done"
 TEMP_MARK = ".tmp-"                     # hidden temporary objects of atomic writes

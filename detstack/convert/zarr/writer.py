@@ -20,7 +20,7 @@ How it stays safe:
 * one writer at a time: a lock beside the store (``Target.lock``) refuses a
   second conversion or resume of it while the first runs;
 * replacing a store never passes through a state that reads as complete (see
-  ``zarr_target``), and a full disk removes what a fresh conversion wrote and
+  ``target``), and a full disk removes what a fresh conversion wrote and
   raises ``OutputWriteError``;
 * each task records a checksum of every (module, train) block it wrote
   (``checksums``), kept in the store for ``detstack verify --full``.
@@ -40,16 +40,16 @@ from typing import Any
 
 import numpy as np
 
-from ..store.view_collection import ViewModuleFile
-from ..store.zarr_store import PLAN_FILE, PROGRESS_DIR
-from .atomic import clean_stale, is_disk_error, write_failure
+from ...store.view_collection import ViewModuleFile
+from ...store.zarr_store import PLAN_FILE, PROGRESS_DIR
+from ..atomic import clean_stale, is_disk_error, write_failure
+from ..checksums import store_document
+from ..plan import ViewPlan, as_detector
 from .buffers import trim_malloc
-from .checksums import store_document
-from .plan import ViewPlan, as_detector
-from .zarr_layout import ChunkSpec, ShardSpec, frame_block, plan_layouts, train_block
-from .zarr_meta import build_metadata, coordinate_dims, coordinates, lossy_record, with_codecs
-from .zarr_target import CHECKSUMS, DONE_DIR, Target
-from .zarr_tasks import TaskSpec, make_tasks, run_task
+from .layout import ChunkSpec, ShardSpec, frame_block, plan_layouts, train_block
+from .meta import build_metadata, coordinate_dims, coordinates, lossy_record, with_codecs
+from .target import CHECKSUMS, DONE_DIR, Target
+from .tasks import TaskSpec, make_tasks, run_task
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     lossy : str or dict, optional
         Opt-in rounding of float pixel data: ``"photons:E"`` (whole photons of
         energy E, error <= E/2) or ``"bits:N"`` (N mantissa bits kept); see
-        ``detstack.convert.lossy``. The mode and bound go into the record and the
+        ``detstack.convert.zarr.lossy``. The mode and bound go into the record and the
         array attributes.
     layout : {'trains', 'frames'}, default 'trains'
         ``"trains"``: (module, train, pulse, ...); ``"frames"``: (module, frame, ...)
@@ -278,7 +278,7 @@ def _prepare(target: Target, fingerprint: dict[str, Any], record: dict[str, Any]
 
 
 def _reporter(progress: Progress | bool | None) -> Progress:
-    from .. import progress as bars
+    from ... import progress as bars
     if progress is True:
         with bars.reporting(bars.tqdm_bar):
             return bars.counter("to_zarr")

@@ -18,9 +18,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import DetstackError
-from .chunk_index import chunk_table as chunk_index_table
-from .plan import KeyPlan, ViewPlan
+from ...errors import DetstackError
+from ..chunk_index import chunk_table as chunk_index_table
+from ..plan import KeyPlan, ViewPlan
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..store.zarr_store import RECORD_ATTR, count_name
+from ...store.zarr_store import RECORD_ATTR, count_name
+from ..plan import ViewPlan
+from .layout import ArrayLayout, chunk_codecs_of, default_compressor, resolve_compressor
 from .lossy import LOSSY_ATTR, quantize_step
-from .plan import ViewPlan
-from .zarr_layout import ArrayLayout, chunk_codecs_of, default_compressor, resolve_compressor
 
 Coordinate = tuple[tuple[str, ...], np.ndarray]   # dims, values
 

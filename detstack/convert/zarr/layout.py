@@ -28,9 +28,9 @@ import numcodecs
 import numpy as np
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
+from ..plan import KeyPlan, ViewPlan
 from .buffers import thread_buffer
 from .lossy import QUANTIZE, LossyMode, parse_lossy
-from .plan import KeyPlan, ViewPlan
 
 SMALL_KEY_BYTES = 1 << 16   # per module-train; below this a key is stored in train blocks
 TRAIN_BLOCK = 64            # trains per chunk of a small key

@@ -20,14 +20,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..detectors.chunk_jobs import CompressedReader, corrupt_chunk
-from ..layout import RowLayout, row_layout
+from ...detectors.chunk_jobs import CompressedReader, corrupt_chunk
+from ...layout import RowLayout, row_layout
+from ..checksums import block_checksum, done_marker
+from ..plan import ViewPlan
 from .buffers import release_buffers, thread_buffer, tune_malloc
-from .checksums import block_checksum, done_marker
-from .plan import ViewPlan
-from .zarr_encode import Parts, shard_parts
-from .zarr_layout import ArrayLayout, chunk_encoder
-from .zarr_target import DONE_DIR, Target
+from .encode import Parts, shard_parts
+from .layout import ArrayLayout, chunk_encoder
+from .target import DONE_DIR, Target
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def _encoder(codecs_json: str, dtype: str) -> Any:
 
 def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout) -> bytes | Parts:
     """One stored object from its values ``unit`` (the unit shape, module axis first):
-    a chunk's bytes, or a shard as its pieces in order (``zarr_encode.shard_parts``).
+    a chunk's bytes, or a shard as its pieces in order (``encode.shard_parts``).
 
     ``valid`` (trains[, frames]) marks entries that have source rows; inner chunks
     without any are left out of the shard (they read as the fill value).

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .zarr_layout import EMPTY, ArrayLayout, shard_index
+from .layout import EMPTY, ArrayLayout, shard_index
 
 Parts = list[Any]    # bytes-like pieces of one stored object, in order
 

@@ -22,14 +22,14 @@ import h5py
 import numcodecs
 import numpy as np
 
-from ..errors import OutputWriteError
-from ..run.derived import SIDECAR_ATTR
-from ..store.identity import file_identity
-from .atomic import atomic_path, write_failure
-from .manifest_refs import RefBatch
+from ...errors import OutputWriteError
+from ...run.derived import SIDECAR_ATTR
+from ...store.identity import file_identity
+from ..atomic import atomic_path, write_failure
+from .refs import RefBatch
 
 if TYPE_CHECKING:
-    from .manifest import ArraySpec
+    from .specs import ArraySpec
 
 DEFLATE_LEVEL = 1
 FILL_GROUP = "fill_chunks"    # one encoded chunk of fill values per referenced array

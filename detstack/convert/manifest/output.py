@@ -1,0 +1,167 @@
+"""Writing a manifest's metadata and references: JSON in batches, Parquet record files."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numcodecs import Zlib
+
+from .holes import record_holes
+from .refs import (
+    RefBatch,
+    concat,
+)
+from .specs import ArraySpec
+
+log = logging.getLogger(__name__)
+
+_ZLIB = Zlib(level=1)
+
+# -- writing -------------------------------------------------------------------------
+
+
+def zarr_metadata(specs: list[ArraySpec], root_attrs: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": root_attrs}
+    for s in specs:
+        meta[f"{s.name}/.zarray"] = s.zarray()
+        meta[f"{s.name}/.zattrs"] = {"_ARRAY_DIMENSIONS": s.dims}
+    return meta
+
+
+def _chunk_keys(spec: ArraySpec, index: np.ndarray) -> list[str]:
+    coords = np.unravel_index(index, spec.grid)
+    cols = [c.astype(str) for c in coords]
+    prefix = spec.name + "/"
+    return [prefix + ".".join(t) for t in zip(*cols, strict=True)]
+
+
+JSON_BATCH = 100_000   # references encoded at a time
+
+
+def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
+               urls: list[str], templates: dict[str, str]) -> None:
+    """kerchunk's JSON reference layout, streamed: one batch of references in memory at a
+    time, so memory does not grow with the run (the file does: ~100 bytes a chunk). The
+    metadata comes last: its holes are known once the references are built."""
+    sep = (",", ":")
+
+    def batches() -> Iterator[dict[str, Any]]:
+        for s in specs:
+            if s.data is not None:
+                yield {_chunk_keys(s, np.array([i]))[0]:
+                       "base64:" + base64.b64encode(blob).decode()
+                       for i, blob in s.inline_chunks()}
+                continue
+            assert s.refs is not None
+            for b in s.refs():
+                for lo in range(0, len(b), JSON_BATCH):
+                    hi = lo + JSON_BATCH
+                    yield {key: [urls[u], o, n] for key, u, o, n in zip(
+                        _chunk_keys(s, b.index[lo:hi]), b.url[lo:hi].tolist(),
+                        b.offset[lo:hi].tolist(), b.size[lo:hi].tolist(), strict=True)}
+        record_holes(meta, specs)      # known once the references are built
+        tail: dict[str, Any] = {k: json.dumps(v) for k, v in meta.items()}
+        tail[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": meta})
+        yield tail
+
+    with open(path, "w") as fh:
+        head = {"version": 1, **({"templates": templates} if templates else {})}
+        fh.write(json.dumps(head, separators=sep)[:-1] + ',"refs":{')
+        first = True
+        for batch in batches():
+            if batch:   # each chunk key appears once: batches join into one object
+                fh.write(("" if first else ",") + json.dumps(batch, separators=sep)[1:-1])
+                first = False
+        fh.write("}}")
+
+
+def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
+                  urls: list[str], record_size: int) -> None:
+    """fsspec's lazy Parquet reference layout; holes are null paths (read as fill)."""
+    try:
+        import fastparquet
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("Parquet manifests need fastparquet: pip install "
+                          "'detstack[parquet]'") from exc
+    path.mkdir(parents=True, exist_ok=True)
+    url_arr = np.array(urls + [None], dtype=object)
+    for s in specs:
+        folder = path / s.name
+        folder.mkdir()
+        n_total = math.prod(s.grid)
+        if s.data is not None:
+            raws = [blob for _, blob in s.inline_chunks()]
+            for r0 in range(0, n_total, record_size):
+                df = pd.DataFrame({"raw": pd.Series(raws[r0:r0 + record_size], dtype=object)})
+                fastparquet.write(str(folder / f"refs.{r0 // record_size}.parq"), df,
+                                  compression="ZSTD", object_encoding={"raw": "bytes"},
+                                  stats=False, write_index=False)
+            continue
+        assert s.refs is not None
+        for r, batch in _records(s.refs(), record_size):
+            n = min(record_size, n_total - r * record_size)
+            pos = batch.index - r * record_size
+            which = np.full(n, len(urls), np.int64)
+            which[pos] = batch.url
+            offset = np.zeros(n, np.int64)
+            size = np.zeros(n, np.int64)
+            offset[pos] = batch.offset
+            size[pos] = batch.size
+            df = pd.DataFrame({"path": pd.Series(url_arr[which], dtype=object),
+                               "offset": offset, "size": size})
+            fastparquet.write(str(folder / f"refs.{r}.parq"), df, compression="ZSTD",
+                              object_encoding={"path": "utf8"}, has_nulls=["path"],
+                              stats=False, write_index=False)
+    record_holes(meta, specs)      # known once the references are built
+    zmeta = {"zarr_consolidated_format": 1, "metadata": meta, "record_size": record_size}
+    (path / ".zmetadata").write_text(json.dumps(zmeta))
+
+
+def _records(batches: Iterator[RefBatch], record_size: int) -> Iterator[tuple[int, RefBatch]]:
+    """(record number, its references) for every record holding references, from
+    batches in ascending chunk order; only the current record stays in memory."""
+    pending: list[RefBatch] = []
+    for batch in batches:
+        if not len(batch):
+            continue
+        pending.append(batch)
+        merged = concat(pending) if len(pending) > 1 else batch
+        complete = (int(merged.index[-1]) + 1) // record_size   # records below are final
+        rec = merged.index // record_size
+        cut = int(np.searchsorted(rec, complete))
+        bounds = np.flatnonzero(np.diff(rec[:cut])) + 1
+        for sel in np.split(np.arange(cut), bounds):
+            if len(sel):
+                yield int(rec[sel[0]]), _take(merged, sel)
+        pending = [_take(merged, np.arange(cut, len(merged)))] if cut < len(merged) else []
+    if pending:
+        merged = concat(pending)
+        rec = merged.index // record_size
+        for sel in np.split(np.arange(len(rec)), np.flatnonzero(np.diff(rec)) + 1):
+            yield int(rec[sel[0]]), _take(merged, sel)
+
+
+def _take(b: RefBatch, sel: np.ndarray) -> RefBatch:
+    return RefBatch(b.index[sel], b.url[sel], b.offset[sel], b.size[sel])
+
+
+def manifest_format(path: Path, format: str | None) -> str:
+    if format is not None:
+        if format not in ("json", "parquet"):
+            raise ValueError(f"format must be 'json' or 'parquet', not {format!r}")
+        return format
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return "json"
+    if suffix in (".parq", ".parquet"):
+        return "parquet"
+    raise ValueError(f"cannot tell the manifest format of {path.name}: name it .json or .parq, "
+                     "or pass format='json'|'parquet'")

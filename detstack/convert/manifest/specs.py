@@ -1,0 +1,217 @@
+"""The arrays of a manifest: referenced keys, copied small keys, coordinates."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from numcodecs import Zlib
+
+from ..plan import KeyPlan, ViewPlan
+from .holes import index_ranges
+from .refs import (
+    RefBatch,
+    chunk_table,
+    concat,
+    dataset,
+    dataset_id,
+    key_rows,
+    row_groups,
+    source_datasets,
+    url_numbers,
+)
+from .storage import Storage, UnsupportedKeyError, dataset_storage, same_fill
+
+log = logging.getLogger(__name__)
+
+INLINE_BELOW = 4096          # rows smaller than this (bytes) are copied into the manifest
+INLINE_CHUNK_BYTES = 1 << 20  # chunk size of copied arrays
+_ZLIB = Zlib(level=1)
+
+# -- arrays of the manifest -------------------------------------------------------------
+
+
+@dataclass
+class ArraySpec:
+    """One Zarr array: metadata plus referenced chunks or chunk bytes to inline."""
+
+    name: str
+    dims: list[str]
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    fill: Any
+    filters: list[dict[str, Any]] | None = None
+    compressor: dict[str, Any] | None = None
+    # referenced chunks: batches of references in ascending chunk order (RefBatch)
+    refs: Callable[[], Iterator[RefBatch]] | None = None
+    data: np.ndarray | None = None   # inlined arrays: the whole array
+    copied: bool = False             # values copied from the run (inline or in the sidecar)
+    unallocated: list[list[int]] = field(default_factory=list)  # see holes.py
+
+    @property
+    def referenced(self) -> bool:
+        return self.refs is not None
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
+
+    def zarray(self) -> dict[str, Any]:
+        fill = zarr_fill(self.fill, self.dtype)
+        return {"zarr_format": 2, "shape": list(self.shape), "chunks": list(self.chunks),
+                "dtype": self.dtype.str, "compressor": self.compressor,
+                "filters": self.filters, "fill_value": fill, "order": "C",
+                "dimension_separator": "."}
+
+    def inline_chunks(self) -> Iterator[tuple[int, bytes]]:
+        """(raveled chunk index, zlib-compressed bytes) of an inlined array."""
+        assert self.data is not None
+        grid = self.grid
+        for i, idx in enumerate(np.ndindex(*grid)):
+            sel = tuple(slice(j * c, (j + 1) * c) for j, c in zip(idx, self.chunks, strict=True))
+            block = self.data[sel]
+            if block.shape != self.chunks:  # zarr v2 stores edge chunks at full size
+                full = np.full(self.chunks, self.fill, self.dtype)
+                full[tuple(slice(0, n) for n in block.shape)] = block
+                block = full
+            yield i, bytes(_ZLIB.encode(np.ascontiguousarray(block, self.dtype)))
+
+
+def zarr_fill(value: Any, dtype: np.dtype) -> Any:
+    """A zarr v2 ``fill_value``: explicit where it is not zero (floats NaN, masks all bits
+    set); ``null`` for zero-filled integers, so that plain xarray does not CF-mask their
+    zeros (cell IDs, ADC values; detstack and zarr-python 3 read ``null`` as 0)."""
+    if dtype.kind in "fc":
+        return "NaN" if np.isnan(value) else float(value)
+    if not value:
+        return None
+    return bool(value) if dtype.kind == "b" else int(value)
+
+
+def inline_spec(name: str, dims: list[str], data: np.ndarray, fill: Any = 0) -> ArraySpec:
+    """An array copied into the manifest, chunked along its first two axes."""
+    data = np.ascontiguousarray(data)
+    chunks = list(data.shape) or [1]
+    row = data.itemsize * math.prod(data.shape[2:]) if data.ndim > 1 else data.itemsize
+    if data.ndim >= 2:
+        chunks[0] = 1
+        chunks[1] = max(1, min(data.shape[1], INLINE_CHUNK_BYTES // max(row, 1)))
+    chunks = [max(c, 1) for c in chunks]
+    return ArraySpec(name, dims, data.shape, tuple(chunks), data.dtype, fill, None,
+                     {"id": "zlib", "level": 1}, data=data, copied=True)
+
+
+def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> ArraySpec:
+    """References to every stored chunk of ``kp``, after checking they decode exactly;
+    the references themselves are built when a writer asks for them, module by module."""
+    fmap = plan.frame_map(kp)
+    storages = {(fi, m): dataset_storage(dataset(fmap, fi, m, kp.key), kp)
+                for fi, m in source_datasets(plan, kp)}
+    signatures = {st.signature for st in storages.values()}
+    if len(signatures) > 1:
+        raise UnsupportedKeyError(kp.key, "its files differ in chunk shape or HDF5 filters "
+                                  f"({sorted(map(str, signatures))[:2]}); one Zarr array has "
+                                  "one chunk shape and one codec pipeline")
+    first = next(iter(storages.values())) if storages else Storage(kp.entry_shape, 1, (), -1)
+    filters, compressor = first.codecs()
+    lead = (1,) * len(plan.lead_shape(kp))
+    stored_chunk = tuple(first.chunk[i] for i in kp.kept_axes)  # dropped axes: length 1
+    holes: list[list[int]] = []
+    return ArraySpec(
+        kp.key, list(plan.dims(kp)), plan.shape(kp), lead + stored_chunk, kp.dtype,
+        kp.fill_value, filters, compressor,
+        refs=functools.partial(_reference_batches, plan, kp, storages, first.chunk, url_of,
+                               holes), unallocated=holes)
+
+
+def _reference_batches(plan: ViewPlan, kp: KeyPlan, storages: dict[tuple[int, int], Storage],
+                       chunk: tuple[int, ...], url_of: dict[Path, int],
+                       holes: list[list[int]]) -> Iterator[RefBatch]:
+    """One batch of references per module, in the view's chunk order (slot by slot);
+    ``holes`` receives the chunks the counts promise but the files never allocated."""
+    holes.clear()
+    entry_grid = tuple(-(-e // c) for e, c in zip(kp.entry_shape, chunk, strict=True))
+    n_e = math.prod(entry_grid)
+    part_bytes = kp.dtype.itemsize * math.prod(chunk)
+    fmap = plan.frame_map(kp)
+    urls = url_numbers(fmap, url_of)
+    for m in np.argsort(plan.slots, kind="stable").tolist():
+        rows, _ = key_rows(plan, kp, [m])
+        parts = []
+        for fi, mi, sel in row_groups(rows):
+            ds = dataset(fmap, fi, mi, kp.key)
+            st = storages[fi, mi]
+            src = rows.src_row[sel]
+            k = st.rows_per_chunk
+            n_row_chunks = -(-ds.shape[0] // k) if ds.shape[0] else 0
+            if len(src) and int(src.max()) >= ds.shape[0]:
+                raise UnsupportedKeyError(kp.key, f"INDEX of {ds.file.filename} points past "
+                                          f"the end of {ds.name}")
+            t_off, t_size, t_mask = chunk_table(ds, k, bool(st.filters), st.contiguous_offset,
+                                                entry_grid, n_row_chunks)
+            rc, within = src // k, src % k
+            off = t_off[rc]                             # (n rows, n_e)
+            if st.filters:
+                size = t_size[rc]
+                if (t_mask[rc][off >= 0] != 0).any():
+                    raise UnsupportedKeyError(kp.key, f"some chunks of {ds.file.filename}:"
+                                              f"{ds.name} skip HDF5 filters (filter_mask != 0)")
+            else:
+                off = np.where(off >= 0, off + (within * part_bytes)[:, None], -1)
+                size = np.full(off.shape, part_bytes, np.int64)
+            have = off >= 0
+            if not have.all() and not same_fill(ds, kp):
+                raise UnsupportedKeyError(kp.key, f"rows of {ds.file.filename}:{ds.name} are "
+                                          "not allocated and read as "
+                                          f"{ds.fillvalue!r}, not the view's fill value "
+                                          f"{kp.fill_value!r}")
+            cidx = rows.view_row[sel][:, None] * n_e + np.arange(n_e)[None, :]
+            holes += index_ranges(cidx[~have])
+            parts.append(RefBatch(cidx[have], np.full(int(have.sum()), urls[fi], np.int32),
+                                  off[have], size[have]))
+        if parts:
+            yield concat(parts)
+
+
+def copied_spec(plan: ViewPlan, kp: KeyPlan) -> ArraySpec:
+    """A small key read from the files and stored in the manifest (IDs, headers)."""
+    fmap = plan.frame_map(kp)
+    shape = plan.shape(kp)
+    out = np.full((math.prod(plan.lead_shape(kp)),) + kp.entry_shape, kp.fill_value, kp.dtype)
+    for module in range(fmap.n_modules):   # module by module: bounded row tables
+        rows, _ = key_rows(plan, kp, [module])
+        for fi, m, sel in row_groups(rows):
+            dsid = dataset_id(fmap, fi, m, kp.key)   # small: read whole, low level (fast)
+            if not dsid.shape or int(rows.src_row[sel].max()) >= dsid.shape[0]:
+                raise UnsupportedKeyError(kp.key, f"INDEX of {fmap.files[fi].path} points "
+                                          "past the end of its data")
+            buf = np.empty(dsid.shape, kp.dtype)
+            dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, buf)
+            out[rows.view_row[sel]] = buf[rows.src_row[sel]]
+    spec = inline_spec(kp.key, list(plan.dims(kp)), out.reshape(shape), kp.fill_value)
+    spec.fill = kp.fill_value
+    return spec
+
+
+def coordinate_specs(plan: ViewPlan, groups: list[str]) -> list[ArraySpec]:
+    """Train IDs, module numbers per slot and row counts per index group."""
+    base = plan.det.kind.modno_base
+    specs = [inline_spec("train", ["train"], plan.train_ids.astype(np.uint64)),
+             inline_spec("module", ["module"], np.arange(plan.n_slots, dtype=np.int64) + base)]
+    for g in groups:
+        specs.append(inline_spec(f"count.{g}", ["module", "train"],
+                                 plan.counts(g).astype(np.uint64)))
+    if plan.frames:
+        specs += [inline_spec(name, ["frame"], values)
+                  for name, values in plan.frame_coordinates().items()]
+    return specs
+
+
