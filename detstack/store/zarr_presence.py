@@ -144,8 +144,9 @@ def require_present(objects: StoredObjects, index: Any) -> None:
     objects.require_rows(_span(index[0], objects.shape[0]), _span(index[1], objects.shape[1]))
 
 
-class PresenceCheckedArray:
-    """A zarr array whose reads first check that promised data exists."""
+class CheckedArray:
+    """A zarr array whose reads first check that the data the counts promise exists, and
+    whose decode failures become typed errors: subclasses say how (``_explain``)."""
 
     def __init__(self, array: Any, objects: StoredObjects) -> None:
         self.array = array
@@ -155,6 +156,8 @@ class PresenceCheckedArray:
         self.ndim = len(self.shape)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("array", "objects"):   # e.g. while unpickling
+            raise AttributeError(name)
         return getattr(self.array, name)
 
     def __getitem__(self, index: Any) -> Any:
@@ -163,9 +166,21 @@ class PresenceCheckedArray:
             return self.array[index]
         except DetstackError:
             raise
-        except Exception as exc:  # noqa: BLE001 - codecs raise anything; named here
-            raise corrupt_store_chunk(self.array, index, exc, self.objects.url,
-                                      self.objects.sources) from None
+        except Exception as exc:  # noqa: BLE001 - codecs raise anything; named by _explain
+            raise self._explain(index, exc) from None
+
+    def _explain(self, index: Any, exc: Exception) -> Exception:
+        """The typed error for a read of ``index`` that failed with ``exc``."""
+        raise NotImplementedError
+
+
+class PresenceCheckedArray(CheckedArray):
+    """A zarr store's array: a chunk that cannot be decoded names the store, module and
+    train (``corrupt_store_chunk``)."""
+
+    def _explain(self, index: Any, exc: Exception) -> Exception:
+        return corrupt_store_chunk(self.array, index, exc, self.objects.url,
+                                   self.objects.sources)
 
 
 def checked_arrays(arrays: dict[str, Any], record: dict[str, Any],

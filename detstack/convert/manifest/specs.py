@@ -201,17 +201,9 @@ def copied_spec(plan: ViewPlan, kp: KeyPlan) -> ArraySpec:
     return spec
 
 
-def coordinate_specs(plan: ViewPlan, groups: list[str]) -> list[ArraySpec]:
-    """Train IDs, module numbers per slot and row counts per index group."""
-    base = plan.det.kind.modno_base
-    specs = [inline_spec("train", ["train"], plan.train_ids.astype(np.uint64)),
-             inline_spec("module", ["module"], np.arange(plan.n_slots, dtype=np.int64) + base)]
-    for g in groups:
-        specs.append(inline_spec(f"count.{g}", ["module", "train"],
-                                 plan.counts(g).astype(np.uint64)))
-    if plan.frames:
-        specs += [inline_spec(name, ["frame"], values)
-                  for name, values in plan.frame_coordinates().items()]
-    return specs
+def coordinate_specs(plan: ViewPlan, keys: list[str]) -> list[ArraySpec]:
+    """The view's coordinate arrays (``ViewPlan.coordinates``) for the keys written."""
+    return [inline_spec(name, list(c.dims), c.values)
+            for name, c in plan.coordinates(keys).items()]
 
 

@@ -88,8 +88,9 @@ def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: st
     coords = [f"count.{g}" for g in groups]
     coords += [k for k in (det.kind.pulse_key, det.kind.cell_key)
                if k in record["keys"] and k not in coords]
-    specs += coordinate_specs(plan, groups)
-    coords += [s.name for s in specs if s.dims == ["frame"]]
+    coord_specs = coordinate_specs(plan, [kp.key for kp in kept])
+    specs += coord_specs
+    coords += [s.name for s in coord_specs if s.name not in ("train", "module", *coords)]
     return Layout(specs, record, coords, files, skipped)
 
 
