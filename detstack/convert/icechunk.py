@@ -133,7 +133,10 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
     stamps = [None if url_prefix else _mtime_stamp(p) for p in lay.files]
     for entry, url in zip(lay.record["source_files"], urls, strict=True):
         entry["path"] = url.removeprefix("file://")
-    lay.record["icechunk"] = {"container_prefix": prefix, "skipped": lay.skipped}
+    # every chunk of every array is written (also all-fill ones): readers may treat an
+    # absent chunk as damage
+    lay.record["icechunk"] = {"container_prefix": prefix, "skipped": lay.skipped,
+                              "every_chunk_stored": True}
     if containers is None:
         if url_prefix is not None:
             raise ValueError("url_prefix needs containers=[icechunk.VirtualChunkContainer(...)]"
@@ -156,7 +159,8 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
                 warnings.simplefilter("ignore")
                 arr = root.create_array(spec.name, shape=spec.shape, chunks=spec.chunks,
                                         dtype=spec.dtype, fill_value=spec.fill,
-                                        dimension_names=spec.dims, **_codecs(spec))
+                                        dimension_names=spec.dims, **_codecs(spec),
+                                        config={"write_empty_chunks": True})
             if spec.data is not None:
                 arr[...] = spec.data
                 continue
@@ -210,7 +214,8 @@ def open_icechunk(repo_or_path: Any, storage_options: dict[str, Any] | None = No
         prefix = group.attrs["detstack_record"]["icechunk"]["container_prefix"]
         auth = icechunk.containers_credentials(authorize or {prefix: None})
         repo = icechunk.Repository.open(storage, authorize_virtual_chunk_access=auth)
-    group = zarr.open_group(repo.readonly_session(branch).store, mode="r")
+    session = repo.readonly_session(branch)
+    group = zarr.open_group(session.store, mode="r")
     record = dict(group.attrs["detstack_record"])
     if check_sources and record["icechunk"]["container_prefix"].startswith("file://"):
         report = verify_record(where, record)
@@ -221,5 +226,6 @@ def open_icechunk(repo_or_path: Any, storage_options: dict[str, Any] | None = No
     counts = {g: group[f"count.{g}"][:] for g in record["index_groups"]}
     train_ids = group["train"][:]
     # promised chunks present; missing, moved or changed sources and damaged chunks named
-    arrays = checked_arrays(group, record, counts, train_ids, where)
+    arrays = checked_arrays(session, group, record, counts, train_ids, where,
+                            bool(record["icechunk"].get("every_chunk_stored")))
     return ViewCollection(where, record, arrays, train_ids, counts, keepalive=(repo, group))

@@ -21,7 +21,8 @@ from .identity import file_identity, same_identity
 from .zarr_decode import corrupt_store_chunk, error_kind, failing_chunk
 from .zarr_presence import CheckedArray, StoredObjects
 
-_URL = re.compile(r"(?:file|s3|gs|az|https?)://[^\s'\"`),]+")
+# where Icechunk's messages name the object of a virtual chunk
+_URL = re.compile(r"(?:file|s3|gs|az|https?)://[^\s'\"`),]+|(?<=location )/[^\s'\"`),]+")
 
 
 class IcechunkArray(CheckedArray):
@@ -46,7 +47,7 @@ class IcechunkArray(CheckedArray):
                 exc = alone
         where = self._where(start)
         for url in _URL.findall(str(exc)):
-            source = self._source_problem(url.rstrip("."))
+            source = self._source_problem(url.rstrip("."), exc)
             if source is not None:
                 return source(where, exc)
         if start is None:
@@ -67,8 +68,10 @@ class IcechunkArray(CheckedArray):
         return (f"key {self.array.path}, module slot {start[0]} (source "
                 f"{module.get('source', '?')}), {train}")
 
-    def _source_problem(self, url: str) -> Any:
+    def _source_problem(self, url: str, exc: Exception) -> Any:
         """A maker of the typed error for a source file that is missing or changed."""
+        if url.startswith("/"):
+            url = "file://" + url
         if not url.startswith("file://"):
             return None
         path = url[len("file://"):]
@@ -85,23 +88,56 @@ class IcechunkArray(CheckedArray):
             changed = recorded is not None and not same_identity(recorded, file_identity(path))
         except OSError:
             changed = True
-        if changed or "modified" in str(url) or entry is not None:
+        refused = any(w in str(exc) for w in ("checksum", "modified"))
+        if changed or (entry is not None and refused):
             how = "its content changed" if changed else "it was modified"
             return lambda where, exc: FileFormatError(
                 path, f"cannot serve the virtual chunk of {where} of Icechunk repository "
-                f"{view}: {how} since the repository was written ({error_kind(exc)}: {exc})",
-                "Write the repository again with to_icechunk (or restore the file)")
+                f"{view}: {how} since the repository was written (Icechunk: "
+                f"{_last_line(exc)})", "Write the repository again with to_icechunk (or "
+                "restore the file)")
         return None
 
 
-def checked_arrays(group: Any, record: dict[str, Any], counts: dict[str, Any],
-                   train_ids: Any, url: str) -> dict[str, Any]:
+def _last_line(exc: BaseException) -> str:
+    """The innermost cause of an Icechunk error (its message is a multi-line trace)."""
+    lines = [ln.strip(" |`->x") for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("at ")]
+    return lines[-1] if lines else type(exc).__name__
+
+
+class VirtualChunks(StoredObjects):
+    """``StoredObjects`` of an Icechunk array: a chunk exists if the session has a
+    reference (or data) for it (one lookup in the session's manifests, ~15 us)."""
+
+    def __init__(self, session: Any, checked: bool, *args: Any) -> None:
+        super().__init__(*args)
+        self.session = session
+        self.checked = checked     # repositories of older versions skipped all-fill chunks
+
+    def _exists(self, coords: tuple[int, ...]) -> bool:
+        import icechunk
+        if not self.checked:
+            return True
+        kind = self.session.chunk_type(f"/{self.array.path}", list(coords))
+        return bool(kind != icechunk.ChunkType.UNINITIALIZED)
+
+    def missing(self, coords: tuple[int, ...], s: int, t: int) -> MissingDataError:
+        return MissingDataError(
+            self.url, f"array {self.array.path}: the virtual reference of chunk {coords} "
+            f"(module slot {s}, {self._where(t)}) is missing, but the repository's counts "
+            f"say it holds {int(self.counts[s, t])} rows", "zarr would read fill values "
+            "there. The repository is damaged: write it again with to_icechunk")
+
+
+def checked_arrays(session: Any, group: Any, record: dict[str, Any], counts: dict[str, Any],
+                   train_ids: Any, url: str, every_chunk_stored: bool) -> dict[str, Any]:
     """Every key's array of an open Icechunk view, wrapped (see above)."""
     from .view_collection import key_layout
     out = {}
     for key, info in record["keys"].items():
         frame_axis = bool(info["per_frame"]) and key_layout(record, key) == "frames"
-        objects = StoredObjects(group[key], counts[info["group"]], bool(info["per_frame"]),
-                                url, None, frame_axis)
+        objects = VirtualChunks(session, every_chunk_stored, group[key], counts[info["group"]],
+                                bool(info["per_frame"]), url, None, frame_axis)
         out[key] = IcechunkArray(group[key], objects, record, train_ids)
     return out

@@ -49,6 +49,8 @@ def sidecar_chunks(dims: list[str], shape: tuple[int, ...], itemsize: int) -> tu
     concatenate along ``train`` chunk for chunk (kerchunk's ``MultiZarrToZarr``, xarray
     on VirtualiZarr datasets), like the referenced arrays; other arrays whole."""
     chunks = [max(n, 1) for n in shape]
+    if len(dims) >= 2 and dims[0] == "train":      # (train, pulse|cell) frame IDs
+        chunks[0] = 1
     if len(dims) >= 2 and dims[1] == "train":
         chunks[1] = 1
         per_module = itemsize * math.prod(chunks[2:])
