@@ -306,7 +306,7 @@ class ViewPlan:
             for name in names:
                 out[name] = Coordinate(("frame",), (n,), np.dtype(
                     np.uint8 if name == "gain" else np.uint64),
-                    functools.partial(lambda name: self.frame_coordinates()[name], name))
+                    functools.partial(self._frame_coordinate, name))
             return out
         by_key = {kp.key: kp for kp in kps}
         for name, key in (("cell_id", self.det.kind.cell_key),
@@ -321,6 +321,9 @@ class ViewPlan:
                 out[name] = Coordinate(("train", inner[0][0]), (n_trains, inner[0][1]),
                                        kp.dtype, functools.partial(self._frame_ids, kp))
         return out
+
+    def _frame_coordinate(self, name: str) -> np.ndarray:
+        return self.frame_coordinates()[name]
 
     def _frame_ids(self, kp: KeyPlan) -> np.ndarray:
         """(train, pulse|cell) values of an ID key from the first module having each train."""

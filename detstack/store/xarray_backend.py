@@ -25,6 +25,9 @@ _PARAMETERS = ("filename_or_obj", "drop_variables", "detector", "keys", "layout"
                "raw", "modules", "min_modules", "storage_options")
 
 
+VIEW_FOLDERS = (".zarr", ".parq", ".parquet", ".icechunk")   # views that are folders
+
+
 def open_source(path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
                 ) -> Any:
     """A run folder, a single EuXFEL file or a detstack view, as a collection."""
@@ -34,8 +37,8 @@ def open_source(path: str | os.PathLike[str], storage_options: dict[str, Any] | 
     from .open import open_view
     name = os.fspath(path)
     local = Path(name)
-    if "://" not in name and local.is_dir() and not any(
-            (local / marker).exists() for marker in ("zarr.json", ".zgroup")):
+    if "://" not in name and local.is_dir() and not name.rstrip("/").endswith(
+            VIEW_FOLDERS) and not any((local / m).exists() for m in ("zarr.json", ".zgroup")):
         return RunDirectory(local)
     if "://" not in name and local.is_file() and name.lower().endswith((".h5", ".hdf5")):
         with h5py.File(local, "r") as f:

@@ -14,6 +14,8 @@ from h5_fixtures import CASES, make_run
 
 import detstack
 from detstack import convert
+from detstack.convert.cxi import to_cxi
+from detstack.convert.icechunk import to_icechunk
 from detstack.store.xarray_backend import DetstackBackend
 
 BACKEND_CASES = ["agipd-raw", "agipd-corr", "lpd-raw", "dssc-raw", "jf-raw"]
@@ -75,25 +77,26 @@ def test_boxes_equal_full_read(case, box):
             np.testing.assert_array_equal(var[deep].values, full[deep], err_msg=name)
 
 
-@pytest.mark.parametrize("form", ["vds", "json", "zarr"])
+@pytest.mark.parametrize("form", ["vds", "cxi", "json", "parq", "zarr", "icechunk"])
 def test_views_open_like_the_run(case, form, tmp_path):
     run, det_kw, store = case
     det = detstack.RunDirectory(run)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         det_obj = _detector(det, det_kw)
-    target = {"vds": tmp_path / "view.h5", "json": run / "view.json", "zarr": store}[form]
-    if form == "vds":
-        convert.to_vds(det_obj, target)
-    elif form == "json":
-        convert.to_manifest(det_obj, target)
-    try:
-        got = xr.open_dataset(target, engine="detstack")
-        want = xr.open_dataset(run, engine="detstack", raw=det_kw.get("raw"))
-        assert_same_dataset(got, want)
-    finally:
-        if form == "json":
-            Path(target).unlink()
+    target = {"vds": tmp_path / "view.h5", "cxi": tmp_path / "view.cxi",
+              "json": tmp_path / "view.json", "parq": tmp_path / "view.parq", "zarr": store,
+              "icechunk": tmp_path / "view.icechunk"}[form]
+    write = {"vds": convert.to_vds, "cxi": to_cxi, "json": convert.to_manifest,
+             "parq": convert.to_manifest, "icechunk": to_icechunk}.get(form)
+    if write is not None:
+        write(det_obj, target)
+    got = xr.open_dataset(target, engine="detstack")
+    want = xr.open_dataset(run, engine="detstack", raw=det_kw.get("raw"))
+    if form == "cxi":            # only the keys CXI holds
+        want = xr.open_dataset(run, engine="detstack", raw=det_kw.get("raw"),
+                               keys=list(got.data_vars))
+    assert_same_dataset(got, want)
 
 
 def _detector(data, det_kw):
