@@ -118,3 +118,20 @@ def test_deleted_reference_is_a_typed_error(repo: tuple[Path, Path, np.ndarray])
     other = view.select_trains(detstack.by_index[[0, 2]]).get_array("image.data").values
     np.testing.assert_array_equal(other, want[:, [0, 2]])    # the rest still reads
     count("faults")
+
+
+def test_plain_verify_finds_the_lost_reference(repo: tuple[Path, Path, np.ndarray]) -> None:
+    """``detstack verify`` (console script, no --full) checks every promised reference."""
+    import json
+    run, path, _ = repo
+    script = str(Path(sys.executable).with_name("detstack"))
+    done = subprocess.run([script, "verify", str(path), "--json"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    delete_reference(path)
+    done = subprocess.run([script, "verify", str(path), "--json"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    errors = json.loads(done.stdout)["errors"]
+    assert any("virtual reference of chunk (0, 1, 0, 0, 0, 0)" in e for e in errors), errors
+    count("faults")
