@@ -16,6 +16,7 @@ import detstack
 from detstack import convert
 from detstack.convert.cxi import to_cxi
 from detstack.convert.icechunk import to_icechunk
+from detstack.store.manifest import manifest_store
 from detstack.store.xarray_backend import DetstackBackend
 
 BACKEND_CASES = ["agipd-raw", "agipd-corr", "lpd-raw", "dssc-raw", "jf-raw"]
@@ -215,10 +216,20 @@ def test_frame_layout_equals_get_array_unstacked(frames_case):
     assert (got[absent] == 0).all()       # absent modules read as fill (0 for raw data)
 
 
-def test_frame_layout_equals_its_zarr_store(frames_case):
-    run, _, store = frames_case
+def test_frame_layout_equals_its_zarr_store(frames_case, tmp_path):
+    run, det, store = frames_case
     ds = xr.open_dataset(run, engine="detstack", raw=True, layout="frames")
     assert_same_dataset(ds, xr.open_zarr(store))
+    # a frame-layout manifest holds the same coordinates (one definition: ViewPlan)
+    manifest = xr.open_zarr(manifest_store(convert.to_manifest(
+        det, tmp_path / "frames.json", layout="frames")), zarr_format=2,
+        consolidated=True, mask_and_scale=False)
+    # (manifests also mark the ID keys image.pulseId/cellId as coordinates)
+    assert set(manifest.coords) - set(ds.coords) == {"image.pulseId", "image.cellId"}
+    assert set(ds.coords) >= {"train_id", "pulse_id", "cell_id"}
+    for name in ds.coords:
+        assert manifest[name].dims == ds[name].dims, name
+        np.testing.assert_array_equal(manifest[name].values, ds[name].values, err_msg=name)
     # the frame-layout store itself, opened through the backend, in either layout
     assert_same_dataset(xr.open_dataset(store, engine="detstack", layout="frames"), ds)
     assert_same_dataset(xr.open_dataset(store, engine="detstack"),
