@@ -1,8 +1,9 @@
 """Zarr stores: data the counts promise must be there, never read as fill.
 
 zarr reads a missing chunk or shard as the fill value, so a deleted shard of a
-(module, train) that holds frames would read as zeros. ``PresenceCheckedArray``
-wraps a store's array and, before each read, checks that the stored objects
+(module, train) that holds frames would read as zeros. ``PresenceCheckedArray`` (a
+``CheckedArray``, the base shared with manifests and Icechunk views) wraps a store's
+array and, before each read, checks that the stored objects
 covering every touched (module slot, train) with a non-zero count exist (once
 per object, cached) and, in a local folder, are regular files (a FIFO would
 block the read forever). ``require_present`` is the same check for readers
@@ -13,6 +14,7 @@ module's frames.
 
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Iterator
 from itertools import product
@@ -144,9 +146,11 @@ def require_present(objects: StoredObjects, index: Any) -> None:
     objects.require_rows(_span(index[0], objects.shape[0]), _span(index[1], objects.shape[1]))
 
 
-class CheckedArray:
+class CheckedArray(abc.ABC):
     """A zarr array whose reads first check that the data the counts promise exists, and
-    whose decode failures become typed errors: subclasses say how (``_explain``)."""
+    whose decode failures become typed errors: subclasses say how (``_explain``). The
+    base of zarr store (``PresenceCheckedArray``), manifest (``manifest_reads``) and
+    Icechunk (``icechunk_reads``) arrays."""
 
     def __init__(self, array: Any, objects: StoredObjects) -> None:
         self.array = array
@@ -169,9 +173,9 @@ class CheckedArray:
         except Exception as exc:  # noqa: BLE001 - codecs raise anything; named by _explain
             raise self._explain(index, exc) from None
 
+    @abc.abstractmethod
     def _explain(self, index: Any, exc: Exception) -> Exception:
         """The typed error for a read of ``index`` that failed with ``exc``."""
-        raise NotImplementedError
 
 
 class PresenceCheckedArray(CheckedArray):
