@@ -248,7 +248,7 @@ def stores(values: str, workdir: Path, rounds: int, run: Path | None = None) -> 
                 "image.data", pulses=detstack.by_index[p:p + 1])
             t_ds.append(time.perf_counter() - t0)
         print(f"  {name:12} zarr-python {np.median(t_zarr) * 1e3:5.1f} ms, get_array "
-              f"{np.median(t_ds) * 1e3:5.1f} ms (both modules)")
+              f"{np.median(t_ds) * 1e3:5.1f} ms (all {n_mod} modules)")
 
 
 def main() -> None:
