@@ -1,5 +1,8 @@
 """A cheap structural check of every shard of a local zarr store (plain ``verify``).
 
+(Unsharded arrays' chunk files count as shards of one chunk without an index: they
+must exist, be regular files and not be empty where the counts promise rows.)
+
 Reading pixels is ``verify --full``'s job; this reads only each shard's index (16
 bytes per inner chunk, at the end of the file) and checks what can go wrong with
 the files themselves: a shard the counts say holds rows is missing or not a
@@ -97,7 +100,9 @@ def _one_shard(array: ShardedArray, shard: tuple[int, ...], need: np.ndarray) ->
         return str(exc)
     except OSError as exc:
         return f"{path}: cannot be read ({exc})"
-    data_end = size - 16 * math.prod(array.grid) - array.index_extra
+    # unsharded arrays (index_extra None): the file is one chunk, without an index
+    data_end = size if array.index_extra is None else \
+        size - 16 * math.prod(array.grid) - array.index_extra
     used = index[:, 0] != EMPTY
     offsets, sizes = index[used, 0].astype(np.int64), index[used, 1].astype(np.int64)
     where = f"{path}: shard {shard} of {array.array.path}"
