@@ -172,6 +172,10 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(IO_THREADS, thread_name_prefix="detstack-btree")
 
 
+if hasattr(os, "register_at_fork"):   # a forked child has none of the pool's threads
+    os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def _leaf_records(fd: int, root: int, rank: int, so: int, file_size: int) -> np.ndarray:
     """Every leaf entry of the B-tree, in key order, as one structured array.
 

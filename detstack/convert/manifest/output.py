@@ -14,6 +14,7 @@ import numpy as np
 from numcodecs import Zlib
 
 from .holes import record_holes
+from .parallel import map_tasks
 from .refs import (
     RefBatch,
     concat,
@@ -111,16 +112,18 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
     path.mkdir(parents=True, exist_ok=True)
     url_arr = pa.array(urls, pa.string())
     for s in specs:
-        folder = path / s.name
-        folder.mkdir()
-        n_total = math.prod(s.grid)
+        (path / s.name).mkdir()
+    for s in specs:
         if s.inline:
             raws = [blob for _, blob in s.inline_chunks()]
-            for r0 in range(0, n_total, record_size):
-                write(folder / f"refs.{r0 // record_size}.parq",
+            for r0 in range(0, math.prod(s.grid), record_size):
+                write(path / s.name / f"refs.{r0 // record_size}.parq",
                       {"raw": pa.array(raws[r0:r0 + record_size], pa.binary())})
-            continue
+
+    def references(s: ArraySpec) -> list[list[int]]:
+        """Write the record files of ``s``; its unallocated chunks (see holes.py)."""
         assert s.refs is not None
+        n_total = math.prod(s.grid)
         for r, batch in _records(s.refs(), record_size):
             n = min(record_size, n_total - r * record_size)
             pos = batch.index - r * record_size
@@ -133,7 +136,14 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
             size[pos] = batch.size
             paths = pa.DictionaryArray.from_arrays(pa.array(which, mask=which < 0),
                                                    url_arr.take(pa.array(used)))
-            write(folder / f"refs.{r}.parq", {"path": paths, "offset": offset, "size": size})
+            write(path / s.name / f"refs.{r}.parq",
+                  {"path": paths, "offset": offset, "size": size})
+        return s.unallocated
+
+    referenced = [s for s in specs if not s.inline]
+    for s, holes in zip(referenced, map_tasks(lambda i: references(referenced[i]),
+                                              len(referenced)), strict=True):
+        s.unallocated[:] = holes
     record_holes(meta, specs)      # known once the references are built
     zmeta = {"zarr_consolidated_format": 1, "metadata": meta, "record_size": record_size}
     (path / ".zmetadata").write_text(json.dumps(zmeta))
