@@ -383,7 +383,7 @@ def _man_build(ctx: Context) -> str | None:
     _start(ctx)
     out = to_manifest(det, _view(ctx, "view.parq"), overwrite=True)
     mib = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
-    import resource   # keys are written in worker processes: count their CPU too
+    import resource  # keys are written in worker processes: count their CPU too
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return _cpu(f"workers {kids.ru_utime + kids.ru_stime:.1f} s CPU; {mib:.1f} MiB of "
                 "references")
