@@ -5,7 +5,9 @@ pixel keys of an hour of corrected AGIPD-1M. h5py's ``chunk_iter`` calls back in
 once per chunk (1-2 us each). But files in HDF5's default (earliest) format, which the
 DAQ and h5py write, index chunks with a version-1 B-tree whose leaf nodes hold each
 chunk's size, filter mask, coordinates and address as fixed-size little-endian records,
-up to 64 per node: read with numpy, one node per read, that is ~0.2 us per chunk.
+up to 64 per node: read with numpy, one read per node and several reads in flight (the
+nodes lie far apart: on a cold page cache each read waits for the disk), ~0.5 us per
+chunk with the checks when the nodes are in the page cache.
 
 `chunk_table` reads the B-tree itself when it recognises every structure on the way
 (superblock, version-1 object header, version-3 chunked layout message, B-tree nodes of
