@@ -213,7 +213,12 @@ class _ParquetRecords(LazyReferenceMapper):
             if local:
                 require_regular_file(path, "manifest reference file")
             frame = fastparquet.ParquetFile(io.BytesIO(self.fs.cat_file(path))).to_pandas()
-            return {c: frame[c].to_numpy(copy=True) for c in frame.columns}
+            refs = {c: frame[c].to_numpy(copy=True) for c in frame.columns}
+            if "path" in refs:   # a null path (absent chunk) is None, however it was written
+                paths = refs["path"].astype(object)
+                paths[frame["path"].isna().to_numpy()] = None
+                refs["path"] = paths
+            return refs
 
         self.open_refs = open_refs
 

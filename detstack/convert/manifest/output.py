@@ -92,12 +92,13 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
     only their number), so no Python string is made per reference. The files carry no
     pandas or arrow schema, so every reader (fastparquet, which fsspec uses by default,
     pyarrow, kerchunk, VirtualiZarr) sees plain string, int64 and binary columns."""
-    try:
+    try:   # fastparquet reads them (fsspec, detstack): a manifest nobody here can read
+        import fastparquet  # noqa: F401 - is refused before it is written
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("Parquet manifests need pyarrow and fastparquet: pip install "
-                          "'detstack[parquet]'") from exc
+        raise ImportError(f"Parquet manifests need {exc.name or 'pyarrow and fastparquet'}: "
+                          "pip install 'detstack[parquet]'", name=exc.name) from exc
 
     def write(file: Path, columns: dict[str, Any]) -> None:
         # offsets and sizes: required columns with statistics (pandas reading through
