@@ -161,8 +161,8 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
                                         dtype=spec.dtype, fill_value=spec.fill,
                                         dimension_names=spec.dims, **_codecs(spec),
                                         config={"write_empty_chunks": True})
-            if spec.data is not None:
-                arr[...] = spec.data
+            if spec.inline:
+                arr[...] = spec.load()
                 continue
             assert spec.refs is not None
             for b in spec.refs():   # module by module: bounded memory
