@@ -187,11 +187,25 @@ def test_deeply_nested_json_is_refused(tmp_path):
         open_view(out)
 
 
-def test_null_integer_fill_value_is_made_explicit(tmp_path):
+def test_integer_fill_values_are_explicit(tmp_path):
+    """The writer names every fill value (zarr-python 2 reads ``null`` as uninitialised
+    memory); a manifest from elsewhere with ``null`` still reads absent chunks as 0."""
     _, run, out = make(tmp_path)
-    doc = json.loads(out.read_text())
-    meta = json.loads(doc["refs"][".zmetadata"])["metadata"]
-    assert meta["image.pulseId/.zarray"]["fill_value"] is None   # as written today
+    meta = json.loads(json.loads(out.read_text())["refs"][".zmetadata"])["metadata"]
+    arrays = {k[: -len("/.zarray")]: v for k, v in meta.items() if k.endswith("/.zarray")}
+    assert arrays["image.pulseId"]["fill_value"] == 0
+    assert arrays["image.data"]["fill_value"] == 0
+    assert all(a["fill_value"] is not None for a in arrays.values()), arrays
+
+    def null_fills(doc: dict[str, Any]) -> None:
+        zmeta = json.loads(doc["refs"][".zmetadata"])
+        for name, zarray in zmeta["metadata"].items():
+            if name.endswith("/.zarray") and np.dtype(zarray["dtype"]).kind in "iu":
+                zarray["fill_value"] = None
+                if name in doc["refs"]:
+                    doc["refs"][name] = json.dumps(zarray)
+        doc["refs"][".zmetadata"] = json.dumps(zmeta)
+    edit(out, null_fills)
     group = zarr.open_group(manifest_store(out), mode="r", zarr_format=2)
     assert group["image.pulseId"].fill_value == 0
     absent = group["image.data"][5]              # module slot 5: no file, no chunks

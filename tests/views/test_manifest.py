@@ -314,10 +314,16 @@ def test_manifest_outside_run_opens_anywhere(tmp_path, monkeypatch):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)   # plain xarray, no template override, any working folder
-    ds = xr.open_dataset("reference://", engine="zarr", storage_options={
-        "fo": str(tmp_path / "views" / "v.json"), "remote_protocol": "file"})
+    ds = xr.open_dataset("reference://", engine="zarr", mask_and_scale=False,
+                         storage_options={"fo": str(tmp_path / "views" / "v.json"),
+                                          "remote_protocol": "file"})
     np.testing.assert_array_equal(ds["data.adc"].values,
                                   expected_array(ViewPlan(det), "data.adc"))
+    masked = xr.open_dataset("reference://", engine="zarr", storage_options={   # xarray's
+        "fo": str(tmp_path / "views" / "v.json"), "remote_protocol": "file"})  # CF default
+    want = expected_array(ViewPlan(det), "data.adc")
+    np.testing.assert_array_equal(masked["data.adc"].values,
+                                  np.where(want == 0, np.nan, want))
 
 
 @pytest.mark.parametrize("target", ["../../../../etc/passwd", "/etc/passwd",

@@ -99,13 +99,12 @@ class ArraySpec:
 
 
 def zarr_fill(value: Any, dtype: np.dtype) -> Any:
-    """A zarr v2 ``fill_value``: explicit where it is not zero (floats NaN, masks all bits
-    set); ``null`` for zero-filled integers, so that plain xarray does not CF-mask their
-    zeros (cell IDs, ADC values; detstack and zarr-python 3 read ``null`` as 0)."""
+    """A zarr v2 ``fill_value``, always explicit (floats NaN, masks all bits set, other
+    integers 0): with ``null``, zarr-python 2 returns uninitialised memory for the chunks
+    of absent modules and trains. Plain xarray CF-masks explicit integer fills unless
+    opened with ``mask_and_scale=False`` (README, "Fill values")."""
     if dtype.kind in "fc":
         return "NaN" if np.isnan(value) else float(value)
-    if not value:
-        return None
     return bool(value) if dtype.kind == "b" else int(value)
 
 
