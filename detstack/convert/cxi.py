@@ -38,7 +38,15 @@ from ..detectors.reading import read_rows
 from ..progress import track
 from .atomic import atomic_h5
 from .plan import ViewPlan, as_detector, fill_to_json, fill_value_for
-from .vds import LIBVER, MappingBuilder, SourceNames, store_record, view_record, write_coords
+from .vds import (
+    LIBVER,
+    MappingBuilder,
+    SourceNames,
+    block_runs,
+    store_record,
+    view_record,
+    write_coords,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +159,7 @@ def _map(spec: CxiSpec, builder: MappingBuilder, key: str, names: SourceNames,
     cpe = spec.cpe
     for m in range(fmap.n_modules):
         slot = spec.det.module_slot(int(fmap.modules[m]))
-        for run in fmap.runs(m, per_train=not spec.xtdf):
+        for run in block_runs(fmap, m, per_train=not spec.xtdf):
             ref = names.ref(fmap, run.file, fmap.sources[m], key)
             zeros = (0,) * len(entry)
             if frames_first:
@@ -251,7 +259,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
     names = SourceNames(path, relative)
     plan = ViewPlan(det, sorted(spec.bulk_keys.values()), layout="frames")
     mappings: dict[str, int] = {}
-    with atomic_h5(path, overwrite, in_memory=True, libver=LIBVER) as h5:
+    with atomic_h5(path, overwrite, libver=LIBVER) as h5:   # on disk: bounded memory
         _write_entry(h5, spec)
         dgrp = h5.create_group(DET_GROUP)
         dgrp.attrs["name"] = det.detector_name

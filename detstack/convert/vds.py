@@ -73,7 +73,7 @@ import h5py
 import numpy as np
 
 from ..errors import DetstackError
-from ..frames import FrameMap
+from ..frames import FrameMap, Run
 from ..progress import track
 from ..run.files import RunFile
 from .atomic import atomic_h5
@@ -116,6 +116,9 @@ class SourceNames:
         self.relative = relative
         self._refs: dict[tuple[int, str, str], SourceRef] = {}
         self._names: dict[str, str] = {}
+        # one dataspace per shape, not per source: h5py's file close visits every live
+        # HDF5 object of the process, so 10,000 kept dataspaces made each close 16 ms
+        self._spaces: dict[tuple[int, ...], h5py.h5s.SpaceID] = {}
 
     def file_name(self, path: str | os.PathLike[str]) -> str:
         name = self._names.get(os.fspath(path))   # 2,000 files, ~20 keys each
@@ -138,9 +141,16 @@ class SourceNames:
             dset = f.dataset_path(source, key)
             shape = f.source_keys(source)[key][0]
             ref = SourceRef(self.file_name(f.path).encode(), dset.encode(),
-                            h5py.h5s.create_simple(tuple(shape)))
+                            self.space(tuple(shape)))
             self._refs[cache_key] = ref
         return ref
+
+    def space(self, shape: tuple[int, ...]) -> h5py.h5s.SpaceID:
+        """A dataspace of ``shape`` (shared: a mapping copies its selection)."""
+        space = self._spaces.get(shape)
+        if space is None:
+            space = self._spaces[shape] = h5py.h5s.create_simple(shape)
+        return space
 
     @staticmethod
     def chunked(fmap: FrameMap, file_index: int, source: str, key: str) -> bool:
@@ -200,6 +210,28 @@ def run_breaks(ok_next: np.ndarray) -> list[tuple[int, int]]:
     starts = np.concatenate([[0], cuts]).tolist()
     stops = np.concatenate([cuts, [n]]).tolist()
     return list(zip(starts, stops, strict=True))
+
+
+def block_runs(fmap: FrameMap, m: int, per_train: bool = False) -> list[Run]:
+    """``fmap.runs(m, per_train=per_train)`` computed per train instead of per frame
+    (rows of a train are contiguous): 64x less work, which at 30,000 trains is most of
+    the time of a frame-layout view."""
+    counts = fmap.counts[m].astype(np.int64)
+    if per_train:
+        counts = np.minimum(counts, 1)
+    ts = np.flatnonzero(counts)
+    if not len(ts):
+        return []
+    dst = fmap.offsets(per_train)[ts]
+    src = fmap.first[m, ts].astype(np.int64)
+    fi = fmap.file[m, ts]
+    n = counts[ts]
+    joins = (np.diff(fi) == 0) & (np.diff(src) == n[:-1]) & (np.diff(dst) == n[:-1])
+    out = []
+    for a, b in run_breaks(joins):
+        out.append(Run(int(fi[a]), int(src[a]), int(dst[a]),
+                       int(dst[b - 1] + n[b - 1] - dst[a])))
+    return out
 
 
 # -- the 5-D view -------------------------------------------------------------------------------
@@ -309,7 +341,7 @@ def add_frame_mappings(builder: MappingBuilder, kp: KeyPlan, plan: ViewPlan,
     entry = tuple(kp.entry_shape)
     zero = (0,) * len(entry)
     for m, slot in enumerate(plan.slots):
-        for run in fmap.runs(m):
+        for run in block_runs(fmap, m):
             ref = names.ref(fmap, run.file, fmap.sources[m], kp.key)
             builder.add((slot, run.dst_start) + zero, (1, run.length) + entry, ref,
                         (run.src_start,) + zero, (run.length,) + entry)
@@ -446,7 +478,8 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
     groups = sorted({kp.group for kp in plan.keys})
     forms: dict[str, dict[str, Any]] = {}
     n_trains = len(plan.train_ids)
-    with atomic_h5(path, overwrite, in_memory=True, libver=LIBVER) as h5, no_gc():
+    # built on disk (memory does not grow with the file), renamed into place when complete
+    with atomic_h5(path, overwrite, libver=LIBVER) as h5, no_gc():
         for kp in track(plan.keys, "building view"):
             form = PER_BLOCK if plan.frames and kp.per_frame else \
                 mapping_form(kp, plan.frame_map(kp), names, mapping, n_trains, block_trains)
