@@ -37,6 +37,7 @@ from ..detectors.pulses import MISSING, read_inner_ids
 from ..detectors.reading import read_rows
 from ..progress import track
 from .atomic import atomic_h5
+from .frame_ids import agreed_ids
 from .plan import ViewPlan, as_detector, fill_to_json, fill_value_for
 from .vds import (
     LIBVER,
@@ -107,9 +108,13 @@ class CxiSpec:
     def pulse_ids(self) -> np.ndarray:
         """One pulse ID (JUNGFRAU: memory cell) per frame, agreed by every module."""
         key = self.det.kind.pulse_key
-        entry, _ = self.entry(key)
+        entry, dtype = self.entry(key)
         if self.xtdf:
-            return read_inner_ids(self.fmap, key, "pulseId", (0,) if entry[:1] == (1,) else ())
+            index = (0,) if entry[:1] == (1,) else ()
+            ids = agreed_ids(self.fmap, key, dtype, index)   # module by module: bounded memory
+            if ids is None:     # modules disagree: the detector's reader names where
+                ids = read_inner_ids(self.fmap, key, "pulseId", index)
+            return ids
         ids = np.full((self.fmap.n_modules, len(self.fmap.train_ids)) + entry, MISSING, np.int64)
         read_rows(self.fmap, key, ids, list(range(self.fmap.n_modules)), per_train=True)
         ids = ids.reshape(self.fmap.n_modules, -1)

@@ -351,8 +351,9 @@ def test_frame_coordinates_module_by_module(tmp_path: Path, name: str) -> None:
 
 
 def test_frame_coordinates_disagreeing_modules_refused(tmp_path: Path) -> None:
-    """Modules recording different pulse IDs for a frame: the frame-layout view is
-    refused with the detector's typed error (module, train), and nothing is written."""
+    """Modules recording different pulse IDs for a frame: the frame-layout view and the
+    CXI file are refused with the detector's typed error (module, train), and nothing
+    is written."""
     from detstack.errors import InconsistentModulesError
     synth.write_run(tmp_path / "run", "AGIPD1M", raw=True, n_trains=3, frames_per_train=2,
                     modules=[0, 1], with_control=False)
@@ -364,4 +365,6 @@ def test_frame_coordinates_disagreeing_modules_refused(tmp_path: Path) -> None:
     assert frame_ids.frame_coordinates(det) is None
     with pytest.raises(InconsistentModulesError, match="train 10001"):
         to_vds(det, tmp_path / "v.h5", layout="frames")
-    assert not (tmp_path / "v.h5").exists()
+    with pytest.raises(InconsistentModulesError, match="train 10001"):
+        to_cxi(det, tmp_path / "v.cxi")
+    assert not (tmp_path / "v.h5").exists() and not (tmp_path / "v.cxi").exists()
