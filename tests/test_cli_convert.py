@@ -42,7 +42,7 @@ def test_form_follows_the_name_and_json_summary(small_run: Path, tmp_path: Path)
 def test_train_selections(small_run: Path, tmp_path: Path) -> None:
     one = cli("convert", small_run, tmp_path / "one.h5", "--raw", "--trains", "10003")
     assert one.returncode == 0, one.stderr
-    assert "1 trains" in one.stdout
+    assert "; 1 train; 2 frames)" in one.stdout
     with h5py.File(tmp_path / "one.h5") as f:
         assert f["image.data"].shape[1] == 1 and list(f["train_ids"][:]) == [10003]
     rng = cli_json("convert", small_run, tmp_path / "rng.h5", "--raw", "--trains", "10001:10004")
@@ -64,8 +64,8 @@ def test_unusable_module_file_is_reported(tmp_path: Path) -> None:
     bad.write_bytes(bad.read_bytes()[:2000])
     res = cli("convert", run, tmp_path / "v.h5", "--raw")
     assert res.returncode == 0, res.stderr
-    assert "15 of 16 modules (missing: 3)" in res.stdout
-    assert f"1 unusable files skipped: {bad.name}" in res.stdout
+    assert "15 of 16 modules, missing 3;" in res.stdout
+    assert f"1 unusable file skipped: {bad.name}" in res.stdout
 
 
 def test_options_of_other_forms_and_bad_values_are_refused(small_run: Path,

@@ -29,7 +29,7 @@ def test_info_run_lists_modules_gaps_keys_and_time(gappy_run: Path) -> None:
     assert "JUNGFRAU 'SPB_IRDA_JF4M' (raw data): 3 of 4 modules; missing: 3" in out
     assert "trains: 3 (10000-10002), frames per train 2, 6 frames" in out
     assert "data.adc: (module 4, train 3, cell 2, slow_scan 512, fast_scan 1024) uint16" in out
-    assert "module 2: 1 trains missing: 10001" in out
+    assert "module 2: 1 train missing: 10001" in out
     assert "time: 2024-01-15T10:00:00+00:00 to 2024-01-15T10:00:00+00:00" in out
     assert "format version 1.3 (4)" in out
 

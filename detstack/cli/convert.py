@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .args import json_object, key_list, module_list, positive_int, seconds, train_range
-from .output import Output
+from .output import Output, count
 
 HELP = "write a view of a run's detector: HDF5 virtual view, CXI, zarr manifest or zarr store"
 DESCRIPTION = """\
@@ -243,10 +243,10 @@ def summary(form: str, args: argparse.Namespace, opened: Any, det: Any,
 def summary_line(doc: dict[str, Any]) -> str:
     mods = doc["modules"]
     parts = [f"{len(mods['present'])} of {mods['of']} modules"
-             + (f" (missing: {', '.join(map(str, mods['missing']))})" if mods["missing"] else ""),
-             f"{doc['trains']} trains", f"{doc['frames']} frames"]
+             + (f", missing {', '.join(map(str, mods['missing']))}" if mods["missing"] else ""),
+             count(doc["trains"], "train"), count(doc["frames"], "frame")]
     if doc["skipped_files"]:
         names = ", ".join(s["path"].rsplit("/", 1)[-1] for s in doc["skipped_files"][:3])
-        parts.append(f"{len(doc['skipped_files'])} unusable files skipped: {names}")
+        parts.append(f"{count(len(doc['skipped_files']), 'unusable file')} skipped: {names}")
     return (f"Wrote {LABELS[doc['form']]} of {doc['detector']} ({'; '.join(parts)}) to "
             f"{doc['output']} in {doc['seconds']:.1f} s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .output import Output
+from .output import Output, count
 from .targets import add_allow_option
 
 HELP = "what a run, file or view holds: detectors, modules, trains, keys, gaps"
@@ -67,7 +67,7 @@ def render(doc: dict[str, Any], *, detail: bool = False) -> list[str]:
         versions = ", ".join(f"{v} ({n})" for v, n in sorted(doc["files"]["format_versions"].items()))
         lines.append(f"  files: {doc['files']['count']}, format version {versions}")
         for f in doc["files"].get("list", []):
-            lines.append(f"    {f['name']}  format {f['format_version']}, {f['trains']} trains")
+            lines.append(f"    {f['name']}  format {f['format_version']}, {count(f['trains'], 'train')}")
     for s in doc["skipped_files"]:
         lines.append(f"  SKIPPED: {s['problem']}")
     tr = doc["trains"]
@@ -144,11 +144,12 @@ def _detector_lines(det: dict[str, Any], *, detail: bool) -> list[str]:
         lines.append(f"    ... {det['n_keys'] - len(det['keys'])} more keys (--detail lists them)")
     if det["gaps"]:
         worst = sum(g["count"] for g in det["gaps"].values())
-        lines.append(f"    gaps: {worst} (module, train) pairs missing in {len(det['gaps'])} "
-                     f"modules; {det['incomplete_trains']} trains incomplete")
+        lines.append(f"    gaps: {count(worst, '(module, train) pair')} missing in "
+                     f"{count(len(det['gaps']), 'module')}; "
+                     f"{count(det['incomplete_trains'], 'train')} incomplete")
         shown = det["gaps"] if detail else dict(list(det["gaps"].items())[:4])
         for m, g in shown.items():
-            lines.append(f"      module {m}: {g['count']} trains missing: {g['trains']}")
+            lines.append(f"      module {m}: {count(g['count'], 'train')} missing: {g['trains']}")
         if len(shown) < len(det["gaps"]):
             lines.append(f"      ... {len(det['gaps']) - len(shown)} more modules (--detail)")
     else:

@@ -27,6 +27,11 @@ class _Formatter(logging.Formatter):
         return f"detstack: {record.levelname.lower()}: {text}"
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 train"``, ``"3 trains"``: counts people read on a terminal."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def _show_warning(message: Warning | str, category: type[Warning], filename: str,
                   lineno: int, file: Any = None, line: str | None = None) -> None:
     """``warnings.showwarning`` replacement: the message only, as a log line."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .output import Output
+from .output import Output, count
 
 HELP = "check the files of a run (or one file): index, train IDs, modules; exit 1 on problems"
 EXAMPLES = """\
@@ -113,7 +113,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         p["message"] = flags_for(p["message"])
         out.say(f"PROBLEM: {p['message']}")
     left_out = f" ({len(views)} views left out)" if views else ""
-    out.result(f"{target}: {len(checked)} files checked{left_out}, {len(problems)} problems")
+    out.result(f"{target}: {count(len(checked), 'file')} checked{left_out}, "
+               f"{count(len(problems), 'problem')}")
     out.emit({"target": str(target), "files_checked": len(checked),
               "views_left_out": [str(v) for v in views], "problems": problems,
               "ok": not problems})

@@ -382,6 +382,34 @@ class MultimodDetectorBase:
         from ..convert.frames_file import write_frames
         write_frames(self, filename, trains, pulses, overwrite=True)
 
+    def masked_data(self, key: str | None = None, *, mask_bits: Any = None,
+                    masked_value: Any = np.nan) -> Any:
+        """Key data like ``det[key]`` whose reads replace bad pixels by ``masked_value``.
+
+        Parameters
+        ----------
+        key : str, optional
+            The key to read (default the pixel data: ``'image.data'``, JUNGFRAU
+            ``'data.adc'``).
+        mask_bits : int or list of int, optional
+            Mask bits that mark a pixel bad (default: any non-zero mask value).
+        masked_value : scalar, default NaN
+            What bad pixels read as.
+
+        Returns
+        -------
+        KeyData
+            With ``ndarray()``, ``xarray()``, ``dask_array()`` applying the mask.
+
+        Raises
+        ------
+        RuntimeError
+            A module has no mask key (``image.mask``, JUNGFRAU ``data.mask``): raw data
+            has none, only corrected data.
+        """
+        from .masked import masked_key_data
+        return masked_key_data(self, key, mask_bits, masked_value)
+
     def module_slot(self, modno: int) -> int:
         """Position of module number ``modno`` on the full module axis of a view.
 

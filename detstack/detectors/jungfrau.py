@@ -228,29 +228,3 @@ class JUNGFRAU(MultimodDetectorBase):
                 f"cell position {cell} of train {int(fmap.train_ids[t])}, the other modules "
                 f"{int(usual)}. Leave that module out (modules=[...])")
         return lo
-
-    def masked_data(self, key: str | None = None, *, mask_bits: Any = None,
-                    masked_value: Any = np.nan) -> Any:
-        """Key data like ``det[key]`` whose reads replace bad pixels by ``masked_value``.
-
-        Parameters
-        ----------
-        key : str, optional
-            The key to read (default the pixel data, ``'data.adc'``).
-        mask_bits : int or list of int, optional
-            Mask bits that mark a pixel bad (default: any non-zero mask value).
-        masked_value : scalar, default NaN
-            What bad pixels read as.
-
-        Returns
-        -------
-        MaskedKeyData
-            With ``ndarray()``, ``xarray()``, ``dask_array()`` applying the mask.
-
-        Raises
-        ------
-        RuntimeError
-            A module has no ``data.mask`` (raw data): only corrected data has one.
-        """
-        from .masked import masked_key_data
-        return masked_key_data(self, key, mask_bits, masked_value)

@@ -47,7 +47,9 @@ class _Masked:
     _mask_bits: int | None
     _masked_value: Any
 
-    def _setup_mask(self, mask_key: str, mask_bits: Any, masked_value: Any) -> None:
+    def __init__(self, det: MultimodDetectorBase, key: str, mask_key: str, mask_bits: Any,
+                 masked_value: Any) -> None:
+        super().__init__(det, key)  # type: ignore[call-arg]  # the key data class
         self._mask_key = mask_key
         if mask_bits is not None and not isinstance(mask_bits, (int, np.integer)):
             mask_bits = int(np.bitwise_or.reduce(np.asarray(list(mask_bits), dtype=np.uint64)))
@@ -89,21 +91,11 @@ class MaskedKeyData(_Masked, MultimodKeyData):
         summary="A per-train key (JUNGFRAU ``data.adc``...) read with its mask applied.",
         key="data.adc", mask="data.mask")
 
-    def __init__(self, det: MultimodDetectorBase, key: str, mask_key: str, mask_bits: Any,
-                 masked_value: Any) -> None:
-        super().__init__(det, key)
-        self._setup_mask(mask_key, mask_bits, masked_value)
-
 
 class MaskedXtdfKeyData(_Masked, XtdfImageKeyData):
     __doc__ = MASKED_DOC.format(
         summary="An ``image.*`` key read with ``image.mask`` applied (same pulse selection).",
         key="image.data", mask="image.mask")
-
-    def __init__(self, det: MultimodDetectorBase, key: str, mask_key: str, mask_bits: Any,
-                 masked_value: Any) -> None:
-        super().__init__(det, key)
-        self._setup_mask(mask_key, mask_bits, masked_value)
 
     def _mask_keydata(self) -> Any:
         return self.det[self._mask_key].select_pulses(self._pulses)

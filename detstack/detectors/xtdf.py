@@ -186,32 +186,6 @@ class XtdfDetectorBase(MultimodDetectorBase):
         normalize_pulses(pulses)  # fail early on a bad selection
         return iter_trains(self, pulses, require_all)
 
-    def masked_data(self, key: str | None = None, *, mask_bits: Any = None,
-                    masked_value: Any = np.nan) -> Any:
-        """Key data like ``det[key]`` whose reads replace bad pixels by ``masked_value``.
-
-        Parameters
-        ----------
-        key : str, optional
-            The key to read (default the pixel data, ``'image.data'``).
-        mask_bits : int or list of int, optional
-            Mask bits that mark a pixel bad (default: any non-zero mask value).
-        masked_value : scalar, default NaN
-            What bad pixels read as.
-
-        Returns
-        -------
-        KeyData
-            With ``ndarray()``, ``xarray()``, ``dask_array()`` applying the mask.
-
-        Raises
-        ------
-        RuntimeError
-            A module has no ``image.mask`` (raw data): only corrected data has one.
-        """
-        from .masked import masked_key_data
-        return masked_key_data(self, key, mask_bits, masked_value)
-
 
 class AGIPD1M(XtdfDetectorBase):
     __doc__ = xtdf_doc("AGIPD1M", "SPB_DET_AGIPD1M-1", """

@@ -47,6 +47,32 @@ class SourceSection:
         """Whether the source is an instrument (fast-data) source."""
         return not self.is_control
 
+    def split_trains(self, parts: int | None = None,
+                     trains_per_part: int | None = None) -> Iterator[Any]:
+        """Split the selected trains into consecutive parts of about equal size.
+
+        Parameters
+        ----------
+        parts : int, optional
+            Number of parts (at most one per train).
+        trains_per_part : int, optional
+            Largest number of trains per part (with both, at least ``parts`` parts).
+
+        Yields
+        ------
+        KeyData or SourceData
+            This key (``run[src, key]``) or source (``run[src]``) over each part of the
+            trains, in order.
+
+        Raises
+        ------
+        ValueError
+            Neither ``parts`` nor ``trains_per_part`` is given.
+        """
+        from ..detectors.split import even_parts
+        for sl in even_parts(len(self.train_ids), parts, trains_per_part):  # type: ignore[attr-defined]
+            yield self.select_trains(sl)  # type: ignore[attr-defined]
+
 
 class KeyData(SourceSection):
     """Data of one (source, key) over the selected trains.
@@ -150,31 +176,6 @@ class KeyData(SourceSection):
 
     def __getitem__(self, trains: Any) -> KeyData:
         return self.select_trains(trains)
-
-    def split_trains(self, parts: int | None = None,
-                     trains_per_part: int | None = None) -> Iterator[KeyData]:
-        """Split the selected trains into consecutive parts of about equal size.
-
-        Parameters
-        ----------
-        parts : int, optional
-            Number of parts (at most one per train).
-        trains_per_part : int, optional
-            Largest number of trains per part (with both, at least ``parts`` parts).
-
-        Yields
-        ------
-        KeyData
-            This key over each part of the trains, in order.
-
-        Raises
-        ------
-        ValueError
-            Neither ``parts`` nor ``trains_per_part`` is given.
-        """
-        from ..detectors.split import even_parts
-        for sl in even_parts(len(self.train_ids), parts, trains_per_part):
-            yield self.select_trains(sl)
 
     def drop_empty_trains(self) -> KeyData:
         """The same key over only the trains where it has data.

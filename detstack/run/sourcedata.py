@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -166,31 +165,6 @@ class SourceData(SourceSection):
         """
         data = self._data if keys is None else self._data.select({self.source: set(keys)})
         return SourceData(data, self.source)
-
-    def split_trains(self, parts: int | None = None,
-                     trains_per_part: int | None = None) -> Iterator[SourceData]:
-        """Split the selected trains into consecutive parts of about equal size.
-
-        Parameters
-        ----------
-        parts : int, optional
-            Number of parts (at most one per train).
-        trains_per_part : int, optional
-            Largest number of trains per part (with both, at least ``parts`` parts).
-
-        Yields
-        ------
-        SourceData
-            This source over each part of the trains, in order.
-
-        Raises
-        ------
-        ValueError
-            Neither ``parts`` nor ``trains_per_part`` is given.
-        """
-        from ..detectors.split import even_parts
-        for sl in even_parts(len(self.train_ids), parts, trains_per_part):
-            yield self.select_trains(sl)
 
     def data_counts(self, labelled: bool = True, index_group: str | None = None) -> Any:
         """Entries per selected train.
