@@ -180,26 +180,33 @@ def entropy_bound(data: np.ndarray, kind: str) -> None:
           "frame per chunk (H(value) = " + ", ".join(f"{x:.2f}" for x in marginal) + " bits)")
 
 
-def stores(values: str, workdir: Path, rounds: int) -> None:
+def stores(values: str, workdir: Path, rounds: int, run: Path | None = None) -> None:
     """Convert one run with to_zarr in the old and the new default layout (interleaved
     rounds; CPU seconds of the whole process, all threads), then read one frame from each
-    store (cold chunk each time)."""
+    store (cold chunk each time). ``run``: an existing raw AGIPD-1M run instead of a new
+    2-module one."""
     import zarr
 
     import detstack
     from detstack.convert import to_zarr
     from detstack.convert.zarr.layout import BloscCodec, BloscShuffle
-    run = workdir / "run"
-    synth.write_run(run, "AGIPD1M", modules=[0, 1], n_trains=16, frames_per_train=32,
-                    with_control=False, values=values, overwrite=True)
+    if run is None:
+        run = workdir / "run"
+        synth.write_run(run, "AGIPD1M", modules=[0, 1], n_trains=16, frames_per_train=32,
+                        with_control=False, values=values, overwrite=True)
     det = detstack.AGIPD1M(detstack.RunDirectory(run), raw=True)
-    nbytes = 2 * 16 * 32 * 2 * 512 * 128 * 2
+    shape = det["image.data"].shape         # modules, frames, data/gain, slow, fast
+    n_mod, n_trains = shape[0], len(det.train_ids)
+    n_pulses = shape[1] // n_trains
+    nbytes = int(np.prod(shape)) * 2
     old = BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.bitshuffle, blocksize=1 << 16)
     layouts = {"old default": {"compressor": old, "shards": 1,
                                "chunks": {"image.data": (1, 1, 1, 2, 512, 128)}},
                "new default": {}}
     urls = {name: workdir / f"{name.replace(' ', '-')}.zarr" for name in layouts}
     best: dict[str, tuple[float, float]] = {}
+    per_round: dict[str, list[tuple[float, float]]] = {name: [] for name in layouts}
+    loads = []
     for _ in range(rounds):
         for name, kw in layouts.items():
             c0, w0 = time.process_time(), time.perf_counter()
@@ -207,15 +214,22 @@ def stores(values: str, workdir: Path, rounds: int) -> None:
             cpu, wall = time.process_time() - c0, time.perf_counter() - w0
             b = best.get(name, (1e9, 1e9))
             best[name] = (min(b[0], cpu), min(b[1], wall))
-    print(f"\nto_zarr (all keys; GB of image.data), raw AGIPD, 2 modules x 16 trains x 32 pulses "
+            per_round[name].append((cpu, wall))
+        loads.append(os.getloadavg()[0])
+    print(f"\nto_zarr (all keys; GB of image.data), raw AGIPD, {n_mod} modules x {n_trains} trains x "
+          f"{n_pulses} pulses "
           f"({nbytes / 1e6:.0f} MB), {values} values, best of {rounds} interleaved rounds, "
-          f"load average {os.getloadavg()[0]:.1f}:")
+          f"load average {min(loads):.1f}-{max(loads):.1f}:")
     base = best["old default"][0]
     for name, (cpu, wall) in best.items():
         size = sum(f.stat().st_size for f in (urls[name] / "image.data").rglob("*")
                    if f.is_file())
+        paired = [(o[0] / n[0], o[1] / n[1]) for o, n in zip(per_round["old default"],
+                                                              per_round[name], strict=True)]
         print(f"  {name:12} {nbytes / cpu / 1e9:5.2f} GB/cpu-s ({base / cpu:.2f}x the old "
-              f"default), {nbytes / wall / 1e9:5.2f} GB/s wall, ratio {nbytes / size:.2f}")
+              f"default; same-round median {np.median([p[0] for p in paired]):.2f}x per "
+              f"CPU-second, {np.median([p[1] for p in paired]):.2f}x in wall time), "
+              f"{nbytes / wall / 1e9:5.2f} GB/s wall, ratio {nbytes / size:.2f}")
     print("One frame from a local store (zarr-python arr[m, t, p] / detstack get_array on "
           "open_view, median of 20 random frames):")
     rng = np.random.default_rng(0)
@@ -224,8 +238,8 @@ def stores(values: str, workdir: Path, rounds: int) -> None:
         view = detstack.AGIPD1M(detstack.open_view(url), raw=True)
         t_zarr, t_ds = [], []
         for _ in range(20):
-            m, t, p = (int(rng.integers(0, 2)), int(rng.integers(0, 16)),
-                       int(rng.integers(0, 32)))
+            m, t, p = (int(rng.integers(0, n_mod)), int(rng.integers(0, n_trains)),
+                       int(rng.integers(0, n_pulses)))
             t0 = time.perf_counter()
             arr[m, t, p]
             t_zarr.append(time.perf_counter() - t0)
@@ -234,7 +248,7 @@ def stores(values: str, workdir: Path, rounds: int) -> None:
                 "image.data", pulses=detstack.by_index[p:p + 1])
             t_ds.append(time.perf_counter() - t0)
         print(f"  {name:12} zarr-python {np.median(t_zarr) * 1e3:5.1f} ms, get_array "
-              f"{np.median(t_ds) * 1e3:5.1f} ms (both modules)")
+              f"{np.median(t_ds) * 1e3:5.1f} ms (all {n_mod} modules)")
 
 
 def main() -> None:
@@ -249,6 +263,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None,
                     help="candidates whose label contains one of these (and the old default)")
     ap.add_argument("--dir", default="/tmp/bench-codecs", help="where the stores go")
+    ap.add_argument("--run", default=None, help="convert this raw AGIPD-1M run in the store "
+                    "comparison (default: a new 2-module run of 16 trains x 32 pulses)")
     args = ap.parse_args()
     print(f"value model: {args.values}; {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f} (a shared, loaded machine: compare rows, not runs)")
@@ -278,7 +294,7 @@ def run_stores(args: argparse.Namespace) -> None:
     Path(args.dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-codecs-", dir=args.dir))
     try:
-        stores(args.values, work, args.rounds)
+        stores(args.values, work, args.rounds, Path(args.run) if args.run else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

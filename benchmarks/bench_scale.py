@@ -435,7 +435,10 @@ def _man_build(ctx: Context) -> str | None:
     _start(ctx)
     out = to_manifest(det, _view(ctx, "view.parq"), overwrite=True)
     mib = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
-    return _cpu(f"{mib:.1f} MiB of references")
+    import resource  # keys are written in worker processes: count their CPU too
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return _cpu(f"workers {kids.ru_utime + kids.ru_stime:.1f} s CPU; {mib:.1f} MiB of "
+                "references")
 
 
 JSON_MAX_TRAINS = 3000   # ~100 bytes of JSON per chunk: 30,000 corrected trains is 10 GB
@@ -478,6 +481,23 @@ def _man_frame(ctx: Context) -> str | None:
     frame = group["image.data"][5, ctx.trains // 2, 7]
     assert frame.shape[-2:] == (512, 128)
     return _cpu()
+
+
+@measurement("man_view", "detstack open_view of the Parquet manifest + one frame",
+             prepare=_need("man_build", "view.parq"))
+def _man_view(ctx: Context) -> str | None:
+    import numpy as np
+
+    import detstack
+    from detstack.store import open_view
+    quiet()
+    _start(ctx)
+    det = detstack.AGIPD1M(open_view(_view(ctx, "view.parq")))
+    opened = time.perf_counter() - ctx.t0
+    tid = int(det.train_ids[ctx.trains // 2])
+    frame = det.select_trains(detstack.by_id[[tid]]).get_array("image.data", pulses=np.s_[7:8])
+    assert frame.shape[-2:] == (512, 128)
+    return _cpu(f"open {opened:.1f} s")
 
 
 # -- running ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     from .output import Output
 
     args = build_parser().parse_args(argv)
+    # icechunk's (Rust) log lines go to stdout, which holds our results (--json)
+    os.environ.setdefault("ICECHUNK_LOG", "error")
     out = Output(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", 0) or 0,
                  json_mode=getattr(args, "json", False))
     out.setup_logging()

@@ -39,6 +39,7 @@ _PARAM_RE = re.compile(
 #: importable name of an optional package -> the detstack extra that installs it.
 PACKAGE_EXTRAS: dict[str, str] = {
     "fastparquet": "parquet",
+    "pyarrow": "parquet",
     "s3fs": "s3",
     "distributed": "distributed",
     "icechunk": "icechunk",

@@ -20,6 +20,8 @@ otherwise)::
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import os
 import warnings
 from pathlib import Path
@@ -45,6 +47,11 @@ def _codecs(spec: ArraySpec) -> dict[str, Any]:
     endian = None if spec.dtype.itemsize == 1 else ("big" if order == ">" else "little")
     return {"serializer": BytesCodec(endian=endian),
             "compressors": [make[c["id"]](c) for c in chain] or None}
+
+
+def _mtime_stamp(path: Path) -> dt.datetime:
+    """The file's modification time, rounded up to the second (what icechunk compares)."""
+    return dt.datetime.fromtimestamp(math.ceil(path.stat().st_mtime), dt.UTC)
 
 
 def _container_prefix(files: list[Path], url_prefix: str | None) -> tuple[str, list[str]]:
@@ -121,9 +128,15 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
         check_target(path, overwrite)
     lay = build_layout(det, keys, on_unsupported, "icechunk", base, layout)
     prefix, urls = _container_prefix(lay.files, url_prefix)
+    # icechunk refuses a chunk whose file was modified after this time (local files;
+    # objects elsewhere carry their own times, which we do not know here)
+    stamps = [None if url_prefix else _mtime_stamp(p) for p in lay.files]
     for entry, url in zip(lay.record["source_files"], urls, strict=True):
         entry["path"] = url.removeprefix("file://")
-    lay.record["icechunk"] = {"container_prefix": prefix, "skipped": lay.skipped}
+    # every chunk of every array is written (also all-fill ones): readers may treat an
+    # absent chunk as damage
+    lay.record["icechunk"] = {"container_prefix": prefix, "skipped": lay.skipped,
+                              "every_chunk_stored": True}
     if containers is None:
         if url_prefix is not None:
             raise ValueError("url_prefix needs containers=[icechunk.VirtualChunkContainer(...)]"
@@ -146,16 +159,18 @@ def to_icechunk(det_or_run: Any, path: str | os.PathLike[str] | Any, *,
                 warnings.simplefilter("ignore")
                 arr = root.create_array(spec.name, shape=spec.shape, chunks=spec.chunks,
                                         dtype=spec.dtype, fill_value=spec.fill,
-                                        dimension_names=spec.dims, **_codecs(spec))
-            if spec.data is not None:
-                arr[...] = spec.data
+                                        dimension_names=spec.dims, **_codecs(spec),
+                                        config={"write_empty_chunks": True})
+            if spec.inline:
+                arr[...] = spec.load()
                 continue
             assert spec.refs is not None
             for b in spec.refs():   # module by module: bounded memory
                 coords = np.stack(np.unravel_index(b.index, spec.grid), axis=1).tolist()
-                refs = [icechunk.VirtualChunkSpec(c, urls[u], o, n) for c, u, o, n in
-                        zip(coords, b.url.tolist(), b.offset.tolist(), b.size.tolist(),
-                            strict=True)]
+                refs = [icechunk.VirtualChunkSpec(c, urls[u], o, n,
+                                                  last_updated_at_checksum=stamps[u])
+                        for c, u, o, n in zip(coords, b.url.tolist(), b.offset.tolist(),
+                                              b.size.tolist(), strict=True)]
                 failed = store.set_virtual_refs(spec.name, refs, validate_containers=True)
                 if failed:
                     raise ValueError(f"{spec.name}: {len(failed)} chunk locations match no "
@@ -187,9 +202,9 @@ def open_icechunk(repo_or_path: Any, storage_options: dict[str, Any] | None = No
     import icechunk
 
     from ..errors import FileFormatError
+    from ..store.icechunk_reads import checked_arrays
     from ..store.verify import verify_record
     from ..store.view_collection import ViewCollection
-    from ..store.zarr_decode import DecodeCheckedArray
     repo = repo_or_path
     where = str(repo_or_path)
     if not isinstance(repo, icechunk.Repository):
@@ -199,7 +214,8 @@ def open_icechunk(repo_or_path: Any, storage_options: dict[str, Any] | None = No
         prefix = group.attrs["detstack_record"]["icechunk"]["container_prefix"]
         auth = icechunk.containers_credentials(authorize or {prefix: None})
         repo = icechunk.Repository.open(storage, authorize_virtual_chunk_access=auth)
-    group = zarr.open_group(repo.readonly_session(branch).store, mode="r")
+    session = repo.readonly_session(branch)
+    group = zarr.open_group(session.store, mode="r")
     record = dict(group.attrs["detstack_record"])
     if check_sources and record["icechunk"]["container_prefix"].startswith("file://"):
         report = verify_record(where, record)
@@ -208,7 +224,8 @@ def open_icechunk(repo_or_path: Any, storage_options: dict[str, Any] | None = No
                                   + "; ".join((report.missing + report.changed)[:3]) + ")",
                                   "Rebuild it, or pass check_sources=False")
     counts = {g: group[f"count.{g}"][:] for g in record["index_groups"]}
-    modules = record["detector"]["modules"]       # damaged chunks named, not codec errors
-    arrays = {key: DecodeCheckedArray(group[key], where, modules) for key in record["keys"]}
-    return ViewCollection(where, record, arrays, group["train"][:], counts,
-                          keepalive=(repo, group))
+    train_ids = group["train"][:]
+    # promised chunks present; missing, moved or changed sources and damaged chunks named
+    arrays = checked_arrays(session, group, record, counts, train_ids, where,
+                            bool(record["icechunk"].get("every_chunk_stored")))
+    return ViewCollection(where, record, arrays, train_ids, counts, keepalive=(repo, group))

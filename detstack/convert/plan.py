@@ -26,9 +26,10 @@ that every detector class accepts.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,23 @@ class Block:
     src_start: int
     count: int
     index: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Coordinate:
+    """One coordinate array of a view: its dims, shape and dtype are known without
+    reading; ``values`` reads it (pulse/cell IDs come from the files) once."""
+
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    load: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def values(self) -> np.ndarray:
+        out = np.asarray(self.load(), self.dtype)
+        assert out.shape == self.shape, (out.shape, self.shape)
+        return out
 
 
 def as_detector(det_or_run: Any, detector_name: str | None = None,
@@ -266,6 +284,74 @@ class ViewPlan:
                "cell_id": np.asarray(det.frame_labels("cellId").inner, np.uint64)}
         if pulses.gain is not None:
             out["gain"] = np.asarray(pulses.gain, np.uint8)
+        return out
+
+    def coordinates(self, keys: Iterable[str] | None = None) -> dict[str, Coordinate]:
+        """Every coordinate array of a view holding ``keys`` (default: the plan's):
+        ``module`` numbers, ``train`` IDs, ``count.<group>`` rows per (module, train);
+        in the train layout ``pulse_id``/``cell_id`` per (train, pulse|cell) when the
+        key holding them is in the view (taken from the first module that has each
+        train; 0 where none has it); in the frame layout the per-frame IDs of
+        ``frame_coordinates``. The one definition every view form writes."""
+        kps = [self.key(k) for k in keys] if keys is not None else list(self.keys)
+        n_trains = len(self.train_ids)
+        out = {"module": Coordinate(("module",), (self.n_slots,), np.dtype(np.int64),
+                                    lambda: np.arange(self.n_slots) + self.det.kind.modno_base),
+               "train": Coordinate(("train",), (n_trains,), np.dtype(np.uint64),
+                                   lambda: self.train_ids)}
+        for group in sorted({kp.group for kp in kps}):
+            out[f"count.{group}"] = Coordinate(("module", "train"), (self.n_slots, n_trains),
+                                               np.dtype(np.uint64),
+                                               functools.partial(self.counts, group))
+        if self.frames and any(kp.per_frame for kp in kps) and self.det.kind.xtdf:
+            n = self.n_frames()
+            names = ["train_id", "pulse_id", "cell_id"] + (
+                ["gain"] if getattr(self.det, "parallel_gain", False) else [])
+            for name in names:
+                out[name] = Coordinate(("frame",), (n,), np.dtype(
+                    np.uint8 if name == "gain" else np.uint64),
+                    functools.partial(self._frame_coordinate, name))
+            return out
+        by_key = {kp.key: kp for kp in kps}
+        for name, key in (("cell_id", self.det.kind.cell_key),
+                          ("pulse_id", self.det.kind.pulse_key)):
+            kp = by_key.get(key)
+            if kp is None:
+                continue
+            inner = [(d, n) for d, n in zip(self.dims(kp)[2:], self.shape(kp)[2:],
+                                            strict=True) if n != 1]
+            if len(inner) == 1 and inner[0][0] in ("pulse", "cell") and \
+                    not (name == "pulse_id" and key == self.det.kind.cell_key):
+                out[name] = Coordinate(("train", inner[0][0]), (n_trains, inner[0][1]),
+                                       kp.dtype, functools.partial(self._frame_ids, kp))
+        return out
+
+    def _frame_coordinate(self, name: str) -> np.ndarray:
+        return self.frame_coordinates()[name]
+
+    def _frame_ids(self, kp: KeyPlan) -> np.ndarray:
+        """(train, pulse|cell) values of an ID key from the first module having each train."""
+        n_trains, n_inner = len(self.train_ids), int(np.prod(self.shape(kp)[2:]))
+        out = np.zeros((n_trains, n_inner), kp.dtype)
+        if self.det.kind.xtdf and kp.per_frame:
+            from ..detectors.pulses import frame_positions
+            labels = self.det.frame_labels(
+                "pulseId" if kp.key == self.det.kind.pulse_key else "cellId")
+            fmap = self.frame_map(kp)
+            train_index = np.repeat(np.arange(n_trains), fmap.train_counts().astype(np.int64))
+            out[train_index, frame_positions(fmap)] = labels.inner
+            return out
+        from ..detectors.reading import read_rows
+        fmap = self.frame_map(kp)
+        rows = np.zeros((fmap.n_modules, n_trains) + kp.entry_shape, kp.dtype)
+        if n_trains:
+            read_rows(fmap, kp.key, rows, list(range(fmap.n_modules)), per_train=True)
+        rows = rows.reshape(fmap.n_modules, n_trains, -1)[:, :, :n_inner]
+        have = fmap.counts > 0
+        first = np.argmax(have, axis=0)
+        values = rows[first, np.arange(n_trains)]
+        values[~have.any(axis=0)] = 0
+        out[:, :values.shape[1]] = values
         return out
 
     # -- rows ----------------------------------------------------------------------------

@@ -282,8 +282,8 @@ def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
                      np.s_[run.dst_start:run.dst_start + run.length], path, dpath, describe)
     direct_jobs, decode_jobs = direct.jobs(), compressed.jobs()
     file_jobs = direct_jobs + decode_jobs
-    if threads is None:     # CPU-bound decoding alone: one thread per core
-        threads = DEFAULT_THREADS if direct_jobs or other_jobs else DECODE_THREADS
+    if threads is None:     # CPU-bound decoding alone (HDF5 chunks, zarr shards): one per core
+        threads = DEFAULT_THREADS if direct_jobs else DECODE_THREADS
     # as many files open at once as the HDF5 handle pool: runs can have more files
     # than `ulimit -n` allows
     paths = list(dict.fromkeys(p for p, _ in file_jobs))

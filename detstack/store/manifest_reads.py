@@ -22,7 +22,7 @@ from ..errors import CorruptChunkError, DetstackError, MissingDataError, ViewRec
 from .h5_decode import HINT, Where, view_where
 from .view_collection import frame_offsets, key_layout
 from .zarr_decode import error_kind, failing_chunk
-from .zarr_presence import StoredObjects, require_present
+from .zarr_presence import CheckedArray, StoredObjects
 
 
 class ReferencedChunks(StoredObjects):
@@ -68,36 +68,20 @@ class ReferencedChunks(StoredObjects):
             "manifest is damaged: write it again with to_manifest")
 
 
-class ManifestArray:
+class ManifestArray(CheckedArray):
     """A manifest's zarr array: promised chunks must be referenced, and a chunk that
-    cannot be decoded is a ``CorruptChunkError``."""
+    cannot be decoded is a ``CorruptChunkError`` naming the source file and dataset."""
+
+    objects: ReferencedChunks
 
     def __init__(self, array: Any, key: str, view: str, fs: Any,
                  chunks: ReferencedChunks, where: Where, record: dict[str, Any]) -> None:
-        self.array = array
+        super().__init__(array, chunks)
         self.key = key
         self.view = view
         self.fs = fs
-        self.objects = chunks
         self.where = where
         self.record = record
-        self.shape = tuple(array.shape)
-        self.dtype = np.dtype(array.dtype)
-        self.ndim = len(self.shape)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name == "array":   # e.g. while unpickling
-            raise AttributeError(name)
-        return getattr(self.array, name)
-
-    def __getitem__(self, index: Any) -> Any:
-        require_present(self.objects, index)
-        try:
-            return self.array[index]
-        except DetstackError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - codecs raise anything; named below
-            raise self._explain(index, exc) from None
 
     def _explain(self, index: Any, exc: Exception) -> Exception:
         start = failing_chunk(self.array, index)

@@ -202,7 +202,8 @@ def view_problems(path: str | os.PathLike[str], view: Any, report: VerifyReport,
     """What the view itself holds wrong, without reading pixels: HDF5 views' mappings,
     links and external storage against the record (``h5_guard``); chunks the counts
     promise but whose reference is gone (manifests; zarr stores read through zarr-python,
-    e.g. zip files; folder stores are checked shard by shard when read)."""
+    e.g. zip files); every shard of a local folder store: present where the counts say,
+    and its index whole and consistent with the file (``zarr_shard_check``)."""
     name = os.fspath(path)
     if name.lower().endswith((".h5", ".hdf5", ".cxi", ".nxs")) and "://" not in name:
         from .h5_guard import view_file_problems
@@ -226,3 +227,5 @@ def view_problems(path: str | os.PathLike[str], view: Any, report: VerifyReport,
                 objects.require(range(objects.shape[0]), range(objects.shape[1]))
             except DetstackError as exc:
                 report.errors.append(str(exc))
+    from .zarr_shard_check import store_shard_problems
+    report.errors += store_shard_problems(view)

@@ -21,8 +21,11 @@ import numpy as np
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-_PARAMETERS = ("filename_or_obj", "drop_variables", "detector", "keys", "raw", "modules",
-               "min_modules", "storage_options")
+_PARAMETERS = ("filename_or_obj", "drop_variables", "detector", "keys", "layout", "trains",
+               "raw", "modules", "min_modules", "storage_options")
+
+
+VIEW_FOLDERS = (".zarr", ".parq", ".parquet", ".icechunk")   # views that are folders
 
 
 def open_source(path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
@@ -34,8 +37,8 @@ def open_source(path: str | os.PathLike[str], storage_options: dict[str, Any] | 
     from .open import open_view
     name = os.fspath(path)
     local = Path(name)
-    if "://" not in name and local.is_dir() and not any(
-            (local / marker).exists() for marker in ("zarr.json", ".zgroup")):
+    if "://" not in name and local.is_dir() and not name.rstrip("/").endswith(
+            VIEW_FOLDERS) and not any((local / m).exists() for m in ("zarr.json", ".zgroup")):
         return RunDirectory(local)
     if "://" not in name and local.is_file() and name.lower().endswith((".h5", ".hdf5")):
         with h5py.File(local, "r") as f:
@@ -82,36 +85,68 @@ class FrameMapArray(BackendArray):
 
     def _read(self, key: tuple[Any, ...]) -> np.ndarray:
         from ..detectors.reading import read_rows
-        lead = 3 if self.kp.per_frame else 2
+        frame_axis = self.kp.per_frame and self.plan.frames
+        lead = 3 if self.kp.per_frame and not frame_axis else 2
         key = tuple(key) + (slice(None),) * (len(self.shape) - len(key))
-        picks = [np.arange(n)[k] for n, k in zip(self.shape[:lead], key[:lead], strict=True)]
+        picks = [np.atleast_1d(np.arange(n)[k])
+                 for n, k in zip(self.shape[:lead], key[:lead], strict=True)]
         squeeze = tuple(i for i, k in enumerate(key[:lead]) if isinstance(k, (int, np.integer)))
-        slots, trains = np.atleast_1d(picks[0]), np.atleast_1d(picks[1])
+        slots = picks[0]
         entry = np.empty(self.kp.stored_entry, dtype=np.uint8)[key[lead:]].shape
-        out = np.full((len(slots), len(trains))
-                      + ((len(np.atleast_1d(picks[2])),) if self.kp.per_frame else ()) + entry,
-                      self.kp.fill_value, dtype=self.dtype)
+        out = np.full(tuple(len(p) for p in picks) + entry, self.kp.fill_value, self.dtype)
         rows = [r for r, s in enumerate(self.plan.slots) if s in set(slots.tolist())]
+        if frame_axis:
+            offsets = self.plan.offsets(self.kp.group)
+            trains = np.searchsorted(offsets, picks[1], side="right") - 1
+        else:
+            trains = picks[1]
         order = np.unique(trains)
-        if rows and len(order):
-            fmap = self.plan.frame_map(self.kp).select_modules(rows)
-            keep = np.zeros(len(self.plan.train_ids), bool)
-            keep[order] = True
-            fmap = fmap.select_trains(keep)
-            at_slot = [int(np.flatnonzero(slots == self.plan.slots[r])[0]) for r in rows]
-            at_train = np.searchsorted(order, trains)
-            if self.kp.per_frame:
-                self._read_frames(fmap, np.atleast_1d(picks[2]), key[lead:], out,
-                                  at_slot, at_train, read_rows)
-            else:
-                dense = np.full((len(rows), len(order)) + entry, self.kp.fill_value, self.dtype)
-                with self._lock:
-                    read_rows(fmap, self.kp.key, dense, list(range(len(rows))), None,
-                              self._src_index(key[lead:]), per_train=True)
-                out[at_slot] = dense[:, at_train]
+        if not rows or not len(order):
+            return out.squeeze(axis=squeeze) if squeeze else out
+        fmap = self.plan.frame_map(self.kp).select_modules(rows)
+        keep = np.zeros(len(self.plan.train_ids), bool)
+        keep[order] = True
+        fmap = fmap.select_trains(keep)
+        at_slot = [int(np.flatnonzero(slots == self.plan.slots[r])[0]) for r in rows]
+        at_train = np.searchsorted(order, trains)
+        src_index = self._src_index(key[lead:])
+        if frame_axis:
+            self._read_frame_axis(fmap, at_train, picks[1] - offsets[trains], src_index, out,
+                                  at_slot, read_rows)
+        elif self.kp.per_frame:
+            self._read_frames(fmap, picks[2], src_index, out, at_slot, at_train, read_rows)
+        else:
+            dense = np.full((len(rows), len(order)) + entry, self.kp.fill_value, self.dtype)
+            with self._lock:
+                read_rows(fmap, self.kp.key, dense, list(range(len(rows))), None,
+                          src_index, per_train=True)
+            out[at_slot] = dense[:, at_train]
         return out.squeeze(axis=squeeze) if squeeze else out
 
-    def _read_frames(self, fmap: Any, pulses: np.ndarray, entry_key: tuple[Any, ...],
+    def _read_frame_axis(self, fmap: Any, at_train: np.ndarray, within: np.ndarray,
+                         src_index: tuple[Any, ...], out: np.ndarray, at_slot: list[int],
+                         read_rows: Any) -> None:
+        """Frame layout: read frame ``within[i]`` of selected train ``at_train[i]`` into
+        ``out[:, i]`` (the selected modules' frame map numbers frames by its own counts;
+        trains none of them has stay fill)."""
+        counts = fmap.train_counts().astype(np.int64)
+        have = within < counts[at_train]
+        if not have.any():
+            return
+        pos = fmap.offsets()[at_train[have]] + within[have]
+        selected = np.zeros(fmap.n_frames(), bool)
+        selected[pos] = True
+        dense = np.full((fmap.n_modules, int(selected.sum())) + out.shape[2:],
+                        self.kp.fill_value, self.dtype)
+        with self._lock:
+            read_rows(fmap, self.kp.key, dense, list(range(fmap.n_modules)), selected,
+                      src_index)
+        j = np.searchsorted(np.flatnonzero(selected), pos)
+        columns = np.flatnonzero(have)
+        for k, slot in enumerate(at_slot):
+            out[slot, columns] = dense[k, j]
+
+    def _read_frames(self, fmap: Any, pulses: np.ndarray, src_index: tuple[Any, ...],
                      out: np.ndarray, at_slot: list[int], at_train: np.ndarray,
                      read_rows: Any) -> None:
         """Read the asked-for frame positions of the selected trains, then place each
@@ -126,7 +161,7 @@ class FrameMapArray(BackendArray):
         dense = np.full((fmap.n_modules, n) + out.shape[3:], self.kp.fill_value, self.dtype)
         with self._lock:
             read_rows(fmap, self.kp.key, dense, list(range(fmap.n_modules)), selected,
-                      self._src_index(entry_key))
+                      src_index)
         pulse_pos = np.full(self.plan.max_frames, -1, np.int64)
         pulse_pos[pulses] = np.arange(len(pulses))
         train_pos = np.empty(len(counts), np.int64)
@@ -136,72 +171,53 @@ class FrameMapArray(BackendArray):
             out[slot, t_out, p_out] = dense[k]
 
 
-class _FrameIds(BackendArray):
-    """(train, pulse|cell) pulse or cell IDs, from the first module holding each train;
-    computed on first access (it reads the ID key of every module)."""
+class _LazyCoordinate(BackendArray):
+    """A coordinate whose values are read from the files on first access (pulse and
+    cell IDs read the ID key of every module)."""
 
-    def __init__(self, source: FrameMapArray) -> None:
-        self.source = source
-        self.shape = (source.shape[1], int(np.prod(source.shape[2:])))
-        self.dtype = source.dtype
-        self._values: np.ndarray | None = None
+    def __init__(self, coordinate: Any) -> None:
+        self.coordinate = coordinate
+        self.shape = coordinate.shape
+        self.dtype = coordinate.dtype
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
-        return indexing.explicit_indexing_adapter(key, self.shape,
-                                                  indexing.IndexingSupport.BASIC, self._read)
-
-    def _read(self, key: tuple[Any, ...]) -> np.ndarray:
-        if self._values is None:
-            per_module = self.source._read((slice(None),) * len(self.source.shape))
-            per_module = per_module.reshape(per_module.shape[:2] + (-1,))  # length-1 axes
-            counts = self.source.plan.counts(self.source.kp.group)      # (slot, train)
-            first = np.argmax(counts > 0, axis=0)
-            values = per_module[first, np.arange(self.shape[0])]
-            values[(counts == 0).all(axis=0)] = self.source.kp.fill_value
-            self._values = values
-        return self._values[key]
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.BASIC,
+            lambda k: self.coordinate.values[k])
 
 
-def _coordinates(plan: Any) -> dict[str, Any]:
+def _coordinates(plan: Any, keys: list[str]) -> dict[str, Any]:
+    """The view's coordinates (``ViewPlan.coordinates``): dimension coordinates and
+    counts read now, per-frame IDs lazily."""
     import xarray as xr
-    coords: dict[str, Any] = {
-        "module": ("module", np.arange(plan.n_slots, dtype=np.int64) + plan.det.kind.modno_base),
-        "train": ("train", plan.train_ids.astype(np.uint64)),
-    }
-    for group in sorted({kp.group for kp in plan.keys}):
-        coords[f"count.{group}"] = (("module", "train"), plan.counts(group))
-    return {name: xr.Variable(*value) for name, value in coords.items()}
+    out = {}
+    for name, c in plan.coordinates(keys).items():
+        lazy = name in ("pulse_id", "cell_id", "train_id", "gain")
+        data = indexing.LazilyIndexedArray(_LazyCoordinate(c)) if lazy else c.values
+        out[name] = xr.Variable(c.dims, data)
+    return out
 
 
-def dataset_of(det: Any, keys: list[str] | None = None,
-               drop_variables: Any = None) -> Any:
-    """The lazy dataset of one detector in the view layout."""
+def dataset_of(det: Any, keys: list[str] | None = None, drop_variables: Any = None,
+               layout: str = "trains") -> Any:
+    """The lazy dataset of one detector in the view layout (``layout``: 'trains' or
+    'frames', as for every view form; see ``detstack.convert.plan``)."""
     import xarray as xr
 
     from ..convert.plan import ViewPlan
-    plan = ViewPlan(det, keys, squeeze=True)
+    plan = ViewPlan(det, keys, layout=layout, squeeze=True)
     drop = set([drop_variables] if isinstance(drop_variables, str) else drop_variables or [])
+    kept = [kp for kp in plan.keys if kp.key not in drop]
     lock = threading.Lock()
     variables: dict[str, Any] = {}
-    frame_ids: dict[str, Any] = {}
-    id_names = {det.kind.pulse_key: "pulse_id", det.kind.cell_key: "cell_id"}
-    for kp in plan.keys:
-        if kp.key in drop:
-            continue
-        array = FrameMapArray(plan, kp.key, lock)
-        dims = plan.dims(kp)
-        data = indexing.LazilyIndexedArray(array)
-        fill = None if isinstance(kp.fill_value, float) else kp.fill_value
+    for kp in kept:
+        data = indexing.LazilyIndexedArray(FrameMapArray(plan, kp.key, lock))
+        fill = None if isinstance(kp.fill_value, float) else kp.fill_value   # NaN
         attrs = {"fill_value": fill, "detstack_source": "frame map"}
-        variables[kp.key] = xr.Variable(dims, data, attrs=attrs)
-        inner = [n for n, d in zip(dims[2:], array.shape[2:], strict=True) if d != 1]
-        if kp.key in id_names and len(inner) == 1 and inner[0] in ("pulse", "cell"):
-            frame_ids[id_names[kp.key]] = xr.Variable(
-                ("train", inner[0]), indexing.LazilyIndexedArray(_FrameIds(array)))
-    coords = _coordinates(plan) | frame_ids
-    ds = xr.Dataset(variables, coords=coords)
+        variables[kp.key] = xr.Variable(plan.dims(kp), data, attrs=attrs)
+    ds = xr.Dataset(variables, coords=_coordinates(plan, [kp.key for kp in kept]))
     ds.attrs.update({"detector": det.detector_name, "detector_class": type(det).__name__,
-                     "n_modules": det.n_modules})
+                     "n_modules": det.n_modules, "layout": plan.layout})
     return ds
 
 
@@ -223,12 +239,18 @@ class DetstackBackend(BackendEntrypoint):
 
     def open_dataset(self, filename_or_obj: Any, *, drop_variables: Any = None,
                      detector: str | None = None, keys: list[str] | str | None = None,
-                     raw: bool | None = None, modules: Any = None, min_modules: int = 1,
+                     layout: str = "trains", trains: Any = None, raw: bool | None = None,
+                     modules: Any = None, min_modules: int = 1,
                      storage_options: dict[str, Any] | None = None) -> Any:
         """One detector (``detector=`` when the data holds several) as a lazy dataset.
 
         ``keys``: a key or list of keys (default: every key all modules have);
-        ``raw``, ``modules``, ``min_modules``: as for the detector classes.
+        ``layout``: 'trains' (``(module, train, pulse, ...)``) or 'frames'
+        (``(module, frame, ...)`` with per-frame ``train_id``, ``pulse_id``,
+        ``cell_id``, like ``get_array(..., unstack_pulses=False)``), as ``to_zarr``;
+        ``trains``: a train selection (``by_id[...]``, ``by_index[...]``, a slice or
+        train IDs), as ``select_trains``; ``raw``, ``modules``, ``min_modules``: as
+        for the detector classes.
         """
         data = open_source(filename_or_obj, storage_options)
         dets = detectors_in(data, detector, raw=raw, modules=modules, min_modules=min_modules)
@@ -236,14 +258,21 @@ class DetstackBackend(BackendEntrypoint):
             raise ValueError(f"The data holds {len(dets)} detectors "
                              f"({', '.join(d.detector_name for d in dets)}): pass detector=, "
                              "or use xr.open_datatree for all of them")
-        return dataset_of(dets[0], [keys] if isinstance(keys, str) else keys, drop_variables)
+        det = dets[0] if trains is None else dets[0].select_trains(trains)
+        return dataset_of(det, [keys] if isinstance(keys, str) else keys, drop_variables,
+                          layout)
 
     def open_datatree(self, filename_or_obj: Any, *, drop_variables: Any = None,
-                      raw: bool | None = None, min_modules: int = 1,
-                      storage_options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        """Every detector of the data, one group each, with all its keys."""
+                      layout: str = "trains", trains: Any = None, raw: bool | None = None,
+                      min_modules: int = 1, storage_options: dict[str, Any] | None = None,
+                      **kwargs: Any) -> Any:
+        """Every detector of the data, one group each, with all its keys (``layout``,
+        ``trains``: as for ``open_dataset``)."""
         import xarray as xr
         data = open_source(filename_or_obj, storage_options)
         dets = detectors_in(data, None, raw=raw, min_modules=min_modules)
-        return xr.DataTree.from_dict({det.detector_name: dataset_of(det, None, drop_variables)
+        if trains is not None:
+            dets = [det.select_trains(trains) for det in dets]
+        return xr.DataTree.from_dict({det.detector_name: dataset_of(det, None, drop_variables,
+                                                                    layout)
                                       for det in dets})

@@ -59,31 +59,5 @@ def corrupt_store_chunk(array: Any, index: Any, exc: Exception, url: str,
                              "if it refers to source files (icechunk), check those")
 
 
-class DecodeCheckedArray:
-    """A zarr array whose failed reads name the chunk (``CorruptChunkError``)."""
-
-    def __init__(self, array: Any, url: str, sources: dict[str, Any] | None = None) -> None:
-        self.array = array
-        self.url = url
-        self.sources = sources
-        self.shape = tuple(array.shape)
-        self.dtype = array.dtype
-        self.ndim = len(self.shape)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name == "array":   # e.g. while unpickling
-            raise AttributeError(name)
-        return getattr(self.array, name)
-
-    def __getitem__(self, index: Any) -> Any:
-        try:
-            return self.array[index]
-        except DetstackError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - codecs raise anything; named here
-            raise corrupt_store_chunk(self.array, index, exc, self.url, self.sources) \
-                from None
-
-
-__all__ = ["HINT", "DecodeCheckedArray", "corrupt_store_chunk", "error_kind",
+__all__ = ["HINT", "corrupt_store_chunk", "error_kind",
            "failing_chunk"]

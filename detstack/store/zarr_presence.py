@@ -1,8 +1,9 @@
 """Zarr stores: data the counts promise must be there, never read as fill.
 
 zarr reads a missing chunk or shard as the fill value, so a deleted shard of a
-(module, train) that holds frames would read as zeros. ``PresenceCheckedArray``
-wraps a store's array and, before each read, checks that the stored objects
+(module, train) that holds frames would read as zeros. ``PresenceCheckedArray`` (a
+``CheckedArray``, the base shared with manifests and Icechunk views) wraps a store's
+array and, before each read, checks that the stored objects
 covering every touched (module slot, train) with a non-zero count exist (once
 per object, cached) and, in a local folder, are regular files (a FIFO would
 block the read forever). ``require_present`` is the same check for readers
@@ -13,6 +14,7 @@ module's frames.
 
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Iterator
 from itertools import product
@@ -144,8 +146,11 @@ def require_present(objects: StoredObjects, index: Any) -> None:
     objects.require_rows(_span(index[0], objects.shape[0]), _span(index[1], objects.shape[1]))
 
 
-class PresenceCheckedArray:
-    """A zarr array whose reads first check that promised data exists."""
+class CheckedArray(abc.ABC):
+    """A zarr array whose reads first check that the data the counts promise exists, and
+    whose decode failures become typed errors: subclasses say how (``_explain``). The
+    base of zarr store (``PresenceCheckedArray``), manifest (``manifest_reads``) and
+    Icechunk (``icechunk_reads``) arrays."""
 
     def __init__(self, array: Any, objects: StoredObjects) -> None:
         self.array = array
@@ -155,6 +160,8 @@ class PresenceCheckedArray:
         self.ndim = len(self.shape)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("array", "objects"):   # e.g. while unpickling
+            raise AttributeError(name)
         return getattr(self.array, name)
 
     def __getitem__(self, index: Any) -> Any:
@@ -163,9 +170,21 @@ class PresenceCheckedArray:
             return self.array[index]
         except DetstackError:
             raise
-        except Exception as exc:  # noqa: BLE001 - codecs raise anything; named here
-            raise corrupt_store_chunk(self.array, index, exc, self.objects.url,
-                                      self.objects.sources) from None
+        except Exception as exc:  # noqa: BLE001 - codecs raise anything; named by _explain
+            raise self._explain(index, exc) from None
+
+    @abc.abstractmethod
+    def _explain(self, index: Any, exc: Exception) -> Exception:
+        """The typed error for a read of ``index`` that failed with ``exc``."""
+
+
+class PresenceCheckedArray(CheckedArray):
+    """A zarr store's array: a chunk that cannot be decoded names the store, module and
+    train (``corrupt_store_chunk``)."""
+
+    def _explain(self, index: Any, exc: Exception) -> Exception:
+        return corrupt_store_chunk(self.array, index, exc, self.objects.url,
+                                   self.objects.sources)
 
 
 def checked_arrays(arrays: dict[str, Any], record: dict[str, Any],

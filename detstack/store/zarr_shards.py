@@ -1,4 +1,4 @@
-"""Read sharded Zarr v3 arrays of a local store by decoding their shards ourselves.
+"""Read Zarr v3 arrays of a local store by decoding their shards (or chunks) ourselves.
 
 zarr-python decodes one selection at a time through its asyncio pipeline and
 reaches about a third of what the machine can decode. The stores ``to_zarr``
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,31 @@ Job = Callable[[], None]
 
 
 def _crc32c(data: Any) -> int:
+    """crc32c of a bytes-like object, without copying it: google_crc32c takes bytes and
+    read-only numpy arrays, not memoryviews."""
     import google_crc32c
-    return int(google_crc32c.value(bytes(data)))
+    if not isinstance(data, bytes):
+        data = np.frombuffer(data, np.uint8)
+        if data.flags.writeable:
+            data = data.view()
+            data.flags.writeable = False
+    return int(google_crc32c.value(data))
+
+
+_local = threading.local()
+
+
+def _scratch(name: str, nbytes: int) -> np.ndarray:
+    """A uint8 buffer of ``nbytes`` reused by this thread: a fresh megabyte-sized buffer
+    per inner chunk costs page faults (the kernel zeroes every page) as dear as the
+    decode, and a reused one stays in the CPU cache between read and decode."""
+    cache = getattr(_local, "buffers", None)
+    if cache is None:
+        cache = _local.buffers = {}
+    buf = cache.get(name)
+    if buf is None or buf.nbytes < nbytes:
+        cache[name] = buf = np.empty(max(nbytes, 1 << 20), np.uint8)
+    return buf[:nbytes]
 
 
 @dataclass(frozen=True)
@@ -63,31 +87,44 @@ def _bytes_step(spec: dict[str, Any]) -> Callable[[Any, np.ndarray | None], Any]
     return lambda buf, out: codec.decode(buf, out=out)
 
 
-def parse_codecs(meta: dict[str, Any]) -> tuple[tuple[int, ...], _Codecs, int] | None:
-    """(inner chunk shape, its codecs, index entry bytes) of a sharded array we can decode."""
-    codecs = meta.get("codecs", [])
-    if (len(codecs) != 1 or codecs[0]["name"] != "sharding_indexed"
-            or meta.get("chunk_grid", {}).get("name") != "regular"
-            or meta.get("chunk_key_encoding", {}).get("name") != "default"):
-        return None
-    conf = codecs[0]["configuration"]
-    index = [c["name"] for c in conf.get("index_codecs", [])]
-    if conf.get("index_location", "end") != "end" or index not in (["bytes"], ["bytes", "crc32c"]):
-        return None
+def _chunk_codecs(inner: list[dict[str, Any]], data_type: str) -> _Codecs | None:
+    """The codecs of one (inner) chunk: [transpose], bytes, then codecs we can decode."""
+    inner = list(inner)
     order = None
-    inner = list(conf["codecs"])
     if inner and inner[0]["name"] == "transpose":
         order = tuple(inner.pop(0)["configuration"]["order"])
     if not inner or inner[0]["name"] != "bytes":
         return None
     endian = inner[0].get("configuration", {}).get("endian", "little")
-    dtype = np.dtype(meta["data_type"]).newbyteorder("<" if endian == "little" else ">")
+    dtype = np.dtype(data_type).newbyteorder("<" if endian == "little" else ">")
     steps = [_bytes_step(c) for c in inner[1:]]
     if any(s is None for s in steps):
         return None
-    extra = 4 if index[-1] == "crc32c" else 0
-    return (tuple(conf["chunk_shape"]), _Codecs(tuple(reversed(steps)), order, dtype),  # type: ignore[arg-type]
-            extra)
+    return _Codecs(tuple(reversed(steps)), order, dtype)  # type: ignore[arg-type]
+
+
+def parse_codecs(meta: dict[str, Any]) -> tuple[tuple[int, ...], _Codecs, int | None] | None:
+    """(inner chunk shape, its codecs, shard index checksum bytes) of an array we can
+    decode; the last is None for an unsharded array (each chunk is its own file)."""
+    codecs = meta.get("codecs", [])
+    if (not codecs or meta.get("chunk_grid", {}).get("name") != "regular"
+            or meta.get("chunk_key_encoding", {}).get("name") != "default"):
+        return None
+    if codecs[0]["name"] != "sharding_indexed":
+        parsed = _chunk_codecs(codecs, meta["data_type"])
+        if parsed is None:
+            return None
+        return tuple(meta["chunk_grid"]["configuration"]["chunk_shape"]), parsed, None
+    if len(codecs) != 1:
+        return None
+    conf = codecs[0]["configuration"]
+    index = [c["name"] for c in conf.get("index_codecs", [])]
+    if conf.get("index_location", "end") != "end" or index not in (["bytes"], ["bytes", "crc32c"]):
+        return None
+    parsed = _chunk_codecs(conf["codecs"], meta["data_type"])
+    if parsed is None:
+        return None
+    return tuple(conf["chunk_shape"]), parsed, 4 if index[-1] == "crc32c" else 0
 
 
 def _axis_sel(item: Any, size: int) -> tuple[int, int, int, bool]:
@@ -100,15 +137,18 @@ def _axis_sel(item: Any, size: int) -> tuple[int, int, int, bool]:
 
 
 class ShardedArray:
-    """A zarr array of a local store, read shard by shard in parallel jobs."""
+    """A zarr array of a local store, read shard by shard in parallel jobs (an unsharded
+    array's chunk files count as shards of one inner chunk without an index: reading
+    small keys such as pulse IDs through zarr-python's event loop costs milliseconds
+    per call)."""
 
     def __init__(self, array: Any, folder: str, inner: tuple[int, ...], codecs: _Codecs,
-                 index_extra: int, fill: Any) -> None:
+                 index_extra: int | None, fill: Any) -> None:
         self.array = array
         self.folder = folder
         self.shape = tuple(array.shape)
         self.dtype = np.dtype(array.dtype)
-        self.shard = tuple(array.shards)
+        self.shard = tuple(array.shards or array.chunks)
         self.inner = inner
         self.codecs = codecs
         self.index_extra = index_extra
@@ -117,8 +157,8 @@ class ShardedArray:
 
     @classmethod
     def wrap(cls, array: Any, folder: str | None) -> Any:
-        """``array`` itself unless its shards are files we can decode."""
-        if folder is None or getattr(array, "shards", None) is None:
+        """``array`` itself unless its shards (or chunks) are files we can decode."""
+        if folder is None or not hasattr(array, "metadata"):
             return array
         meta = array.metadata.to_dict()
         parsed = parse_codecs(meta)
@@ -219,35 +259,40 @@ class ShardedArray:
                                    f"chunk {positions[int(np.flatnonzero(missing)[0])]} that "
                                    "the store's counts say holds frames",
                                    "The store is damaged; convert the run again")
-        lo = int(entries[:, 0].min())
-        hi = int((entries[:, 0] + entries[:, 1]).max())
-        with open(path, "rb") as fh:
-            span = os.pread(fh.fileno(), hi - lo, lo)
-        if len(span) != hi - lo:
-            raise FileFormatError(path, "the shard file is truncated", "Convert the run again")
-        buf = memoryview(span)
-        for pos, (off, nbytes) in zip(positions, entries.tolist(), strict=True):
-            at = [s * n + p * c for s, n, p, c in zip(shard, self.shard, pos, self.inner,
-                                                       strict=True)]
-            last = min(at[1] + self.inner[1], self.shape[1]) - 1
-            where = (f"inner chunk {pos} of shard {shard}: module slot {at[0]}, train index "
-                     f"{at[1]}" + (f"-{last}" if last > at[1] else ""))
-            self._decode_into(buf[off - lo:off - lo + nbytes], uses[pos], path, where)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for pos, (off, nbytes) in zip(positions, entries.tolist(), strict=True):
+                at = [s * n + p * c for s, n, p, c in zip(shard, self.shard, pos, self.inner,
+                                                           strict=True)]
+                last = min(at[1] + self.inner[1], self.shape[1]) - 1
+                where = (f"inner chunk {pos} of shard {shard}: module slot {at[0]}, train "
+                         f"index {at[1]}" + (f"-{last}" if last > at[1] else ""))
+                # one chunk at a time into a reused buffer: still in cache for the decoder
+                raw = _scratch("raw", nbytes)
+                if os.preadv(fd, [raw], off) != nbytes:
+                    raise FileFormatError(path, "the shard file is truncated",
+                                          "Convert the run again")
+                self._decode_into(raw, uses[pos], path, where)
+        finally:
+            os.close(fd)
 
     def _index(self, path: str, shard: tuple[int, ...]) -> np.ndarray:
         n = math.prod(self.grid)
-        nbytes = 16 * n + self.index_extra
+        nbytes = 16 * n + (self.index_extra or 0)
         try:
             fd = open_regular(path, f"shard of {self.array.path}")  # a FIFO would block
         except FileNotFoundError:
             t0 = shard[1] * self.shard[1]
-            raise MissingDataError(path, f"shard {shard} of {self.array.path} (module slot "
+            kind = "chunk" if self.index_extra is None else "shard"
+            raise MissingDataError(path, f"{kind} {shard} of {self.array.path} (module slot "
                                    f"{shard[0] * self.shard[0]}, train indexes {t0}-"
                                    f"{min(t0 + self.shard[1], self.shape[1]) - 1}) is missing, "
                                    "but the store's counts say it holds frames",
                                    "The store is damaged; convert the run again") from None
         try:
             size = os.fstat(fd).st_size
+            if self.index_extra is None:      # unsharded: the file is the one chunk
+                return np.array([[0, size]], np.uint64)
             raw = os.pread(fd, nbytes, size - nbytes) if size >= nbytes else b""
         finally:
             os.close(fd)
@@ -259,7 +304,7 @@ class ShardedArray:
                                   "The store is damaged; convert the run again")
         return np.frombuffer(raw[:16 * n], "<u8").reshape(n, 2)
 
-    def _decode_into(self, raw: memoryview,
+    def _decode_into(self, raw: np.ndarray,
                      uses: list[tuple[tuple[slice, ...], np.ndarray]], path: str,
                      where: str = "") -> None:
         """Decode one inner chunk and copy it where each use wants it (straight into the
@@ -270,18 +315,22 @@ class ShardedArray:
         direct = (len(uses) == 1 and codecs.order is None and out.flags.c_contiguous
                   and codecs.dtype == self.dtype
                   and all(s == slice(0, n, 1) for s, n in zip(local, self.inner, strict=True)))
+        nbytes = math.prod(shape) * codecs.dtype.itemsize
         data: Any = raw
         try:
             for i, step in enumerate(codecs.steps):
                 last = i == len(codecs.steps) - 1
-                data = step(data, out.reshape(-1).view(np.uint8) if direct and last else None)
+                into = None
+                if last:     # the decoded chunk: into the output, or a reused buffer
+                    into = out.reshape(-1).view(np.uint8) if direct else _scratch("decoded",
+                                                                                 nbytes)
+                data = step(data, into)
         except Exception as exc:       # numcodecs raises RuntimeError/ValueError on bad data
             raise CorruptChunkError(path, f"an inner chunk of {self.array.path} ({where}) "
                                     f"cannot be decoded ({exc})", "The store is damaged; "
                                     "convert the run again") from None
         if direct and isinstance(data, np.ndarray) and np.shares_memory(data, out):
             return          # decoded straight into the output
-        nbytes = math.prod(shape) * codecs.dtype.itemsize
         flat = np.frombuffer(data, np.uint8)
         if flat.size != nbytes:
             raise FileFormatError(path, f"an inner chunk of {self.array.path} decodes to "

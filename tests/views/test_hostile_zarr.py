@@ -52,6 +52,19 @@ def test_deleted_shard_is_an_error_in_folder_and_zip(det, tmp_path):
         read(open_view(damaged))
 
 
+def test_deleted_small_key_chunk_is_an_error(det, tmp_path):
+    """Unsharded keys (pulse IDs...) are decoded by detstack too: a chunk the counts say
+    holds rows is never read as fill."""
+    folder = Path(to_zarr(det, tmp_path / "v.zarr"))
+    ids = detstack.AGIPD1M(open_view(folder), raw=True)["image.pulseId"].ndarray()
+    assert ids.shape == (2, 3 * 2) and ids.any()
+    chunks = [p for p in (folder / "image.pulseId" / "c" / "1").rglob("*") if p.is_file()]
+    assert len(chunks) == 1          # one chunk of up to 64 trains per module
+    chunks[0].unlink()
+    with pytest.raises(MissingDataError, match=r"chunk \(1, 0, 0\) of image.pulseId \(module slot 1"):
+        detstack.AGIPD1M(open_view(folder), raw=True)["image.pulseId"].ndarray()
+
+
 def test_absent_module_still_reads_as_fill(det, tmp_path):
     view = open_view(to_zarr(det, tmp_path / "v.zarr"))
     got = detstack.AGIPD1M(view, raw=True)["image.data"].ndarray(module_gaps=True)

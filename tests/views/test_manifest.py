@@ -382,15 +382,31 @@ def test_absolute_paths_and_url_prefix(tmp_path):
     assert_same_reads(det, open_det(open_view(out), "dssc-raw-shuffle"))
     parq = to_manifest(det, run / "abs.parq", relative=False)
     assert_same_reads(det, open_det(open_view(parq), "dssc-raw-shuffle"))
+    # URL prefix: full URLs (what VirtualiZarr and kerchunk read), the sidecar's too when
+    # the manifest is written inside the run's folder (published with it)
     url = to_manifest(det, run / "url.json", url_prefix="s3://bucket/raw/r0001/")
+    doc = json.loads(url.read_text())
+    assert "templates" not in doc
+    refs = {v[0] for v in doc["refs"].values() if isinstance(v, list)}
+    assert "s3://bucket/raw/r0001/url.arrays.h5" in refs
+    assert all(r.startswith("s3://bucket/raw/r0001/RAW-R0001-DSSC")
+               for r in refs - {"s3://bucket/raw/r0001/url.arrays.h5"})
+    record = json.loads(doc["refs"][".zattrs"])["detstack_record"]
+    assert record["manifest"]["paths"] == "url"
+    assert record["manifest"]["sidecar"]["path"] == "s3://bucket/raw/r0001/url.arrays.h5"
+    assert all(f["path"].startswith("s3://bucket/raw/r0001/") for f in record["source_files"])
+    jsonschema.validate(record, SCHEMA)
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"   # outside the run's folder
+    outside = to_manifest(det, elsewhere / "url.json", url_prefix="s3://bucket/raw/r0001/")
+    side = json.loads(json.loads(outside.read_text())["refs"][".zattrs"])["detstack_record"]
+    assert side["manifest"]["sidecar"]["path"] == (elsewhere.resolve() / "url.arrays.h5").as_uri()
+    # the compact form: one template, which a reader may point at a local copy of the files
+    url = to_manifest(det, run / "url-compact.json", url_prefix="s3://bucket/raw/r0001/",
+                      compact=True)
     doc = json.loads(url.read_text())
     assert doc["templates"] == {"base": "s3://bucket/raw/r0001"}
     refs = [v for v in doc["refs"].values() if isinstance(v, list)]
     assert all(r[0].startswith("{{base}}/RAW-R0001-DSSC") for r in refs)
-    record = json.loads(doc["refs"][".zattrs"])["detstack_record"]
-    assert record["manifest"]["paths"] == "url"
-    assert all(f["path"].startswith("s3://bucket/raw/r0001/") for f in record["source_files"])
-    jsonschema.validate(record, SCHEMA)
     # the template lets a reader point the same manifest at a local copy of the files
     so = {"fo": str(url), "remote_protocol": "file", "template_overrides": {"base": str(run)}}
     ds = xr.open_dataset("reference://", engine="zarr",
@@ -465,8 +481,12 @@ def test_run_and_manifests_on_s3(tmp_path, s3_options):
         open_view(local, storage_options=s3_options)
     view = open_view(local, storage_options=s3_options, allowed_prefixes=["s3://runs/r0001"])
     xr.testing.assert_identical(expected, open_det(view, name).get_array("image.data"))
-    so = {"fo": str(local), "remote_protocol": "s3",
-          "remote_options": {**s3_options, "asynchronous": True, "skip_instance_cache": True}}
+    # data on S3, the sidecar beside the local manifest: one file system per protocol
+    from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+    from fsspec.implementations.local import LocalFileSystem
+    so = {"fo": str(local), "fs": {
+        "s3": {**s3_options, "asynchronous": True, "skip_instance_cache": True},
+        "file": AsyncFileSystemWrapper(LocalFileSystem(), asynchronous=True)}}
     ds = xr.open_dataset("reference://", engine="zarr",
                          mask_and_scale=False, storage_options=so)
     np.testing.assert_array_equal(ds["image.data"].values,

@@ -18,6 +18,7 @@ from obspec_utils.registry import ObjectStoreRegistry
 from obstore.store import LocalStore
 from virtualizarr import open_virtual_dataset
 from virtualizarr.parsers import KerchunkJSONParser, KerchunkParquetParser
+from zarr_store_helpers import s3_server  # noqa: F401 - fixture
 
 import detstack
 from detstack import synth
@@ -252,3 +253,91 @@ def test_sidecar_in_a_run_folder_is_left_out_quietly(tmp_path):
         run = detstack.RunDirectory(str(folder))
     assert {Path(f.path).name for f in run.files} == {
         p.name for p in folder.glob("RAW-*.h5")}
+
+
+# -- manifests of files on S3 (url_prefix), a moto server on localhost --------------------
+
+@pytest.fixture(scope="module")
+def s3_published(run: Path, s3_server: dict[str, Any],  # noqa: F811 - fixture argument
+                 tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, Any], str]:
+    """A copy of the run with url_prefix manifests written inside it (whole run as JSON
+    and Parquet, and two halves), uploaded together to s3://interop/r1/."""
+    import shutil
+
+    import boto3
+    import s3fs
+
+    pub = tmp_path_factory.mktemp("published") / "r1"
+    shutil.copytree(run, pub)
+    det = open_det(pub)
+    prefix = "s3://interop/r1/"
+    to_manifest(det, pub / "view.json", url_prefix=prefix)
+    to_manifest(det, pub / "view.parq", url_prefix=prefix)
+    for sel, name in ((slice(None, 1), "a.json"), (slice(1, None), "b.json")):
+        to_manifest(det.select_trains(detstack.by_index[sel]), pub / name, url_prefix=prefix)
+    boto3.client("s3", endpoint_url=s3_server["endpoint_url"], aws_access_key_id="testing",
+                 aws_secret_access_key="testing", region_name="us-east-1"
+                 ).create_bucket(Bucket="interop")
+    s3fs.S3FileSystem(**s3_server, skip_instance_cache=True).put(
+        str(pub) + "/", "interop/r1/", recursive=True)
+    return det, s3_server, prefix
+
+
+def test_url_prefix_manifest_names_everything_by_url(s3_published: Any) -> None:
+    det, _, prefix = s3_published
+    doc = json.loads((Path(det.data.files[0].path).parent / "view.json").read_text())
+    assert "templates" not in doc
+    urls = {v[0] for v in doc["refs"].values() if isinstance(v, list)}
+    assert urls and all(u.startswith(prefix) for u in urls)
+    assert prefix + "view.arrays.h5" in urls          # the sidecar, published with the run
+    assert not any(isinstance(v, str) and v.startswith("base64:") for v in doc["refs"].values())
+
+
+@pytest.mark.parametrize("fmt", ["json", "parq"])
+def test_virtualizarr_reads_url_prefix_manifest_from_s3(s3_published: Any, fmt: str) -> None:
+    from obstore.store import S3Store
+
+    det, so, prefix = s3_published
+    store = S3Store("interop", endpoint=so["endpoint_url"], access_key_id="testing",
+                    secret_access_key="testing", region="us-east-1",
+                    client_options={"allow_http": True}, virtual_hosted_style_request=False)
+    registry = ObjectStoreRegistry({"s3://interop": store})
+    # VirtualiZarr reads a Parquet folder's record files with fsspec, chunks with obstore
+    parser = PARSERS[fmt](**({"reader_options": {"storage_options": so}} if fmt == "parq"
+                             else {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # zarr: numcodecs codecs are not in the v3 spec
+        vds = open_virtual_dataset(f"{prefix}view.{fmt}", registry=registry, parser=parser,
+                                   loadable_variables=["train", "module"])
+        np.testing.assert_array_equal(vds["train"].values, det.train_ids)
+        ds = xr.open_zarr(parser(f"{prefix}view.{fmt}", registry), zarr_format=3,
+                          consolidated=False, mask_and_scale=False)
+        np.testing.assert_array_equal(present(ds["image.data"], det),
+                                      det.get_array("image.data").values)
+        np.testing.assert_array_equal(present(ds["image.pulseId"], det),
+                                      det.get_array("image.pulseId").values)
+
+
+def test_multizarrtozarr_combines_url_prefix_manifests_on_s3(s3_published: Any) -> None:
+    from kerchunk.combine import MultiZarrToZarr
+
+    det, so, prefix = s3_published
+    remote = {**so, "asynchronous": True, "skip_instance_cache": True}
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**so, skip_instance_cache=True)   # the manifests, read from S3
+    halves = [json.loads(fs.cat(f"{prefix}{name}")) for name in ("a.json", "b.json")]
+    combined = MultiZarrToZarr(halves, remote_protocol="s3",
+                               remote_options={**so, "skip_instance_cache": True},
+                               concat_dims=["train"], identical_dims=["module"],
+                               inline_threshold=0).translate()   # nothing inlined
+    ds = xr.open_dataset("reference://", engine="zarr", mask_and_scale=False, backend_kwargs={
+        "storage_options": {"fo": combined, "remote_protocol": "s3", "remote_options": remote},
+        "consolidated": False})
+    np.testing.assert_array_equal(ds["train"].values, det.train_ids)
+    np.testing.assert_array_equal(present(ds["image.data"], det),
+                                  det.get_array("image.data").values)
+    np.testing.assert_array_equal(ds["count.image"].values, _counts(det))
+    view = open_view(f"{prefix}view.parq", storage_options=so)   # and detstack itself
+    xr.testing.assert_identical(det.get_array("image.data"),
+                                open_det(view).get_array("image.data"))

@@ -80,3 +80,27 @@ def test_store_written_from_pieces_reads_back(tmp_path: Path) -> None:
     expected = det.get_array("image.data").values
     np.testing.assert_array_equal(arr[2:3], expected)      # module 2 in slot 2 of 16
     assert not arr[3].any()
+
+
+def test_encoded_pieces_are_the_chunk_with_its_checksum_appended() -> None:
+    """parts=True gives the same bytes as one piece, the crc32c as its own 4 bytes; a
+    checksum before another codec is appended in place."""
+    import google_crc32c
+
+    from detstack.convert.zarr.layout import chunk_encoder
+    chunk = np.random.default_rng(4).integers(0, 4000, (1, 8, 1, 2, 16, 4), dtype=np.uint16)
+    codecs = [{"name": "transpose", "configuration": {"order": [0, 2, 3, 4, 5, 1]}},
+              {"name": "blosc", "configuration": {"cname": "zstd", "clevel": 1,
+                                                  "shuffle": "bitshuffle", "typesize": 2,
+                                                  "blocksize": 0}},
+              {"name": "crc32c"}]
+    whole = chunk_encoder(codecs, chunk.dtype)(chunk)
+    pieces = chunk_encoder(codecs, chunk.dtype, parts=True)(chunk)
+    assert len(pieces) == 2 and len(pieces[1]) == 4 and b"".join(pieces) == whole
+    assert int.from_bytes(whole[-4:], "little") == google_crc32c.value(whole[:-4])
+    inner = chunk_encoder([{"name": "crc32c"}, {"name": "zstd", "configuration": {"level": 1}}],
+                          chunk.dtype)(chunk)
+    import numcodecs
+    raw = numcodecs.Zstd().decode(inner)
+    assert raw[:-4] == chunk.tobytes() and int.from_bytes(raw[-4:], "little") == \
+        google_crc32c.value(chunk.tobytes())

@@ -56,9 +56,25 @@ def test_same_values_as_zarr_python(tmp_path: Path, codecs: list, order: tuple |
     assert fast.read_jobs((0, slice(None, None, -1)), np.empty((5, 7, 4, 9))) is None
 
 
+def test_unsharded_arrays_decode_chunk_files(tmp_path: Path) -> None:
+    """Unsharded arrays (the small keys) are read from their chunk files too."""
+    data = np.arange(35, dtype="<u8").reshape(5, 7)
+    plain = zarr.create_array(str(tmp_path / "p"), shape=(5, 7), chunks=(2, 3), dtype="<u8",
+                              fill_value=0)
+    plain[...] = data
+    fast = ShardedArray.wrap(zarr.open_array(str(tmp_path / "p"), mode="r"), str(tmp_path / "p"))
+    assert isinstance(fast, ShardedArray)
+    for index in [(slice(None),), (1, slice(2, 7)), (slice(1, 5), 6), (4,)]:
+        np.testing.assert_array_equal(fast[index], data[index], err_msg=str(index))
+    (tmp_path / "p" / "c" / "1" / "1").unlink()       # a chunk gone: never read as fill
+    with pytest.raises(MissingDataError, match="chunk"):
+        fast[2:4, 3:6]
+
+
 def test_unusual_arrays_stay_with_zarr_python(tmp_path: Path) -> None:
-    plain = zarr.create_array(str(tmp_path / "p"), shape=(4, 4), chunks=(2, 2), dtype="u2")
-    assert ShardedArray.wrap(plain, str(tmp_path)) is plain
+    odd = zarr.create_array(str(tmp_path / "p"), shape=(4, 4), chunks=(2, 2), dtype="u2",
+                            chunk_key_encoding={"name": "v2"})
+    assert ShardedArray.wrap(odd, str(tmp_path)) is odd
     sharded = zarr.create_array(str(tmp_path / "s"), shape=(4, 4), chunks=(2, 2), shards=(4, 4),
                                 dtype="u2")
     assert ShardedArray.wrap(sharded, None) is sharded     # not a local folder

@@ -14,6 +14,7 @@ import numpy as np
 from numcodecs import Zlib
 
 from .holes import record_holes
+from .parallel import map_tasks
 from .refs import (
     RefBatch,
     concat,
@@ -54,7 +55,7 @@ def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
 
     def batches() -> Iterator[dict[str, Any]]:
         for s in specs:
-            if s.data is not None:
+            if s.inline:
                 yield {_chunk_keys(s, np.array([i]))[0]:
                        "base64:" + base64.b64encode(blob).decode()
                        for i, blob in s.inline_chunks()}
@@ -84,42 +85,66 @@ def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
 
 def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
                   urls: list[str], record_size: int) -> None:
-    """fsspec's lazy Parquet reference layout; holes are null paths (read as fill)."""
-    try:
-        import fastparquet
-        import pandas as pd
+    """fsspec's lazy Parquet reference layout; holes are null paths (read as fill).
+
+    Written with pyarrow straight from the reference arrays: the path column is
+    dictionary-encoded (each record file stores the paths it uses once, and per reference
+    only their number), so no Python string is made per reference. The files carry no
+    pandas or arrow schema, so every reader (fastparquet, which fsspec uses by default,
+    pyarrow, kerchunk, VirtualiZarr) sees plain string, int64 and binary columns."""
+    try:   # fastparquet reads them (fsspec, detstack): a manifest nobody here can read
+        import fastparquet  # noqa: F401 - is refused before it is written
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("Parquet manifests need fastparquet: pip install "
-                          "'detstack[parquet]'") from exc
+        raise ImportError(f"Parquet manifests need {exc.name or 'pyarrow and fastparquet'}: "
+                          "pip install 'detstack[parquet]'", name=exc.name) from exc
+
+    def write(file: Path, columns: dict[str, Any]) -> None:
+        # offsets and sizes: required columns with statistics (pandas reading through
+        # fastparquet makes an integer column without them float, room for nulls)
+        ints = [name for name in ("offset", "size") if name in columns]
+        fields = [pa.field(name, col.type if isinstance(col, pa.Array) else pa.int64(),
+                           nullable=name not in ints) for name, col in columns.items()]
+        pq.write_table(pa.table(columns, schema=pa.schema(fields)), file, compression="zstd",
+                       write_statistics=ints or False, store_schema=False,
+                       use_dictionary=["path"])
+
     path.mkdir(parents=True, exist_ok=True)
-    url_arr = np.array(urls + [None], dtype=object)
+    url_arr = pa.array(urls, pa.string())
     for s in specs:
-        folder = path / s.name
-        folder.mkdir()
-        n_total = math.prod(s.grid)
-        if s.data is not None:
+        (path / s.name).mkdir()
+    for s in specs:
+        if s.inline:
             raws = [blob for _, blob in s.inline_chunks()]
-            for r0 in range(0, n_total, record_size):
-                df = pd.DataFrame({"raw": pd.Series(raws[r0:r0 + record_size], dtype=object)})
-                fastparquet.write(str(folder / f"refs.{r0 // record_size}.parq"), df,
-                                  compression="ZSTD", object_encoding={"raw": "bytes"},
-                                  stats=False, write_index=False)
-            continue
+            for r0 in range(0, math.prod(s.grid), record_size):
+                write(path / s.name / f"refs.{r0 // record_size}.parq",
+                      {"raw": pa.array(raws[r0:r0 + record_size], pa.binary())})
+
+    def references(s: ArraySpec) -> list[list[int]]:
+        """Write the record files of ``s``; its unallocated chunks (see holes.py)."""
         assert s.refs is not None
+        n_total = math.prod(s.grid)
         for r, batch in _records(s.refs(), record_size):
             n = min(record_size, n_total - r * record_size)
             pos = batch.index - r * record_size
-            which = np.full(n, len(urls), np.int64)
-            which[pos] = batch.url
+            used, number = np.unique(batch.url, return_inverse=True)
+            which = np.full(n, -1, np.int32)
+            which[pos] = number
             offset = np.zeros(n, np.int64)
             size = np.zeros(n, np.int64)
             offset[pos] = batch.offset
             size[pos] = batch.size
-            df = pd.DataFrame({"path": pd.Series(url_arr[which], dtype=object),
-                               "offset": offset, "size": size})
-            fastparquet.write(str(folder / f"refs.{r}.parq"), df, compression="ZSTD",
-                              object_encoding={"path": "utf8"}, has_nulls=["path"],
-                              stats=False, write_index=False)
+            paths = pa.DictionaryArray.from_arrays(pa.array(which, mask=which < 0),
+                                                   url_arr.take(pa.array(used)))
+            write(path / s.name / f"refs.{r}.parq",
+                  {"path": paths, "offset": offset, "size": size})
+        return s.unallocated
+
+    referenced = [s for s in specs if not s.inline]
+    for s, holes in zip(referenced, map_tasks(lambda i: references(referenced[i]),
+                                              len(referenced)), strict=True):
+        s.unallocated[:] = holes
     record_holes(meta, specs)      # known once the references are built
     zmeta = {"zarr_consolidated_format": 1, "metadata": meta, "record_size": record_size}
     (path / ".zmetadata").write_text(json.dumps(zmeta))

@@ -10,7 +10,10 @@ absolute path then; the folder the manifest was written in is kept beside the re
 manifest that were moved together (``detstack.store.manifest_paths``).
 
 The compact form (``compact=True``) keeps the older, smaller layout: one ``{{base}}``
-template the reader may override; URL prefixes (files on S3) always use it.
+template the reader may override. With a URL prefix (files on S3) references are full
+URLs (``url_prefix`` + the file's path in the run's folder); so is the sidecar's when
+the manifest is written inside the run's folder (to be published with it), otherwise
+the sidecar is named by its local ``file://`` URL (data remote, manifest local).
 """
 
 from __future__ import annotations
@@ -34,14 +37,31 @@ class ManifestPaths:
     parquet_refs: list[str]     # ... and as Parquet references do (no templates there)
     templates: dict[str, str] = field(default_factory=dict)
     origin: str | None = None   # absolute folder the manifest was written in
+    url_root: str | None = None  # URL form: the local folder url_prefix stands for
+    url_base: str | None = None  # ... and the prefix (no trailing slash)
 
     def add(self, path: Path, folder: Path) -> ManifestPaths:
         """The same names plus one more local file (the sidecar)."""
+        if self.kind == "url":
+            return self._add_url(path)
         one = manifest_paths([path], folder, self.kind == "relative", None,
                              self.references != "absolute")
         return ManifestPaths(self.kind, self.references, self.record + one.record,
                              self.refs + one.refs, self.parquet_refs + one.parquet_refs,
                              self.templates, self.origin)
+
+
+    def _add_url(self, path: Path) -> ManifestPaths:
+        """The sidecar of a manifest naming its files by URL: by URL too if it lies in
+        the run's folder (published with the run), else by its local ``file://`` URL (the
+        protocol explicit, so readers can map each protocol to its file system)."""
+        assert self.url_root is not None and self.url_base is not None
+        root = Path(self.url_root)
+        name = (f"{self.url_base}/{path.relative_to(root).as_posix()}"
+                if path.is_relative_to(root) else path.as_uri())
+        return ManifestPaths(self.kind, self.references, self.record + [name],
+                             self.refs + [name], self.parquet_refs + [name], self.templates,
+                             self.origin, self.url_root, self.url_base)
 
 
 def _common(files: list[Path], folder: Path) -> Path:
@@ -53,8 +73,12 @@ def manifest_paths(files: list[Path], folder: Path, relative: bool, url_prefix: 
     """Names of resolved local ``files`` for a manifest written into resolved ``folder``."""
     if url_prefix is not None:
         base = url_prefix.rstrip("/")
-        rel = [Path(os.path.relpath(p, _common(files, folder))).as_posix() for p in files]
+        common = _common(files, folder)
+        rel = [Path(os.path.relpath(p, common)).as_posix() for p in files]
         urls = [f"{base}/{r}" for r in rel]
+        if not compact:   # full URLs: what VirtualiZarr and kerchunk read
+            return ManifestPaths("url", "absolute", urls, urls, urls,
+                                 url_root=common.as_posix(), url_base=base)
         return ManifestPaths("url", "template", urls, [f"{{{{{TEMPLATE}}}}}/{r}" for r in rel],
                              urls, {TEMPLATE: base})
     kind = "relative" if relative else "absolute"

@@ -47,9 +47,10 @@ class Rows:
     src_row: np.ndarray
 
 
-def key_rows(plan: ViewPlan, kp: KeyPlan, modules: list[int] | None = None
-             ) -> tuple[Rows, Any]:
-    """The rows of ``kp`` (of the frame-map modules ``modules`` only, if given)."""
+def key_rows(plan: ViewPlan, kp: KeyPlan, modules: list[int] | None = None,
+             trains: tuple[int, int] | None = None) -> tuple[Rows, Any]:
+    """The rows of ``kp`` (of the frame-map modules ``modules`` and the trains
+    ``trains[0]:trains[1]`` only, if given)."""
     fmap = plan.frame_map(kp)
     counts = fmap.counts.astype(np.int64)
     if not kp.per_frame:
@@ -58,6 +59,9 @@ def key_rows(plan: ViewPlan, kp: KeyPlan, modules: list[int] | None = None
         keep = np.zeros(len(counts), bool)
         keep[modules] = True
         counts[~keep] = 0
+    if trains is not None:
+        counts[:, :trains[0]] = 0
+        counts[:, trains[1]:] = 0
     m, t = np.nonzero(counts)
     c = counts[m, t]
     within = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)

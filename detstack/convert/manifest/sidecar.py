@@ -26,6 +26,7 @@ from ...errors import OutputWriteError
 from ...run.derived import SIDECAR_ATTR
 from ...store.identity import file_identity
 from ..atomic import atomic_path, write_failure
+from .copied import has_train_axis, train_blocks
 from .refs import RefBatch
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ def sidecar_chunks(dims: list[str], shape: tuple[int, ...], itemsize: int) -> tu
     concatenate along ``train`` chunk for chunk (kerchunk's ``MultiZarrToZarr``, xarray
     on VirtualiZarr datasets), like the referenced arrays; other arrays whole."""
     chunks = [max(n, 1) for n in shape]
+    if len(dims) >= 2 and dims[0] == "train":      # (train, pulse|cell) frame IDs
+        chunks[0] = 1
     if len(dims) >= 2 and dims[1] == "train":
         chunks[1] = 1
         per_module = itemsize * math.prod(chunks[2:])
@@ -99,8 +102,8 @@ def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any
     """Write the copied arrays of ``specs`` into ``path`` and turn each into a referenced
     array (references number ``url``), plus the fill chunk of each referenced array;
     return the sidecar's size and identity."""
-    copied = [s for s in specs if s.data is not None]
-    referenced = [s for s in specs if s.data is None and s.refs is not None]
+    copied = [s for s in specs if s.inline]
+    referenced = [s for s in specs if not s.inline and s.refs is not None]
     # built in memory, then written as bytes: HDF5 never sees a failed write (a full disk
     # would leave it holding a file it cannot flush, and crash the process later)
     with h5py.File(path, "w", driver="core", backing_store=False, libver="v110") as f:
@@ -109,14 +112,25 @@ def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any
             blob = _fill_chunk(s)
             if blob is not None:
                 f.create_dataset(f"{FILL_GROUP}/{s.name}", data=np.frombuffer(blob, np.uint8))
+        streamed = {}
         for s in copied:
-            assert s.data is not None
             s.chunks = sidecar_chunks(s.dims, s.shape, s.dtype.itemsize)
+            stream = s.data is None and s.copy_from is not None and has_train_axis(*s.copy_from)
             ds = f.create_dataset(
-                s.name, data=s.data, chunks=s.chunks, shuffle=s.dtype.itemsize > 1,
-                compression="gzip", compression_opts=DEFLATE_LEVEL,
-                fillvalue=np.asarray(s.fill, s.dtype))
+                s.name, shape=s.shape, dtype=s.dtype, data=None if stream else s.load(),
+                chunks=s.chunks, shuffle=s.dtype.itemsize > 1, compression="gzip",
+                compression_opts=DEFLATE_LEVEL, fillvalue=np.asarray(s.fill, s.dtype))
             ds.attrs["dims"] = s.dims
+            s.data = None
+            if stream:
+                assert s.copy_from is not None
+                streamed[s.name] = (ds, s.copy_from)
+        if streamed:
+            plan = next(iter(streamed.values()))[1][0]
+            kps = [kp for _, (_, kp) in streamed.values()]
+            for t0, t1, blocks in train_blocks(plan, kps):
+                for name, block in blocks.items():
+                    streamed[name][0][:, t0:t1] = block
         f.flush()
         image = f.id.get_file_image()
     with open(path, "wb") as out:
@@ -129,7 +143,7 @@ def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any
                                       int(ds.id.get_offset()), ds.shape[0])
         for s in copied:
             s.refs = _batches(f[s.name], s.grid, url)
-            s.data = None
+            s.copy_from = None
             shuffle = [{"id": "shuffle", "elementsize": s.dtype.itemsize}] \
                 if s.dtype.itemsize > 1 else []
             s.filters = [*shuffle, {"id": "zlib", "level": DEFLATE_LEVEL}]   # kerchunk's form

@@ -10,18 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 from numcodecs import Zlib
 
 from ..plan import KeyPlan, ViewPlan
+from .copied import whole_array
 from .holes import index_ranges
 from .refs import (
     RefBatch,
     chunk_table,
     concat,
     dataset,
-    dataset_id,
     key_rows,
     row_groups,
     source_datasets,
@@ -54,6 +53,7 @@ class ArraySpec:
     refs: Callable[[], Iterator[RefBatch]] | None = None
     data: np.ndarray | None = None   # inlined arrays: the whole array
     copied: bool = False             # values copied from the run (inline or in the sidecar)
+    copy_from: tuple[ViewPlan, KeyPlan] | None = None   # a key to copy, not read yet
     unallocated: list[list[int]] = field(default_factory=list)  # see holes.py
 
     @property
@@ -71,8 +71,21 @@ class ArraySpec:
                 "filters": self.filters, "fill_value": fill, "order": "C",
                 "dimension_separator": "."}
 
+    @property
+    def inline(self) -> bool:
+        """Values to copy (read already, or when written), not references yet."""
+        return self.data is not None or self.copy_from is not None
+
+    def load(self) -> np.ndarray:
+        """The whole array of a copied key (read from the run on first use)."""
+        if self.data is None:
+            assert self.copy_from is not None
+            self.data = whole_array(*self.copy_from)
+        return self.data
+
     def inline_chunks(self) -> Iterator[tuple[int, bytes]]:
         """(raveled chunk index, zlib-compressed bytes) of an inlined array."""
+        self.load()
         assert self.data is not None
         grid = self.grid
         for i, idx in enumerate(np.ndindex(*grid)):
@@ -96,17 +109,22 @@ def zarr_fill(value: Any, dtype: np.dtype) -> Any:
     return bool(value) if dtype.kind == "b" else int(value)
 
 
+def inline_chunks(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
+    """Chunks of an array copied into the manifest: along its first two axes."""
+    chunks = list(shape) or [1]
+    row = dtype.itemsize * math.prod(shape[2:]) if len(shape) > 1 else dtype.itemsize
+    if len(shape) >= 2:
+        chunks[0] = 1
+        chunks[1] = max(1, min(shape[1], INLINE_CHUNK_BYTES // max(row, 1)))
+    return tuple(max(c, 1) for c in chunks)
+
+
 def inline_spec(name: str, dims: list[str], data: np.ndarray, fill: Any = 0) -> ArraySpec:
     """An array copied into the manifest, chunked along its first two axes."""
     data = np.ascontiguousarray(data)
-    chunks = list(data.shape) or [1]
-    row = data.itemsize * math.prod(data.shape[2:]) if data.ndim > 1 else data.itemsize
-    if data.ndim >= 2:
-        chunks[0] = 1
-        chunks[1] = max(1, min(data.shape[1], INLINE_CHUNK_BYTES // max(row, 1)))
-    chunks = [max(c, 1) for c in chunks]
-    return ArraySpec(name, dims, data.shape, tuple(chunks), data.dtype, fill, None,
-                     {"id": "zlib", "level": 1}, data=data, copied=True)
+    return ArraySpec(name, dims, data.shape, inline_chunks(data.shape, data.dtype),
+                     data.dtype, fill, None, {"id": "zlib", "level": 1}, data=data,
+                     copied=True)
 
 
 def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> ArraySpec:
@@ -182,36 +200,16 @@ def _reference_batches(plan: ViewPlan, kp: KeyPlan, storages: dict[tuple[int, in
 
 
 def copied_spec(plan: ViewPlan, kp: KeyPlan) -> ArraySpec:
-    """A small key read from the files and stored in the manifest (IDs, headers)."""
-    fmap = plan.frame_map(kp)
+    """A small key copied from the files (IDs, headers); read when written (``copied``)."""
     shape = plan.shape(kp)
-    out = np.full((math.prod(plan.lead_shape(kp)),) + kp.entry_shape, kp.fill_value, kp.dtype)
-    for module in range(fmap.n_modules):   # module by module: bounded row tables
-        rows, _ = key_rows(plan, kp, [module])
-        for fi, m, sel in row_groups(rows):
-            dsid = dataset_id(fmap, fi, m, kp.key)   # small: read whole, low level (fast)
-            if not dsid.shape or int(rows.src_row[sel].max()) >= dsid.shape[0]:
-                raise UnsupportedKeyError(kp.key, f"INDEX of {fmap.files[fi].path} points "
-                                          "past the end of its data")
-            buf = np.empty(dsid.shape, kp.dtype)
-            dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, buf)
-            out[rows.view_row[sel]] = buf[rows.src_row[sel]]
-    spec = inline_spec(kp.key, list(plan.dims(kp)), out.reshape(shape), kp.fill_value)
-    spec.fill = kp.fill_value
-    return spec
+    return ArraySpec(kp.key, list(plan.dims(kp)), shape, inline_chunks(shape, kp.dtype),
+                     kp.dtype, kp.fill_value, None, {"id": "zlib", "level": 1}, copied=True,
+                     copy_from=(plan, kp))
 
 
-def coordinate_specs(plan: ViewPlan, groups: list[str]) -> list[ArraySpec]:
-    """Train IDs, module numbers per slot and row counts per index group."""
-    base = plan.det.kind.modno_base
-    specs = [inline_spec("train", ["train"], plan.train_ids.astype(np.uint64)),
-             inline_spec("module", ["module"], np.arange(plan.n_slots, dtype=np.int64) + base)]
-    for g in groups:
-        specs.append(inline_spec(f"count.{g}", ["module", "train"],
-                                 plan.counts(g).astype(np.uint64)))
-    if plan.frames:
-        specs += [inline_spec(name, ["frame"], values)
-                  for name, values in plan.frame_coordinates().items()]
-    return specs
+def coordinate_specs(plan: ViewPlan, keys: list[str]) -> list[ArraySpec]:
+    """The view's coordinate arrays (``ViewPlan.coordinates``) for the keys written."""
+    return [inline_spec(name, list(c.dims), c.values)
+            for name, c in plan.coordinates(keys).items()]
 
 

@@ -32,6 +32,9 @@ class UnsupportedKeyError(DetstackError, ValueError):
                          "Copy it into a zarr store with detstack.convert.to_zarr instead, "
                          "or pass on_unsupported='skip' to leave it out of the manifest")
 
+    def __reduce__(self) -> tuple[Any, ...]:   # travels from a worker process unchanged
+        return type(self), (self.key, self.reason)
+
 
 # -- HDF5 storage ---------------------------------------------------------------
 

@@ -88,8 +88,9 @@ def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: st
     coords = [f"count.{g}" for g in groups]
     coords += [k for k in (det.kind.pulse_key, det.kind.cell_key)
                if k in record["keys"] and k not in coords]
-    specs += coordinate_specs(plan, groups)
-    coords += [s.name for s in specs if s.dims == ["frame"]]
+    coord_specs = coordinate_specs(plan, [kp.key for kp in kept])
+    specs += coord_specs
+    coords += [s.name for s in coord_specs if s.name not in ("train", "module", *coords)]
     return Layout(specs, record, coords, files, skipped)
 
 
@@ -131,8 +132,10 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
         with per-frame ``train_id``, ``pulse_id``, ``cell_id`` coordinates and no
         padding of short trains.
     url_prefix : str, optional
-        Where remote readers find the run's files, e.g. ``"s3://bucket/run/"``
-        (implies ``compact``).
+        Where remote readers find the run's files, e.g. ``"s3://bucket/run/"``:
+        references are full URLs (the prefix + each file's path in the run's folder).
+        The sidecar is named by URL too when the manifest is written inside the run's
+        folder (publish them together), else by its local ``file://`` URL.
     compact : bool, default False
         The older single-file form: references relative to a ``{{base}}`` template
         and small arrays inline. Smaller, read by fsspec/xarray/zarr-python and
@@ -164,7 +167,6 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
     target = Path(path)
     fmt = manifest_format(target, format)
     check_target(target, overwrite)
-    compact = compact or url_prefix is not None   # remote files: the template form
     if not compact and fmt == "json":
         check_sidecar_target(sidecar_path(target, fmt), overwrite)
     det = as_detector(det_or_run, detector_name, **det_kwargs)

@@ -24,12 +24,13 @@ Parts = list[Any]    # bytes-like pieces of one stored object, in order
 
 
 def shard_parts(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout,
-                encode: Callable[[np.ndarray], Any]) -> Parts:
+                encode: Callable[[np.ndarray], Parts]) -> Parts:
     """One shard from its values ``unit`` (the unit shape, module axis first): its encoded
     inner chunks and index, as pieces to write in order.
 
     ``valid`` (trains[, frames]) marks entries that have source rows; inner chunks
-    without any are left out of the shard (they read as the fill value).
+    without any are left out of the shard (they read as the fill value). ``encode``
+    gives each inner chunk as its pieces (``chunk_encoder(..., parts=True)``).
     """
     grid = tuple(u // c for u, c in zip(lay.unit, lay.chunk, strict=True))
     index = np.full(grid + (2,), EMPTY, np.uint64)
@@ -39,10 +40,10 @@ def shard_parts(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout,
         sel = tuple(slice(p * c, (p + 1) * c) for p, c in zip(pos, lay.chunk, strict=True))
         if not valid[sel[1:1 + valid.ndim]].any():
             continue
-        data = encode(unit[sel])
-        n = memoryview(data).nbytes
+        pieces = encode(unit[sel])
+        n = sum(memoryview(p).nbytes for p in pieces)
         index[pos] = (offset, n)
-        parts.append(data)
+        parts.extend(pieces)
         offset += n
     parts.append(shard_index(index))
     return parts

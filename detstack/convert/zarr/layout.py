@@ -232,9 +232,11 @@ def _with_checksum(codecs: list[Any]) -> list[Any]:
 
 # -- encoding inner chunks ourselves, byte-compatible with zarr-python --------------------
 
-def _crc32c(data: bytes) -> bytes:
+def _crc32c(data: Any) -> bytes:
+    """The little-endian crc32c of ``data`` (bytes, or a read-only numpy array: google_crc32c
+    refuses memoryviews, and copying a chunk to bytes costs more than the checksum)."""
     import google_crc32c
-    return np.uint32(google_crc32c.value(data)).astype("<u4").tobytes()
+    return int(google_crc32c.value(data)).to_bytes(4, "little")
 
 
 def transposed(chunk: np.ndarray, order: Sequence[int],
@@ -257,10 +259,13 @@ def transposed(chunk: np.ndarray, order: Sequence[int],
     return out
 
 
-def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype
-                  ) -> Callable[[np.ndarray], bytes]:
+def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype, parts: bool = False
+                  ) -> Callable[[np.ndarray], Any]:
     """Encode a chunk exactly as zarr's [transpose?, bytes(little), *codecs] pipeline does
-    (after the lossy quantizer, when ``codecs`` starts with one)."""
+    (after the lossy quantizer, when ``codecs`` starts with one).
+
+    ``parts``: return the encoded chunk as a list of bytes-like pieces to write in order
+    (a trailing crc32c is then its own 4-byte piece instead of a copy of the chunk)."""
     steps: list[Callable[[bytes | np.ndarray], bytes]] = []
     order: tuple[int, ...] | None = None
     quantize: LossyMode | None = None
@@ -287,27 +292,38 @@ def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype
         elif name == "gzip":
             steps.append(numcodecs.GZip(level=conf.get("level", 5)).encode)
         elif name == "crc32c":
-            steps.append(lambda b: bytes(b) + _crc32c(bytes(b)))
+            steps.append(_append_crc32c)
         elif name.startswith("numcodecs."):
             steps.append(numcodecs.get_codec({"id": name.split(".", 1)[1], **conf}).encode)
         else:
             raise ValueError(f"compressor codec {name!r} is not supported by to_zarr; use "
                              "BloscCodec, ZstdCodec, GzipCodec or a numcodecs codec")
     little = np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).byteorder == ">" else dtype
+    checksum = bool(steps) and steps[-1] is _append_crc32c
+    if checksum:                # the last checksum goes on without copying the chunk
+        steps.pop()
 
-    def encode(chunk: np.ndarray) -> bytes:
+    def encode(chunk: np.ndarray) -> Any:
         if quantize is not None:
             chunk = quantize.apply(chunk)
         if order is not None:     # into this thread's buffer: cache-hot for the codecs
             shape = tuple(chunk.shape[a] for a in order)
             chunk = transposed(chunk, order, thread_buffer("transpose", shape, chunk.dtype))
-        data: bytes | np.ndarray = np.ascontiguousarray(chunk, dtype=little)
-        if not steps:
-            return data.tobytes()  # type: ignore[union-attr]
+        data: Any = np.ascontiguousarray(chunk, dtype=little)
         for step in steps:
             data = step(data)
-        return bytes(data)
+        if not isinstance(data, bytes):
+            data = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+        if not checksum:
+            return [data] if parts else data
+        crc = _crc32c(data)
+        return [data, crc] if parts else data + crc
     return encode
+
+
+def _append_crc32c(data: Any) -> bytes:
+    data = data if isinstance(data, bytes) else bytes(memoryview(data).cast("B"))
+    return data + _crc32c(data)
 
 
 def shard_index(entries: np.ndarray) -> bytes:

@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import h5py
 import numpy as np
 
 from ...store.zarr_store import RECORD_ATTR, count_name
@@ -24,77 +23,18 @@ from .lossy import LOSSY_ATTR, quantize_step
 Coordinate = tuple[tuple[str, ...], np.ndarray]   # dims, values
 
 
-def _frame_id_keys(plan: ViewPlan, layouts: Sequence[ArrayLayout]) -> dict[str, ArrayLayout]:
-    """{'pulse_id'/'cell_id': layout of the key holding them} for keys in the store whose
-    values are one number per frame (or memory cell)."""
-    kind = plan.det.kind
-    by_key = {lay.key: lay for lay in layouts}
-    out: dict[str, ArrayLayout] = {}
-    if plan.frames:      # the frame axis has its own per-frame coordinates
-        return out
-    for name, key in (("cell_id", kind.cell_key), ("pulse_id", kind.pulse_key)):
-        lay = by_key.get(key)
-        if lay is None or key in {v.key for v in out.values()}:
-            continue
-        inner = [d for d, s in zip(lay.dims[2:], lay.shape[2:], strict=True) if s != 1]
-        if len(inner) == 1 and inner[0] in ("pulse", "cell"):
-            out[name] = lay
-    return out
+def _keys(layouts: Sequence[ArrayLayout]) -> list[str]:
+    return [lay.key for lay in layouts]
 
 
 def coordinate_dims(plan: ViewPlan, layouts: Sequence[ArrayLayout]) -> dict[str, tuple[str, ...]]:
-    """Names and dims of the coordinate arrays (values come later, in ``coordinates``)."""
-    dims: dict[str, tuple[str, ...]] = {"module": ("module",), "train": ("train",)}
-    for group in sorted({lay.group for lay in layouts}):
-        dims[count_name(group)] = ("module", "train")
-    for name, lay in _frame_id_keys(plan, layouts).items():
-        dims[name] = ("train", "pulse" if lay.per_frame else "cell")
-    if any(lay.frame_axis for lay in layouts):
-        for name in plan.frame_coordinates():
-            dims[name] = ("frame",)
-    return dims
-
-
-def _frame_ids(plan: ViewPlan, lay: ArrayLayout) -> np.ndarray:
-    """(train, frame) IDs, taken from the first module that has each train."""
-    n_frames = int(np.prod(lay.shape[2:]))      # the other axes have length 1
-    out = np.zeros((len(plan.train_ids), n_frames), lay.dtype)
-    fmap = plan.frame_map(plan.key(lay.key))
-    taken = np.zeros(len(plan.train_ids), bool)
-    for m in range(fmap.n_modules):
-        trains = np.flatnonzero((fmap.counts[m] > 0) & ~taken)
-        for fi in np.unique(fmap.file[m, trains]):
-            f = fmap.files[int(fi)]
-            sel = trains[fmap.file[m, trains] == fi]
-            first = fmap.first[m, sel].astype(np.int64)
-            count = fmap.counts[m, sel].astype(np.int64) if lay.per_frame else np.ones_like(first)
-            lo, hi = int(first.min()), int((first + count).max())
-            with h5py.File(f.path, "r") as h5:
-                rows = np.asarray(h5[f.dataset_path(fmap.sources[m], lay.key)][lo:hi])
-            rows = rows.reshape(len(rows), -1)
-            for t, a, c in zip(sel, first - lo, count, strict=True):
-                vals = rows[a:a + c].reshape(-1)
-                out[t, :len(vals)] = vals[:n_frames]
-        taken[trains] = True
-    return out
+    """Names and dims of the coordinate arrays (``ViewPlan.coordinates``), no values."""
+    return {name: c.dims for name, c in plan.coordinates(_keys(layouts)).items()}
 
 
 def coordinates(plan: ViewPlan, layouts: Sequence[ArrayLayout]) -> dict[str, Coordinate]:
-    det = plan.det
-    dims = coordinate_dims(plan, layouts)
-    numbers = np.arange(plan.n_slots, dtype=np.int64) + det.kind.modno_base
-    out: dict[str, Coordinate] = {
-        "module": (dims["module"], numbers),
-        "train": (dims["train"], np.asarray(plan.train_ids, np.uint64)),
-    }
-    for group in sorted({lay.group for lay in layouts}):
-        out[count_name(group)] = (dims[count_name(group)], plan.counts(group))
-    for name, lay in _frame_id_keys(plan, layouts).items():
-        out[name] = (dims[name], _frame_ids(plan, lay))
-    if any(lay.frame_axis for lay in layouts):
-        out.update({name: (dims[name], values)
-                    for name, values in plan.frame_coordinates().items()})
-    return out
+    """The coordinate arrays of the store, read (``ViewPlan.coordinates``)."""
+    return {name: (c.dims, c.values) for name, c in plan.coordinates(_keys(layouts)).items()}
 
 
 def _coordinates_attr(lay: ArrayLayout, coord_dims: dict[str, tuple[str, ...]]) -> str:
