@@ -130,3 +130,41 @@ def test_cache_can_be_turned_off(tmp_path: Path, many_files: Path, monkeypatch) 
     monkeypatch.setenv("DETSTACK_NO_CACHE", "1")
     detstack.RunDirectory(many_files)
     assert not (tmp_path / "off").exists()
+
+
+def test_worker_processes_open_the_same_run(many_files: Path, tmp_path: Path,
+                                            monkeypatch) -> None:
+    """Files read by worker processes give the run a serial open gives; a damaged file
+    is reported the same way (the workers hand it back), and nothing is cached twice.
+    Run as an unguarded script (no ``__main__`` check), as users write them."""
+    bad = tmp_path / "run"
+    bad.mkdir()
+    for p in many_files.glob("*.h5"):
+        os.symlink(p, bad / p.name)
+    (bad / "RAW-R0001-AGIPD07-S00099.h5").write_bytes(b"not an HDF5 file" * 64)
+    script = tmp_path / "open_run.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, warnings
+        import detstack
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            run = detstack.RunDirectory({str(bad)!r})
+        print(json.dumps({{"files": [str(f.path) for f in run.files],
+                           "tids": [f.train_ids.tolist() for f in run.files],
+                           "valid": [f.validity.tolist() for f in run.files],
+                           "sources": sorted(run.all_sources),
+                           "warnings": [str(x.message) for x in w]}}))
+    """))
+    results = {}
+    for workers in ("0", "2"):
+        env = {**os.environ, "DETSTACK_CACHE_DIR": str(tmp_path / f"c{workers}"),
+               "DETSTACK_OPEN_WORKERS": workers}
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             timeout=300, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.count("{") == 1      # the script ran once, not in the workers
+        results[workers] = json.loads(out.stdout)
+    assert results["0"] == results["2"]
+    assert len(results["2"]["files"]) == len(list(many_files.glob("*.h5")))
+    assert any("AGIPD07-S00099" in w and "not an HDF5 file" in w
+               for w in results["2"]["warnings"])

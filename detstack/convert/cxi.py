@@ -37,8 +37,17 @@ from ..detectors.pulses import MISSING, read_inner_ids
 from ..detectors.reading import read_rows
 from ..progress import track
 from .atomic import atomic_h5
+from .frame_ids import agreed_ids
 from .plan import ViewPlan, as_detector, fill_to_json, fill_value_for
-from .vds import LIBVER, MappingBuilder, SourceNames, store_record, view_record, write_coords
+from .vds import (
+    LIBVER,
+    MappingBuilder,
+    SourceNames,
+    block_runs,
+    store_record,
+    view_record,
+    write_coords,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +108,13 @@ class CxiSpec:
     def pulse_ids(self) -> np.ndarray:
         """One pulse ID (JUNGFRAU: memory cell) per frame, agreed by every module."""
         key = self.det.kind.pulse_key
-        entry, _ = self.entry(key)
+        entry, dtype = self.entry(key)
         if self.xtdf:
-            return read_inner_ids(self.fmap, key, "pulseId", (0,) if entry[:1] == (1,) else ())
+            index = (0,) if entry[:1] == (1,) else ()
+            ids = agreed_ids(self.fmap, key, dtype, index)   # module by module: bounded memory
+            if ids is None:     # modules disagree: the detector's reader names where
+                ids = read_inner_ids(self.fmap, key, "pulseId", index)
+            return ids
         ids = np.full((self.fmap.n_modules, len(self.fmap.train_ids)) + entry, MISSING, np.int64)
         read_rows(self.fmap, key, ids, list(range(self.fmap.n_modules)), per_train=True)
         ids = ids.reshape(self.fmap.n_modules, -1)
@@ -151,7 +164,7 @@ def _map(spec: CxiSpec, builder: MappingBuilder, key: str, names: SourceNames,
     cpe = spec.cpe
     for m in range(fmap.n_modules):
         slot = spec.det.module_slot(int(fmap.modules[m]))
-        for run in fmap.runs(m, per_train=not spec.xtdf):
+        for run in block_runs(fmap, m, per_train=not spec.xtdf):
             ref = names.ref(fmap, run.file, fmap.sources[m], key)
             zeros = (0,) * len(entry)
             if frames_first:
@@ -163,6 +176,13 @@ def _map(spec: CxiSpec, builder: MappingBuilder, key: str, names: SourceNames,
                 vcount = (1, run.length) + entry
                 scount = (run.length,) + entry
             builder.add(vstart, vcount, ref, (run.src_start,) + zeros, scount)
+
+
+def _close(ds: h5py.Dataset, builder: MappingBuilder) -> None:
+    """Free a finished dataset's mappings now (HDF5 holds ~20 KB per mapping in the open
+    dataset and in its creation property list) instead of when the file closes."""
+    ds.id.close()
+    builder.dcpl = None
 
 
 def _bulk_axes(spec: CxiSpec, entry: tuple[int, ...]) -> str:
@@ -251,31 +271,30 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
     names = SourceNames(path, relative)
     plan = ViewPlan(det, sorted(spec.bulk_keys.values()), layout="frames")
     mappings: dict[str, int] = {}
-    with atomic_h5(path, overwrite, in_memory=True, libver=LIBVER) as h5:
+    with atomic_h5(path, overwrite, libver=LIBVER) as h5:   # on disk: bounded memory
         _write_entry(h5, spec)
         dgrp = h5.create_group(DET_GROUP)
         dgrp.attrs["name"] = det.detector_name
-        frames_first: dict[str, h5py.Dataset] = {}
+        data_shape = spec.frames_first_shape("data", spec.pixel_keys["data"])
+        if len(data_shape) == 4:
+            axes = "experiment_identifier:module_identifier:y:x"
+        else:
+            axes = "experiment_identifier:module_identifier:data_gain:y:x"
+            ndg = data_shape[2]
+            d = h5.create_dataset("entry_1/data_gain", shape=(ndg,), dtype=h5py.string_dtype())
+            d[:] = ["data", "gain"] if ndg == 2 else ["data"]
+            dgrp["data_gain"] = h5py.SoftLink("/entry_1/data_gain")
         for name, key in track(list(spec.pixel_keys.items()) + [("cellId", spec.cell_key)],
                                "building CXI datasets"):
             dtype = spec.entry(key)[1]
             b = MappingBuilder(spec.frames_first_shape(name, key), dtype, fills.get(name, 0))
             _map(spec, b, key, names, frames_first=True)
             where = h5["entry_1"] if name == "cellId" else dgrp
-            frames_first[name] = b.create(where, name)
-            mappings[frames_first[name].name.lstrip("/")] = b.count
-        frames_first["cellId"].attrs["axes"] = "experiment_identifier:module_identifier"
-        data = frames_first["data"]
-        if data.ndim == 4:
-            axes = "experiment_identifier:module_identifier:y:x"
-        else:
-            axes = "experiment_identifier:module_identifier:data_gain:y:x"
-            ndg = data.shape[2]
-            d = h5.create_dataset("entry_1/data_gain", shape=(ndg,), dtype=h5py.string_dtype())
-            d[:] = ["data", "gain"] if ndg == 2 else ["data"]
-            dgrp["data_gain"] = h5py.SoftLink("/entry_1/data_gain")
-        for name in spec.pixel_keys:
-            frames_first[name].attrs["axes"] = axes
+            ds = b.create(where, name)
+            ds.attrs["axes"] = ("experiment_identifier:module_identifier" if name == "cellId"
+                                else axes)
+            mappings[ds.name.lstrip("/")] = b.count
+            _close(ds, b)
         dgrp["experiment_identifier"] = h5py.SoftLink("/entry_1/experiment_identifier")
         h5["entry_1/data_1"] = h5py.SoftLink("/" + DET_GROUP)
         dgrp.create_dataset("module_identifier", data=spec.modulenos)
@@ -292,6 +311,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
             ds.attrs["layout"] = "frames"
             arrays[key] = ds.name.lstrip("/")
             mappings[arrays[key]] = b.count
+            _close(ds, b)
         coords = write_coords(bulk, plan, [spec.group])
         record = view_record(plan, "cxi", path, relative, arrays=arrays, coords=coords,
                              cxi={"fillvalues": {k: fill_to_json(v) for k, v in fills.items()},

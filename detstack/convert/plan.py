@@ -41,6 +41,7 @@ from ..detectors.consistency import check_key
 from ..frames import FrameMap
 from ..store.identity import file_identity
 from .axes import EntryAxes, entry_axes
+from .frame_ids import frame_coordinates
 
 SCHEMA_VERSION = 2
 FORMAT_NAME = "detstack-view"
@@ -274,6 +275,9 @@ class ViewPlan:
         det = self.det
         if not det.kind.xtdf:
             return {}
+        fast = frame_coordinates(det)   # module by module: bounded memory
+        if fast is not None:
+            return fast
         pulses = det.frame_labels("pulseId")
         out = {"train_id": np.asarray(pulses.train, np.uint64),
                "pulse_id": np.asarray(pulses.inner, np.uint64),

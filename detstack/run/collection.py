@@ -18,21 +18,17 @@ import numpy as np
 from ..docstrings import complete_docs
 from ..errors import (
     DuplicateTrainError,
-    FileFormatError,
     MultiRunError,
     NoUsableFilesError,
     PropertyNameError,
     SourceNameError,
     TrainIDError,
     TrainIndexError,
-    UnusableFileWarning,
 )
-from ..progress import track
 from . import meta_cache, source_cache, source_selection
 from .collection_docs import DOCS
-from .derived import is_derived_view
-from .files import FileInfo, RunFile
-from .handles import require_regular
+from .files import RunFile
+from .opening import open_files
 from .selection import select_train_ids
 
 # multi-module detector channels, as EXtra-data lists them in detector_sources
@@ -604,39 +600,8 @@ def RunDirectory(path: str | os.PathLike[str], include: str = "*", *,
     names = fnmatch.filter(names, include)
     if not names:
         raise NoUsableFilesError(f"No .h5 files matching {include!r} in {folder}")
-    files, problems = _open_files(folder, names, meta_cache.cache_enabled(cache))
+    files, problems = open_files(folder, names, meta_cache.cache_enabled(cache))
     if not files:
         raise NoUsableFilesError(f"None of the {len(names)} files in {folder} is usable:\n  "
                                  + "\n  ".join(problems))
     return DataCollection(files, inc_suspect_trains=inc_suspect_trains, is_single_run=True)
-
-
-def _open_files(folder: Path, names: list[str], use_cache: bool
-                ) -> tuple[list[RunFile], list[str]]:
-    """Open each file lazily (its sources are checked when first used); skip the unusable
-    ones (not regular files, not HDF5, no INDEX...) with a warning."""
-    cached = meta_cache.load(folder) if use_cache else {}
-    fresh: dict[str, tuple[meta_cache.Stamp, FileInfo]] = {}
-    files: list[RunFile] = []
-    problems: list[str] = []
-    for name in track(names, "scanning files"):
-        p = folder / name
-        try:
-            stamp = meta_cache.stamp(require_regular(p))   # a FIFO would hang HDF5
-            hit = cached.get(name)
-            info = hit[1] if hit is not None and hit[0] == stamp else None
-            f = RunFile(p, check=False, info=info)
-            if use_cache:
-                f.stamp = stamp   # lets the source cache keep this file's index details
-            fresh[name] = (stamp, f.info)
-            files.append(f)
-        except FileFormatError as exc:
-            if is_derived_view(p):      # a view written beside the run: not a run file
-                continue
-            problems.append(str(exc))
-            warnings.warn(UnusableFileWarning(f"Skipping unusable file: {exc}", p),
-                          stacklevel=3)
-    stale = [n for n, (st, _) in fresh.items() if n not in cached or cached[n][0] != st]
-    if use_cache and stale:   # entries of other files (include=) are kept: stamps guard them
-        meta_cache.save(folder, {**cached, **fresh})
-    return files, problems

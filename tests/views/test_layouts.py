@@ -332,3 +332,42 @@ def test_fill_values_agree_across_forms(tmp_path: Path, monkeypatch: pytest.Monk
             assert_equal_arrays(by_module[0], np.full(by_module[0].shape, fill))
         assert json.loads(f.attrs["detstack_record"])["keys"]["image.mask"]["fill_value"] \
             == 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("name", ["agipd-var", "lpd-corr", "dssc-raw"])
+def test_frame_coordinates_module_by_module(tmp_path: Path, name: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-frame coordinates read module by module, in blocks of 2 trains (blocks
+    cut through files and gaps), equal the detector's own labels."""
+    from detstack.convert import frame_ids
+    monkeypatch.setattr(frame_ids, "TRAIN_BLOCK", 2)
+    det = make(tmp_path / "run", name)
+    fast = frame_ids.frame_coordinates(det)
+    assert fast is not None
+    pulses, cells = det.frame_labels("pulseId"), det.frame_labels("cellId")
+    assert sorted(fast) == ["cell_id", "pulse_id", "train_id"]
+    np.testing.assert_array_equal(fast["train_id"], np.asarray(pulses.train, np.uint64))
+    np.testing.assert_array_equal(fast["pulse_id"], np.asarray(pulses.inner, np.uint64))
+    np.testing.assert_array_equal(fast["cell_id"], np.asarray(cells.inner, np.uint64))
+    for v in fast.values():
+        assert v.dtype == np.uint64
+
+
+def test_frame_coordinates_disagreeing_modules_refused(tmp_path: Path) -> None:
+    """Modules recording different pulse IDs for a frame: the frame-layout view and the
+    CXI file are refused with the detector's typed error (module, train), and nothing
+    is written."""
+    from detstack.errors import InconsistentModulesError
+    synth.write_run(tmp_path / "run", "AGIPD1M", raw=True, n_trains=3, frames_per_train=2,
+                    modules=[0, 1], with_control=False)
+    bad = tmp_path / "run" / "RAW-R0001-AGIPD01-S00000.h5"
+    with h5py.File(bad, "r+") as f:
+        f["INSTRUMENT/SPB_DET_AGIPD1M-1/DET/1CH0:xtdf/image/pulseId"][3] = 77
+    det = detstack.AGIPD1M(detstack.RunDirectory(tmp_path / "run"), raw=True)
+    from detstack.convert import frame_ids
+    assert frame_ids.frame_coordinates(det) is None
+    with pytest.raises(InconsistentModulesError, match="train 10001"):
+        to_vds(det, tmp_path / "v.h5", layout="frames")
+    with pytest.raises(InconsistentModulesError, match="train 10001"):
+        to_cxi(det, tmp_path / "v.cxi")
+    assert not (tmp_path / "v.h5").exists() and not (tmp_path / "v.cxi").exists()

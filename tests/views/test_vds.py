@@ -343,3 +343,14 @@ def test_blocks_view_materializes(tmp_path: Path) -> None:
             assert stored and not any(d.is_virtual for d in stored)
     vdet = open_det(open_view(out), "agipd-corr")
     xr.testing.assert_identical(vdet.get_array("image.data"), ref)
+
+
+def test_block_runs_match_frame_runs(case: tuple[str, Path, Any]) -> None:
+    """The per-train computation of copy blocks equals the frame map's per-frame one,
+    for every index group and module (gaps, missing trains, several files)."""
+    _, _, det = case
+    for group in {det.kind.index_group, *det.data.index_groups(next(iter(det.source_to_modno)))}:
+        fmap = det.group_map(group)
+        for m in range(fmap.n_modules):
+            for per_train in (False, True):
+                assert vds.block_runs(fmap, m, per_train) == fmap.runs(m, per_train=per_train)
