@@ -48,6 +48,11 @@ class NoMatchError(SourceNameError, ValueError):
     """A source/key glob selection matched nothing (a KeyError and a ValueError)."""
 
 
+class AmbiguousDetectorError(DetstackError, ValueError):
+    """The data holds several detectors of the kind asked for; name one (ValueError, as in
+    EXtra-data)."""
+
+
 class PropertyNameError(DetstackError, KeyError):
     """A key that a source does not have."""
 

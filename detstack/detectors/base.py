@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import SourceNameError
+from ..errors import AmbiguousDetectorError, SourceNameError
 from ..frames import FrameMap
 from ..run.collection import DataCollection
 from ..run.selection import ById
@@ -80,7 +80,7 @@ class MultimodDetectorBase:
                 "detector, or pass detector_name=")
         if len(names) > 1:
             listed = ", ".join(repr(n) for n in sorted(names))
-            raise ValueError(f"Multiple detectors found in the data: {listed}. "
+            raise AmbiguousDetectorError(f"Multiple detectors found in the data: {listed}. "
                              f"Pass detector_name to {cls.__name__}() to pick one.")
         return names.pop()
 

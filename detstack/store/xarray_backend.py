@@ -21,8 +21,10 @@ import numpy as np
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-_PARAMETERS = ("filename_or_obj", "drop_variables", "detector", "keys", "layout", "trains",
-               "raw", "modules", "min_modules", "storage_options")
+from ..errors import AmbiguousDetectorError
+
+_PARAMETERS = ("filename_or_obj", "drop_variables", "detector", "keys", "key", "layout",
+               "trains", "raw", "modules", "min_modules", "storage_options")
 
 
 VIEW_FOLDERS = (".zarr", ".parq", ".parquet", ".icechunk")   # views that are folders
@@ -239,12 +241,14 @@ class DetstackBackend(BackendEntrypoint):
 
     def open_dataset(self, filename_or_obj: Any, *, drop_variables: Any = None,
                      detector: str | None = None, keys: list[str] | str | None = None,
+                     key: str | None = None,
                      layout: str = "trains", trains: Any = None, raw: bool | None = None,
                      modules: Any = None, min_modules: int = 1,
                      storage_options: dict[str, Any] | None = None) -> Any:
         """One detector (``detector=`` when the data holds several) as a lazy dataset.
 
-        ``keys``: a key or list of keys (default: every key all modules have);
+        ``keys``: a key or list of keys (default: every key all modules have); ``key``:
+        one key (the same as ``keys=key``);
         ``layout``: 'trains' (``(module, train, pulse, ...)``) or 'frames'
         (``(module, frame, ...)`` with per-frame ``train_id``, ``pulse_id``,
         ``cell_id``, like ``get_array(..., unstack_pulses=False)``), as ``to_zarr``;
@@ -254,10 +258,14 @@ class DetstackBackend(BackendEntrypoint):
         """
         data = open_source(filename_or_obj, storage_options)
         dets = detectors_in(data, detector, raw=raw, modules=modules, min_modules=min_modules)
+        if key is not None:
+            if keys is not None:
+                raise TypeError("pass key= (one key) or keys= (a key or a list), not both")
+            keys = key
         if len(dets) > 1:
-            raise ValueError(f"The data holds {len(dets)} detectors "
-                             f"({', '.join(d.detector_name for d in dets)}): pass detector=, "
-                             "or use xr.open_datatree for all of them")
+            raise AmbiguousDetectorError(
+                f"The data holds {len(dets)} detectors ({', '.join(d.detector_name for d in dets)}):"
+                " pass detector=, or use xr.open_datatree for all of them")
         det = dets[0] if trains is None else dets[0].select_trains(trains)
         return dataset_of(det, [keys] if isinstance(keys, str) else keys, drop_variables,
                           layout)

@@ -172,8 +172,14 @@ def test_datatree_one_group_per_detector(two_detectors):
             ref = det.select_trains(np.s_[:3]).get_array("data.adc")
             slots = [det.module_slot(m) for m in det.modules]
             np.testing.assert_array_equal(one["data.adc"].isel(few).values[slots], ref.values)
-    with pytest.raises(ValueError, match="pass detector="):
+    with pytest.raises(detstack.errors.AmbiguousDetectorError, match="pass detector="):
         xr.open_dataset(two_detectors, engine="detstack")
+    one_key = xr.open_dataset(two_detectors, engine="detstack", detector="FXE_XAD_JF500K",
+                              key="data.adc")      # the spelling: key=
+    assert list(one_key.data_vars) == ["data.adc"]
+    with pytest.raises(TypeError, match="not both"):
+        xr.open_dataset(two_detectors, engine="detstack", detector="FXE_XAD_JF500K",
+                        key="data.adc", keys=["data.adc"])
     with pytest.raises(detstack.SourceNameError):
         xr.open_dataset(two_detectors, engine="detstack", detector="NO_SUCH_DET")
 
