@@ -46,8 +46,12 @@ class IcechunkArray(CheckedArray):
             except Exception as alone:  # noqa: BLE001 - the chunk's own error, named below
                 exc = alone
         where = self._where(start)
-        for url in _URL.findall(str(exc)):
-            source = self._source_problem(url.rstrip("."), exc)
+        named = [url.rstrip(".") for url in _URL.findall(str(exc))]
+        # Icechunk does not always name the object (a file cut short): then look at every
+        # source file the record lists, so a changed one is named, never a vague failure
+        listed = [str(e.get("path")) for e in self.record.get("source_files", [])]
+        for url, by_icechunk in [(u, True) for u in named] + [(u, False) for u in listed]:
+            source = self._source_problem(url, exc, by_icechunk)
             if source is not None:
                 return source(where, exc)
         if start is None:
@@ -55,8 +59,8 @@ class IcechunkArray(CheckedArray):
                                      f"read: {error_kind(exc)}: {exc}",
                                      "Check the repository and its source files "
                                      "(detstack verify)")
-        return corrupt_store_chunk(self.array, index, exc, self.objects.url,
-                                   self.objects.sources)
+        return corrupt_store_chunk(self.array, index, RuntimeError(_last_line(exc)),
+                                   self.objects.url, self.objects.sources)
 
     def _where(self, start: tuple[int, ...] | None) -> str:
         if start is None:
@@ -68,8 +72,9 @@ class IcechunkArray(CheckedArray):
         return (f"key {self.array.path}, module slot {start[0]} (source "
                 f"{module.get('source', '?')}), {train}")
 
-    def _source_problem(self, url: str, exc: Exception) -> Any:
-        """A maker of the typed error for a source file that is missing or changed."""
+    def _source_problem(self, url: str, exc: Exception, named: bool = True) -> Any:
+        """A maker of the typed error for a source file that is missing or changed
+        (``named``: Icechunk's error names this file, so its refusal counts too)."""
         if url.startswith("/"):
             url = "file://" + url
         if not url.startswith("file://"):
@@ -88,7 +93,7 @@ class IcechunkArray(CheckedArray):
             changed = recorded is not None and not same_identity(recorded, file_identity(path))
         except OSError:
             changed = True
-        refused = any(w in str(exc) for w in ("checksum", "modified"))
+        refused = named and any(w in str(exc) for w in ("checksum", "modified"))
         if changed or (entry is not None and refused):
             how = "its content changed" if changed else "it was modified"
             return lambda where, exc: FileFormatError(
