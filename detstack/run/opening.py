@@ -15,8 +15,10 @@ what it holds.
 ``DETSTACK_OPEN_WORKERS`` sets the number of processes (``0`` or ``1``: read every file
 in this process). By default workers are used on machines with at least ``MIN_CORES``
 cores (one per core, at most 4) for runs with at least ``MIN_FILES`` files the cache
-lacks: on the 2-core benchmark machine, starting two workers cost more than they saved
-(2,055 files: 8.5-10.6 s serial, 8.8-12.6 s with 2 workers, at a load of 13).
+lacks. On the 2-core benchmark machine, quiet, 2,055 files with a warm page cache open in
+1.7-2.4 s with 2 workers against 2.7-3.5 s serial (EXtra-data, which opens in processes
+too: 3.5-4.2 s); at a load of 13 two workers cost a little more than they saved (8.8-12.6
+s against 8.5-10.6 s), a price worth the quiet-machine gain.
 """
 
 
@@ -42,7 +44,7 @@ from .handles import require_regular
 log = logging.getLogger(__name__)
 
 MIN_FILES = 200        # below this, starting the workers costs more than it saves
-MIN_CORES = 4
+MIN_CORES = 2
 MAX_WORKERS = 4
 BATCH = 64             # files per task: few round trips, still balanced
 
