@@ -18,7 +18,9 @@ import logging
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,30 +58,21 @@ def stamp(st: os.stat_result) -> Stamp:
 
 def load(folder: Path) -> dict[str, tuple[Stamp, FileInfo]]:
     """{file name: (stamp, info)} of the cache of `folder`; {} if absent or unreadable."""
-    path = cache_path(folder)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(bytes(npz["meta"]).decode())
-            tids, flags = npz["train_ids"], npz["flags"]
-        if meta.get("version") != VERSION or meta.get("folder") != os.path.realpath(folder):
-            return {}
-        out: dict[str, tuple[Stamp, FileInfo]] = {}
-        pos = 0
-        for e in meta["files"]:
-            n = int(e["n"])
-            flag = flags[pos:pos + n].astype(e["flag_dtype"]) if e["flag_dtype"] else None
-            info = FileInfo(str(e["version"]), tids[pos:pos + n].astype(np.uint64), flag,
-                            tuple(e["control"]), tuple(e["instrument"]), dict(e["legacy"]))
-            out[str(e["name"])] = ((int(e["size"]), int(e["mtime_ns"])), info)
-            pos += n
-        if pos != len(tids) or pos != len(flags):
-            return {}
-        return out
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        log.info("ignoring unreadable metadata cache %s (%s)", path, exc)
-        return {}
+    return read_cache_file(cache_path(folder), folder, VERSION, _decode, "metadata cache")
+
+
+def _decode(meta: dict[str, Any], npz: Any) -> dict[str, tuple[Stamp, FileInfo]] | None:
+    tids, flags = npz["train_ids"], npz["flags"]
+    out: dict[str, tuple[Stamp, FileInfo]] = {}
+    pos = 0
+    for e in meta["files"]:
+        n = int(e["n"])
+        flag = flags[pos:pos + n].astype(e["flag_dtype"]) if e["flag_dtype"] else None
+        info = FileInfo(str(e["version"]), tids[pos:pos + n].astype(np.uint64), flag,
+                        tuple(e["control"]), tuple(e["instrument"]), dict(e["legacy"]))
+        out[str(e["name"])] = ((int(e["size"]), int(e["mtime_ns"])), info)
+        pos += n
+    return out if pos == len(tids) == len(flags) else None
 
 
 def save(folder: Path, entries: dict[str, tuple[Stamp, FileInfo]]) -> None:
@@ -104,6 +97,25 @@ def save(folder: Path, entries: dict[str, tuple[Stamp, FileInfo]]) -> None:
              train_ids=np.concatenate(tids) if tids else np.zeros(0, np.uint64),
              flags=np.concatenate(flags) if flags else np.zeros(0, np.int64))
     write_cache_file(path, buf.getvalue(), "metadata cache")
+
+
+def read_cache_file(path: Path, folder: Path, version: int,
+                    decode: Callable[[dict[str, Any], Any], dict[Any, Any] | None],
+                    what: str) -> dict[Any, Any]:
+    """The entries of a cache file written by ``write_cache_file`` (an ``.npz`` with a
+    JSON ``meta``), decoded by ``decode(meta, npz)``; {} if absent, of another version or
+    folder, or unreadable in any way (logged): the run's files are read instead."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(bytes(npz["meta"]).decode())
+            if meta.get("version") != version or meta.get("folder") != os.path.realpath(folder):
+                return {}
+            return decode(meta, npz) or {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as exc:
+        log.info("ignoring unreadable %s %s (%s)", what, path, exc)
+        return {}
 
 
 def write_cache_file(path: Path, data: bytes, what: str) -> None:

@@ -18,15 +18,15 @@ import json
 import logging
 import os
 import warnings
-import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import DetstackError
 from .files import RunFile, SourceDetails, SourceIndex
-from .meta_cache import Stamp, cache_path, write_cache_file
+from .meta_cache import Stamp, cache_path, read_cache_file, write_cache_file
 
 log = logging.getLogger(__name__)
 
@@ -91,35 +91,26 @@ def _read(f: RunFile, source: str) -> SourceDetails | None:
 
 def load(folder: Path) -> Entries:
     """The cached details of `folder`: {} if absent, stale or unreadable."""
-    path = details_path(folder)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(bytes(npz["meta"]).decode())
-            count, delta = npz["count"], npz["first_delta"]
-        if meta.get("version") != VERSION or meta.get("folder") != os.path.realpath(folder):
-            return {}
-        keysets = [({k: (tuple(v[0]), np.dtype(v[1])) for k, v in ks.items()},
-                    {k: str(v[2]) for k, v in ks.items()}) for ks in meta["keysets"]]
-        out: Entries = {}
-        pos = 0
-        for e in meta["entries"]:
-            n = int(e["n"])
-            index = {}
-            for g in e["groups"]:
-                c, d = count[pos:pos + n], delta[pos:pos + n]
-                index[str(g)] = SourceIndex(np.cumsum(d).astype(np.uint64), c.astype(np.uint64))
-                pos += n
-            keys, paths = keysets[int(e["keyset"])]
-            out[str(e["name"]), str(e["source"])] = (
-                (int(e["size"]), int(e["mtime_ns"])), SourceDetails(keys, paths, index))
-        if pos != len(count) or pos != len(delta):
-            return {}
-        return out
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as exc:
-        log.info("ignoring unreadable source cache %s (%s)", path, exc)
-        return {}
+    return read_cache_file(details_path(folder), folder, VERSION, _decode, "source cache")
+
+
+def _decode(meta: dict[str, Any], npz: Any) -> Entries | None:
+    count, delta = npz["count"], npz["first_delta"]
+    keysets = [({k: (tuple(v[0]), np.dtype(v[1])) for k, v in ks.items()},
+                {k: str(v[2]) for k, v in ks.items()}) for ks in meta["keysets"]]
+    out: Entries = {}
+    pos = 0
+    for e in meta["entries"]:
+        n = int(e["n"])
+        index = {}
+        for g in e["groups"]:
+            c, d = count[pos:pos + n], delta[pos:pos + n]
+            index[str(g)] = SourceIndex(np.cumsum(d).astype(np.uint64), c.astype(np.uint64))
+            pos += n
+        keys, paths = keysets[int(e["keyset"])]
+        out[str(e["name"]), str(e["source"])] = (
+            (int(e["size"]), int(e["mtime_ns"])), SourceDetails(keys, paths, index))
+    return out if pos == len(count) == len(delta) else None
 
 
 def save(folder: Path, entries: Entries) -> None:
