@@ -78,10 +78,11 @@ def test_spot_check_disagreement_falls_back(tmp_path: Path, monkeypatch: pytest.
         ds = f["frames"]
         real = chunk_index._leaf_records
 
-        def swapped(*args: object) -> np.ndarray:
-            rec = real(*args).copy()
+        def swapped(*args: object) -> tuple[np.ndarray, int]:
+            rec, first_leaf = real(*args)
+            rec = rec.copy()
             rec["addr"][[0, 1]] = rec["addr"][[1, 0]]   # two chunks swapped: still a valid
-            return rec                                  # layout, only HDF5 can tell
+            return rec, first_leaf                      # layout, only HDF5 can tell
 
         monkeypatch.setattr(chunk_index, "_leaf_records", swapped)
         with pytest.raises(_Unrecognised, match="spot check"):

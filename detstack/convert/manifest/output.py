@@ -15,10 +15,7 @@ from numcodecs import Zlib
 
 from .holes import record_holes
 from .parallel import map_tasks
-from .refs import (
-    RefBatch,
-    concat,
-)
+from .records import module_records, records, shared_records, write_record, write_table
 from .specs import ArraySpec
 
 log = logging.getLogger(__name__)
@@ -85,30 +82,15 @@ def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
 
 def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
                   urls: list[str], record_size: int) -> None:
-    """fsspec's lazy Parquet reference layout; holes are null paths (read as fill).
-
-    Written with pyarrow straight from the reference arrays: the path column is
-    dictionary-encoded (each record file stores the paths it uses once, and per reference
-    only their number), so no Python string is made per reference. The files carry no
-    pandas or arrow schema, so every reader (fastparquet, which fsspec uses by default,
-    pyarrow, kerchunk, VirtualiZarr) sees plain string, int64 and binary columns."""
+    """fsspec's lazy Parquet reference layout (``records``); holes are null paths (read
+    as fill). The referenced keys are built module by module, each module a task (in
+    worker processes where that helps, ``parallel``) writing its own record files."""
     try:   # fastparquet reads them (fsspec, detstack): a manifest nobody here can read
         import fastparquet  # noqa: F401 - is refused before it is written
         import pyarrow as pa
-        import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(f"Parquet manifests need {exc.name or 'pyarrow and fastparquet'}: "
                           "pip install 'detstack[parquet]'", name=exc.name) from exc
-
-    def write(file: Path, columns: dict[str, Any]) -> None:
-        # offsets and sizes: required columns with statistics (pandas reading through
-        # fastparquet makes an integer column without them float, room for nulls)
-        ints = [name for name in ("offset", "size") if name in columns]
-        fields = [pa.field(name, col.type if isinstance(col, pa.Array) else pa.int64(),
-                           nullable=name not in ints) for name, col in columns.items()]
-        pq.write_table(pa.table(columns, schema=pa.schema(fields)), file, compression="zstd",
-                       write_statistics=ints or False, store_schema=False,
-                       use_dictionary=["path"])
 
     path.mkdir(parents=True, exist_ok=True)
     url_arr = pa.array(urls, pa.string())
@@ -118,64 +100,24 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
         if s.inline:
             raws = [blob for _, blob in s.inline_chunks()]
             for r0 in range(0, math.prod(s.grid), record_size):
-                write(path / s.name / f"refs.{r0 // record_size}.parq",
-                      {"raw": pa.array(raws[r0:r0 + record_size], pa.binary())})
+                write_table(path / s.name / f"refs.{r0 // record_size}.parq",
+                            {"raw": pa.array(raws[r0:r0 + record_size], pa.binary())})
+        elif s.source is None:   # small arrays referenced in the sidecar
+            assert s.refs is not None
+            for r, batch in records(s.refs(), record_size):
+                write_record(path, s, r, batch, record_size, url_arr)
 
-    def references(s: ArraySpec) -> list[list[int]]:
-        """Write the record files of ``s``; its unallocated chunks (see holes.py)."""
-        assert s.refs is not None
-        n_total = math.prod(s.grid)
-        for r, batch in _records(s.refs(), record_size):
-            n = min(record_size, n_total - r * record_size)
-            pos = batch.index - r * record_size
-            used, number = np.unique(batch.url, return_inverse=True)
-            which = np.full(n, -1, np.int32)
-            which[pos] = number
-            offset = np.zeros(n, np.int64)
-            size = np.zeros(n, np.int64)
-            offset[pos] = batch.offset
-            size[pos] = batch.size
-            paths = pa.DictionaryArray.from_arrays(pa.array(which, mask=which < 0),
-                                                   url_arr.take(pa.array(used)))
-            write(path / s.name / f"refs.{r}.parq",
-                  {"path": paths, "offset": offset, "size": size})
-        return s.unallocated
-
-    referenced = [s for s in specs if not s.inline]
-    for s, holes in zip(referenced, map_tasks(lambda i: references(referenced[i]),
-                                              len(referenced)), strict=True):
-        s.unallocated[:] = holes
+    keys = [s for s in specs if s.source is not None]
+    tasks = [(s, m) for s in keys for m in s.source.modules()]   # type: ignore[union-attr]
+    shared = map_tasks(lambda i: module_records(path, tasks[i][0], tasks[i][1], record_size,
+                                                url_arr), len(tasks))
+    for s in keys:
+        mine = [sh for (t, _), sh in zip(tasks, shared, strict=True) if t is s]
+        s.unallocated[:] = [h for sh in mine for h in sh.holes]
+        shared_records(path, s, mine, record_size, url_arr)
     record_holes(meta, specs)      # known once the references are built
     zmeta = {"zarr_consolidated_format": 1, "metadata": meta, "record_size": record_size}
     (path / ".zmetadata").write_text(json.dumps(zmeta))
-
-
-def _records(batches: Iterator[RefBatch], record_size: int) -> Iterator[tuple[int, RefBatch]]:
-    """(record number, its references) for every record holding references, from
-    batches in ascending chunk order; only the current record stays in memory."""
-    pending: list[RefBatch] = []
-    for batch in batches:
-        if not len(batch):
-            continue
-        pending.append(batch)
-        merged = concat(pending) if len(pending) > 1 else batch
-        complete = (int(merged.index[-1]) + 1) // record_size   # records below are final
-        rec = merged.index // record_size
-        cut = int(np.searchsorted(rec, complete))
-        bounds = np.flatnonzero(np.diff(rec[:cut])) + 1
-        for sel in np.split(np.arange(cut), bounds):
-            if len(sel):
-                yield int(rec[sel[0]]), _take(merged, sel)
-        pending = [_take(merged, np.arange(cut, len(merged)))] if cut < len(merged) else []
-    if pending:
-        merged = concat(pending)
-        rec = merged.index // record_size
-        for sel in np.split(np.arange(len(rec)), np.flatnonzero(np.diff(rec)) + 1):
-            yield int(rec[sel[0]]), _take(merged, sel)
-
-
-def _take(b: RefBatch, sel: np.ndarray) -> RefBatch:
-    return RefBatch(b.index[sel], b.url[sel], b.offset[sel], b.size[sel])
 
 
 def manifest_format(path: Path, format: str | None) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,8 +139,10 @@ def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any
         for s in referenced:
             if f"{FILL_GROUP}/{s.name}" in f:
                 ds = f[f"{FILL_GROUP}/{s.name}"]
-                s.refs = _ending_with(s.refs, math.prod(s.grid) - 1, url,
-                                      int(ds.id.get_offset()), ds.shape[0])
+                s.fill_ref = RefBatch(np.array([s.last_chunk], np.int64),
+                                      np.array([url], np.int32),
+                                      np.array([int(ds.id.get_offset())], np.int64),
+                                      np.array([ds.shape[0]], np.int64))
         for s in copied:
             s.refs = _batches(f[s.name], s.grid, url)
             s.copy_from = None
@@ -190,18 +192,3 @@ def _fill_chunk(spec: ArraySpec) -> bytes | None:
     for conf in codecs:
         buf = numcodecs.get_codec(dict(conf)).encode(buf)
     return bytes(buf)
-
-
-def _ending_with(refs: Callable[[], Iterator[RefBatch]], last: int, url: int, offset: int,
-                 size: int) -> Callable[[], Iterator[RefBatch]]:
-    """``refs``, plus a reference to the fill chunk at chunk ``last`` if none is there."""
-    def batches() -> Iterator[RefBatch]:
-        top = -1
-        for batch in refs():
-            if len(batch):
-                top = int(batch.index[-1])
-            yield batch
-        if top < last:
-            yield RefBatch(np.array([last], np.int64), np.array([url], np.int32),
-                           np.array([offset], np.int64), np.array([size], np.int64))
-    return batches

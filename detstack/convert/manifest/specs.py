@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -15,18 +14,9 @@ from numcodecs import Zlib
 
 from ..plan import KeyPlan, ViewPlan
 from .copied import whole_array
-from .holes import index_ranges
-from .refs import (
-    RefBatch,
-    chunk_table,
-    concat,
-    dataset,
-    key_rows,
-    row_groups,
-    source_datasets,
-    url_numbers,
-)
-from .storage import Storage, UnsupportedKeyError, dataset_storage, same_fill
+from .keyrefs import KeyReferences
+from .refs import RefBatch, dataset, source_datasets
+from .storage import Storage, UnsupportedKeyError, dataset_storage
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +45,8 @@ class ArraySpec:
     copied: bool = False             # values copied from the run (inline or in the sidecar)
     copy_from: tuple[ViewPlan, KeyPlan] | None = None   # a key to copy, not read yet
     unallocated: list[list[int]] = field(default_factory=list)  # see holes.py
+    source: KeyReferences | None = None   # a referenced key: how to build its references
+    fill_ref: RefBatch | None = None      # the last chunk's reference if it has none (sidecar)
 
     @property
     def referenced(self) -> bool:
@@ -70,6 +62,24 @@ class ArraySpec:
                 "dtype": self.dtype.str, "compressor": self.compressor,
                 "filters": self.filters, "fill_value": fill, "order": "C",
                 "dimension_separator": "."}
+
+    @property
+    def last_chunk(self) -> int:
+        return math.prod(self.grid) - 1
+
+    def stream(self) -> Iterator[RefBatch]:
+        """Every reference of a referenced key in chunk order, module by module (bounded
+        memory), then ``fill_ref`` if the last chunk has none; the unallocated chunks
+        are in ``unallocated`` once the stream ends."""
+        assert self.source is not None
+        self.unallocated.clear()
+        top = -1
+        for batch in self.source(self.unallocated):
+            if len(batch):
+                top = int(batch.index[-1])
+            yield batch
+        if self.fill_ref is not None and top < self.last_chunk:
+            yield self.fill_ref
 
     @property
     def inline(self) -> bool:
@@ -141,61 +151,11 @@ def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> Arr
     filters, compressor = first.codecs()
     lead = (1,) * len(plan.lead_shape(kp))
     stored_chunk = tuple(first.chunk[i] for i in kp.kept_axes)  # dropped axes: length 1
-    holes: list[list[int]] = []
-    return ArraySpec(
-        kp.key, list(plan.dims(kp)), plan.shape(kp), lead + stored_chunk, kp.dtype,
-        kp.fill_value, filters, compressor,
-        refs=functools.partial(_reference_batches, plan, kp, storages, first.chunk, url_of,
-                               holes), unallocated=holes)
-
-
-def _reference_batches(plan: ViewPlan, kp: KeyPlan, storages: dict[tuple[int, int], Storage],
-                       chunk: tuple[int, ...], url_of: dict[Path, int],
-                       holes: list[list[int]]) -> Iterator[RefBatch]:
-    """One batch of references per module, in the view's chunk order (slot by slot);
-    ``holes`` receives the chunks the counts promise but the files never allocated."""
-    holes.clear()
-    entry_grid = tuple(-(-e // c) for e, c in zip(kp.entry_shape, chunk, strict=True))
-    n_e = math.prod(entry_grid)
-    part_bytes = kp.dtype.itemsize * math.prod(chunk)
-    fmap = plan.frame_map(kp)
-    urls = url_numbers(fmap, url_of)
-    for m in np.argsort(plan.slots, kind="stable").tolist():
-        rows, _ = key_rows(plan, kp, [m])
-        parts = []
-        for fi, mi, sel in row_groups(rows):
-            ds = dataset(fmap, fi, mi, kp.key)
-            st = storages[fi, mi]
-            src = rows.src_row[sel]
-            k = st.rows_per_chunk
-            n_row_chunks = -(-ds.shape[0] // k) if ds.shape[0] else 0
-            if len(src) and int(src.max()) >= ds.shape[0]:
-                raise UnsupportedKeyError(kp.key, f"INDEX of {ds.file.filename} points past "
-                                          f"the end of {ds.name}")
-            t_off, t_size, t_mask = chunk_table(ds, k, bool(st.filters), st.contiguous_offset,
-                                                entry_grid, n_row_chunks)
-            rc, within = src // k, src % k
-            off = t_off[rc]                             # (n rows, n_e)
-            if st.filters:
-                size = t_size[rc]
-                if (t_mask[rc][off >= 0] != 0).any():
-                    raise UnsupportedKeyError(kp.key, f"some chunks of {ds.file.filename}:"
-                                              f"{ds.name} skip HDF5 filters (filter_mask != 0)")
-            else:
-                off = np.where(off >= 0, off + (within * part_bytes)[:, None], -1)
-                size = np.full(off.shape, part_bytes, np.int64)
-            have = off >= 0
-            if not have.all() and not same_fill(ds, kp):
-                raise UnsupportedKeyError(kp.key, f"rows of {ds.file.filename}:{ds.name} are "
-                                          "not allocated and read as "
-                                          f"{ds.fillvalue!r}, not the view's fill value "
-                                          f"{kp.fill_value!r}")
-            cidx = rows.view_row[sel][:, None] * n_e + np.arange(n_e)[None, :]
-            holes += index_ranges(cidx[~have])
-            parts.append(RefBatch(cidx[have], np.full(int(have.sum()), urls[fi], np.int32),
-                                  off[have], size[have]))
-        if parts:
-            yield concat(parts)
+    spec = ArraySpec(kp.key, list(plan.dims(kp)), plan.shape(kp), lead + stored_chunk,
+                     kp.dtype, kp.fill_value, filters, compressor,
+                     source=KeyReferences(plan, kp, storages, first.chunk, url_of))
+    spec.refs = spec.stream
+    return spec
 
 
 def copied_spec(plan: ViewPlan, kp: KeyPlan) -> ArraySpec:

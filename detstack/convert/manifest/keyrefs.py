@@ -1,0 +1,124 @@
+"""The chunk references of one referenced key, module by module, window by window.
+
+A module's references cover one contiguous range of the view's chunk grid (its slot),
+so modules are independent tasks: a writer can build them in parallel, each task
+streaming into its own record files. Within a module the references are built a window
+of trains at a time (``WINDOW_TRAINS``, cut where a new source file starts, so each
+file's chunk index is read once): memory depends on the window, not on the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..plan import KeyPlan, ViewPlan
+from .holes import index_ranges
+from .refs import RefBatch, chunk_table, concat, dataset, key_rows, row_groups, url_numbers
+from .storage import Storage, UnsupportedKeyError, same_fill
+
+WINDOW_TRAINS = 1024   # trains per window (cut at file starts): ~4 sequence files
+
+
+@dataclass
+class KeyReferences:
+    """How to build the references of ``kp``: its checked storages (one per source
+    dataset), the HDF5 chunk shape, and the url number of every file."""
+
+    plan: ViewPlan
+    kp: KeyPlan
+    storages: dict[tuple[int, int], Storage]
+    chunk: tuple[int, ...]
+    url_of: dict[Path, int]
+
+    @property
+    def entry_grid(self) -> tuple[int, ...]:
+        return tuple(-(-e // c) for e, c in zip(self.kp.entry_shape, self.chunk, strict=True))
+
+    def modules(self) -> list[int]:
+        """Frame-map modules in the order of their slots (the chunk grid's order)."""
+        return np.argsort(self.plan.slots, kind="stable").tolist()
+
+    def span(self, m: int) -> tuple[int, int]:
+        """[start, stop) of the raveled chunk indices module ``m``'s references lie in."""
+        slot = np.array([self.plan.slots[m]], np.int64)
+        n_trains = len(self.plan.train_ids)
+        start, stop = (int(self.plan.view_rows(self.kp, slot, np.array([t]),
+                                                 np.zeros(1, np.int64))[0])
+                       for t in (0, n_trains))
+        n_e = math.prod(self.entry_grid)
+        return start * n_e, stop * n_e
+
+    def windows(self, m: int) -> list[tuple[int, int]]:
+        """Train windows of module ``m`` holding data, each starting where a file starts
+        (a window longer than 4x ``WINDOW_TRAINS`` is cut inside a file)."""
+        fmap = self.plan.frame_map(self.kp)
+        present = np.flatnonzero(fmap.counts[m] > 0)
+        if not len(present):
+            return []
+        files = fmap.file[m, present]
+        starts = present[np.flatnonzero(np.diff(files)) + 1].tolist()
+        cuts = [int(present[0])]
+        for t in starts + [int(present[-1]) + 1]:
+            while t - cuts[-1] > 4 * WINDOW_TRAINS:
+                cuts.append(cuts[-1] + WINDOW_TRAINS)
+            if t - cuts[-1] >= WINDOW_TRAINS or t == int(present[-1]) + 1:
+                cuts.append(t)
+        return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+    def batches(self, m: int, holes: list[list[int]]) -> Iterator[RefBatch]:
+        """Module ``m``'s references, window by window in chunk order; ``holes`` receives
+        the chunks the counts promise but the files never allocated (holes.py)."""
+        kp = self.kp
+        entry_grid = self.entry_grid
+        n_e = math.prod(entry_grid)
+        part_bytes = kp.dtype.itemsize * math.prod(self.chunk)
+        fmap = self.plan.frame_map(kp)
+        urls = url_numbers(fmap, self.url_of)
+        for t0, t1 in self.windows(m):
+            rows, _ = key_rows(self.plan, kp, [m], (t0, t1))
+            parts = []
+            for fi, mi, sel in row_groups(rows):
+                ds = dataset(fmap, fi, mi, kp.key)
+                st = self.storages[fi, mi]
+                src = rows.src_row[sel]
+                k = st.rows_per_chunk
+                n_row_chunks = -(-ds.shape[0] // k) if ds.shape[0] else 0
+                if len(src) and int(src.max()) >= ds.shape[0]:
+                    raise UnsupportedKeyError(kp.key, f"INDEX of {ds.file.filename} points "
+                                              f"past the end of {ds.name}")
+                t_off, t_size, t_mask = chunk_table(ds, k, bool(st.filters),
+                                                    st.contiguous_offset, entry_grid,
+                                                    n_row_chunks)
+                rc, within = src // k, src % k
+                off = t_off[rc]                             # (n rows, n_e)
+                if st.filters:
+                    size = t_size[rc]
+                    if (t_mask[rc][off >= 0] != 0).any():
+                        raise UnsupportedKeyError(kp.key, f"some chunks of {ds.file.filename}:"
+                                                  f"{ds.name} skip HDF5 filters "
+                                                  "(filter_mask != 0)")
+                else:
+                    off = np.where(off >= 0, off + (within * part_bytes)[:, None], -1)
+                    size = np.full(off.shape, part_bytes, np.int64)
+                have = off >= 0
+                if not have.all() and not same_fill(ds, kp):
+                    raise UnsupportedKeyError(kp.key, f"rows of {ds.file.filename}:{ds.name} "
+                                              "are not allocated and read as "
+                                              f"{ds.fillvalue!r}, not the view's fill value "
+                                              f"{kp.fill_value!r}")
+                cidx = rows.view_row[sel][:, None] * n_e + np.arange(n_e)[None, :]
+                holes += index_ranges(cidx[~have])
+                parts.append(RefBatch(cidx[have], np.full(int(have.sum()), urls[fi], np.int32),
+                                      off[have], size[have]))
+            if parts:
+                yield concat(parts)
+
+    def __call__(self, holes: list[list[int]]) -> Iterator[RefBatch]:
+        """Every reference of the key, module by module, in chunk order."""
+        for m in self.modules():
+            yield from self.batches(m, holes)

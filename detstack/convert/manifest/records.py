@@ -1,0 +1,142 @@
+"""Parquet record files of a referenced key, written module by module where they are built.
+
+Record ``r`` of a key holds the references of chunks ``r * record_size`` up to the next
+record (fsspec's lazy reference layout). A module's references fill one contiguous range
+of chunks (``KeyReferences.span``), so the task building a module writes every record
+lying inside its range itself and hands back only the two records it shares with its
+neighbours (and the key's last record, which may still get the sidecar's fill chunk) as
+pieces: the parent joins the pieces and writes those. Nothing per reference travels
+between processes, and each task holds one window of references and one record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import DetstackError
+from .refs import RefBatch, concat
+from .specs import ArraySpec
+
+
+@dataclass
+class Shared:
+    """What a module task hands back: the pieces of records it shares, and its holes."""
+
+    pieces: list[tuple[int, RefBatch]] = field(default_factory=list)
+    holes: list[list[int]] = field(default_factory=list)
+
+
+def write_table(file: Path, columns: dict[str, Any]) -> None:
+    """One record file: plain columns, no pandas or arrow schema (every reader sees
+    string, int64 and binary columns); offsets and sizes required, with statistics (pandas
+    reading through fastparquet makes an integer column without them float)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    ints = [name for name in ("offset", "size") if name in columns]
+    fields = [pa.field(name, col.type if isinstance(col, pa.Array) else pa.int64(),
+                       nullable=name not in ints) for name, col in columns.items()]
+    pq.write_table(pa.table(columns, schema=pa.schema(fields)), file, compression="zstd",
+                   write_statistics=ints or False, store_schema=False,
+                   use_dictionary=["path"])
+
+
+def write_record(folder: Path, spec: ArraySpec, r: int, batch: RefBatch, record_size: int,
+                 url_arr: Any) -> None:
+    """Record ``r`` of ``spec`` from its references; chunks without one are null paths
+    (read as fill). The path column is dictionary-encoded: each file stores the paths it
+    uses once and per reference only their number, so no string is made per reference."""
+    import pyarrow as pa
+    n = min(record_size, math.prod(spec.grid) - r * record_size)
+    pos = batch.index - r * record_size
+    used, number = np.unique(batch.url, return_inverse=True)
+    which = np.full(n, -1, np.int32)
+    which[pos] = number
+    offset = np.zeros(n, np.int64)
+    size = np.zeros(n, np.int64)
+    offset[pos] = batch.offset
+    size[pos] = batch.size
+    paths = pa.DictionaryArray.from_arrays(pa.array(which, mask=which < 0),
+                                           url_arr.take(pa.array(used)))
+    write_table(folder / spec.name / f"refs.{r}.parq",
+                {"path": paths, "offset": offset, "size": size})
+
+
+def records(batches: Iterator[RefBatch], record_size: int) -> Iterator[tuple[int, RefBatch]]:
+    """(record number, its references) for every record holding references, from
+    batches in ascending chunk order; only the current record stays in memory."""
+    pending: RefBatch | None = None
+    for batch in batches:
+        if not len(batch):
+            continue
+        merged = batch if pending is None else concat([pending, batch])
+        complete = (int(merged.index[-1]) + 1) // record_size   # records below are final
+        cut = int(np.searchsorted(merged.index, complete * record_size))
+        yield from _split(_take(merged, slice(0, cut)), record_size)
+        pending = _take(merged, slice(cut, None)) if cut < len(merged) else None
+    if pending is not None:
+        yield from _split(pending, record_size)
+
+
+def _split(b: RefBatch, record_size: int) -> Iterator[tuple[int, RefBatch]]:
+    if not len(b):
+        return
+    rec = b.index // record_size
+    bounds = np.flatnonzero(np.diff(rec)) + 1
+    for lo, hi in zip([0, *bounds.tolist()], [*bounds.tolist(), len(b)], strict=True):
+        yield int(rec[lo]), _take(b, slice(lo, hi))
+
+
+def _take(b: RefBatch, sel: slice) -> RefBatch:
+    return RefBatch(b.index[sel], b.url[sel], b.offset[sel], b.size[sel])
+
+
+def module_records(folder: Path, spec: ArraySpec, m: int, record_size: int,
+                   url_arr: Any) -> Shared:
+    """Build module ``m``'s references of ``spec`` and write the records only it fills;
+    return the others as pieces (see the module docstring)."""
+    assert spec.source is not None
+    lo, hi = spec.source.span(m)
+    last = spec.last_chunk // record_size
+    out = Shared()
+
+    def checked(batches: Iterator[RefBatch]) -> Iterator[RefBatch]:
+        for b in batches:
+            if len(b) and (int(b.index[0]) < lo or int(b.index[-1]) >= hi):
+                raise DetstackError(f"{spec.name}: references of module {m} fall outside "
+                                    "its slot of the chunk grid; please report this bug")
+            yield b
+
+    for r, batch in records(checked(spec.source.batches(m, out.holes)), record_size):
+        start, stop = r * record_size, min((r + 1) * record_size, spec.last_chunk + 1)
+        if start >= lo and stop <= hi and r != last:
+            write_record(folder, spec, r, batch, record_size, url_arr)
+        else:
+            out.pieces.append((r, batch))
+    return out
+
+
+def shared_records(folder: Path, spec: ArraySpec, shared: list[Shared], record_size: int,
+                   url_arr: Any) -> None:
+    """Join the pieces the module tasks handed back and write those records; the last
+    record gets the fill chunk (``fill_ref``) if nothing references the last chunk."""
+    by_record: dict[int, list[RefBatch]] = {}
+    for s in shared:
+        for r, batch in s.pieces:
+            by_record.setdefault(r, []).append(batch)
+    last = spec.last_chunk // record_size
+    if spec.fill_ref is not None:
+        tail = concat(by_record.get(last, []))
+        if not len(tail) or int(tail.index[-1]) < spec.last_chunk:
+            by_record.setdefault(last, []).append(spec.fill_ref)
+    for r, batches in sorted(by_record.items()):
+        batch = concat(batches)
+        if len(np.unique(batch.index)) != len(batch):
+            raise DetstackError(f"{spec.name}: two references for one chunk in record {r}; "
+                                "please report this bug")
+        write_record(folder, spec, r, batch, record_size, url_arr)
