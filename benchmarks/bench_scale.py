@@ -430,15 +430,17 @@ def _cxi_open(ctx: Context) -> str | None:
 
 @measurement("man_build", "to_manifest, Parquet (.parq), every key")
 def _man_build(ctx: Context) -> str | None:
+    import resource
+
     from detstack.convert import to_manifest
     det = _det(ctx)
+    shutil.rmtree(_view(ctx, "view.parq"), ignore_errors=True)   # not part of the build
     _start(ctx)
-    out = to_manifest(det, _view(ctx, "view.parq"), overwrite=True)
+    out = to_manifest(det, _view(ctx, "view.parq"))
     mib = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
-    import resource  # keys are written in worker processes: count their CPU too
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)   # modules are built in workers
     return _cpu(f"workers {kids.ru_utime + kids.ru_stime:.1f} s CPU; {mib:.1f} MiB of "
-                "references")
+                f"references; load average {os.getloadavg()[0]:.1f}")
 
 
 JSON_MAX_TRAINS = 3000   # ~100 bytes of JSON per chunk: 30,000 corrected trains is 10 GB

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_NODES = 1 << 24      # a B-tree larger than this is not a chunk index we trust
 NODE_READ = 4096         # bytes read per B-tree node (one read for K <= 40)
-IO_THREADS = 8           # node reads in flight at once
+IO_THREADS = 32          # node reads in flight at once (a cold virtio disk: 19k reads/s
+                         # with 8, 29k with 32)
 
 
 @dataclass(frozen=True)

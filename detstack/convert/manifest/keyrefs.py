@@ -9,6 +9,7 @@ file's chunk index is read once): memory depends on the window, not on the run.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,11 @@ class KeyReferences:
     storages: dict[tuple[int, int], Storage]
     chunk: tuple[int, ...]
     url_of: dict[Path, int]
+
+    @functools.cached_property
+    def urls(self) -> dict[int, int]:
+        """Frame-map file index -> url number (each path resolved once)."""
+        return url_numbers(self.plan.frame_map(self.kp), self.url_of)
 
     @property
     def entry_grid(self) -> tuple[int, ...]:
@@ -78,7 +84,7 @@ class KeyReferences:
         n_e = math.prod(entry_grid)
         part_bytes = kp.dtype.itemsize * math.prod(self.chunk)
         fmap = self.plan.frame_map(kp)
-        urls = url_numbers(fmap, self.url_of)
+        urls = self.urls
         for t0, t1 in self.windows(m):
             rows, _ = key_rows(self.plan, kp, [m], (t0, t1))
             parts = []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import numpy as np
 from numcodecs import Zlib
 
 from .holes import record_holes
-from .parallel import map_tasks
+from .parallel import Tasks
 from .records import module_records, records, shared_records, write_record, write_table
 from .specs import ArraySpec
 
@@ -80,23 +82,46 @@ def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
         fh.write("}}")
 
 
-def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
-                  urls: list[str], record_size: int) -> None:
-    """fsspec's lazy Parquet reference layout (``records``); holes are null paths (read
-    as fill). The referenced keys are built module by module, each module a task (in
-    worker processes where that helps, ``parallel``) writing its own record files."""
+@dataclass
+class StartedReferences:
+    """The module tasks of a Parquet manifest's referenced keys, under way."""
+
+    tasks: list[tuple[ArraySpec, int]]   # (key, frame-map module)
+    running: Tasks
+    record_size: int
+
+
+@contextlib.contextmanager
+def parquet_references(path: Path, specs: list[ArraySpec], urls: list[str],
+                       record_size: int) -> Iterator[StartedReferences]:
+    """Start building the referenced keys of a Parquet manifest at ``path``, module by
+    module, each task writing the records only it fills (``records``); ``urls`` names the
+    source files. Started before the sidecar is written, so both run at once."""
     try:   # fastparquet reads them (fsspec, detstack): a manifest nobody here can read
         import fastparquet  # noqa: F401 - is refused before it is written
         import pyarrow as pa
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(f"Parquet manifests need {exc.name or 'pyarrow and fastparquet'}: "
                           "pip install 'detstack[parquet]'", name=exc.name) from exc
-
     path.mkdir(parents=True, exist_ok=True)
-    url_arr = pa.array(urls, pa.string())
     for s in specs:
         (path / s.name).mkdir()
+    url_arr = pa.array(urls, pa.string())
+    tasks = [(s, m) for s in specs if s.source is not None for m in s.source.modules()]
+    with Tasks(lambda i: module_records(path, tasks[i][0], tasks[i][1], record_size, url_arr),
+               len(tasks)) as running:
+        yield StartedReferences(tasks, running, record_size)
+
+
+def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
+                  urls: list[str], started: StartedReferences) -> None:
+    """fsspec's lazy Parquet reference layout; holes are null paths (read as fill): the
+    copied arrays, then the records the module tasks shared, then the metadata."""
+    import pyarrow as pa
+    record_size = started.record_size
+    url_arr = pa.array(urls, pa.string())
     for s in specs:
+        (path / s.name).mkdir(exist_ok=True)
         if s.inline:
             raws = [blob for _, blob in s.inline_chunks()]
             for r0 in range(0, math.prod(s.grid), record_size):
@@ -106,13 +131,11 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
             assert s.refs is not None
             for r, batch in records(s.refs(), record_size):
                 write_record(path, s, r, batch, record_size, url_arr)
-
-    keys = [s for s in specs if s.source is not None]
-    tasks = [(s, m) for s in keys for m in s.source.modules()]   # type: ignore[union-attr]
-    shared = map_tasks(lambda i: module_records(path, tasks[i][0], tasks[i][1], record_size,
-                                                url_arr), len(tasks))
-    for s in keys:
-        mine = [sh for (t, _), sh in zip(tasks, shared, strict=True) if t is s]
+    shared = started.running.results()
+    for s in specs:
+        if s.source is None:
+            continue
+        mine = [sh for (t, _), sh in zip(started.tasks, shared, strict=True) if t is s]
         s.unallocated[:] = [h for sh in mine for h in sh.holes]
         shared_records(path, s, mine, record_size, url_arr)
     record_holes(meta, specs)      # known once the references are built

@@ -1,13 +1,14 @@
-"""The referenced keys of a Parquet manifest written side by side, one process per key.
+"""The module tasks of a Parquet manifest, run side by side in forked worker processes.
 
-Building references is CPU work in Python and numpy (chunk indexes, record files),
-one key at a time; the keys are independent (each has its own folder of record files).
-So with more than one core, keys go to forked worker processes (they inherit the
-opened run; nothing is pickled but the key's number and its result). Errors come back
-as they were raised; an error that cannot travel is raised as ``DetstackError`` with
-its message. ``DETSTACK_MANIFEST_WORKERS`` overrides the number of processes (1: all in
-this process). Without ``fork`` (not Linux/macOS) or inside a daemon process (a worker
-of a process pool), keys are written here, one after another.
+Building references is CPU work in Python and numpy (chunk indexes, record files), one
+module of one key at a time; the tasks are independent (each writes its own record
+files). So with more than one core, tasks go to forked worker processes (they inherit
+the opened run; nothing is pickled but the task's number and its small result), started
+before the parent writes the sidecar so that both run at once. Errors come back as they
+were raised; an error that cannot travel is raised as ``DetstackError`` with its
+message. ``DETSTACK_MANIFEST_WORKERS`` overrides the number of processes (1: all in this
+process, when the results are asked for). Without ``fork`` (not Linux/macOS) or inside a
+daemon process (a worker of a process pool), tasks run here, one after another.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import multiprocessing
 import os
 import pickle
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from types import TracebackType
 from typing import Any
 
 from ...errors import DetstackError
@@ -47,23 +49,48 @@ def _run(i: int) -> tuple[str, Any, str]:
         return "error", blob, f"{type(exc).__name__}: {exc}"
 
 
+class Tasks:
+    """``task(0), ..., task(n - 1)``, started in worker processes where that helps;
+    ``results()`` waits for them (or runs them here). Use as a context manager: leaving
+    it stops the workers, also when the parent fails first."""
+
+    def __init__(self, task: Callable[[int], Any], n: int) -> None:
+        self.task, self.n = task, n
+        self.pool: ProcessPoolExecutor | None = None
+        self.futures: list[Future[tuple[str, Any, str]]] = []
+        k = min(workers(), n)
+        if (k <= 1 or "fork" not in multiprocessing.get_all_start_methods()
+                or multiprocessing.current_process().daemon):
+            return
+        _TASK[:] = [task]
+        self.pool = ProcessPoolExecutor(k, mp_context=multiprocessing.get_context("fork"))
+        self.futures = [self.pool.submit(_run, i) for i in range(n)]   # forks here
+
+    def results(self) -> list[Any]:
+        if self.pool is None:
+            return [self.task(i) for i in range(self.n)]
+        out = []
+        for fut in self.futures:
+            status, value, message = fut.result()
+            if status == "error":
+                if value is not None:
+                    raise pickle.loads(value)
+                raise DetstackError(message)
+            out.append(value)
+        return out
+
+    def __enter__(self) -> Tasks:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+        _TASK.clear()
+
+
 def map_tasks(task: Callable[[int], Any], n: int) -> list[Any]:
     """``[task(0), ..., task(n - 1)]``, in worker processes where that helps."""
-    k = min(workers(), n)
-    if (k <= 1 or "fork" not in multiprocessing.get_all_start_methods()
-            or multiprocessing.current_process().daemon):
-        return [task(i) for i in range(n)]
-    _TASK[:] = [task]
-    try:
-        with ProcessPoolExecutor(k, mp_context=multiprocessing.get_context("fork")) as pool:
-            outcomes = list(pool.map(_run, range(n)))
-    finally:
-        _TASK.clear()
-    out = []
-    for status, value, message in outcomes:
-        if status == "error":
-            if value is not None:
-                raise pickle.loads(value)
-            raise DetstackError(message)
-        out.append(value)
-    return out
+    with Tasks(task, n) as tasks:
+        return tasks.results()

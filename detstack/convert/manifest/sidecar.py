@@ -83,7 +83,7 @@ def sidecar_written(target: Path, fmt: str, out: Path, specs: list[ArraySpec], u
     manifest's sidecar is in place first, and removed again if the manifest fails."""
     final = sidecar_path(target, fmt)
     if fmt == "parquet":
-        out.mkdir()
+        out.mkdir(exist_ok=True)   # the references may be under way in it already
         yield final, write_sidecar(out / final.name, specs, url)
         return
     try:

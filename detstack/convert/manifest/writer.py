@@ -21,10 +21,12 @@ not zero (floats NaN, masks all bits set) and keeps ``null`` for zero-filled int
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,14 @@ from typing import Any
 from ...progress import track
 from ..atomic import atomic_dir, atomic_path, check_target
 from ..plan import ViewPlan, as_detector
-from .output import manifest_format, write_json, write_parquet, zarr_metadata
+from .output import (
+    StartedReferences,
+    manifest_format,
+    parquet_references,
+    write_json,
+    write_parquet,
+    zarr_metadata,
+)
 from .paths import ManifestPaths, finish_record, manifest_paths
 from .sidecar import check_sidecar_target, sidecar_path, sidecar_written
 from .specs import INLINE_BELOW, ArraySpec, coordinate_specs, copied_spec, referenced_spec
@@ -173,18 +182,31 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
     folder = target.parent.resolve()
     lay = build_layout(det, keys, on_unsupported, "manifest", folder, layout)
     names = manifest_paths(lay.files, folder, relative, url_prefix, compact)
-    with (atomic_path if fmt == "json" else atomic_dir)(target, overwrite) as tmp:
+    with (atomic_path if fmt == "json" else atomic_dir)(target, overwrite) as tmp, \
+            _references_started(tmp, fmt, lay, names) as started:
         if compact:
-            _write(tmp, fmt, lay, names, None)
+            _write(tmp, fmt, lay, names, None, started)
         else:
             with sidecar_written(folder / target.name, fmt, tmp, lay.specs,
                                  len(lay.files)) as (side, entry):
-                _write(tmp, fmt, lay, names.add(side, folder), entry)
+                _write(tmp, fmt, lay, names.add(side, folder), entry, started)
     return target
 
 
+@contextlib.contextmanager
+def _references_started(out: Path, fmt: str, lay: Layout, names: ManifestPaths
+                        ) -> Iterator[StartedReferences | None]:
+    """Parquet: the referenced keys' module tasks, started before the sidecar is written."""
+    if fmt == "json":
+        yield None
+        return
+    with parquet_references(out, [s for s in lay.specs if not s.inline], names.parquet_refs,
+                            RECORD_SIZE) as started:
+        yield started
+
+
 def _write(out: Path, fmt: str, lay: Layout, names: ManifestPaths,
-           sidecar: dict[str, Any] | None) -> None:
+           sidecar: dict[str, Any] | None, started: StartedReferences | None) -> None:
     """The record (how files are named, the sidecar), the metadata, the references."""
     copied = [s.name for s in lay.specs if s.copied]
     attrs = finish_record(lay.record, fmt, names, copied, lay.skipped, sidecar)
@@ -193,4 +215,5 @@ def _write(out: Path, fmt: str, lay: Layout, names: ManifestPaths,
     if fmt == "json":
         write_json(out, lay.specs, meta, names.refs, names.templates)
     else:
-        write_parquet(out, lay.specs, meta, names.parquet_refs, RECORD_SIZE)
+        assert started is not None
+        write_parquet(out, lay.specs, meta, names.parquet_refs, started)
