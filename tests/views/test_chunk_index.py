@@ -110,6 +110,7 @@ def test_many_leaves_read_concurrently(tmp_path: Path, monkeypatch: pytest.Monke
         return real(fd, addrs)
 
     monkeypatch.setattr(chunk_index, "_read_nodes", counting)
+    monkeypatch.setattr(chunk_index, "IO_THREADS", 8)   # this small tree: 116 leaves
     with h5py.File(path, "r") as f:
         table = _from_btree(f["rows"])
         assert max(levels) >= 4 * chunk_index.IO_THREADS     # the concurrent path ran
