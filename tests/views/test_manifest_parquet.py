@@ -110,3 +110,50 @@ def test_small_keys_stream_by_trains(run: Path, monkeypatch: pytest.MonkeyPatch)
     for key in keys:
         xr.testing.assert_identical(det.get_array(key), open_det(small, NAME).get_array(key))
         xr.testing.assert_identical(det.get_array(key), open_det(whole, NAME).get_array(key))
+
+
+def references(folder: Path) -> dict[str, dict[int, tuple[object, ...]]]:
+    """{key: {chunk index: (path, offset, size)}} over every record file, the manifest's
+    own name taken out of the paths; every record file holds a whole record."""
+    meta = json.loads((folder / ".zmetadata").read_text())
+    size = meta["record_size"]
+    out: dict[str, dict[int, tuple[object, ...]]] = {}
+    for key in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+        grid = meta["metadata"][f"{key}/.zarray"]
+        n_chunks = int(np.prod([-(-s // c) for s, c in zip(grid["shape"], grid["chunks"],
+                                                           strict=True)]))
+        refs = out.setdefault(key, {})
+        for p in (folder / key).glob("refs.*.parq"):
+            r = int(p.name.split(".")[1])
+            cols = pq.read_table(p).to_pydict()
+            assert len(cols["path"]) == min(size, n_chunks - r * size), p
+            for i, (path, off, n) in enumerate(zip(cols["path"], cols["offset"], cols["size"],
+                                                   strict=True)):
+                if path is not None:
+                    refs[r * size + i] = (path.replace(folder.name, "M"), off, n)
+    return out
+
+
+@pytest.mark.parametrize(("record_size", "layout"), [(1, "trains"), (7, "trains"),
+                                                     (1000, "trains"), (7, "frames")])
+def test_records_of_any_size_from_module_tasks(run: Path, monkeypatch: pytest.MonkeyPatch,
+                                               record_size: int, layout: str) -> None:
+    """Modules built as tasks in windows of one train, records of any size (one chunk,
+    a few, more than the whole key): the same references and holes as the default build,
+    in one process or in workers; records shared by modules are joined whole."""
+    from detstack.convert.manifest import keyrefs, writer
+    det = open_det(run, NAME)
+    base = to_manifest(det, run / f"base-{layout}.parq", overwrite=True, layout=layout)
+    expected = references(base)
+    assert sum(len(v) for v in expected.values()) > 100
+    monkeypatch.setattr(writer, "RECORD_SIZE", record_size)
+    monkeypatch.setattr(keyrefs, "WINDOW_TRAINS", 1)
+    for workers in ("1", "2"):
+        monkeypatch.setenv("DETSTACK_MANIFEST_WORKERS", workers)
+        out = to_manifest(det, run / f"r{record_size}-{workers}.parq", overwrite=True,
+                          layout=layout)
+        assert references(out) == expected
+        holes = [json.loads((m / ".zmetadata").read_text())["metadata"][".zattrs"]
+                 ["detstack_record"]["manifest"]["unallocated"] for m in (base, out)]
+        assert holes[0] == holes[1]
+    assert_same_reads(det, open_det(open_view(out), NAME))

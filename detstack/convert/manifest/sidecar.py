@@ -26,6 +26,7 @@ from ...errors import OutputWriteError
 from ...run.derived import SIDECAR_ATTR
 from ...store.identity import file_identity
 from ..atomic import atomic_path, write_failure
+from ..chunk_index import chunk_table
 from .copied import has_train_axis, train_blocks
 from .refs import RefBatch
 
@@ -106,7 +107,8 @@ def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any
     referenced = [s for s in specs if not s.inline and s.refs is not None]
     # built in memory, then written as bytes: HDF5 never sees a failed write (a full disk
     # would leave it holding a file it cannot flush, and crash the process later)
-    with h5py.File(path, "w", driver="core", backing_store=False, libver="v110") as f:
+    # the earliest format: version-1 B-tree chunk indexes, which chunk_index reads in bulk
+    with h5py.File(path, "w", driver="core", backing_store=False, libver="earliest") as f:
         f.attrs[SIDECAR_ATTR] = "small arrays of a detstack zarr manifest"
         for s in referenced:
             blob = _fill_chunk(s)
@@ -155,23 +157,17 @@ def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any
 
 
 def _batches(ds: h5py.Dataset, grid: tuple[int, ...], url: int) -> Any:
-    """A reference source for the chunks of ``ds`` (read now: the file is small)."""
-    index: list[int] = []
-    offset: list[int] = []
-    size: list[int] = []
-    chunks = np.array(ds.chunks, np.int64)
-
-    def visit(info: Any) -> None:
-        idx = np.array(info.chunk_offset, np.int64) // chunks
-        index.append(int(np.ravel_multi_index(tuple(idx), grid)) if grid else 0)
-        offset.append(int(info.byte_offset))
-        size.append(int(info.size))
-
+    """A reference source for the chunks of ``ds`` (read now, in bulk: ``chunk_index``)."""
     if math.prod(ds.shape):
-        ds.id.chunk_iter(visit)
-    order = np.argsort(np.array(index, np.int64), kind="stable")
-    batch = RefBatch(np.array(index, np.int64)[order], np.full(len(index), url, np.int32),
-                     np.array(offset, np.int64)[order], np.array(size, np.int64)[order])
+        table = chunk_table(ds)
+        index = (np.ravel_multi_index(tuple(table.coords.T), grid) if grid
+                 else np.zeros(len(table), np.int64))
+        order = np.argsort(index, kind="stable")
+        batch = RefBatch(index[order].astype(np.int64), np.full(len(table), url, np.int32),
+                         table.addr[order], table.size[order])
+    else:
+        z = np.zeros(0, np.int64)
+        batch = RefBatch(z, np.zeros(0, np.int32), z, z)
     return lambda: iter([batch])
 
 
