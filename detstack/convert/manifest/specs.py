@@ -136,12 +136,38 @@ def inline_spec(name: str, dims: list[str], data: np.ndarray, fill: Any = 0) -> 
                      copied=True)
 
 
-def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int]) -> ArraySpec:
-    """References to every stored chunk of ``kp``, after checking they decode exactly;
-    the references themselves are built when a writer asks for them, module by module."""
-    fmap = plan.frame_map(kp)
-    storages = {(fi, m): dataset_storage(dataset(fmap, fi, m, kp.key), kp)
-                for fi, m in source_datasets(plan, kp)}
+Storages = dict[tuple[int, int], Storage]
+
+
+def key_storages(plan: ViewPlan, kps: list[KeyPlan]) -> dict[str, Storages | UnsupportedKeyError]:
+    """The storage of every source dataset of each key (or why the key cannot be
+    referenced), file by file: each file is opened once for all keys (a run has more
+    files than the pool of open handles keeps)."""
+    work = []
+    for kp in kps:
+        fmap = plan.frame_map(kp)
+        work += [(str(fmap.files[fi].path), kp.key, fi, m, kp, fmap)
+                 for fi, m in source_datasets(plan, kp)]
+    out: dict[str, Storages | UnsupportedKeyError] = {kp.key: {} for kp in kps}
+    for _, key, fi, m, kp, fmap in sorted(work, key=lambda w: w[:4]):
+        found = out[key]
+        if isinstance(found, dict):
+            try:
+                found[fi, m] = dataset_storage(dataset(fmap, fi, m, key), kp)
+            except UnsupportedKeyError as exc:
+                out[key] = exc
+    return out
+
+
+def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int],
+                    storages: Storages | UnsupportedKeyError | None = None) -> ArraySpec:
+    """References to every stored chunk of ``kp``, after checking they decode exactly
+    (``storages``: from ``key_storages``, else read here); the references themselves are
+    built when a writer asks for them, module by module."""
+    if storages is None:
+        storages = key_storages(plan, [kp])[kp.key]
+    if isinstance(storages, UnsupportedKeyError):
+        raise storages
     signatures = {st.signature for st in storages.values()}
     if len(signatures) > 1:
         raise UnsupportedKeyError(kp.key, "its files differ in chunk shape or HDF5 filters "

@@ -33,7 +33,7 @@ from typing import Any
 
 from ...progress import track
 from ..atomic import atomic_dir, atomic_path, check_target
-from ..plan import ViewPlan, as_detector
+from ..plan import KeyPlan, ViewPlan, as_detector
 from .output import (
     StartedReferences,
     manifest_format,
@@ -44,7 +44,14 @@ from .output import (
 )
 from .paths import ManifestPaths, finish_record, manifest_paths
 from .sidecar import check_sidecar_target, sidecar_path, sidecar_written
-from .specs import INLINE_BELOW, ArraySpec, coordinate_specs, copied_spec, referenced_spec
+from .specs import (
+    INLINE_BELOW,
+    ArraySpec,
+    coordinate_specs,
+    copied_spec,
+    key_storages,
+    referenced_spec,
+)
 from .storage import UnsupportedKeyError
 
 log = logging.getLogger(__name__)
@@ -73,14 +80,19 @@ def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: st
     url_of = {p: i for i, p in enumerate(files)}
     specs: list[ArraySpec] = []
     skipped: dict[str, str] = {}
+    def copied(kp: KeyPlan) -> bool:
+        return kp.dtype.itemsize * math.prod(kp.entry_shape) < INLINE_BELOW
+
+    storages = key_storages(plan, [kp for kp in plan.keys
+                                   if kp.dtype.kind in "biuf" and not copied(kp)])
     for kp in track(plan.keys, "references"):
         try:
             if kp.dtype.kind not in "biuf":
                 raise UnsupportedKeyError(kp.key, f"its dtype {kp.dtype} is not a plain number")
-            if kp.dtype.itemsize * math.prod(kp.entry_shape) < INLINE_BELOW:
+            if copied(kp):
                 specs.append(copied_spec(plan, kp))
             else:
-                specs.append(referenced_spec(plan, kp, url_of))
+                specs.append(referenced_spec(plan, kp, url_of, storages[kp.key]))
         except UnsupportedKeyError as exc:
             if on_unsupported == "raise":
                 raise
