@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_NODES = 1 << 24      # a B-tree larger than this is not a chunk index we trust
-NODE_READ = 4096         # bytes read per B-tree node (one read for K <= 40)
+DEFAULT_K = 32           # HDF5's default chunk B-tree K: nodes of up to 2K entries
 IO_THREADS = 32          # node reads in flight at once (a cold virtio disk: 19k reads/s
                          # with 8, 29k with 32)
 
@@ -155,17 +155,17 @@ def _btree_root(layout: bytes, ds: h5py.Dataset, so: int) -> int | None:
     return None if addr == (1 << (8 * so)) - 1 else addr
 
 
-def _read_nodes(fd: int, addrs: list[int]) -> list[bytes]:
-    """``NODE_READ`` bytes at each address, several reads in flight at once.
+def _read_nodes(fd: int, addrs: list[int], size: int) -> list[bytes]:
+    """``size`` bytes at each address, several reads in flight at once.
 
     Nodes lie far apart (a leaf every ~64 chunks, i.e. megabytes of pixel data between
     them), so on a cold page cache each read waits for the disk: concurrent reads keep
     its queue full (``os.pread`` releases the GIL). Each thread reads one contiguous
     share of the (sorted) addresses; small levels are read in order."""
     if len(addrs) < 4 * IO_THREADS:
-        return [os.pread(fd, NODE_READ, a) for a in addrs]
+        return [os.pread(fd, size, a) for a in addrs]
     step = -(-len(addrs) // IO_THREADS)
-    shares = _pool().map(lambda lo: [os.pread(fd, NODE_READ, a) for a in addrs[lo:lo + step]],
+    shares = _pool().map(lambda lo: [os.pread(fd, size, a) for a in addrs[lo:lo + step]],
                          range(0, len(addrs), step))
     return [buf for share in shares for buf in share]
 
@@ -184,15 +184,17 @@ def _leaf_records(fd: int, root: int, rank: int, so: int, file_size: int
     """Every leaf entry of the B-tree, in key order, as one structured array, and the
     number of entries of the first leaf.
 
-    Level by level, each node with one read (``NODE_READ`` bytes hold a node of the
-    default K=32), in ascending file order within a level, several at a time
-    (``_read_nodes``). A node of the default K=32 is 3,136 bytes for ~57 chunks (55
-    bytes per chunk) and usually spans two pages, so a cold read costs ~140 bytes of
-    page cache per chunk: 92 M chunks are ~13 GB read from disk."""
+    Level by level, each node with one read of a full node of the default K=32 (larger
+    nodes are read again whole), in ascending file order within a level, several at a
+    time (``_read_nodes``). A node of the default K=32 is 3,136 bytes for ~57 chunks (55
+    bytes per chunk) of a 3-D dataset and usually spans two pages, so a cold read costs
+    ~140 bytes of page cache per chunk: 92 M chunks are ~13 GB read from disk (reading
+    the node's own size, not a whole page, spares the second page for ~1 node in 4)."""
     key = 8 + 8 * (rank + 1)
     entry = np.dtype([("size", "<u4"), ("mask", "<u4"), ("offset", "<u8", (rank + 1,)),
                       ("addr", f"<u{so}")])
     head = 8 + 2 * so
+    node_bytes = head + 2 * DEFAULT_K * entry.itemsize + key
     nodes = [root]            # this level's nodes, in key order
     level: int | None = None  # the level they must have
     visited = 0
@@ -205,7 +207,8 @@ def _leaf_records(fd: int, root: int, rank: int, so: int, file_size: int
         order = sorted(range(len(nodes)), key=nodes.__getitem__)
         bodies = [b""] * len(nodes)
         levels = set()
-        for i, buf in zip(order, _read_nodes(fd, [nodes[i] for i in order]), strict=True):
+        for i, buf in zip(order, _read_nodes(fd, [nodes[i] for i in order], node_bytes),
+                          strict=True):
             if buf[:4] != b"TREE" or buf[4] != 1:
                 raise _Unrecognised("not a raw-data B-tree node")
             levels.add(buf[5])

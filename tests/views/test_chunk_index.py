@@ -105,9 +105,9 @@ def test_many_leaves_read_concurrently(tmp_path: Path, monkeypatch: pytest.Monke
     levels: list[int] = []
     real = chunk_index._read_nodes
 
-    def counting(fd: int, addrs: list[int]) -> list[bytes]:
+    def counting(fd: int, addrs: list[int], size: int) -> list[bytes]:
         levels.append(len(addrs))
-        return real(fd, addrs)
+        return real(fd, addrs, size)
 
     monkeypatch.setattr(chunk_index, "_read_nodes", counting)
     monkeypatch.setattr(chunk_index, "IO_THREADS", 8)   # this small tree: 116 leaves
