@@ -35,6 +35,9 @@ class KeyReferences:
     storages: dict[tuple[int, int], Storage]
     chunk: tuple[int, ...]
     url_of: dict[Path, int]
+    unallocated: list[list[int]]    # the spec's holes (filled by a full stream)
+    last_chunk: int                 # raveled index of the array's last chunk
+    fill_ref: RefBatch | None = None  # its reference if no chunk is there (the sidecar's)
 
     @functools.cached_property
     def urls(self) -> dict[int, int]:
@@ -124,7 +127,16 @@ class KeyReferences:
             if parts:
                 yield concat(parts)
 
-    def __call__(self, holes: list[list[int]]) -> Iterator[RefBatch]:
-        """Every reference of the key, module by module, in chunk order."""
+    def __call__(self) -> Iterator[RefBatch]:
+        """Every reference of the key in chunk order, module by module (bounded memory),
+        then ``fill_ref`` if the last chunk has none; the holes are in ``unallocated``
+        once the stream ends."""
+        self.unallocated.clear()
+        top = -1
         for m in self.modules():
-            yield from self.batches(m, holes)
+            for batch in self.batches(m, self.unallocated):
+                if len(batch):
+                    top = int(batch.index[-1])
+                yield batch
+        if self.fill_ref is not None and top < self.last_chunk:
+            yield self.fill_ref

@@ -130,10 +130,11 @@ def shared_records(folder: Path, spec: ArraySpec, shared: list[Shared], record_s
         for r, batch in s.pieces:
             by_record.setdefault(r, []).append(batch)
     last = spec.last_chunk // record_size
-    if spec.fill_ref is not None:
+    fill = spec.source.fill_ref if spec.source is not None else None
+    if fill is not None:
         tail = concat(by_record.get(last, []))
         if not len(tail) or int(tail.index[-1]) < spec.last_chunk:
-            by_record.setdefault(last, []).append(spec.fill_ref)
+            by_record.setdefault(last, []).append(fill)
     for r, batches in sorted(by_record.items()):
         batch = concat(batches)
         if len(np.unique(batch.index)) != len(batch):

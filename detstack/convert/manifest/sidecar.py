@@ -141,10 +141,11 @@ def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any
         for s in referenced:
             if f"{FILL_GROUP}/{s.name}" in f:
                 ds = f[f"{FILL_GROUP}/{s.name}"]
-                s.fill_ref = RefBatch(np.array([s.last_chunk], np.int64),
-                                      np.array([url], np.int32),
-                                      np.array([int(ds.id.get_offset())], np.int64),
-                                      np.array([ds.shape[0]], np.int64))
+                assert s.source is not None
+                s.source.fill_ref = RefBatch(np.array([s.last_chunk], np.int64),
+                                             np.array([url], np.int32),
+                                             np.array([int(ds.id.get_offset())], np.int64),
+                                             np.array([ds.shape[0]], np.int64))
         for s in copied:
             s.refs = _batches(f[s.name], s.grid, url)
             s.copy_from = None

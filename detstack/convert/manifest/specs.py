@@ -46,7 +46,6 @@ class ArraySpec:
     copy_from: tuple[ViewPlan, KeyPlan] | None = None   # a key to copy, not read yet
     unallocated: list[list[int]] = field(default_factory=list)  # see holes.py
     source: KeyReferences | None = None   # a referenced key: how to build its references
-    fill_ref: RefBatch | None = None      # the last chunk's reference if it has none (sidecar)
 
     @property
     def referenced(self) -> bool:
@@ -66,20 +65,6 @@ class ArraySpec:
     @property
     def last_chunk(self) -> int:
         return math.prod(self.grid) - 1
-
-    def stream(self) -> Iterator[RefBatch]:
-        """Every reference of a referenced key in chunk order, module by module (bounded
-        memory), then ``fill_ref`` if the last chunk has none; the unallocated chunks
-        are in ``unallocated`` once the stream ends."""
-        assert self.source is not None
-        self.unallocated.clear()
-        top = -1
-        for batch in self.source(self.unallocated):
-            if len(batch):
-                top = int(batch.index[-1])
-            yield batch
-        if self.fill_ref is not None and top < self.last_chunk:
-            yield self.fill_ref
 
     @property
     def inline(self) -> bool:
@@ -178,9 +163,12 @@ def referenced_spec(plan: ViewPlan, kp: KeyPlan, url_of: dict[Path, int],
     lead = (1,) * len(plan.lead_shape(kp))
     stored_chunk = tuple(first.chunk[i] for i in kp.kept_axes)  # dropped axes: length 1
     spec = ArraySpec(kp.key, list(plan.dims(kp)), plan.shape(kp), lead + stored_chunk,
-                     kp.dtype, kp.fill_value, filters, compressor,
-                     source=KeyReferences(plan, kp, storages, first.chunk, url_of))
-    spec.refs = spec.stream
+                     kp.dtype, kp.fill_value, filters, compressor)
+    # the source shares the spec's list of holes and never refers to the spec: no cycle
+    # keeps the run (and its open files) alive after the writer returns
+    spec.source = KeyReferences(plan, kp, storages, first.chunk, url_of, spec.unallocated,
+                                spec.last_chunk)
+    spec.refs = spec.source
     return spec
 
 
