@@ -226,7 +226,7 @@ class _ParquetRecords(LazyReferenceMapper):
 
         @lru_cache(maxsize=self.cache_size)
         def open_refs(field: str, record: int) -> dict[str, np.ndarray]:
-            import fastparquet   # here: detstack's own reads need neither it nor pandas
+            import fastparquet  # here: detstack's own reads need neither it nor pandas
 
             path = self.url.format(field=field, record=record)
             if local:
@@ -427,9 +427,13 @@ def _small_array(group: zarr.Group, fs: ManifestFileSystem, record: dict[str, An
 
 def _corrupt(fs: ManifestFileSystem, name: str, coords: tuple[int, ...], exc: Exception
              ) -> CorruptChunkError:
+    """A coordinate array's chunk that cannot be decoded (axes: (train,) or (module,
+    train, ...)): named by key and train index."""
     key = f"{name}/{'.'.join(map(str, coords))}"
-    return CorruptChunkError(fs.view, f"chunk {key} of array {name} cannot be decoded "
-                             f"({type(exc).__name__}: {exc})", "Write the manifest again")
+    train = coords[0] if len(coords) == 1 else coords[1]
+    return CorruptChunkError(fs.view, f"chunk {key} of array {name} (train index {train}) "
+                             f"cannot be decoded ({type(exc).__name__}: {exc})",
+                             "Write the manifest again")
 
 
 def _chunk_spans(ds: h5py.Dataset) -> tuple[np.ndarray, np.ndarray] | None:
