@@ -18,6 +18,7 @@ import json
 import math
 import os
 import posixpath
+import zlib
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -416,9 +417,10 @@ def _small_array(group: zarr.Group, fs: ManifestFileSystem, record: dict[str, An
         fs.guard.verify_now(loc)   # the listed sidecar: real path, size, identity
         with h5py.File(loc, "r") as f:
             ds = f.get(name)
-            if (isinstance(ds, h5py.Dataset) and ds.chunks and ds.shape == arr.shape
-                    and ds.dtype == arr.dtype and _references_dataset(fs, name, ds, loc)):
-                return np.asarray(ds[()])
+            spans = _chunk_spans(ds) if isinstance(ds, h5py.Dataset) and ds.chunks \
+                and ds.shape == arr.shape and ds.dtype == arr.dtype else None
+            if spans is not None and _references_dataset(fs, name, ds, loc, spans):
+                return _read_chunks(fs, ds, loc, *spans)
     direct = DirectReader.make(arr, fs.records, fs, functools.partial(_corrupt, fs, name),
                                lambda coords: (name,))
     whole = direct.read(()) if direct is not None else None
@@ -438,20 +440,23 @@ def _corrupt(fs: ManifestFileSystem, name: str, coords: tuple[int, ...], exc: Ex
 
 def _chunk_spans(ds: h5py.Dataset) -> tuple[np.ndarray, np.ndarray] | None:
     """(offset, size) of every chunk of ``ds`` in C order of its chunk grid, or None if
-    some chunk is not allocated."""
+    some chunk is not allocated or skipped a filter."""
     grid = tuple(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
     where: list[tuple[int, ...]] = []
     offsets: list[int] = []
     sizes: list[int] = []
 
+    masks: list[int] = []
+
     def visit(c: Any) -> None:
         where.append(c.chunk_offset)
         offsets.append(c.byte_offset)
         sizes.append(c.size)
+        masks.append(c.filter_mask)
 
     ds.id.chunk_iter(visit)
     n = math.prod(grid)
-    if len(offsets) != n:
+    if len(offsets) != n or any(masks):
         return None
     flat = np.ravel_multi_index((np.array(where, np.int64).reshape(n, -1)
                                  // np.array(ds.chunks, np.int64)).T, grid)
@@ -461,13 +466,12 @@ def _chunk_spans(ds: h5py.Dataset) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(offsets, np.int64)[order], np.asarray(sizes, np.int64)[order]
 
 
-def _references_dataset(fs: ManifestFileSystem, name: str, ds: h5py.Dataset, loc: str) -> bool:
+def _references_dataset(fs: ManifestFileSystem, name: str, ds: h5py.Dataset, loc: str,
+                        spans: tuple[np.ndarray, np.ndarray]) -> bool:
     """Is every chunk of zarr array ``name`` a reference to exactly the same chunk of
-    ``ds`` in the file at ``loc`` (so reading ``ds`` reads what zarr would)? Compared
-    as arrays against the manifest's reference table (one by one for JSON)."""
-    spans = _chunk_spans(ds)
-    if spans is None:
-        return False
+    ``ds`` in the file at ``loc`` (``spans``: its chunks, ``_chunk_spans``), so reading
+    ``ds`` reads what zarr would? Compared as arrays against the manifest's reference
+    table (one by one for JSON)."""
     offsets, sizes = spans
     table = fs.records.table(name, len(offsets)) if fs.records is not None else None
     if table is None:
@@ -478,6 +482,47 @@ def _references_dataset(fs: ManifestFileSystem, name: str, ds: h5py.Dataset, loc
     same_file = np.array([_resolves_to(fs, url, loc) for url in urls] + [False], bool)
     return bool(same_file[code].all() and np.array_equal(ref_offset, offsets)
                 and np.array_equal(ref_size, sizes))
+
+
+SHUFFLE_DEFLATE = ([h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_DEFLATE], [h5py.h5z.FILTER_DEFLATE],
+                   [])
+SPAN_LIMIT = 64 << 20   # bytes of chunks read in one go
+
+
+def _read_chunks(fs: ManifestFileSystem, ds: h5py.Dataset, loc: str, offsets: np.ndarray,
+                 sizes: np.ndarray) -> np.ndarray:
+    """``ds`` read whole from its chunks (``offsets``, ``sizes`` in C order of its grid):
+    one read of their span, inflated and unshuffled by us, all chunks at once (HDF5
+    takes ~10 us per chunk: 0.3 s for a count array of 30,000 trains). Other filters,
+    and anything that does not decode to the chunk's size, are read by HDF5."""
+    plist = ds.id.get_create_plist()
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    start, end = int(offsets.min()), int((offsets + sizes).max())
+    if filters not in SHUFFLE_DEFLATE or end - start > SPAN_LIMIT or not ds.dtype.isnative \
+            or ds.dtype.hasobject:
+        return np.asarray(ds[()])
+    buf = memoryview(fs.guard.read_chunks(loc, start, end))
+    per_chunk = math.prod(ds.chunks)
+    nbytes = per_chunk * ds.dtype.itemsize
+    try:
+        parts = [buf[o - start:o - start + s] for o, s in
+                 zip(offsets.tolist(), sizes.tolist(), strict=True)]
+        if h5py.h5z.FILTER_DEFLATE in filters:
+            parts = [zlib.decompress(p) for p in parts]
+        raw = b"".join(parts)
+    except zlib.error:
+        return np.asarray(ds[()])      # HDF5 names what is wrong
+    if len(raw) != len(offsets) * nbytes:
+        return np.asarray(ds[()])
+    data = np.frombuffer(raw, np.uint8)
+    if h5py.h5z.FILTER_SHUFFLE in filters:   # byte planes back into elements
+        data = data.reshape(len(offsets), ds.dtype.itemsize, per_chunk).transpose(0, 2, 1)
+    grid = tuple(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
+    blocks = np.ascontiguousarray(data).view(ds.dtype).reshape(grid + tuple(ds.chunks))
+    rank = len(grid)
+    whole = blocks.transpose([j for i in range(rank) for j in (i, rank + i)]).reshape(
+        tuple(g * c for g, c in zip(grid, ds.chunks, strict=True)))
+    return np.ascontiguousarray(whole[tuple(slice(0, n) for n in ds.shape)])
 
 
 def _resolves_to(fs: ManifestFileSystem, url: str, loc: str) -> bool:

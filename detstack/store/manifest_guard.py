@@ -321,6 +321,15 @@ class SourceGuard:
             raise OSError(f"{loc} ends before byte {end} (truncated or rewritten?)")
         return data
 
+    def read_chunks(self, loc: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a checked local file, spanning chunks the caller has just
+        matched against the file's own chunk index (so not checked against ``Extents``)."""
+        fd = self._fd(loc)
+        data = os.pread(fd, end - start, start)
+        if len(data) != end - start:
+            raise OSError(f"{loc} ends before byte {end} (truncated or rewritten?)")
+        return data
+
     def _is_chunk(self, loc: str, start: int, end: int, hints: tuple[str, ...]) -> bool:
         """Is [start, end) one chunk of a dataset of ``loc`` (``ChunkIndex``)?"""
         if loc in self._extents:

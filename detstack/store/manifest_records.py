@@ -15,6 +15,7 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,23 @@ class Record:
     code: np.ndarray
     offset: np.ndarray
     size: np.ndarray
+
+
+def _integers(column: Any, null: int) -> np.ndarray:
+    """An integer Arrow array as int64, nulls as ``null``, read from its buffers (Arrow's
+    own conversions import pyarrow.compute or pandas: most of a second)."""
+    import pyarrow as pa
+
+    if not pa.types.is_integer(column.type):
+        raise TypeError(f"{column.type} is not an integer type")
+    dtype = np.dtype(str(column.type))
+    validity, data = column.buffers()[:2]
+    values = np.frombuffer(data, dtype, count=len(column),
+                           offset=column.offset * dtype.itemsize).astype(np.int64)
+    if column.null_count:
+        valid = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
+        values[~valid[column.offset:column.offset + len(column)].astype(bool)] = null
+    return values
 
 
 class ParquetRecords:
@@ -71,25 +89,23 @@ class ParquetRecords:
                           np.zeros(self.record_size, np.int64),
                           np.zeros(self.record_size, np.int64))
         with os.fdopen(fd, "rb") as fh:
-            try:
-                schema = pq.read_schema(fh)
-                if "raw" in schema.names:
+            try:   # ParquetFile, not read_table: that imports pyarrow.dataset and pandas
+                parquet = pq.ParquetFile(fh, read_dictionary=["path"])
+                if "raw" in parquet.schema_arrow.names:
                     return None
-                fh.seek(0)
-                table = pq.read_table(fh, columns=["path", "offset", "size"],
-                                      read_dictionary=["path"])
+                table = parquet.read(columns=["path", "offset", "size"])
             except (pa.ArrowException, OSError, KeyError) as exc:
                 raise FileFormatError(path, f"is not a reference record of manifest "
                                       f"{self.view} ({exc})", "Write the manifest again") \
                     from exc
-        paths = table.column("path").combine_chunks()
+        paths = table.column("path").unify_dictionaries().combine_chunks()
         if not pa.types.is_dictionary(paths.type):
             raise FileFormatError(path, "has a path column that is not text",
                                   "Write the manifest again")
-        code = paths.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+        code = _integers(paths.indices, -1).astype(np.int32)
         try:
-            offset = table.column("offset").fill_null(0).to_numpy().astype(np.int64)
-            size = table.column("size").fill_null(0).to_numpy().astype(np.int64)
+            offset = _integers(table.column("offset").combine_chunks(), 0)
+            size = _integers(table.column("size").combine_chunks(), 0)
         except (pa.ArrowException, TypeError, ValueError) as exc:
             raise FileFormatError(path, f"has offsets or sizes that are not integers ({exc})",
                                   "Write the manifest again") from exc

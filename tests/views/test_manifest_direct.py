@@ -18,7 +18,12 @@ from test_manifest import open_det, write
 
 from detstack.errors import CorruptChunkError, MissingDataError, UnsafeReferenceError
 from detstack.store import open_view
-from detstack.store.manifest import _references_dataset, manifest_filesystem
+from detstack.store.manifest import (
+    _chunk_spans,
+    _read_chunks,
+    _references_dataset,
+    manifest_filesystem,
+)
 from detstack.store.manifest_reads import ManifestArray
 
 RUNS = ["agipd-raw-chunked", "agipd500k-corr-deflate", "lpd-raw-gain-multiframe"]
@@ -122,8 +127,10 @@ def test_coordinate_check_compares_every_reference(fresh):
     fs = manifest_filesystem(str(out))
     sidecar = fs.locations.listed[-1].loc
     with h5py.File(sidecar) as f:
-        assert _references_dataset(fs, "count.image", f["count.image"], sidecar)
-        assert not _references_dataset(fs, "count.image", f["count.header"], sidecar)
+        spans = _chunk_spans(f["count.image"])
+        assert _references_dataset(fs, "count.image", f["count.image"], sidecar, spans)
+        assert not _references_dataset(fs, "count.image", f["count.image"], sidecar,
+                                       (spans[0][::-1], spans[1][::-1]))
 
     def shifted(paths: list[Any], offsets: list[int], sizes: list[int]) -> None:
         offsets[-1] += 1
@@ -131,7 +138,8 @@ def test_coordinate_check_compares_every_reference(fresh):
     _edit_record(out, "count.image", shifted)
     fs = manifest_filesystem(str(out))
     with h5py.File(sidecar) as f:
-        assert not _references_dataset(fs, "count.image", f["count.image"], sidecar)
+        ds = f["count.image"]
+        assert not _references_dataset(fs, "count.image", ds, sidecar, _chunk_spans(ds))
     # then read as the references say: a chunk that does not decode names key and train
     with pytest.raises(CorruptChunkError, match=r"count\.image/0\.3 .*train index 3"):
         open_view(out)
@@ -142,3 +150,17 @@ def test_coordinate_check_compares_every_reference(fresh):
     _edit_record(out, "count.image", into_metadata)
     with pytest.raises(UnsafeReferenceError, match="outside the stored data"):
         open_view(out)
+
+
+def test_sidecar_chunks_decoded_whole_equal_hdf5(built):
+    _, out = built
+    fs = manifest_filesystem(str(out))
+    sidecar = fs.locations.listed[-1].loc
+    with h5py.File(sidecar) as f:
+        names = [n for n, d in f.items() if isinstance(d, h5py.Dataset) and d.chunks]
+        assert "train" in names and any(n.startswith("count.") for n in names)
+        for name in names:
+            ds = f[name]
+            got = _read_chunks(fs, ds, sidecar, *_chunk_spans(ds))
+            assert got.dtype == ds.dtype
+            np.testing.assert_array_equal(got, ds[()], err_msg=name)
