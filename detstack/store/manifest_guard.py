@@ -55,6 +55,26 @@ def normalize(url: str) -> str:
     return f"{protocol}://{posixpath.normpath(rest)}"
 
 
+def normalize_many(urls: list[str]) -> list[str]:
+    """``normalize`` of many locations, resolving each folder once (a run's 2,000 files
+    share one: ``realpath`` of each costs 0.25 ms); a file that is itself a symbolic
+    link is resolved in full."""
+    folders: dict[str, str] = {}
+    out = []
+    for url in urls:
+        protocol, rest = split_protocol(url)
+        if not is_local(protocol) or ".." in rest.split(os.sep):   # '..' after symlinks
+            out.append(normalize(url))
+            continue
+        parent, leaf = os.path.split(os.path.abspath(os.path.expanduser(rest)))
+        if parent not in folders:
+            folders[parent] = os.path.realpath(parent)
+        real = os.path.join(folders[parent], leaf)
+        out.append(os.path.realpath(real) if leaf in ("", ".", "..") or os.path.islink(real)
+                   else real)
+    return out
+
+
 def inside(loc: str, root: str) -> bool:
     if loc == root:
         return True

@@ -164,3 +164,15 @@ def test_sidecar_chunks_decoded_whole_equal_hdf5(built):
             got = _read_chunks(fs, ds, sidecar, *_chunk_spans(ds))
             assert got.dtype == ds.dtype
             np.testing.assert_array_equal(got, ds[()], err_msg=name)
+
+
+def test_locations_resolved_in_bulk_as_one_by_one(tmp_path):
+    from detstack.store.manifest_guard import normalize, normalize_many
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "f.h5").write_bytes(b"")
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "g.h5").symlink_to(tmp_path / "real" / "f.h5")
+    urls = [str(tmp_path / p) for p in ("linked/f.h5", "real/g.h5", "linked/../real/f.h5",
+                                        "linked/none.h5", "real")] + ["s3://b/x/../y.h5"]
+    assert normalize_many(urls) == [normalize(u) for u in urls]
+    assert normalize_many(urls)[:2] == [str((tmp_path / "real" / "f.h5").resolve())] * 2
