@@ -442,28 +442,18 @@ def _chunk_spans(ds: h5py.Dataset) -> tuple[np.ndarray, np.ndarray] | None:
     """(offset, size) of every chunk of ``ds`` in C order of its chunk grid, or None if
     some chunk is not allocated or skipped a filter."""
     grid = tuple(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
-    where: list[tuple[int, ...]] = []
-    offsets: list[int] = []
-    sizes: list[int] = []
-
-    masks: list[int] = []
-
-    def visit(c: Any) -> None:
-        where.append(c.chunk_offset)
-        offsets.append(c.byte_offset)
-        sizes.append(c.size)
-        masks.append(c.filter_mask)
-
-    ds.id.chunk_iter(visit)
+    found: list[Any] = []
+    ds.id.chunk_iter(found.append)    # StoreInfo(chunk_offset, filter_mask, byte_offset, size)
     n = math.prod(grid)
-    if len(offsets) != n or any(masks):
+    if len(found) != n or any(c[1] for c in found):
         return None
-    flat = np.ravel_multi_index((np.array(where, np.int64).reshape(n, -1)
+    flat = np.ravel_multi_index((np.array([c[0] for c in found], np.int64).reshape(n, -1)
                                  // np.array(ds.chunks, np.int64)).T, grid)
     order = np.argsort(flat)
     if not np.array_equal(flat[order], np.arange(n)):
         return None
-    return np.asarray(offsets, np.int64)[order], np.asarray(sizes, np.int64)[order]
+    return (np.array([c[2] for c in found], np.int64)[order],
+            np.array([c[3] for c in found], np.int64)[order])
 
 
 def _references_dataset(fs: ManifestFileSystem, name: str, ds: h5py.Dataset, loc: str,
@@ -501,15 +491,16 @@ def _read_chunks(fs: ManifestFileSystem, ds: h5py.Dataset, loc: str, offsets: np
     if filters not in SHUFFLE_DEFLATE or end - start > SPAN_LIMIT or not ds.dtype.isnative \
             or ds.dtype.hasobject:
         return np.asarray(ds[()])
-    buf = memoryview(fs.guard.read_chunks(loc, start, end))
+    buf = fs.guard.read_chunks(loc, start, end)
     per_chunk = math.prod(ds.chunks)
     nbytes = per_chunk * ds.dtype.itemsize
+    first, last = (offsets - start).tolist(), (offsets + sizes - start).tolist()
     try:
-        parts = [buf[o - start:o - start + s] for o, s in
-                 zip(offsets.tolist(), sizes.tolist(), strict=True)]
         if h5py.h5z.FILTER_DEFLATE in filters:
-            parts = [zlib.decompress(p) for p in parts]
-        raw = b"".join(parts)
+            inflate = zlib.decompress
+            raw = b"".join([inflate(buf[a:b]) for a, b in zip(first, last, strict=True)])
+        else:
+            raw = b"".join([buf[a:b] for a, b in zip(first, last, strict=True)])
     except zlib.error:
         return np.asarray(ds[()])      # HDF5 names what is wrong
     if len(raw) != len(offsets) * nbytes:

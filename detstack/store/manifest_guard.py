@@ -64,15 +64,15 @@ def normalize_many(urls: list[str]) -> list[str]:
     out = []
     for url in urls:
         protocol, rest = split_protocol(url)
-        if not is_local(protocol) or ".." in rest.split(os.sep):   # '..' after symlinks
+        path = os.path.expanduser(rest)
+        parent, leaf = os.path.split(os.path.join(os.getcwd(), path))
+        if not is_local(protocol) or leaf in ("", ".", ".."):
             out.append(normalize(url))
             continue
-        parent, leaf = os.path.split(os.path.abspath(os.path.expanduser(rest)))
         if parent not in folders:
             folders[parent] = os.path.realpath(parent)
         real = os.path.join(folders[parent], leaf)
-        out.append(os.path.realpath(real) if leaf in ("", ".", "..") or os.path.islink(real)
-                   else real)
+        out.append(os.path.realpath(real) if os.path.islink(real) else real)
     return out
 
 
