@@ -381,17 +381,17 @@ def manifest_store(path: str | os.PathLike[str], storage_options: dict[str, Any]
 def _check_sources(fs: ManifestFileSystem, name: str) -> None:
     """Open every listed local source now: a missing or changed one is refused early."""
     problems = []
-    for loc in fs.guard.listed:
-        if "://" in loc:
+    local = [loc for loc in fs.guard.listed if "://" not in loc]
+    for loc, exc in zip(local, fs.guard.check_files(local), strict=True):
+        if exc is None:
             continue
-        try:
-            fs.guard.verify_now(loc)
-        except FileNotFoundError:
+        if isinstance(exc, FileNotFoundError):
             problems.append(f"{loc} is missing")
-        except NotRegularFileError:
-            raise
-        except (FileFormatError, UnsafeReferenceError) as exc:
+        elif isinstance(exc, (FileFormatError, UnsafeReferenceError)) \
+                and not isinstance(exc, NotRegularFileError):
             problems.append(str(exc))
+        else:
+            raise exc
     if problems:
         raise FileFormatError(name, f"its source files are missing or changed "
                               f"({'; '.join(problems[:3])})",
