@@ -90,10 +90,11 @@ class ParquetRecords:
                           np.zeros(self.record_size, np.int64))
         with os.fdopen(fd, "rb") as fh:
             try:   # ParquetFile, not read_table: that imports pyarrow.dataset and pandas
-                parquet = pq.ParquetFile(fh, read_dictionary=["path"])
-                if "raw" in parquet.schema_arrow.names:
+                if "raw" in pq.ParquetFile(fh).schema_arrow.names:
                     return None
-                table = parquet.read(columns=["path", "offset", "size"])
+                fh.seek(0)
+                table = pq.ParquetFile(fh, read_dictionary=["path"]).read(
+                    columns=["path", "offset", "size"])
             except (pa.ArrowException, OSError, KeyError) as exc:
                 raise FileFormatError(path, f"is not a reference record of manifest "
                                       f"{self.view} ({exc})", "Write the manifest again") \

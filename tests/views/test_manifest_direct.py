@@ -176,3 +176,18 @@ def test_locations_resolved_in_bulk_as_one_by_one(tmp_path):
                                         "linked/none.h5", "real")] + ["s3://b/x/../y.h5"]
     assert normalize_many(urls) == [normalize(u) for u in urls]
     assert normalize_many(urls)[:2] == [str((tmp_path / "real" / "f.h5").resolve())] * 2
+
+
+def test_compact_parquet_inline_records_read_through_zarr(tmp_path):
+    """compact=True puts small arrays inline (a ``raw`` column): zarr reads those; the
+    referenced keys are still read directly."""
+    from test_manifest import assert_same_reads
+
+    from detstack.convert import to_manifest
+    name = "agipd500k-corr-deflate"
+    det = open_det(write(tmp_path / "run", name), name)
+    out = to_manifest(det, tmp_path / "run" / "c.parq", compact=True)
+    assert "raw" in pq.read_schema(out / "train" / "refs.0.parq").names
+    view = open_view(out)
+    assert all(a.direct is not None for a in _arrays(view).values())
+    assert_same_reads(det, open_det(view, name))
