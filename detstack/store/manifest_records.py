@@ -3,9 +3,10 @@
 fsspec's ``LazyReferenceMapper`` loads a whole record file into pandas for each
 chunk key it looks up and builds Python objects per reference; one frame of a
 1M detector touches 16 record files (one per module, far apart in chunk
-order). Here a record file is read once with pyarrow into numpy columns (path
-number, offset, size) and kept in a small cache, so a lookup is an array index
-and a whole array's references can be compared at once.
+order). Here a record file (only the row group holding the chunk, where the
+writer split it) is read once with pyarrow into numpy columns (path number,
+offset, size) and kept in a small cache, so a lookup is an array index and a
+whole array's references can be compared at once.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ CACHED_RECORDS = 64     # record files kept decoded (~2.4 MB each at 100,000 ref
 
 @dataclass(frozen=True)
 class Record:
-    """The references of one record file: ``urls[code[i]]``, ``offset[i]``, ``size[i]``
+    """The references of one record file or row group: ``urls[code[i]]``, ``offset[i]``,
+    ``size[i]``
     (``code`` -1: no reference, an absent chunk)."""
 
     urls: list[str]
@@ -60,41 +62,75 @@ class ParquetRecords:
         self.root = root
         self.record_size = record_size
         self.view = view
-        self._cache: OrderedDict[tuple[str, int], Record | None] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, int], Record] = OrderedDict()
+        self._starts: dict[tuple[str, int], np.ndarray | None] = {}
         self._lock = threading.Lock()
 
-    def record(self, name: str, number: int) -> Record | None:
-        """Record file ``number`` of array ``name``; None if it holds inline data (a
-        ``raw`` column: read through zarr). A missing file holds no references."""
+    def _path(self, name: str, number: int) -> str:
+        return os.path.join(self.root, name, f"refs.{number}.parq")
+
+    def _parquet(self, path: str, fh: Any, **kwargs: Any) -> Any:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        try:   # ParquetFile, not read_table: that imports pyarrow.dataset and pandas
+            return pq.ParquetFile(fh, **kwargs)
+        except (pa.ArrowException, OSError, KeyError) as exc:
+            raise FileFormatError(path, f"is not a reference record of manifest {self.view} "
+                                  f"({exc})", "Write the manifest again") from exc
+
+    def row_groups(self, name: str, number: int) -> np.ndarray | None:
+        """First row of each row group of record file ``number``, then its length; None
+        if it holds inline data (a ``raw`` column: zarr reads those). A missing file
+        holds no references."""
+        key = (name, number)
+        if key not in self._starts:
+            path = self._path(name, number)
+            try:
+                fd = open_regular(path, "manifest reference file")
+            except FileNotFoundError:
+                starts: np.ndarray | None = np.array([0, self.record_size], np.int64)
+            else:
+                with os.fdopen(fd, "rb") as fh:
+                    parquet = self._parquet(path, fh)
+                    meta = parquet.metadata
+                    starts = None if "raw" in parquet.schema_arrow.names else np.cumsum(
+                        [0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+            with self._lock:
+                self._starts[key] = starts
+        return self._starts[key]
+
+    def record(self, name: str, number: int, group: int) -> Record:
+        """Row group ``group`` of record file ``number`` of array ``name`` (kept in a
+        small cache: a record file of 100,000 references decodes in ~5 ms)."""
+        key = (name, number, group)
         with self._lock:
-            if (name, number) in self._cache:
-                self._cache.move_to_end((name, number))
-                return self._cache[(name, number)]
-        rec = self._read(name, number)
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        rec = self._read(name, number, group)
         with self._lock:
-            self._cache[(name, number)] = rec
+            self._cache[key] = rec
             while len(self._cache) > CACHED_RECORDS:
                 self._cache.popitem(last=False)
         return rec
 
-    def _read(self, name: str, number: int) -> Record | None:
+    def _read(self, name: str, number: int, group: int | None) -> Record:
+        """Row group ``group`` (None: all) of a record file without inline data."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        path = os.path.join(self.root, name, f"refs.{number}.parq")
+        path = self._path(name, number)
         try:
             fd = open_regular(path, "manifest reference file")
         except FileNotFoundError:
             return Record([], np.full(self.record_size, -1, np.int32),
                           np.zeros(self.record_size, np.int64),
                           np.zeros(self.record_size, np.int64))
+        columns = ["path", "offset", "size"]
         with os.fdopen(fd, "rb") as fh:
-            try:   # ParquetFile, not read_table: that imports pyarrow.dataset and pandas
-                if "raw" in pq.ParquetFile(fh).schema_arrow.names:
-                    return None
-                fh.seek(0)
-                table = pq.ParquetFile(fh, read_dictionary=["path"]).read(
-                    columns=["path", "offset", "size"])
+            parquet = self._parquet(path, fh, read_dictionary=["path"])
+            try:
+                table = parquet.read(columns=columns) if group is None else \
+                    parquet.read_row_group(group, columns=columns)
             except (pa.ArrowException, OSError, KeyError) as exc:
                 raise FileFormatError(path, f"is not a reference record of manifest "
                                       f"{self.view} ({exc})", "Write the manifest again") \
@@ -118,17 +154,24 @@ class ParquetRecords:
 
     def lookup(self, name: str, flat: np.ndarray) -> list[tuple[str, int, int] | None] | None:
         """``(url, offset, size)`` or None (absent) for chunks ``flat`` (C-order chunk
-        numbers) of ``name``; None if a record holds inline data."""
+        numbers) of ``name``, reading only the row groups that hold them; None if a
+        record holds inline data."""
         out: list[tuple[str, int, int] | None] = []
         for i in np.asarray(flat, np.int64).tolist():
-            rec = self.record(name, i // self.record_size)
-            if rec is None:
+            number, j = divmod(i, self.record_size)
+            starts = self.row_groups(name, number)
+            if starts is None:
                 return None
-            j = i % self.record_size
-            if j >= len(rec.code) or rec.code[j] < 0:
+            group = int(np.searchsorted(starts, j, side="right")) - 1
+            if group >= len(starts) - 1:
+                out.append(None)           # past the rows the file holds
+                continue
+            rec = self.record(name, number, group)
+            k = j - int(starts[group])
+            if k >= len(rec.code) or rec.code[k] < 0:
                 out.append(None)
             else:
-                out.append((rec.urls[rec.code[j]], int(rec.offset[j]), int(rec.size[j])))
+                out.append((rec.urls[rec.code[k]], int(rec.offset[k]), int(rec.size[k])))
         return out
 
     def table(self, name: str, n: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray
@@ -138,9 +181,9 @@ class ParquetRecords:
         urls: list[str] = []
         codes, offsets, sizes = [], [], []
         for number in range(math.ceil(n / self.record_size)):
-            rec = self._read(name, number)   # read once: not worth caching
-            if rec is None:
+            if self.row_groups(name, number) is None:
                 return None
+            rec = self._read(name, number, None)   # read once: not worth caching
             want = min(self.record_size, n - number * self.record_size)
             if len(rec.code) < want:
                 raise FileFormatError(os.path.join(self.root, name, f"refs.{number}.parq"),

@@ -191,3 +191,16 @@ def test_compact_parquet_inline_records_read_through_zarr(tmp_path):
     view = open_view(out)
     assert all(a.direct is not None for a in _arrays(view).values())
     assert_same_reads(det, open_det(view, name))
+
+
+def test_record_files_in_row_groups_are_read_by_group(fresh):
+    """A writer may split record files into row groups: only the group holding a chunk
+    is read, with the same values."""
+    _, out = fresh
+    file = out / "image.data" / "refs.0.parq"
+    pq.write_table(pq.read_table(file), file, row_group_size=3)
+    view = open_view(out)
+    arr = _arrays(view)["image.data"]
+    assert len(arr.direct.records.row_groups("image.data", 0)) > 3
+    np.testing.assert_array_equal(arr.direct.read(()), np.asarray(arr.array[...]))
+    np.testing.assert_array_equal(arr.direct.read((0, 1)), np.asarray(arr.array[0, 1]))
