@@ -35,6 +35,7 @@ from fsspec.implementations.reference import (
     ReferenceNotReachable,
 )
 
+from ..convert.chunk_index import chunk_table
 from ..errors import (
     CorruptChunkError,
     DetstackError,
@@ -440,20 +441,18 @@ def _corrupt(fs: ManifestFileSystem, name: str, coords: tuple[int, ...], exc: Ex
 
 def _chunk_spans(ds: h5py.Dataset) -> tuple[np.ndarray, np.ndarray] | None:
     """(offset, size) of every chunk of ``ds`` in C order of its chunk grid, or None if
-    some chunk is not allocated or skipped a filter."""
+    some chunk is not allocated or skipped a filter (the chunk index read in bulk where
+    its format allows: ``chunk_index``)."""
     grid = tuple(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
-    found: list[Any] = []
-    ds.id.chunk_iter(found.append)    # StoreInfo(chunk_offset, filter_mask, byte_offset, size)
+    table = chunk_table(ds)
     n = math.prod(grid)
-    if len(found) != n or any(c[1] for c in found):
+    if len(table) != n or table.mask.any():
         return None
-    flat = np.ravel_multi_index((np.array([c[0] for c in found], np.int64).reshape(n, -1)
-                                 // np.array(ds.chunks, np.int64)).T, grid)
-    order = np.argsort(flat)
+    flat = np.ravel_multi_index(table.coords.T, grid)
+    order = np.argsort(flat, kind="stable")
     if not np.array_equal(flat[order], np.arange(n)):
         return None
-    return (np.array([c[2] for c in found], np.int64)[order],
-            np.array([c[3] for c in found], np.int64)[order])
+    return table.addr[order], table.size[order]
 
 
 def _references_dataset(fs: ManifestFileSystem, name: str, ds: h5py.Dataset, loc: str,
