@@ -12,6 +12,7 @@ is read by zarr-python.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -222,24 +223,28 @@ class ShardedArray:
 
     def _pieces(self, shard: tuple[int, ...], sels: list[tuple[int, int, int, bool]]
                 ) -> list[tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]]:
-        """(inner chunk position, slices inside the chunk, slices of the request's output)."""
-        out = []
-        for pos in np.ndindex(*self.grid):
-            lo = [s * n + p * c for s, n, p, c in zip(shard, self.shard, pos, self.inner,
-                                                       strict=True)]
-            local, target = [], []
-            for (a, b, st, _), l0, c in zip(sels, lo, self.inner, strict=True):
-                first = max(a, l0)
-                first = a + -(-(first - a) // st) * st
+        """(inner chunk position, slices inside the chunk, slices of the request's output)
+        of the inner chunks of ``shard`` the request touches (only those: a shard of 64
+        inner chunks read for one frame must not cost 64 trips through Python)."""
+        per_axis = []
+        for (a, b, st, _), s, n, c in zip(sels, shard, self.shard, self.inner, strict=True):
+            base = s * n
+            lo, hi = max(a, base), min(b, base + n)
+            items = []
+            for p in range((lo - base) // c, (hi - 1 - base) // c + 1) if lo < hi else ():
+                l0 = base + p * c
+                first = a + -(-(max(a, l0) - a) // st) * st
                 stop = min(b, l0 + c)
                 if first >= stop:
-                    break
-                n = len(range(first, stop, st))
-                local.append(slice(first - l0, first - l0 + (n - 1) * st + 1, st))
-                target.append(slice((first - a) // st, (first - a) // st + n))
-            else:
-                out.append((pos, tuple(local), tuple(target)))
-        return out
+                    continue
+                k = len(range(first, stop, st))
+                t0 = (first - a) // st
+                items.append((p, slice(first - l0, first - l0 + (k - 1) * st + 1, st),
+                              slice(t0, t0 + k)))
+            if not items:
+                return []
+            per_axis.append(items)
+        return [tuple(zip(*combo, strict=True)) for combo in itertools.product(*per_axis)]
 
     def _read_shard(self, shard: tuple[int, ...],
                     requests: list[tuple[list[tuple[int, int, int, bool]], np.ndarray]]) -> None:
@@ -313,7 +318,7 @@ class ShardedArray:
         shape = self.inner if codecs.order is None else tuple(self.inner[i] for i in codecs.order)
         local, out = uses[0]
         direct = (len(uses) == 1 and codecs.order is None and out.flags.c_contiguous
-                  and codecs.dtype == self.dtype
+                  and codecs.dtype == self.dtype == out.dtype
                   and all(s == slice(0, n, 1) for s, n in zip(local, self.inner, strict=True)))
         nbytes = math.prod(shape) * codecs.dtype.itemsize
         data: Any = raw
