@@ -255,37 +255,33 @@ class ShardedArray:
                 uses.setdefault(pos, []).append((local, dest[target]))
         if not uses:
             return
-        index = self._index(path, shard)
-        positions = sorted(uses)
-        entries = index[[int(np.ravel_multi_index(pos, self.grid)) for pos in positions]]
-        missing = (entries == EMPTY).all(axis=1)
-        if missing.any():
-            raise MissingDataError(path, f"shard {shard} of {self.array.path} lacks inner "
-                                   f"chunk {positions[int(np.flatnonzero(missing)[0])]} that "
-                                   "the store's counts say holds frames",
-                                   "The store is damaged; convert the run again")
-        fd = os.open(path, os.O_RDONLY)
+        fd = self._open(path, shard)      # one descriptor for the index and the chunks
         try:
+            index = self._index(path, shard, fd)
+            positions = sorted(uses)
+            strides = [math.prod(self.grid[i + 1:]) for i in range(len(self.grid))]
+            entries = index[[sum(p * s for p, s in zip(pos, strides, strict=True))
+                             for pos in positions]]
+            missing = (entries == EMPTY).all(axis=1)
+            if missing.any():
+                raise MissingDataError(path, f"shard {shard} of {self.array.path} lacks inner "
+                                       f"chunk {positions[int(np.flatnonzero(missing)[0])]} "
+                                       "that the store's counts say holds frames",
+                                       "The store is damaged; convert the run again")
             for pos, (off, nbytes) in zip(positions, entries.tolist(), strict=True):
-                at = [s * n + p * c for s, n, p, c in zip(shard, self.shard, pos, self.inner,
-                                                           strict=True)]
-                last = min(at[1] + self.inner[1], self.shape[1]) - 1
-                where = (f"inner chunk {pos} of shard {shard}: module slot {at[0]}, train "
-                         f"index {at[1]}" + (f"-{last}" if last > at[1] else ""))
                 # one chunk at a time into a reused buffer: still in cache for the decoder
                 raw = _scratch("raw", nbytes)
                 if os.preadv(fd, [raw], off) != nbytes:
                     raise FileFormatError(path, "the shard file is truncated",
                                           "Convert the run again")
-                self._decode_into(raw, uses[pos], path, where)
+                self._decode_into(raw, uses[pos], path, lambda pos=pos: self._where(shard, pos))
         finally:
             os.close(fd)
 
-    def _index(self, path: str, shard: tuple[int, ...]) -> np.ndarray:
-        n = math.prod(self.grid)
-        nbytes = 16 * n + (self.index_extra or 0)
+    def _open(self, path: str, shard: tuple[int, ...]) -> int:
+        """A descriptor of the shard (or chunk) file; a missing one is a MissingDataError."""
         try:
-            fd = open_regular(path, f"shard of {self.array.path}")  # a FIFO would block
+            return open_regular(path, f"shard of {self.array.path}")  # a FIFO would block
         except FileNotFoundError:
             t0 = shard[1] * self.shard[1]
             kind = "chunk" if self.index_extra is None else "shard"
@@ -294,13 +290,21 @@ class ShardedArray:
                                    f"{min(t0 + self.shard[1], self.shape[1]) - 1}) is missing, "
                                    "but the store's counts say it holds frames",
                                    "The store is damaged; convert the run again") from None
-        try:
-            size = os.fstat(fd).st_size
-            if self.index_extra is None:      # unsharded: the file is the one chunk
-                return np.array([[0, size]], np.uint64)
-            raw = os.pread(fd, nbytes, size - nbytes) if size >= nbytes else b""
-        finally:
-            os.close(fd)
+
+    def _index(self, path: str, shard: tuple[int, ...], fd: int | None = None) -> np.ndarray:
+        """The shard's (offset, nbytes) per inner chunk, read from ``fd`` if given."""
+        if fd is None:
+            fd = self._open(path, shard)
+            try:
+                return self._index(path, shard, fd)
+            finally:
+                os.close(fd)
+        n = math.prod(self.grid)
+        nbytes = 16 * n + (self.index_extra or 0)
+        size = os.fstat(fd).st_size
+        if self.index_extra is None:      # unsharded: the file is the one chunk
+            return np.array([[0, size]], np.uint64)
+        raw = os.pread(fd, nbytes, size - nbytes) if size >= nbytes else b""
         if len(raw) != nbytes:
             raise FileFormatError(path, "the shard is shorter than its index", "Convert the "
                                   "run again")
@@ -309,9 +313,17 @@ class ShardedArray:
                                   "The store is damaged; convert the run again")
         return np.frombuffer(raw[:16 * n], "<u8").reshape(n, 2)
 
+    def _where(self, shard: tuple[int, ...], pos: tuple[int, ...]) -> str:
+        """The inner chunk, module slot and trains, for error messages."""
+        at = [s * n + p * c for s, n, p, c in zip(shard, self.shard, pos, self.inner,
+                                                   strict=True)]
+        last = min(at[1] + self.inner[1], self.shape[1]) - 1
+        return (f"inner chunk {pos} of shard {shard}: module slot {at[0]}, train "
+                f"index {at[1]}" + (f"-{last}" if last > at[1] else ""))
+
     def _decode_into(self, raw: np.ndarray,
                      uses: list[tuple[tuple[slice, ...], np.ndarray]], path: str,
-                     where: str = "") -> None:
+                     where: Callable[[], str] = lambda: "") -> None:
         """Decode one inner chunk and copy it where each use wants it (straight into the
         output when one use takes the whole, untransposed chunk)."""
         codecs = self.codecs
@@ -331,7 +343,7 @@ class ShardedArray:
                                                                                  nbytes)
                 data = step(data, into)
         except Exception as exc:       # numcodecs raises RuntimeError/ValueError on bad data
-            raise CorruptChunkError(path, f"an inner chunk of {self.array.path} ({where}) "
+            raise CorruptChunkError(path, f"an inner chunk of {self.array.path} ({where()}) "
                                     f"cannot be decoded ({exc})", "The store is damaged; "
                                     "convert the run again") from None
         if direct and isinstance(data, np.ndarray) and np.shares_memory(data, out):
