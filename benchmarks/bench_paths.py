@@ -516,17 +516,17 @@ def interleaved(fns: dict[str, Callable[[], Any]], nbytes: int, repeat: int,
         loads.append(os.getloadavg()[0])
     first = next(iter(fns))
     print(f"  medians of {repeat} interleaved rounds (load {min(loads):.1f}-{max(loads):.1f}); "
-          f"'vs {first.split(' (')[0]}': same-round ratio of its GB per CPU-second / wall")
+          "'first row is': medians of the same-round speed ratios")
     for name, got in rounds.items():
         wall = float(np.median([w for w, _ in got]))
         cpu = float(np.median([c for _, c in got]))
-        vs = [(o[1] / c, o[0] / w) for (w, c), o in zip(got, rounds[first], strict=True)]
+        vs = [(c / o[1], w / o[0]) for (w, c), o in zip(got, rounds[first], strict=True)]
         print(f"  {name:52} {wall:7.2f} s {nbytes / wall / 1e9:7.2f} GB/s "
               f"{nbytes / cpu / 1e9:5.2f} GB/cpu-s = {nbytes / cpu / 1e9 / one_cpu:4.2f}x "
               "single-core codec"
               + ("" if name == first else
-                 f"  vs first: {np.median([v[0] for v in vs]):.2f}x per CPU-s, "
-                 f"{np.median([v[1] for v in vs]):.2f}x wall"), flush=True)
+                 f"  first row is {np.median([v[0] for v in vs]):.2f}x as fast per CPU-s, "
+                 f"{np.median([v[1] for v in vs]):.2f}x in wall time"), flush=True)
 
 
 def main() -> None:
