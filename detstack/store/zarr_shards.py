@@ -4,10 +4,11 @@ zarr-python decodes one selection at a time through its asyncio pipeline and
 reaches about a third of what the machine can decode. The stores ``to_zarr``
 writes are simple: regular shards, the shard index at the end, inner chunks of
 [transpose], bytes, then blosc/zstd/gzip/crc32c. For those, a read becomes one job
-per shard: fetch the byte span of the needed inner chunks with one ``pread``, and
-decode each chunk with numcodecs (which releases the GIL) straight into the output
-when it is contiguous there. Anything else (remote or zip stores, other codecs)
-is read by zarr-python.
+per shard: open it once, read its index, then each inner chunk the request touches
+(only those) with one ``preadv`` into a reused buffer, and decode it with numcodecs
+(which releases the GIL) straight into the output when it is contiguous there, else
+into a second reused buffer and copy (un-transpose) the requested part. Anything else
+(remote or zip stores, other codecs) is read by zarr-python.
 """
 
 from __future__ import annotations
