@@ -1,6 +1,6 @@
 """Read and write paths at the machine's limit, side by side with the field, one run.
 
-    python benchmarks/bench_paths.py [--trains 4] [--parts h5 zread zwrite] [--dir DIR]
+    python benchmarks/bench_paths.py [--trains 4] [--parts h5 zread zframe zwrite] [--dir DIR]
 
 Data: synthetic AGIPD-1M runs (16 modules x ``--trains`` trains x 64 pulses) with the
 realistic value model (``synth`` default: per-pixel, per-cell pedestals + noise +
@@ -18,6 +18,9 @@ figure is the best of ``--repeat`` runs, in GB/s of decoded array bytes.
   whole by detstack (``get_array`` on ``open_view``), tensorstore, zarr-python, and
   zarr-python with the zarrs codec pipeline; plus a dask sum through ``xr.open_zarr``
   with its default chunks and with ``chunks="auto"``.
+* ``zframe``: one frame of every module from that store (random frames, every tool in
+  turn: detstack ``get_array``, tensorstore, zarr-python), beside the decode floor (the
+  inner chunks holding that frame decoded on one thread).
 * ``zwrite``: ``to_zarr`` of the raw run (reads the HDF5 files too) against the
   limit ``cores x`` single-core encode speed, and zarr-python, zarrs and tensorstore
   writing the same array (already in memory) with the same codec and shards.
@@ -339,6 +342,83 @@ def bench_zread(base: Path, trains: int, repeat: int) -> None:
             f"dask chunks {chunks} ({int(np.prod(chunks)) * 2 / 2**20:.0f} MiB)")
 
 
+def bench_zframe(base: Path, trains: int, repeat: int) -> None:
+    """One frame of every module (4 MiB) from the store, random frames, each read by every
+    tool in turn; beside them the decode floor: the inner chunks that frame lies in
+    (bytes already in memory) decoded on one thread, as numcodecs does."""
+    import numcodecs
+    import tensorstore as ts
+    import zarr
+
+    import detstack
+    from detstack.store.zarr_shards import ShardedArray
+    _, store = _store(base, trains)
+    arr_path = store / "image.data"
+    z = zarr.open_array(str(arr_path), mode="r")
+    fast = ShardedArray.wrap(z, str(arr_path))
+    tstore = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": str(arr_path)}},
+                     read=True).result()
+    dv = detstack.AGIPD1M(detstack.open_view(str(store)), raw=True)
+    n_mod, n_trains, n_pulses = z.shape[:3]
+    inner = fast.inner
+    print(f"\none frame of all {n_mod} modules ({int(np.prod(z.shape[3:])) * 2 * n_mod / 2**20:.0f}"
+          f" MiB) from the store (inner chunks {list(inner)}: "
+          f"{int(np.prod(inner)) * 2 * n_mod / 2**20:.0f} MiB decoded per frame), {CORES} cores")
+    blosc = numcodecs.Blosc()
+    scratch = np.empty(int(np.prod(inner)) * 2, np.uint8)
+
+    def chunks_of(t: int, p: int) -> list[bytes]:
+        out = []
+        for m in range(n_mod):
+            shard = (m, t // fast.shard[1], p // fast.shard[2]) + (0,) * (z.ndim - 3)
+            path = fast._shard_path(shard)
+            index = fast._index(path, shard)
+            pos = np.ravel_multi_index(((t % fast.shard[1]) // inner[1],
+                                        (p % fast.shard[2]) // inner[2]), fast.grid[1:3])
+            off, n = (int(v) for v in index[pos])
+            with open(path, "rb") as f:
+                f.seek(off)
+                out.append(f.read(n)[:-4])      # without the crc32c
+        return out
+
+    def floor(blobs: list[bytes]) -> None:
+        for b in blobs:
+            blosc.decode(b, out=scratch)
+
+    def ours(t: int, p: int) -> Any:
+        return dv.select_trains(detstack.by_index[t]).get_array(
+            "image.data", pulses=detstack.by_index[p:p + 1])
+
+    tools: dict[str, Callable[[int, int], Any]] = {
+        "detstack get_array(open_view(store)), labelled": ours,
+        "tensorstore arr[:, t, p].read()": lambda t, p: tstore[:, t, p].read().result(),
+        "zarr-python arr[:, t, p]": lambda t, p: z[:, t, p]}
+    rng = np.random.default_rng(0)
+    picks = [(int(rng.integers(n_trains)), int(rng.integers(n_pulses)))
+             for _ in range(10 * repeat + 2)]
+    got: dict[str, list[tuple[float, float]]] = {name: [] for name in ["floor", *tools]}
+    warm(store)
+    for i, (t, p) in enumerate(picks):
+        blobs = chunks_of(t, p)
+        c0, t0 = time.thread_time(), time.perf_counter()
+        floor(blobs)
+        sample = {"floor": (time.perf_counter() - t0, time.thread_time() - c0)}
+        for name, fn in tools.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn(t, p)
+            sample[name] = (time.perf_counter() - t0, time.process_time() - c0)
+        if i >= 2:              # the first reads open files and warm caches
+            for name, v in sample.items():
+                got[name].append(v)
+    wall, cpu = (np.median([v[k] for v in got["floor"]]) * 1e3 for k in (0, 1))
+    print(f"  decode floor, one thread (numcodecs blosc)             {wall:6.1f} ms wall "
+          f"{cpu:6.1f} ms CPU; / {CORES} cores: {cpu / CORES:.1f} ms (load {os.getloadavg()[0]:.1f})")
+    for name in tools:
+        wall, cpu = (np.median([v[k] for v in got[name]]) * 1e3 for k in (0, 1))
+        print(f"  {name:52} {wall:6.1f} ms wall {cpu:6.1f} ms CPU (median of {len(got[name])} "
+              f"frames; load {os.getloadavg()[0]:.1f})")
+
+
 def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
     import tensorstore as ts
     import zarr
@@ -364,6 +444,7 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
     s, _ = best(encode_sample, 2)
     one = row("single-core encode (1/4 of the inner chunks)", s,
               len(picks) * data[0, :ct, 0].nbytes)
+    one_cpu = len(picks) * data[0, :ct, 0].nbytes / _last_cpu / 1e9
     limit = CORES * one
 
     def encode_threads() -> None:      # the same work split over one thread per core
@@ -379,9 +460,8 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
 
     def ours() -> None:
         to_zarr(det, out / "ds.zarr", keys=["image.data"], overwrite=True)
-    s, _ = best(ours, repeat)
-    row("detstack to_zarr (image.data, reads the HDF5 too)", s, data.nbytes, limit,
-        "(vs limit)")
+    ours.setup = lambda: warm(run)  # type: ignore[attr-defined]  # the page cache of a
+    # shared machine forgets the run within minutes: read it again before each round
 
     def with_zarr(pipeline: str | None) -> Callable[[], None]:
         def write() -> None:
@@ -394,33 +474,66 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
                                           meta["codecs"][0]), fill_value=0)
                 a[...] = data
         return write
-    if "zarr-python" not in SKIP:
-        s, _ = best(with_zarr(None), repeat)
-        row("zarr-python arr[...] = data (in memory)", s, data.nbytes, limit)
-    try:
-        import zarrs  # noqa: F401
-        if "zarrs" in SKIP:
-            raise ImportError("left out (--without zarrs)")
-        s, _ = best(with_zarr("zarrs.ZarrsCodecPipeline"), repeat)
-        row("zarr-python + zarrs pipeline (in memory)", s, data.nbytes, limit)
-    except ImportError as exc:
-        print(f"  zarrs: not available ({exc})")
 
     def with_ts() -> None:
         m = {k: v for k, v in meta.items() if k not in ("attributes", "storage_transformers")}
         t = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": str(out / "ts.zarr")},
                      "metadata": m, "create": True, "delete_existing": True}).result()
         t.write(data).result()
-    s, _ = best(with_ts, repeat)
-    row("tensorstore write (in memory)", s, data.nbytes, limit)
+
+    writers: dict[str, Callable[[], None]] = {
+        "detstack to_zarr (image.data, reads the HDF5 too)": ours,
+        "tensorstore write (in memory)": with_ts}
+    if "zarr-python" not in SKIP:
+        writers["zarr-python arr[...] = data (in memory)"] = with_zarr(None)
+    try:
+        import zarrs  # noqa: F401
+        if "zarrs" in SKIP:
+            raise ImportError("left out (--without zarrs)")
+        writers["zarr-python + zarrs pipeline (in memory)"] = with_zarr("zarrs.ZarrsCodecPipeline")
+    except ImportError as exc:
+        print(f"  zarrs: not available ({exc})")
+    interleaved(writers, data.nbytes, repeat, one_cpu)
     shutil.rmtree(out, ignore_errors=True)
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], nbytes: int, repeat: int,
+                one_cpu: float) -> None:
+    """Run ``fns`` one after the other in each of ``repeat`` rounds (each round sees one
+    load for all; a function's ``setup`` attribute runs untimed before it), then print per
+    row the medians of wall time, GB/s, GB per CPU-second (all threads; and relative to
+    ``one_cpu``, the single-core codec's GB per CPU-second) and, against the first row,
+    the medians of the same-round ratios."""
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
+    loads = []
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            getattr(fn, "setup", lambda: None)()
+            gc.collect()
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            rounds[name].append((time.perf_counter() - t0, time.process_time() - c0))
+        loads.append(os.getloadavg()[0])
+    first = next(iter(fns))
+    print(f"  medians of {repeat} interleaved rounds (load {min(loads):.1f}-{max(loads):.1f}); "
+          "'first row is': medians of the same-round speed ratios")
+    for name, got in rounds.items():
+        wall = float(np.median([w for w, _ in got]))
+        cpu = float(np.median([c for _, c in got]))
+        vs = [(c / o[1], w / o[0]) for (w, c), o in zip(got, rounds[first], strict=True)]
+        print(f"  {name:52} {wall:7.2f} s {nbytes / wall / 1e9:7.2f} GB/s "
+              f"{nbytes / cpu / 1e9:5.2f} GB/cpu-s = {nbytes / cpu / 1e9 / one_cpu:4.2f}x "
+              "single-core codec"
+              + ("" if name == first else
+                 f"  first row is {np.median([v[0] for v in vs]):.2f}x as fast per CPU-s, "
+                 f"{np.median([v[1] for v in vs]):.2f}x in wall time"), flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trains", type=int, default=4)
-    ap.add_argument("--parts", nargs="*", default=["h5", "zread", "zwrite"])
+    ap.add_argument("--parts", nargs="*", default=["h5", "zread", "zframe", "zwrite"])
     ap.add_argument("--dir", default="/tmp/detstack-bench/paths")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--without", nargs="*", default=[], choices=["zarrs", "zarr-python"],
@@ -431,7 +544,8 @@ def main() -> None:
     base.mkdir(parents=True, exist_ok=True)
     print(f"machine: {CORES} cores, load average {os.getloadavg()[0]:.1f}")
     for part in args.parts:
-        {"h5": bench_h5, "zread": bench_zread, "zwrite": bench_zwrite}[part](
+        {"h5": bench_h5, "zread": bench_zread, "zframe": bench_zframe,
+         "zwrite": bench_zwrite}[part](
             base, args.trains, args.repeat)
 
 

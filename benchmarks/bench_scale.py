@@ -480,14 +480,26 @@ def _man_frame(ctx: Context) -> str | None:
     _start(ctx)
     group = zarr.open_group("reference://", mode="r", storage_options={
         "fo": str(_view(ctx, "view.parq")), "remote_protocol": "file"})
+    opened = time.perf_counter()
+    import pandas  # noqa: F401 - fsspec reads the records with it: timed apart
+    imported = time.perf_counter()
     frame = group["image.data"][5, ctx.trains // 2, 7]
     assert frame.shape[-2:] == (512, 128)
-    return _cpu()
+    return _cpu(f"open {opened - ctx.t0:.2f} s, pandas import {imported - opened:.2f} s, "
+                f"frame {time.perf_counter() - imported:.2f} s; {_records(ctx)}")
+
+
+def _records(ctx: Context) -> str:
+    """The record size and file count of the measured manifest."""
+    meta = json.loads((_view(ctx, "view.parq") / ".zmetadata").read_text())
+    files = sum(1 for p in _view(ctx, "view.parq").rglob("refs.*.parq"))
+    return f"{meta.get('record_size', '?'):,} references per record file, {files:,} files"
 
 
 @measurement("man_view", "detstack open_view of the Parquet manifest + one frame",
              prepare=_need("man_build", "view.parq"))
-def _man_view(ctx: Context) -> str | None:
+def _man_view(ctx: Context, imported: str = "first imports of zarr, pandas, xarray, dask "
+              "included") -> str | None:
     import numpy as np
 
     import detstack
@@ -499,7 +511,22 @@ def _man_view(ctx: Context) -> str | None:
     tid = int(det.train_ids[ctx.trains // 2])
     frame = det.select_trains(detstack.by_id[[tid]]).get_array("image.data", pulses=np.s_[7:8])
     assert frame.shape[-2:] == (512, 128)
-    return _cpu(f"open {opened:.1f} s")
+    return _cpu(f"open {opened:.2f} s, frame {time.perf_counter() - ctx.t0 - opened:.2f} s "
+                f"({imported})")
+
+
+@measurement("man_view_imported", "detstack open_view of the Parquet manifest + one frame, "
+             "libraries imported first (as the plain zarr rows import zarr)",
+             prepare=_need("man_build", "view.parq"))
+def _man_view_imported(ctx: Context) -> str | None:
+    import dask.array  # noqa: F401 - xarray imports it when it makes the first DataArray
+    import pandas  # noqa: F401
+    import xarray  # noqa: F401
+    import zarr  # noqa: F401
+
+    import detstack.detectors  # noqa: F401
+    import detstack.store.manifest  # noqa: F401
+    return _man_view(ctx, "libraries imported before the clock")
 
 
 # -- running ------------------------------------------------------------------------------

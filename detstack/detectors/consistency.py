@@ -66,10 +66,11 @@ def count_problem(fmap: Any, group: str) -> str | None:
     present = fmap.present
     if not present.any():
         return None
-    for t in range(fmap.counts.shape[1]):
+    counts = fmap.counts.astype(np.int64)
+    lo = np.where(present, counts, np.iinfo(np.int64).max).min(axis=0)
+    hi = np.where(present, counts, -1).max(axis=0)
+    for t in np.flatnonzero(present.any(axis=0) & (lo != hi))[:1]:   # the first odd train
         have = fmap.counts[:, t][present[:, t]]
-        if len(have) < 2 or (have == have[0]).all():
-            continue
         values, n = np.unique(have, return_counts=True)
         usual = values[np.argmax(n)]
         m = int(np.flatnonzero(present[:, t] & (fmap.counts[:, t] != usual))[0])

@@ -6,8 +6,6 @@ from collections.abc import Iterator
 from copy import copy
 from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -36,6 +34,7 @@ def key_data_for(det: MultimodDetectorBase, key: str) -> MultimodKeyData:
 
 def empty_dask(shape: tuple[int, ...], dtype: np.dtype) -> Any:
     """A dask array without trains (da.zeros cannot chunk a zero-length axis)."""
+    import dask.array as da  # here: most reads need no dask (0.2 s to import)
     return da.from_array(np.zeros(shape, dtype=dtype), chunks=-1)
 
 
@@ -284,6 +283,8 @@ class MultimodKeyData:
 
     def _lazy(self, rows_per_part: int, fill_value: Any, astype: Any) -> Any:
         """A dask array of one delayed ``ndarray()`` per part of whole trains."""
+        import dask
+        import dask.array as da
         dtype = np.dtype(astype) if astype is not None else self.dtype
         parts = []
         for sub in self.det.split_trains(frames_per_part=rows_per_part):

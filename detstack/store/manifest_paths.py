@@ -19,7 +19,7 @@ from typing import Any
 
 from fsspec.core import split_protocol
 
-from .manifest_guard import Listed, normalize
+from .manifest_guard import Listed, normalize_many
 
 
 def join(base: str, rel: str) -> str:
@@ -101,9 +101,11 @@ def locate(record: dict[str, Any], attrs: dict[str, Any], folder: str) -> Locati
     recorded = _origin(record, attrs)
     data_base = _data_base(record, recorded, folder)
     listed, moved = [], {}
-    for entry in _entries(record):
+    entries = _entries(record)
+    locs = normalize_many([join(data_base, e["path"]) if _relative(e["path"]) else e["path"]
+                           for e in entries])
+    for entry, loc in zip(entries, locs, strict=True):
         p = entry["path"]
-        loc = normalize(join(data_base, p) if _relative(p) else p)
         size = entry.get("size")
         ident = entry.get("identity")
         listed.append(Listed(loc, size if isinstance(size, int) else None,

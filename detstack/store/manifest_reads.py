@@ -20,9 +20,11 @@ import numpy as np
 
 from ..errors import CorruptChunkError, DetstackError, MissingDataError, ViewRecordError
 from .h5_decode import HINT, Where, view_where
+from .manifest_direct import DirectReader
+from .manifest_records import ParquetRecords
 from .view_collection import frame_offsets, key_layout
 from .zarr_decode import error_kind, failing_chunk
-from .zarr_presence import CheckedArray, StoredObjects
+from .zarr_presence import CheckedArray, StoredObjects, require_present
 
 
 class ReferencedChunks(StoredObjects):
@@ -31,9 +33,10 @@ class ReferencedChunks(StoredObjects):
 
     def __init__(self, array: Any, counts: np.ndarray, per_frame: bool, url: str,
                  references: Any, holes: list[list[int]], where: Where,
-                 frame_axis: bool = False) -> None:
+                 frame_axis: bool = False, records: ParquetRecords | None = None) -> None:
         super().__init__(array, counts, per_frame, url, None, frame_axis)
         self.references = references
+        self.records = records       # local Parquet records: looked up directly
         self.where = where
         self.grid = tuple(-(-s // c) for s, c in zip(array.shape, array.chunks, strict=True))
         runs = np.asarray(holes, np.int64).reshape(-1, 2)
@@ -45,6 +48,10 @@ class ReferencedChunks(StoredObjects):
 
     def reference(self, coords: tuple[int, ...]) -> Any:
         """The chunk's reference ([url, offset, size] or inline bytes), or None."""
+        if self.records is not None:
+            found = self.records.lookup(self.array.path, [np.ravel_multi_index(coords, self.grid)])
+            if found is not None:
+                return None if found[0] is None else list(found[0])
         try:
             ref = self.references[self.key(coords)]
         except (KeyError, FileNotFoundError, IndexError, ValueError, TypeError):
@@ -82,12 +89,32 @@ class ManifestArray(CheckedArray):
         self.fs = fs
         self.where = where
         self.record = record
+        self.direct = DirectReader.make(array, getattr(fs, "records", None), fs, self._corrupt,
+                                        self._datasets)
+
+    def __getitem__(self, index: Any) -> Any:
+        if self.direct is None:
+            return super().__getitem__(index)
+        require_present(self.objects, index)
+        out = self.direct.read(index)
+        return super().__getitem__(index) if out is None else out
 
     def _explain(self, index: Any, exc: Exception) -> Exception:
         start = failing_chunk(self.array, index)
         if start is None:
             return exc
         coords = tuple(s // int(c) for s, c in zip(start, self.array.chunks, strict=True))
+        return self._corrupt(coords, exc)
+
+    def _datasets(self, coords: tuple[int, ...]) -> tuple[str, ...]:
+        """The datasets chunk ``coords`` lies in: its module's source, or the sidecar."""
+        module = self.record["detector"]["modules"].get(str(coords[0]), {})
+        return (f"INSTRUMENT/{module.get('source', '?')}/{self.key.replace('.', '/')}",
+                self.key)
+
+    def _corrupt(self, coords: tuple[int, ...], exc: Exception) -> CorruptChunkError:
+        """The typed error of chunk ``coords``, which ``exc`` says cannot be decoded."""
+        start = tuple(i * int(c) for i, c in zip(coords, self.array.chunks, strict=True))
         ref = self.objects.reference(coords)
         source = self.record["detector"]["modules"].get(str(start[0]), {}).get("source", "?")
         dataset = f"INSTRUMENT/{source}/{self.key.replace('.', '/')}"
@@ -126,7 +153,8 @@ def promised_chunks(fs: Any, group: Any, record: dict[str, Any], view: str,
                                    frame_offsets(counts[info["group"]]) if frames else None)
                 out[key] = ReferencedChunks(group[key], counts[info["group"]],
                                             bool(info["per_frame"]), view, fs.references,
-                                            holes.get(key) or [], where, frames)
+                                            holes.get(key) or [], where, frames,
+                                            getattr(fs, "records", None))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ViewRecordError(view, f"has an incomplete view record ({exc!r})",
                               "Write the manifest again") from exc

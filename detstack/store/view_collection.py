@@ -56,7 +56,8 @@ class ExpandedArray:
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.shape)
 
-    def __getitem__(self, item: Any) -> np.ndarray:
+    def _split(self, item: Any) -> tuple[tuple[Any, ...], list[int], bool]:
+        """(index into the stored array, output axes to re-insert, whether it is empty)."""
         if not isinstance(item, tuple):
             item = (item,)
         if any(i is Ellipsis for i in item):
@@ -79,10 +80,27 @@ class ExpandedArray:
             stored.append(idx)
             if not isinstance(idx, (int, np.integer)):
                 out_axis += 1
-        out = np.asarray(self.array[tuple(stored)])
+        return tuple(stored), expand, empty
+
+    def __getitem__(self, item: Any) -> np.ndarray:
+        stored, expand, empty = self._split(item)
+        out = np.asarray(self.array[stored])
         out = np.expand_dims(out, tuple(expand)) if expand else out
         return out[tuple(slice(0, 0) if a in expand else slice(None)
                          for a in range(out.ndim))] if empty else out
+
+    def read_jobs(self, index: tuple[Any, ...], dest: np.ndarray,
+                  batch: dict[Any, Any] | None = None) -> list[Any] | None:
+        """Jobs filling ``dest`` with ``self[index]`` when the stored array plans its own
+        reads (local zarr stores: pulse IDs are read in parallel, not one module after
+        the other); None otherwise."""
+        plan = getattr(self.array, "read_jobs", None)
+        if plan is None:
+            return None
+        stored, expand, empty = self._split(index)
+        if empty:
+            return []
+        return plan(stored, np.squeeze(dest, axis=tuple(expand)) if expand else dest, batch)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         arr = self[()]

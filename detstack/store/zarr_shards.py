@@ -4,14 +4,16 @@ zarr-python decodes one selection at a time through its asyncio pipeline and
 reaches about a third of what the machine can decode. The stores ``to_zarr``
 writes are simple: regular shards, the shard index at the end, inner chunks of
 [transpose], bytes, then blosc/zstd/gzip/crc32c. For those, a read becomes one job
-per shard: fetch the byte span of the needed inner chunks with one ``pread``, and
-decode each chunk with numcodecs (which releases the GIL) straight into the output
-when it is contiguous there. Anything else (remote or zip stores, other codecs)
-is read by zarr-python.
+per shard: open it once, read its index, then each inner chunk the request touches
+(only those) with one ``preadv`` into a reused buffer, and decode it with numcodecs
+(which releases the GIL) straight into the output when it is contiguous there, else
+into a second reused buffer and copy (un-transpose) the requested part. Anything else
+(remote or zip stores, other codecs) is read by zarr-python.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -222,24 +224,28 @@ class ShardedArray:
 
     def _pieces(self, shard: tuple[int, ...], sels: list[tuple[int, int, int, bool]]
                 ) -> list[tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]]:
-        """(inner chunk position, slices inside the chunk, slices of the request's output)."""
-        out = []
-        for pos in np.ndindex(*self.grid):
-            lo = [s * n + p * c for s, n, p, c in zip(shard, self.shard, pos, self.inner,
-                                                       strict=True)]
-            local, target = [], []
-            for (a, b, st, _), l0, c in zip(sels, lo, self.inner, strict=True):
-                first = max(a, l0)
-                first = a + -(-(first - a) // st) * st
+        """(inner chunk position, slices inside the chunk, slices of the request's output)
+        of the inner chunks of ``shard`` the request touches (only those: a shard of 64
+        inner chunks read for one frame must not cost 64 trips through Python)."""
+        per_axis = []
+        for (a, b, st, _), s, n, c in zip(sels, shard, self.shard, self.inner, strict=True):
+            base = s * n
+            lo, hi = max(a, base), min(b, base + n)
+            items = []
+            for p in range((lo - base) // c, (hi - 1 - base) // c + 1) if lo < hi else ():
+                l0 = base + p * c
+                first = a + -(-(max(a, l0) - a) // st) * st
                 stop = min(b, l0 + c)
                 if first >= stop:
-                    break
-                n = len(range(first, stop, st))
-                local.append(slice(first - l0, first - l0 + (n - 1) * st + 1, st))
-                target.append(slice((first - a) // st, (first - a) // st + n))
-            else:
-                out.append((pos, tuple(local), tuple(target)))
-        return out
+                    continue
+                k = len(range(first, stop, st))
+                t0 = (first - a) // st
+                items.append((p, slice(first - l0, first - l0 + (k - 1) * st + 1, st),
+                              slice(t0, t0 + k)))
+            if not items:
+                return []
+            per_axis.append(items)
+        return [tuple(zip(*combo, strict=True)) for combo in itertools.product(*per_axis)]
 
     def _read_shard(self, shard: tuple[int, ...],
                     requests: list[tuple[list[tuple[int, int, int, bool]], np.ndarray]]) -> None:
@@ -250,37 +256,33 @@ class ShardedArray:
                 uses.setdefault(pos, []).append((local, dest[target]))
         if not uses:
             return
-        index = self._index(path, shard)
-        positions = sorted(uses)
-        entries = index[[int(np.ravel_multi_index(pos, self.grid)) for pos in positions]]
-        missing = (entries == EMPTY).all(axis=1)
-        if missing.any():
-            raise MissingDataError(path, f"shard {shard} of {self.array.path} lacks inner "
-                                   f"chunk {positions[int(np.flatnonzero(missing)[0])]} that "
-                                   "the store's counts say holds frames",
-                                   "The store is damaged; convert the run again")
-        fd = os.open(path, os.O_RDONLY)
+        fd = self._open(path, shard)      # one descriptor for the index and the chunks
         try:
+            index = self._index(path, shard, fd)
+            positions = sorted(uses)
+            strides = [math.prod(self.grid[i + 1:]) for i in range(len(self.grid))]
+            entries = index[[sum(p * s for p, s in zip(pos, strides, strict=True))
+                             for pos in positions]]
+            missing = (entries == EMPTY).all(axis=1)
+            if missing.any():
+                raise MissingDataError(path, f"shard {shard} of {self.array.path} lacks inner "
+                                       f"chunk {positions[int(np.flatnonzero(missing)[0])]} "
+                                       "that the store's counts say holds frames",
+                                       "The store is damaged; convert the run again")
             for pos, (off, nbytes) in zip(positions, entries.tolist(), strict=True):
-                at = [s * n + p * c for s, n, p, c in zip(shard, self.shard, pos, self.inner,
-                                                           strict=True)]
-                last = min(at[1] + self.inner[1], self.shape[1]) - 1
-                where = (f"inner chunk {pos} of shard {shard}: module slot {at[0]}, train "
-                         f"index {at[1]}" + (f"-{last}" if last > at[1] else ""))
                 # one chunk at a time into a reused buffer: still in cache for the decoder
                 raw = _scratch("raw", nbytes)
                 if os.preadv(fd, [raw], off) != nbytes:
                     raise FileFormatError(path, "the shard file is truncated",
                                           "Convert the run again")
-                self._decode_into(raw, uses[pos], path, where)
+                self._decode_into(raw, uses[pos], path, lambda pos=pos: self._where(shard, pos))
         finally:
             os.close(fd)
 
-    def _index(self, path: str, shard: tuple[int, ...]) -> np.ndarray:
-        n = math.prod(self.grid)
-        nbytes = 16 * n + (self.index_extra or 0)
+    def _open(self, path: str, shard: tuple[int, ...]) -> int:
+        """A descriptor of the shard (or chunk) file; a missing one is a MissingDataError."""
         try:
-            fd = open_regular(path, f"shard of {self.array.path}")  # a FIFO would block
+            return open_regular(path, f"shard of {self.array.path}")  # a FIFO would block
         except FileNotFoundError:
             t0 = shard[1] * self.shard[1]
             kind = "chunk" if self.index_extra is None else "shard"
@@ -289,13 +291,21 @@ class ShardedArray:
                                    f"{min(t0 + self.shard[1], self.shape[1]) - 1}) is missing, "
                                    "but the store's counts say it holds frames",
                                    "The store is damaged; convert the run again") from None
-        try:
-            size = os.fstat(fd).st_size
-            if self.index_extra is None:      # unsharded: the file is the one chunk
-                return np.array([[0, size]], np.uint64)
-            raw = os.pread(fd, nbytes, size - nbytes) if size >= nbytes else b""
-        finally:
-            os.close(fd)
+
+    def _index(self, path: str, shard: tuple[int, ...], fd: int | None = None) -> np.ndarray:
+        """The shard's (offset, nbytes) per inner chunk, read from ``fd`` if given."""
+        if fd is None:
+            fd = self._open(path, shard)
+            try:
+                return self._index(path, shard, fd)
+            finally:
+                os.close(fd)
+        n = math.prod(self.grid)
+        nbytes = 16 * n + (self.index_extra or 0)
+        size = os.fstat(fd).st_size
+        if self.index_extra is None:      # unsharded: the file is the one chunk
+            return np.array([[0, size]], np.uint64)
+        raw = os.pread(fd, nbytes, size - nbytes) if size >= nbytes else b""
         if len(raw) != nbytes:
             raise FileFormatError(path, "the shard is shorter than its index", "Convert the "
                                   "run again")
@@ -304,16 +314,24 @@ class ShardedArray:
                                   "The store is damaged; convert the run again")
         return np.frombuffer(raw[:16 * n], "<u8").reshape(n, 2)
 
+    def _where(self, shard: tuple[int, ...], pos: tuple[int, ...]) -> str:
+        """The inner chunk, module slot and trains, for error messages."""
+        at = [s * n + p * c for s, n, p, c in zip(shard, self.shard, pos, self.inner,
+                                                   strict=True)]
+        last = min(at[1] + self.inner[1], self.shape[1]) - 1
+        return (f"inner chunk {pos} of shard {shard}: module slot {at[0]}, train "
+                f"index {at[1]}" + (f"-{last}" if last > at[1] else ""))
+
     def _decode_into(self, raw: np.ndarray,
                      uses: list[tuple[tuple[slice, ...], np.ndarray]], path: str,
-                     where: str = "") -> None:
+                     where: Callable[[], str] = lambda: "") -> None:
         """Decode one inner chunk and copy it where each use wants it (straight into the
         output when one use takes the whole, untransposed chunk)."""
         codecs = self.codecs
         shape = self.inner if codecs.order is None else tuple(self.inner[i] for i in codecs.order)
         local, out = uses[0]
         direct = (len(uses) == 1 and codecs.order is None and out.flags.c_contiguous
-                  and codecs.dtype == self.dtype
+                  and codecs.dtype == self.dtype == out.dtype
                   and all(s == slice(0, n, 1) for s, n in zip(local, self.inner, strict=True)))
         nbytes = math.prod(shape) * codecs.dtype.itemsize
         data: Any = raw
@@ -326,7 +344,7 @@ class ShardedArray:
                                                                                  nbytes)
                 data = step(data, into)
         except Exception as exc:       # numcodecs raises RuntimeError/ValueError on bad data
-            raise CorruptChunkError(path, f"an inner chunk of {self.array.path} ({where}) "
+            raise CorruptChunkError(path, f"an inner chunk of {self.array.path} ({where()}) "
                                     f"cannot be decoded ({exc})", "The store is damaged; "
                                     "convert the run again") from None
         if direct and isinstance(data, np.ndarray) and np.shares_memory(data, out):

@@ -71,6 +71,27 @@ def test_unsharded_arrays_decode_chunk_files(tmp_path: Path) -> None:
         fast[2:4, 3:6]
 
 
+def test_expanded_arrays_plan_jobs_like_their_reads(tmp_path: Path) -> None:
+    """Arrays with re-inserted length-1 axes (pulse IDs read as rows of one value) give
+    jobs filling the output like their own reads, into an output of another dtype too."""
+    from detstack.store.view_collection import ExpandedArray
+    data = np.arange(3 * 10 * 4, dtype="<u8").reshape(3, 10, 4)
+    plain = zarr.create_array(str(tmp_path / "p"), shape=data.shape, chunks=(1, 8, 4),
+                              dtype="<u8", fill_value=0)
+    plain[...] = data
+    fast = ShardedArray.wrap(zarr.open_array(str(tmp_path / "p"), mode="r"), str(tmp_path / "p"))
+    expanded = ExpandedArray(fast, (3,))
+    for index in [(1, 2, slice(None), slice(0, 1)), (2, 9, slice(1, 3), 0), (0, slice(6, 10)),
+                  (1, 3, slice(None), slice(1, 1))]:
+        want = expanded[index]
+        out = np.full(want.shape, -1, np.int64)
+        for job in expanded.read_jobs(index, out):
+            job()
+        np.testing.assert_array_equal(out, want, err_msg=str(index))
+    assert ExpandedArray(zarr.open_array(str(tmp_path / "p"), mode="r"), (3,)).read_jobs(
+        (0, 1), np.empty((4, 1))) is None           # zarr-python reads it itself
+
+
 def test_unusual_arrays_stay_with_zarr_python(tmp_path: Path) -> None:
     odd = zarr.create_array(str(tmp_path / "p"), shape=(4, 4), chunks=(2, 2), dtype="u2",
                             chunk_key_encoding={"name": "v2"})

@@ -11,9 +11,11 @@ not encoding is overhead, kept small here:
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ import numpy as np
 from .layout import EMPTY, ArrayLayout, shard_index
 
 Parts = list[Any]    # bytes-like pieces of one stored object, in order
+PREALLOCATE = True   # reserve a shard's blocks before writing it (see _preallocate)
 
 
 def shard_parts(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout,
@@ -49,12 +52,45 @@ def shard_parts(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout,
     return parts
 
 
+PREALLOCATE_BYTES = 1 << 20     # files from this size on get their blocks in one call
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@lru_cache(maxsize=1)
+def _fallocate() -> Callable[[int, int], int] | None:
+    """Linux ``fallocate(fd, 0, 0, n)`` (None elsewhere): unlike ``os.posix_fallocate``
+    it never falls back to writing zeros on file systems that cannot reserve blocks."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fn.restype = ctypes.c_int
+    return lambda fd, nbytes: 0 if fn(fd, 0, 0, nbytes) == 0 else ctypes.get_errno()
+
+
+def _preallocate(fd: int, nbytes: int, path: str) -> None:
+    """Reserve a shard's blocks before writing it: ext4 then maps them in one call instead
+    of page by page as the write goes (measured: about half the CPU of writing a 64 MiB
+    shard into the page cache), and a full disk fails here, before any byte is written.
+    File systems that cannot reserve blocks are written as before."""
+    fallocate = _fallocate()
+    if fallocate is None or nbytes < PREALLOCATE_BYTES:
+        return
+    err = fallocate(fd, nbytes)
+    if err in _NO_SPACE:
+        raise OSError(err, os.strerror(err), path)
+
+
 def write_parts(path: str, parts: Parts) -> None:
     """Write ``parts`` as the whole content of the file ``path`` (created or truncated)."""
     iov_max = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         views = [memoryview(p).cast("B") for p in parts]
+        if PREALLOCATE:
+            _preallocate(fd, sum(v.nbytes for v in views), path)
         i = 0
         while i < len(views):
             n = os.writev(fd, views[i:i + iov_max])

@@ -26,6 +26,7 @@ from ..checksums import block_checksum, done_marker
 from ..plan import ViewPlan
 from .buffers import release_buffers, thread_buffer, tune_malloc
 from .encode import Parts, shard_parts
+from .frame_shards import write_frame_shards
 from .layout import ArrayLayout, chunk_encoder
 from .target import DONE_DIR, Target
 
@@ -230,6 +231,8 @@ def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout) -> bytes 
 
 def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
                sums: list[tuple[int, int]]) -> None:
+    if write_frame_shards(task, rows, src.read, target, sums):
+        return
     lay = rows.layout
     ut = lay.unit_trains
     natural = tuple(max(s, 1) for s in lay.shape[2:])

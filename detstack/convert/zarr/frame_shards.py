@@ -1,0 +1,106 @@
+"""Shards of a large per-frame key (the default layout) written a group of pulses at a time.
+
+A shard holds 8 trains x every pulse of one module (128 MiB of raw AGIPD); its inner
+chunks hold one pulse of those trains. Reading the whole shard into memory first and
+then encoding it passes every byte through main memory three more times (the copy from
+the page cache, the checksum, the transposition). Here the source rows of a few
+pulses of every train (~8 MiB) are read at a time into a buffer that stays in the CPU's
+cache for the checksum, the transposition and the compressor, and each train's checksum
+is carried on from group to group (crc32 continues over the train's rows in order).
+The shard's bytes are the same as those of ``encode.shard_parts``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ..checksums import block_checksum
+from .buffers import thread_buffer
+from .layout import EMPTY, ArrayLayout, chunk_encoder, shard_index
+
+GROUP_BYTES = 8 << 20       # source rows read at once: inside the L3 cache of any CPU
+
+ReadRows = Callable[[int, str, int, int, np.ndarray, str], None]
+
+
+@lru_cache(maxsize=64)
+def _encoder(codecs_json: str, dtype: str) -> Any:
+    return chunk_encoder(json.loads(codecs_json), np.dtype(dtype), True)
+
+
+def applies(lay: ArrayLayout) -> bool:
+    """Whether ``lay`` is a sharded per-frame key whose shard covers every frame and the
+    whole entry of its trains and whose inner chunks span the shard's trains."""
+    if not (lay.sharded and lay.per_frame and not lay.frame_axis):
+        return False
+    natural = tuple(max(s, 1) for s in lay.shape[2:])
+    padded = tuple(-(-s // u) * u for s, u in zip(natural, lay.unit[2:], strict=True))
+    return tuple(lay.chunk[:2]) == (1, lay.unit_trains) and tuple(lay.unit[2:]) == padded
+
+
+def write_frame_shards(task: Any, rows: Any, read: ReadRows, target: Any,
+                       sums: list[tuple[int, int]]) -> bool:
+    """Write the task's shards of ``rows.layout`` if ``applies`` (else return False):
+    ``read(file, dataset, first row, n, out, where)`` fills ``out`` with source rows,
+    ``sums`` gets the (train index, crc32) of every train with data."""
+    lay: ArrayLayout = rows.layout
+    if not applies(lay):
+        return False
+    ut, cp, n_pulses = lay.unit_trains, lay.chunk[2], lay.unit[2]
+    entry = tuple(lay.unit[3:])
+    natural = tuple(max(s, 1) for s in lay.shape[3:])
+    pulse_bytes = ut * cp * lay.dtype.itemsize * math.prod(entry)
+    gp = min(n_pulses, cp * max(1, GROUP_BYTES // pulse_bytes))   # pulses per group
+    fill = lay.dtype.type(lay.fill_value)
+    buf = thread_buffer("pulse-group", (ut, gp) + entry, lay.dtype)
+    if entry != natural:
+        buf[...] = fill          # the padding beyond the array's edge stays fill
+    view = buf[(slice(None), slice(None)) + tuple(slice(0, s) for s in natural)]
+    encode = _encoder(json.dumps(lay.codecs), lay.dtype.str)
+    grid = tuple(u // c for u, c in zip(lay.unit, lay.chunk, strict=True))
+    for u0 in range(task.t0, task.t1, ut):
+        a = u0 - task.t0
+        count = np.zeros(ut, np.int64)
+        have = rows.count[a:a + ut]
+        count[:len(have)] = have
+        if not count.any():
+            continue
+        crcs = [0] * ut
+        index = np.full(grid + (2,), EMPTY, np.uint64)
+        parts: list[Any] = []
+        offset = 0
+        for g0 in range(0, n_pulses, gp):
+            g1 = min(g0 + gp, n_pulses)
+            n = np.clip(count - g0, 0, g1 - g0)
+            for i in range(ut):
+                k = int(n[i])
+                if k:
+                    j = int(rows.file[a + i])
+                    read(j, rows.datasets[j], int(rows.first[a + i]) + g0, k, view[i, :k],
+                         f"module slot {task.slot}, train {task.train_ids[a + i]}")
+                    crcs[i] = block_checksum(view[i, :k], crcs[i])
+                if k < g1 - g0:
+                    view[i, k:g1 - g0] = fill
+            for q in range(g0 // cp, g1 // cp):
+                if not (count > q * cp).any():
+                    continue            # no train has a frame in this inner chunk
+                p0 = q * cp - g0
+                for pos in np.ndindex(*grid[3:]):
+                    sel = tuple(slice(p * c, (p + 1) * c)
+                                for p, c in zip(pos, lay.chunk[3:], strict=True))
+                    pieces = encode(buf[(None, slice(None), slice(p0, p0 + cp)) + sel])
+                    nbytes = sum(memoryview(x).nbytes for x in pieces)
+                    index[(0, 0, q) + pos] = (offset, nbytes)
+                    parts.extend(pieces)
+                    offset += nbytes
+        parts.append(shard_index(index))
+        key = "/".join([lay.key, "c", str(task.slot), str(u0 // ut)] + ["0"] * (len(lay.unit) - 2))
+        target.put(key, parts)
+        sums.extend((u0 + i, crcs[i]) for i in range(ut) if count[i] > 0)
+    return True
