@@ -157,3 +157,22 @@ def test_records_of_any_size_from_module_tasks(run: Path, monkeypatch: pytest.Mo
                  ["detstack_record"]["manifest"]["unallocated"] for m in (base, out)]
         assert holes[0] == holes[1]
     assert_same_reads(det, open_det(open_view(out), NAME))
+
+
+def test_record_files_have_row_groups(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record files are cut into row groups (readers of one chunk decode only its group):
+    several per file, the same references as one group, read back by fsspec and detstack."""
+    from detstack.convert.manifest import records
+    det = open_det(run, NAME)
+    whole = to_manifest(det, run / "groups1.parq", overwrite=True)
+    monkeypatch.setattr(records, "ROW_GROUP", 5)
+    out = to_manifest(det, run / "groups5.parq", overwrite=True)
+    meta = pq.ParquetFile(out / "image.data" / "refs.0.parq").metadata
+    assert meta.num_row_groups > 2 and meta.row_group(0).num_rows == 5
+    assert pq.ParquetFile(whole / "image.data" / "refs.0.parq").metadata.num_row_groups == 1
+    assert references(out) == references(whole)
+    ds = xr.open_dataset("reference://", engine="zarr", mask_and_scale=False,
+                         storage_options={"fo": str(out), "remote_protocol": "file"})
+    np.testing.assert_array_equal(ds["image.data"].values,
+                                  expected_array(ViewPlan(det, squeeze=True), "image.data"))
+    assert_same_reads(det, open_det(open_view(out), NAME))
