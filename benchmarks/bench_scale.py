@@ -209,24 +209,26 @@ def _ed_detector(ctx: Context) -> str | None:
 # The detector is opened before the clock starts (its open is the rows above); the peak RSS
 # is the whole process's, so it includes the opened run.
 
-_CPU0 = [0.0]
+_CPU0 = [0.0, 0.0]
 
 
-def _cpu_seconds() -> float:
+def _cpu_seconds() -> tuple[float, float]:
     """CPU time of this process and of the worker processes it has waited for."""
     import resource
-    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
-                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return tuple(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def _start(ctx: Context) -> None:
     """Start the clock, and the CPU clock: on a shared machine CPU time is the steadier figure."""
-    _CPU0[0] = _cpu_seconds()
+    _CPU0[:] = _cpu_seconds()
     ctx.start()
 
 
 def _cpu(note: str | None = None) -> str:
-    cpu = f"CPU {_cpu_seconds() - _CPU0[0]:.1f} s (with workers)"
+    own, workers = (now - then for now, then in zip(_cpu_seconds(), _CPU0, strict=True))
+    cpu = f"CPU {own:.1f} s" + (f" + {workers:.1f} s in worker processes" if workers >= 0.05
+                                else "")
     return f"{cpu}; {note}" if note else cpu
 
 
