@@ -12,6 +12,7 @@ import numpy as np
 
 from ...frames import FrameMap
 from ..axes import SINGLETON, SINGLETON_NOTE
+from ..frame_ids import write_frame_coordinates
 from ..plan import KeyPlan, ViewPlan
 from .mappings import MappingBuilder, SourceNames, block_runs, run_breaks
 
@@ -130,10 +131,13 @@ def write_coords(h5: h5py.Group, plan: ViewPlan, groups: list[str]) -> dict[str,
         h5.create_dataset(f"counts/{g}", data=plan.counts(g), dtype=np.uint64)
         paths["counts"][g] = _join(h5.name, f"counts/{g}")
     if plan.frames:
-        paths["frames"] = {}
-        for name, values in plan.frame_coordinates().items():
-            h5.create_dataset(f"frames/{name}", data=values)
-            paths["frames"][name] = _join(h5.name, f"frames/{name}")
+        grp = h5.create_group("frames")
+        names = write_frame_coordinates(grp, plan.det)      # in blocks of trains
+        if names is None:                                   # the detector's own labels
+            for name, values in plan.frame_coordinates().items():
+                grp.create_dataset(name, data=values)
+            names = list(grp)
+        paths["frames"] = {name: _join(h5.name, f"frames/{name}") for name in names}
     return paths
 
 
