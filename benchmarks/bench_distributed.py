@@ -1,10 +1,11 @@
 """Distributed conversion: ``to_zarr(..., client=...)`` on 1, 2 and 4 worker processes.
 
     python benchmarks/bench_distributed.py [--trains 16] [--pulses 64] [--workers 1,2,4]
-                                           [--dir /tmp/detstack-bench-dist]
+                                           [--values realistic] [--dir /tmp/detstack-bench-dist]
 
-Writes (once) a synthetic AGIPD-1M raw run with real pixel data (Poisson photon counts,
-mean 0.5; 16 modules, ``--trains`` x ``--pulses`` frames, two sequence files per module),
+Writes (once) a synthetic AGIPD-1M raw run with real pixel data (``--values``: the
+realistic model by default, pedestals + noise + photons in ADU; 16 modules, ``--trains`` x
+``--pulses`` frames, two sequence files per module),
 warms the page cache, converts it with threads (the baseline), then on a fresh
 ``distributed.LocalCluster`` of N single-threaded worker processes for each N. Reports
 wall time, input GB/s, CPU seconds of all workers, the peak RSS of every worker during
@@ -43,12 +44,13 @@ def peak_mb() -> float:
     return float("nan")
 
 
-def make_run(folder: Path, trains: int, pulses: int) -> None:
+def make_run(folder: Path, trains: int, pulses: int, values: str) -> None:
     from detstack import synth
     if folder.is_dir() and any(folder.glob("*.h5")):
         return
     synth.write_run(folder, "AGIPD1M", raw=True, n_trains=trains, frames_per_train=pulses,
-                    trains_per_file=max(1, trains // 2), with_control=False, overwrite=True)
+                    trains_per_file=max(1, trains // 2), with_control=False, overwrite=True,
+                    values=values)
 
 
 def input_bytes(folder: Path) -> int:
@@ -84,6 +86,7 @@ def main() -> None:
     parser.add_argument("--trains", type=int, default=16)
     parser.add_argument("--pulses", type=int, default=64)
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--values", default="realistic", help="synth value model")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/detstack-bench-dist"))
     args = parser.parse_args()
 
@@ -95,8 +98,8 @@ def main() -> None:
     from detstack.convert import to_zarr
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
-    run = args.dir / "run"
-    make_run(run, args.trains, args.pulses)
+    run = args.dir / f"run-{args.values}-{args.trains}x{args.pulses}"
+    make_run(run, args.trains, args.pulses, args.values)
     warm(run)
     size = input_bytes(run)
     det = detstack.AGIPD1M(detstack.RunDirectory(str(run)), raw=True)
@@ -127,7 +130,8 @@ def main() -> None:
                      " / ".join(f"{p:.0f}" for p in peaks), same_store(threaded, out)))
         shutil.rmtree(out, ignore_errors=True)
 
-    print(f"AGIPD-1M raw, 16 modules x {args.trains} trains x {args.pulses} frames, "
+    print(f"AGIPD-1M raw ({args.values} values), 16 modules x {args.trains} trains x "
+          f"{args.pulses} frames, "
           f"{size / 1e9:.2f} GB input, page cache warm\n")
     print("| conversion | wall time | input GB/s | CPU s (all workers) | peak RSS per worker "
           "(MB) | store equals threads |")
