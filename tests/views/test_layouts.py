@@ -353,6 +353,24 @@ def test_frame_coordinates_module_by_module(tmp_path: Path, name: str,
         assert v.dtype == np.uint64
 
 
+@pytest.mark.parametrize("name", ["agipd-var", "dssc-raw"])
+def test_frame_view_coordinates_written_in_blocks(tmp_path: Path, name: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frame view writes its per-frame IDs block of trains by block (blocks of 2
+    trains here): they equal the detector's own labels."""
+    from detstack.convert import frame_ids
+    monkeypatch.setattr(frame_ids, "TRAIN_BLOCK", 2)
+    det = make(tmp_path / "run", name)
+    out = to_vds(det, tmp_path / "v.h5", layout="frames")
+    pulses, cells = det.frame_labels("pulseId"), det.frame_labels("cellId")
+    with h5py.File(out, "r") as f:
+        assert sorted(f["frames"]) == ["cell_id", "pulse_id", "train_id"]
+        for got, want in ((f["frames/train_id"], pulses.train), (f["frames/pulse_id"], pulses.inner),
+                          (f["frames/cell_id"], cells.inner)):
+            assert got.dtype == np.uint64
+            np.testing.assert_array_equal(got[()], np.asarray(want, np.uint64))
+
+
 def test_frame_coordinates_disagreeing_modules_refused(tmp_path: Path) -> None:
     """Modules recording different pulse IDs for a frame: the frame-layout view and the
     CXI file are refused with the detector's typed error (module, train), and nothing
