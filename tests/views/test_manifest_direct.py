@@ -204,3 +204,33 @@ def test_record_files_in_row_groups_are_read_by_group(fresh):
     assert len(arr.direct.records.row_groups("image.data", 0)) > 3
     np.testing.assert_array_equal(arr.direct.read(()), np.asarray(arr.array[...]))
     np.testing.assert_array_equal(arr.direct.read((0, 1)), np.asarray(arr.array[0, 1]))
+
+
+def test_chunk_index_accepts_exactly_the_stored_chunks(tmp_path):
+    """The guard's chunk lookup: every stored chunk (start, size) of a chunked dataset, a
+    range inside a contiguous one; not a shifted start, a wrong size or a gap."""
+    from detstack.store.manifest_guard import ChunkIndex
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("c", data=np.arange(6 * 40, dtype=np.uint16).reshape(6, 40),
+                         chunks=(1, 40))
+        f.create_dataset("z", data=np.arange(50, dtype=np.uint8).reshape(5, 10),
+                         chunks=(1, 10), compression="gzip")
+        f.create_dataset("flat", data=np.arange(100, dtype=np.int32))
+    with h5py.File(path, "r") as f:
+        spans = {name: [(c.byte_offset, c.size) for c in
+                        (f[name].id.get_chunk_info(i) for i in range(f[name].id.get_num_chunks()))]
+                 for name in ("c", "z")}
+        flat = f["flat"].id.get_offset()
+    index = ChunkIndex(str(path))
+    try:
+        for name, chunks in spans.items():
+            for start, size in chunks:
+                assert index.holds(start, start + size, (name,))
+            start, size = chunks[2]
+            assert not index.holds(start + 1, start + 1 + size, (name,))
+            assert not index.holds(start, start + size - 1, (name,))
+        assert index.holds(flat + 8, flat + 40, ("flat",))
+        assert not index.holds(flat + 396, flat + 404, ("flat",))
+    finally:
+        index.close()
