@@ -13,6 +13,12 @@ class DetstackError(Exception):
     def __str__(self) -> str:  # KeyError subclasses would otherwise repr() the message
         return str(self.args[0]) if self.args else ""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled with the arguments it was made from (an error raised in a worker
+        process reaches the parent with its type; OSError's own rule would call
+        ``__init__`` with the message alone)."""
+        return type(self), getattr(self, "_made_from", self.args), dict(vars(self))
+
 
 class FileFormatError(DetstackError, OSError):
     """A file is not a usable EuXFEL HDF5 file (not HDF5, truncated, missing INDEX...).
@@ -28,6 +34,7 @@ class FileFormatError(DetstackError, OSError):
     """
 
     def __init__(self, path: object, problem: str, hint: str = "") -> None:
+        self._made_from = (path, problem, hint)
         self.path = str(path)
         self.problem = problem
         msg = f"{self.path}: {problem}"
@@ -87,6 +94,7 @@ class MissingDependencyError(DetstackError, ImportError):
     """
 
     def __init__(self, package: str, extra: str, feature: str) -> None:
+        self._made_from = (package, extra, feature)
         self.package = package
         self.extra = extra
         super().__init__(f"{feature} needs the optional package {package}, which is not "
@@ -128,6 +136,7 @@ class OutputWriteError(DetstackError, OSError):
     """
 
     def __init__(self, target: object, problem: str, hint: str = "") -> None:
+        self._made_from = (target, problem, hint)
         self.target = str(target)
         msg = f"{self.target}: {problem}"
         if hint:

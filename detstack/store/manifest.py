@@ -71,6 +71,7 @@ class SourceUnreachableError(DetstackError, ReferenceNotReachable):
     """A reference's source file is missing or unreadable (never read as fill)."""
 
     def __init__(self, reference: str, target: str, reason: str) -> None:
+        self._made_from = (reference, target, reason)
         ReferenceNotReachable.__init__(self, reference, target)
         self.args = (f"chunk {reference!r} cannot be read from {target} ({reason}); restore "
                      "the file, or rebuild the manifest",)

@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import pickle
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 from typing import Any
 
-from ...errors import DetstackError
+from ..forked import Reported, run_reporting, unpack
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +36,8 @@ def workers() -> int:
                else os.cpu_count() or 1)
 
 
-def _run(i: int) -> tuple[str, Any, str]:
-    try:
-        return "ok", _TASK[0](i), ""
-    except BaseException as exc:  # noqa: BLE001 - every error goes back to the parent
-        try:
-            blob: bytes | None = pickle.dumps(exc)
-            pickle.loads(blob)
-        except Exception:  # noqa: BLE001 - unpicklable: its message travels
-            blob = None
-        return "error", blob, f"{type(exc).__name__}: {exc}"
+def _run(i: int) -> Reported:
+    return run_reporting(_TASK[0], i)
 
 
 class Tasks:
@@ -71,12 +62,7 @@ class Tasks:
             return [self.task(i) for i in range(self.n)]
         out = []
         for fut in self.futures:
-            status, value, message = fut.result()
-            if status == "error":
-                if value is not None:
-                    raise pickle.loads(value)
-                raise DetstackError(message)
-            out.append(value)
+            out.append(unpack(fut.result()))
         return out
 
     def __enter__(self) -> Tasks:

@@ -18,7 +18,6 @@ import ctypes
 import logging
 import multiprocessing
 import os
-import pickle
 import signal
 import sys
 from collections.abc import Iterator
@@ -30,8 +29,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ...errors import DetstackError
 from ..atomic import remove_path, temp_sibling
+from ..forked import Reported, run_reporting, unpack
 from ..plan import KeyPlan, ViewPlan
 from .keys import BLOCK_GROUP, PER_TRAIN, add_key_mappings
 from .mappings import LIBVER, MappingBuilder, SourceNames, SourceRef
@@ -137,16 +136,8 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _run(i: int) -> tuple[str, Any, str]:
-    try:
-        return "ok", _build_task(i), ""
-    except BaseException as exc:  # noqa: BLE001 - every error goes back to the parent
-        try:
-            blob: bytes | None = pickle.dumps(exc)
-            pickle.loads(blob)
-        except Exception:  # noqa: BLE001 - unpicklable: its message travels
-            blob = None
-        return "error", blob, f"{type(exc).__name__}: {exc}"
+def _run(i: int) -> Reported:
+    return run_reporting(_build_task, i)
 
 
 class ParallelBlocks:
@@ -185,12 +176,7 @@ class ParallelBlocks:
 
     def _next(self) -> tuple[str, list[tuple[int, int, int]]]:
         assert self.results is not None
-        status, value, message = next(self.results)
-        if status == "error":
-            if value is not None:
-                raise pickle.loads(value)
-            raise DetstackError(message)
-        return value
+        return unpack(next(self.results))
 
     def write(self, h5: h5py.File, kp: KeyPlan) -> tuple[h5py.Dataset, int]:
         """Like ``write_blocked``, from the workers' blocks (keys in the order given)."""
