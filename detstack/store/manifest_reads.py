@@ -61,11 +61,23 @@ class ReferencedChunks(StoredObjects):
         return ref
 
     def _exists(self, coords: tuple[int, ...]) -> bool:
-        if self.reference(coords) is not None:
-            return True
+        return self.reference(coords) is not None or self._in_hole(coords)
+
+    def _in_hole(self, coords: tuple[int, ...]) -> bool:
         i = int(np.ravel_multi_index(coords, self.grid))
         j = int(np.searchsorted(self.hole_start, i, side="right")) - 1
         return j >= 0 and i < int(self.hole_stop[j])
+
+    def _first_missing(self, coords: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+        """The Parquet records are asked once for all of a (slot, train)'s chunks."""
+        if self.records is None or not coords:
+            return super()._first_missing(coords)
+        flat = np.ravel_multi_index(tuple(np.asarray(coords, np.int64).T), self.grid)
+        found = self.records.lookup(self.array.path, flat)
+        if found is None:                    # inline records: one by one
+            return super()._first_missing(coords)
+        return next((c for c, ref in zip(coords, found, strict=True)
+                     if ref is None and not self._in_hole(c)), None)
 
     def missing(self, coords: tuple[int, ...], s: int, t: int) -> MissingDataError:
         return MissingDataError(

@@ -97,14 +97,17 @@ class StoredObjects:
             for t in trains:
                 if t >= n_trains or not self.counts[s, t] or (s, t) in self._checked:
                     continue
-                for coords in self.objects(s, t):
-                    if coords in self._present:
-                        continue
-                    if not self._exists(coords):
-                        raise self.missing(coords, s, t)
-                    if self.unit[1] > 1 and not self.frame_axis:
-                        self._present.add(coords)
+                todo = [c for c in self.objects(s, t) if c not in self._present]
+                absent = self._first_missing(todo)
+                if absent is not None:
+                    raise self.missing(absent, s, t)
+                if self.unit[1] > 1 and not self.frame_axis:
+                    self._present.update(todo)
                 self._checked.add((s, t))
+
+    def _first_missing(self, coords: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+        """The first of these objects that does not exist, or None."""
+        return next((c for c in coords if not self._exists(c)), None)
 
     def _where(self, t: int) -> str:
         if self.frame_axis:
