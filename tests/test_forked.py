@@ -39,12 +39,14 @@ def test_unpicklable_error_travels_as_its_message():
 def test_every_error_class_pickles_with_its_type_and_fields():
     import pickle
 
+    from detstack.convert.manifest.storage import UnsupportedKeyError
     from detstack.errors import MissingDependencyError, OutputWriteError
     from detstack.store.manifest import SourceUnreachableError
     made = [MissingDataError("/data/f.h5", "train 3 is missing", "rebuild it"),
             OutputWriteError("/out/v.h5", "disk full"),
             MissingDependencyError("fastparquet", "parquet", "writing .parq manifests"),
-            SourceUnreachableError("refs/0", "/data/f.h5", "moved")]
+            SourceUnreachableError("refs/0", "/data/f.h5", "moved"),
+            UnsupportedKeyError("image.data", "szip compression")]
     for exc in made:
         back = pickle.loads(pickle.dumps(exc))
         assert type(back) is type(exc) and str(back) == str(exc)

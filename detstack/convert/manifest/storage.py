@@ -26,14 +26,12 @@ class UnsupportedKeyError(DetstackError, ValueError):
     """A key whose data cannot be referenced exactly by a Zarr manifest."""
 
     def __init__(self, key: str, reason: str) -> None:
+        self._made_from = (key, reason)   # travels from a worker process unchanged
         self.key = key
         self.reason = reason
         super().__init__(f"key {key!r} cannot be referenced by a zarr manifest: {reason}. "
                          "Copy it into a zarr store with detstack.convert.to_zarr instead, "
                          "or pass on_unsupported='skip' to leave it out of the manifest")
-
-    def __reduce__(self) -> tuple[Any, ...]:   # travels from a worker process unchanged
-        return type(self), (self.key, self.reason)
 
 
 # -- HDF5 storage ---------------------------------------------------------------
