@@ -61,25 +61,32 @@ def check_key(data: Any, sources: list[str], key: str) -> None:
                                        f"clip frames. {LEAVE_OUT}")
 
 
+def first_odd(values: np.ndarray, have: np.ndarray) -> tuple[int, int, int] | None:
+    """The first column (axis 1) where the modules (axis 0) that ``have`` a value
+    disagree: (column, the value most of them hold, the first module holding another)."""
+    v = np.asarray(values, np.int64)
+    lo = np.where(have, v, np.iinfo(np.int64).max).min(axis=0)
+    hi = np.where(have, v, -1).max(axis=0)
+    bad = np.flatnonzero(have.any(axis=0) & (lo != hi))
+    if not len(bad):
+        return None
+    c = int(bad[0])
+    common, n = np.unique(v[have[:, c], c], return_counts=True)
+    usual = int(common[np.argmax(n)])
+    return c, usual, int(np.flatnonzero(have[:, c] & (v[:, c] != usual))[0])
+
+
 def count_problem(fmap: Any, group: str) -> str | None:
     """The first train whose modules store different row counts, naming the odd module."""
-    present = fmap.present
-    if not present.any():
+    odd = first_odd(fmap.counts, fmap.present)
+    if odd is None:
         return None
-    counts = fmap.counts.astype(np.int64)
-    lo = np.where(present, counts, np.iinfo(np.int64).max).min(axis=0)
-    hi = np.where(present, counts, -1).max(axis=0)
-    for t in np.flatnonzero(present.any(axis=0) & (lo != hi))[:1]:   # the first odd train
-        have = fmap.counts[:, t][present[:, t]]
-        values, n = np.unique(have, return_counts=True)
-        usual = values[np.argmax(n)]
-        m = int(np.flatnonzero(present[:, t] & (fmap.counts[:, t] != usual))[0])
-        f = fmap.files[int(fmap.file[m, t])]
-        src = fmap.sources[m]
-        return (f"train {int(fmap.train_ids[t])}: {f.path}: module {int(fmap.modules[m])} "
-                f"({src}) stores {int(fmap.counts[m, t])} rows in INDEX/{src}/{group}/count, "
-                f"the other modules {int(usual)}")
-    return None
+    t, usual, m = odd
+    f = fmap.files[int(fmap.file[m, t])]
+    src = fmap.sources[m]
+    return (f"train {int(fmap.train_ids[t])}: {f.path}: module {int(fmap.modules[m])} "
+            f"({src}) stores {int(fmap.counts[m, t])} rows in INDEX/{src}/{group}/count, "
+            f"the other modules {usual}")
 
 
 def check_counts(fmap: Any, group: str) -> None:
@@ -93,16 +100,10 @@ def check_counts(fmap: Any, group: str) -> None:
 def ids_problem(fmap: Any, key: str, field: str, ids: np.ndarray,
                 missing: np.ndarray) -> str | None:
     """The first frame whose modules disagree on ``field`` (ids: modules x frames)."""
-    lo = np.where(missing, np.iinfo(np.int64).max, ids).min(axis=0)
-    hi = np.where(missing, -1, ids).max(axis=0)
-    bad = np.flatnonzero(lo != hi)
-    if not len(bad):
+    odd = first_odd(ids, ~missing)
+    if odd is None:
         return None
-    frame = int(bad[0])
-    column = ids[:, frame][~missing[:, frame]]
-    values, n = np.unique(column, return_counts=True)
-    usual = values[np.argmax(n)]
-    m = int(np.flatnonzero(~missing[:, frame] & (ids[:, frame] != usual))[0])
+    frame, usual, m = odd
     offsets = fmap.offsets()
     t = int(np.searchsorted(offsets, frame, side="right") - 1)
     f = fmap.files[int(fmap.file[m, t])]
@@ -113,4 +114,4 @@ def ids_problem(fmap: Any, key: str, field: str, ids: np.ndarray,
         dset = key
     return (f"Inconsistent {field} for different modules in train {int(fmap.train_ids[t])}: "
             f"{f.path}: module {int(fmap.modules[m])} ({src}) has {int(ids[m, frame])} at "
-            f"frame {frame - int(offsets[t])} ({dset}), the other modules {int(usual)}")
+            f"frame {frame - int(offsets[t])} ({dset}), the other modules {usual}")
