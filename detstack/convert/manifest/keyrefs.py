@@ -115,12 +115,16 @@ class KeyReferences:
                     off = np.where(off >= 0, off + (within * part_bytes)[:, None], -1)
                     size = np.full(off.shape, part_bytes, np.int64)
                 have = off >= 0
-                if not have.all() and not same_fill(ds, kp):
+                cidx = rows.view_row[sel][:, None] * n_e + np.arange(n_e)[None, :]
+                if have.all():   # every chunk allocated (the usual case): no selection
+                    parts.append(RefBatch(cidx.ravel(), np.full(cidx.size, urls[fi], np.int32),
+                                          off.ravel(), size.ravel()))
+                    continue
+                if not same_fill(ds, kp):
                     raise UnsupportedKeyError(kp.key, f"rows of {ds.file.filename}:{ds.name} "
                                               "are not allocated and read as "
                                               f"{ds.fillvalue!r}, not the view's fill value "
                                               f"{kp.fill_value!r}")
-                cidx = rows.view_row[sel][:, None] * n_e + np.arange(n_e)[None, :]
                 holes += index_ranges(cidx[~have])
                 parts.append(RefBatch(cidx[have], np.full(int(have.sum()), urls[fi], np.int32),
                                       off[have], size[have]))

@@ -108,6 +108,9 @@ def parquet_references(path: Path, specs: list[ArraySpec], urls: list[str],
         (path / s.name).mkdir()
     url_arr = pa.array(urls, pa.string())
     tasks = [(s, m) for s in specs if s.source is not None for m in s.source.modules()]
+    for s in specs:   # url numbers found here, once, not again in every worker
+        if s.source is not None:
+            s.source.urls  # noqa: B018 - a cached property, computed before the fork
     with Tasks(lambda i: module_records(path, tasks[i][0], tasks[i][1], record_size, url_arr),
                len(tasks)) as running:
         yield StartedReferences(tasks, running, record_size)

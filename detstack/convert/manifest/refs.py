@@ -121,6 +121,12 @@ def chunk_table(ds: h5py.Dataset, rows_per_chunk: int, filtered: bool,
             size[:] = row_bytes
         return offset, size, mask
     table = chunk_index_table(ds)   # the chunk index in bulk (chunk_index: fast, checked)
+    grid = np.array((n_row_chunks, *entry_grid), np.int64)
+    if len(table) == n_row_chunks * n_e and len(table) and bool((table.coords < grid).all()):
+        # strictly increasing coordinates (chunk_index checks it), inside the grid and as
+        # many as it has: every chunk, in raveled order (an allocated DAQ file's case)
+        return (table.addr.reshape(n_row_chunks, n_e), table.size.reshape(n_row_chunks, n_e),
+                table.mask.reshape(n_row_chunks, n_e))
     if len(table):
         rows = table.coords[:, 0]
         keep = rows < n_row_chunks
@@ -145,6 +151,13 @@ def concat(batches: list[RefBatch]) -> RefBatch:
 
 
 def url_numbers(fmap: Any, url_of: dict[Path, int]) -> dict[int, int]:
-    """Frame-map file index -> url number, resolving each path once."""
-    return {fi: url_of[Path(f.path).resolve()] for fi, f in enumerate(fmap.files)
-            if Path(f.path).resolve() in url_of}
+    """Frame-map file index -> url number. ``url_of`` also holds the run's own (unresolved)
+    paths, so a path is resolved only if it is not one of those (~1 ms each)."""
+    out = {}
+    for fi, f in enumerate(fmap.files):
+        url = url_of.get(Path(f.path))
+        if url is None:
+            url = url_of.get(Path(f.path).resolve())
+        if url is not None:
+            out[fi] = url
+    return out

@@ -76,8 +76,10 @@ def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: st
     if on_unsupported not in ("raise", "skip"):
         raise ValueError(f"on_unsupported must be 'raise' or 'skip', not {on_unsupported!r}")
     plan = ViewPlan(det, keys, layout=layout, squeeze=True)
-    files = [p.resolve() for p in plan.source_files()]
+    given = plan.source_files()
+    files = [p.resolve() for p in given]
     url_of = {p: i for i, p in enumerate(files)}
+    url_of.update({p: url_of[r] for p, r in zip(given, files, strict=True)})  # as the run names them
     specs: list[ArraySpec] = []
     skipped: dict[str, str] = {}
     def copied(kp: KeyPlan) -> bool:
