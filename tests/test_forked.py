@@ -1,10 +1,20 @@
-"""A worker's error reaches the parent typed; one that cannot be pickled as its message."""
+"""A worker's error reaches the parent typed; one that cannot be pickled as its message;
+workers die with their parent."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
 import pytest
 
-from detstack.convert.forked import run_reporting, unpack
+from detstack.convert.forked import die_with_parent, run_reporting, unpack
+from detstack.convert.vds import blocks
 from detstack.errors import DetstackError, MissingDataError
 
 
@@ -51,3 +61,47 @@ def test_every_error_class_pickles_with_its_type_and_fields():
         back = pickle.loads(pickle.dumps(exc))
         assert type(back) is type(exc) and str(back) == str(exc)
         assert vars(back) == vars(exc)
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (absent, or a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_killed_parent_leaves_no_worker(tmp_path: Path) -> None:
+    """The manifest pool's forked workers die with a killed parent (they would otherwise
+    wait for tasks forever); the vds pool uses the same initializer."""
+    script = textwrap.dedent(f"""
+        import os, signal, time
+        from pathlib import Path
+        from detstack.convert.manifest.parallel import Tasks
+        folder = Path({str(tmp_path)!r})
+        def task(i):
+            (folder / f"{{os.getpid()}}.pid").touch()
+            time.sleep(120)
+        with Tasks(task, 2) as tasks:
+            while len(list(folder.glob("*.pid"))) < 2:
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    env = {**os.environ, "DETSTACK_MANIFEST_WORKERS": "2"}
+    log = tmp_path / "stderr.txt"   # a file, not a pipe: workers left over would hold it
+    with open(log, "wb") as err:
+        proc = subprocess.run([sys.executable, "-c", script], stdout=err, stderr=err,
+                              timeout=60, env=env)
+    assert proc.returncode == -signal.SIGKILL, log.read_text()
+    pids = [int(p.stem) for p in tmp_path.glob("*.pid")]
+    assert len(pids) == 2 and os.getpid() not in pids
+    deadline = time.monotonic() + 20
+    while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in pids if not _gone(pid)]
+    for pid in left:   # do not leave them running when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their killed parent"
+    assert blocks.die_with_parent is die_with_parent

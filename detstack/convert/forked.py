@@ -1,19 +1,37 @@
-"""Results of tasks run in forked worker processes, errors included.
+"""Forked worker processes: their results and errors, and their end with the parent.
 
 A worker's exception must reach the parent as the same typed error (a ``DetstackError``
 naming file and key, not a pool's generic failure). Exceptions that cannot be pickled
-travel as their message.
+travel as their message. A worker outliving a killed parent would wait for tasks forever
+(holding the run's files open): ``die_with_parent`` is the initializer of every pool.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import pickle
+import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import DetstackError
 
 Reported = tuple[str, Any, str]   # ("ok", result, "") or ("error", pickled exception, text)
+PR_SET_PDEATHSIG = 1   # prctl option: a signal for this process when its parent dies
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Worker initializer (Linux): SIGKILL this process when its parent dies. ``parent``
+    (the parent's pid, passed as ``initargs``) closes the gap of a parent that died
+    before this ran."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def run_reporting(task: Callable[[int], Any], i: int) -> Reported:

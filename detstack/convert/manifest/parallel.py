@@ -8,7 +8,8 @@ before the parent writes the sidecar so that both run at once. Errors come back 
 were raised; an error that cannot travel is raised as ``DetstackError`` with its
 message. ``DETSTACK_MANIFEST_WORKERS`` overrides the number of processes (1: all in this
 process, when the results are asked for). Without ``fork`` (not Linux/macOS) or inside a
-daemon process (a worker of a process pool), tasks run here, one after another.
+daemon process (a worker of a process pool), tasks run here, one after another. Workers
+die with the parent (``die_with_parent``): a killed build leaves no process behind.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 from typing import Any
 
-from ..forked import Reported, run_reporting, unpack
+from ..forked import Reported, die_with_parent, run_reporting, unpack
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class Tasks:
                 or multiprocessing.current_process().daemon):
             return
         _TASK[:] = [task]
-        self.pool = ProcessPoolExecutor(k, mp_context=multiprocessing.get_context("fork"))
+        self.pool = ProcessPoolExecutor(k, mp_context=multiprocessing.get_context("fork"),
+                                        initializer=die_with_parent, initargs=(os.getpid(),))
         self.futures = [self.pool.submit(_run, i) for i in range(n)]   # forks here
 
     def results(self) -> list[Any]:

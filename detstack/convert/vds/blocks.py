@@ -13,13 +13,9 @@ it: the view is the same single file as a serial build, byte for byte the same m
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import multiprocessing
 import os
-import signal
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +26,7 @@ import h5py
 import numpy as np
 
 from ..atomic import remove_path, temp_sibling
-from ..forked import Reported, run_reporting, unpack
+from ..forked import Reported, die_with_parent, run_reporting, unpack
 from ..plan import KeyPlan, ViewPlan
 from .keys import BLOCK_GROUP, PER_TRAIN, add_key_mappings
 from .mappings import LIBVER, MappingBuilder, SourceNames, SourceRef
@@ -39,7 +35,6 @@ log = logging.getLogger(__name__)
 
 WORKERS_ENV = "DETSTACK_VDS_WORKERS"   # overrides to_vds(workers=None)
 PARALLEL_MAPPINGS = 100_000   # workers=None: fewer per-train mappings are built here
-PR_SET_PDEATHSIG = 1          # prctl option: a signal for this process when its parent dies
 TASK_BLOCKS = 8               # blocks per worker task (one temporary file each)
 
 _STATE: list[Any] = []        # the forked workers' job (inherited, never pickled)
@@ -129,13 +124,6 @@ def _build_task(i: int) -> tuple[str, list[tuple[int, int, int]]]:
     return str(path), done
 
 
-def _die_with_parent() -> None:
-    """Worker initializer: a worker outliving a killed writer would wait for tasks forever."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _run(i: int) -> Reported:
     return run_reporting(_build_task, i)
 
@@ -171,7 +159,7 @@ class ParallelBlocks:
         self.folder.mkdir()
         _STATE[:] = [self.job]
         self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
-                                        initializer=_die_with_parent)
+                                        initializer=die_with_parent, initargs=(os.getpid(),))
         self.results = self.pool.map(_run, range(len(self.job.tasks)))
 
     def _next(self) -> tuple[str, list[tuple[int, int, int]]]:
