@@ -22,6 +22,7 @@ table is HDF5's own either way.
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import math
@@ -141,15 +142,21 @@ def _layout_message(fd: int, header: int, so: int, sl: int, file_size: int) -> b
 
 
 def _btree_root(layout: bytes, ds: h5py.Dataset, so: int) -> int | None:
-    """The B-tree address of a version-3 chunked layout message (None: nothing allocated)."""
+    """The B-tree address of a version-3 chunked layout message of ``ds`` (None: nothing
+    allocated). store/manifest_btree.py uses it too."""
+    return _root_address(layout, ds.ndim, tuple(ds.chunks), so)
+
+
+def _root_address(layout: bytes, rank: int, chunks: tuple[int, ...], so: int) -> int | None:
+    """``_btree_root`` of a dataset of rank ``rank`` and chunk shape ``chunks``."""
     if len(layout) < 3 + so or layout[0] != 3 or layout[1] != 2:
         raise _Unrecognised(f"layout message version {layout[0] if layout else '?'} "
                             "(not a version-1 B-tree index)")
     nd = layout[2]
-    if nd != ds.ndim + 1 or len(layout) < 3 + so + 4 * nd:
+    if nd != rank + 1 or len(layout) < 3 + so + 4 * nd:
         raise _Unrecognised("layout rank does not match the dataset")
     dims = struct.unpack_from(f"<{nd}I", layout, 3 + so)
-    if tuple(dims[:-1]) != tuple(ds.chunks):
+    if tuple(dims[:-1]) != tuple(chunks):
         raise _Unrecognised("layout chunk shape does not match the dataset")
     addr = _uint(layout, 3, so)
     return None if addr == (1 << (8 * so)) - 1 else addr
@@ -243,27 +250,54 @@ def _spot_checks(n: int, first_leaf: int, coords: np.ndarray, ds: h5py.Dataset) 
     return sorted(picks)
 
 
-def _from_btree(ds: h5py.Dataset) -> ChunkTable:
+@dataclass(frozen=True)
+class _Source:
+    """Where a dataset's chunk index starts: all a thread needs to read it (no h5py)."""
+
+    filename: str
+    header: int        # object header address
+    rank: int
+    filtered: bool
+
+
+def _source(ds: h5py.Dataset) -> _Source:
     dcpl = ds.id.get_create_plist()
     if dcpl.get_layout() != h5py.h5d.CHUNKED or dcpl.get_external_count():
         raise _Unrecognised("not chunked storage")
-    filtered = dcpl.get_nfilters() > 0
-    rank = ds.ndim
-    chunk_bytes = ds.dtype.itemsize * math.prod(ds.chunks)
-    header = h5py.h5g.get_objinfo(ds.id, b".").objno[0]
-    fd = os.open(ds.file.filename, os.O_RDONLY)
+    return _Source(ds.file.filename, h5py.h5g.get_objinfo(ds.id, b".").objno[0], ds.ndim,
+                   dcpl.get_nfilters() > 0)
+
+
+def _read_index(src: _Source, chunks: tuple[int, ...]) -> tuple[np.ndarray, int, int]:
+    """(leaf records, entries of the first leaf, file size): file reads and numpy only, so
+    any thread may run it (``TablesAhead``)."""
+    fd = os.open(src.filename, os.O_RDONLY)
     try:
         if hasattr(os, "posix_fadvise"):   # scattered small reads: no readahead of pixel data
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         file_size = os.fstat(fd).st_size
         so, sl = _superblock(fd)
-        root = _btree_root(_layout_message(fd, header, so, sl, file_size), ds, so)
-        rec, first_leaf = (_leaf_records(fd, root, rank, so, file_size) if root is not None
-                           else (np.zeros(0, [("size", "<u4"), ("mask", "<u4"),
-                                              ("offset", "<u8", (rank + 1,)), ("addr", "<u8")]),
-                                 0))
+        layout = _layout_message(fd, src.header, so, sl, file_size)
+        root = _root_address(layout, src.rank, chunks, so)
+        if root is None:
+            return np.zeros(0, [("size", "<u4"), ("mask", "<u4"),
+                                ("offset", "<u8", (src.rank + 1,)), ("addr", "<u8")]), 0, file_size
+        rec, first_leaf = _leaf_records(fd, root, src.rank, so, file_size)
+        return rec, first_leaf, file_size
     finally:
         os.close(fd)
+
+
+def _from_btree(ds: h5py.Dataset) -> ChunkTable:
+    src = _source(ds)
+    return _checked(ds, src, *_read_index(src, tuple(ds.chunks)))
+
+
+def _checked(ds: h5py.Dataset, src: _Source, rec: np.ndarray, first_leaf: int,
+             file_size: int) -> ChunkTable:
+    """The table of the leaf records, after every check (module docstring)."""
+    rank = src.rank
+    chunk_bytes = ds.dtype.itemsize * math.prod(ds.chunks)
     offset = rec["offset"].astype(np.int64)
     addr, size = rec["addr"].astype(np.int64), rec["size"].astype(np.int64)
     mask = rec["mask"].astype(np.int64)
@@ -287,7 +321,7 @@ def _from_btree(ds: h5py.Dataset) -> ChunkTable:
             by_addr = np.argsort(addr, kind="stable")
             if (end[by_addr][:-1] > addr[by_addr][1:]).any():
                 raise _Unrecognised("chunks overlap")
-        if not filtered and ((size != chunk_bytes).any() or mask.any()):
+        if not src.filtered and ((size != chunk_bytes).any() or mask.any()):
             raise _Unrecognised("unfiltered chunk of the wrong size")
         for i in _spot_checks(len(rec), first_leaf, coords, ds):
             info = ds.id.get_chunk_info_by_coord(tuple(int(v) for v in offset[i, :rank]))
@@ -299,3 +333,63 @@ def _from_btree(ds: h5py.Dataset) -> ChunkTable:
     else:
         coords = np.zeros((0, rank), np.int64)
     return ChunkTable(coords, addr, size, mask)
+
+
+# -- reading ahead ------------------------------------------------------------------------
+
+AHEAD = 3   # datasets whose chunk index is read while an earlier one is used
+
+
+@functools.cache
+def _ahead_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(AHEAD, thread_name_prefix="detstack-index")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ahead_pool.cache_clear)
+
+
+class TablesAhead:
+    """``chunk_table`` of datasets asked for in a known order, each read in a thread while
+    the ones before it are used: a cold page cache serves one dataset's index at a time
+    (levels of the B-tree one after another); several in flight keep the disk busy.
+
+    ``add(ds)`` announces the next dataset (h5py is called here, in this thread; the
+    thread only reads the file); ``next(ds)`` returns the table of the oldest announced
+    one, which must be the same dataset (``ds`` may be a new handle of it: a pool of open
+    files may have closed the first). Each table passes every check of ``chunk_table``."""
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[tuple[_Source | None, Any]] = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, ds: h5py.Dataset) -> None:
+        try:
+            src = _source(ds)
+        except _Unrecognised as why:
+            self._queue.append((None, why))
+            return
+        self._queue.append((src, _ahead_pool().submit(_read_index, src, tuple(ds.chunks))))
+
+    def next(self, ds: h5py.Dataset) -> ChunkTable:
+        src, job = self._queue.popleft()
+        if src is not None and (src.filename != ds.file.filename
+                                or src.header != h5py.h5g.get_objinfo(ds.id, b".").objno[0]):
+            raise AssertionError("TablesAhead: datasets asked for out of order")
+        try:
+            if src is None:
+                raise job
+            return _checked(ds, src, *job.result())
+        except _Unrecognised as why:
+            log.debug("%s:%s: chunk index read with chunk_iter (%s)", ds.file.filename,
+                      ds.name, why)
+        return from_chunk_iter(ds)
+
+    def close(self) -> None:
+        """Drop the reads still queued (waiting for those under way)."""
+        while self._queue:
+            src, job = self._queue.popleft()
+            if src is not None and not job.cancel():
+                job.exception()   # waits; a failed read of a dropped table does not matter

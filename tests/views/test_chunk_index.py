@@ -116,3 +116,25 @@ def test_many_leaves_read_concurrently(tmp_path: Path, monkeypatch: pytest.Monke
         assert max(levels) >= 4 * chunk_index.IO_THREADS     # the concurrent path ran
         assert not (np.diff(table.addr) > 0).all()           # not in file order
         assert_same(table, f["rows"])
+
+
+def test_tables_read_ahead_equal_hdf5(tmp_path: Path) -> None:
+    """TablesAhead: the tables of datasets announced in advance (several files, one whose
+    layout only chunk_iter reads, one handle reopened in between) are HDF5's, in order."""
+    a, b = write(tmp_path / "a.h5"), write(tmp_path / "b.h5", libver="latest")
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        order = [fa["frames"], fb["packed"], fa["packed"], fa["empty"], fb["frames"]]
+        ahead = chunk_index.TablesAhead()
+        for ds in order:
+            ahead.add(ds)
+        assert len(ahead) == len(order)
+        for i, ds in enumerate(order):
+            if i == 2:
+                ds = h5py.File(a, "r")["packed"]   # another handle of the same dataset
+            assert_same(ahead.next(ds), ds)
+        ahead.add(fa["frames"])
+        with pytest.raises(AssertionError, match="out of order"):
+            ahead.next(fa["packed"])
+        ahead.add(fa["packed"])
+        ahead.close()
+        assert len(ahead) == 0

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from ...errors import DetstackError
+from ..chunk_index import ChunkTable
 from ..chunk_index import chunk_table as chunk_index_table
 from ..plan import KeyPlan, ViewPlan
 
@@ -107,9 +108,11 @@ def dataset(fmap: Any, fi: int, m: int, key: str) -> h5py.Dataset:
 
 def chunk_table(ds: h5py.Dataset, rows_per_chunk: int, filtered: bool,
                 contiguous_offset: int | None, entry_grid: tuple[int, ...],
-                n_row_chunks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                n_row_chunks: int, table: ChunkTable | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(offset (-1: not allocated), size, filter_mask) of every HDF5 chunk of ``ds``, as
-    (row chunk, entry chunk) tables, from one read of its chunk index."""
+    (row chunk, entry chunk) tables, from one read of its chunk index (``table``, if it
+    was read already)."""
     n_e = math.prod(entry_grid)
     offset = np.full((n_row_chunks, n_e), -1, np.int64)
     size = np.zeros((n_row_chunks, n_e), np.int64)
@@ -120,7 +123,8 @@ def chunk_table(ds: h5py.Dataset, rows_per_chunk: int, filtered: bool,
             offset[:, 0] = contiguous_offset + np.arange(n_row_chunks) * row_bytes
             size[:] = row_bytes
         return offset, size, mask
-    table = chunk_index_table(ds)   # the chunk index in bulk (chunk_index: fast, checked)
+    if table is None:   # the chunk index in bulk (chunk_index: fast, checked)
+        table = chunk_index_table(ds)
     grid = np.array((n_row_chunks, *entry_grid), np.int64)
     if len(table) == n_row_chunks * n_e and len(table) and bool((table.coords < grid).all()):
         # strictly increasing coordinates (chunk_index checks it), inside the grid and as
