@@ -234,20 +234,37 @@ def _leaf_records(fd: int, root: int, rank: int, so: int, file_size: int
         level -= 1
 
 
-def _spot_checks(n: int, first_leaf: int, coords: np.ndarray, ds: h5py.Dataset) -> list[int]:
+def _spot_checks(n: int, first_leaf: int, top: np.ndarray, ds: h5py.Dataset) -> list[int]:
     """The chunks whose place HDF5 must confirm: the first one and the first of the second
     leaf (field layout, the step from leaf to leaf), and the middle one unless the table
-    provably holds every chunk of the dataset (coordinates strictly increasing inside the
-    chunk grid, as many as the grid has: nothing can be missing). HDF5 finds a chunk by
-    iterating the index up to it (``get_chunk_info_by_coord``: ~4 ms for the middle of a
-    16,000-chunk dataset, half of the table's cost), so later chunks are asked only when
-    they tell something."""
+    provably holds every chunk of the dataset (coordinates strictly increasing, the
+    highest ``top`` inside the chunk grid, as many as the grid has: nothing can be
+    missing). HDF5 finds a chunk by iterating the index up to it
+    (``get_chunk_info_by_coord``: ~4 ms for the middle of a 16,000-chunk dataset, half of
+    the table's cost), so later chunks are asked only when they tell something."""
     picks = {0, first_leaf} if first_leaf < n else {0}
-    grid = np.array([-(-s // c) for s, c in zip(ds.shape, ds.chunks, strict=True)], np.int64)
-    complete = n == math.prod(grid.tolist()) and bool((coords < grid).all())
+    grid = [-(-s // c) for s, c in zip(ds.shape, ds.chunks, strict=True)]
+    complete = n == math.prod(grid) and all(int(t) < g for t, g in zip(top, grid, strict=True))
     if not complete:
         picks.add(n // 2)
     return sorted(picks)
+
+
+def _grid_coords(offset: np.ndarray, chunks: tuple[int, ...]) -> np.ndarray:
+    """(rank, n) chunk coordinates of the element offsets ``offset`` (rank, n), which must
+    lie on the chunk grid (one pass per axis: a shift for power-of-two chunks)."""
+    coords = np.empty(offset.shape, np.int64)
+    for d, c in enumerate(chunks):
+        if c == 1:
+            coords[d] = offset[d]
+            continue
+        if c & (c - 1) == 0:
+            off_grid, coords[d] = offset[d] & (c - 1), offset[d] >> (c.bit_length() - 1)
+        else:
+            coords[d], off_grid = np.divmod(offset[d], c)
+        if off_grid.any():
+            raise _Unrecognised("chunk coordinates off the chunk grid")
+    return coords
 
 
 @dataclass(frozen=True)
@@ -298,21 +315,27 @@ def _checked(ds: h5py.Dataset, src: _Source, rec: np.ndarray, first_leaf: int,
     """The table of the leaf records, after every check (module docstring)."""
     rank = src.rank
     chunk_bytes = ds.dtype.itemsize * math.prod(ds.chunks)
-    offset = rec["offset"].astype(np.int64)
+    offset = np.array(rec["offset"].T, np.int64, order="C")   # (rank + 1, n): axis by axis
     addr, size = rec["addr"].astype(np.int64), rec["size"].astype(np.int64)
     mask = rec["mask"].astype(np.int64)
-    chunks = np.array(ds.chunks, np.int64)
     if len(rec):
-        if (offset[:, rank] != 0).any() or (offset[:, :rank] % chunks).any():
+        if offset[rank].any():
             raise _Unrecognised("chunk coordinates off the chunk grid")
-        coords = offset[:, :rank] // chunks
+        coords = _grid_coords(offset[:rank], tuple(int(c) for c in ds.chunks))
         if (coords < 0).any():
             raise _Unrecognised("negative chunk coordinates")
         # lexicographic order of coordinates = order of their raveled index in any grid
         # that holds them all
-        grid = tuple(int(g) + 1 for g in coords.max(axis=0))
-        if math.prod(grid) >= 1 << 62 or (np.diff(np.ravel_multi_index(
-                tuple(coords.T), grid)) <= 0).any():
+        top = coords.max(axis=1)
+        moving = np.flatnonzero(top > 0)
+        if len(moving) <= 1:   # one axis of several chunks (the DAQ's): compare it alone
+            flat = coords[int(moving[0])] if len(moving) else np.zeros(len(rec), np.int64)
+        else:
+            grid = tuple(int(g) + 1 for g in top)
+            if math.prod(grid) >= 1 << 62:
+                raise _Unrecognised("chunk coordinates not strictly increasing")
+            flat = np.ravel_multi_index(tuple(coords), grid)
+        if len(rec) > 1 and not (flat[1:] > flat[:-1]).all():
             raise _Unrecognised("chunk coordinates not strictly increasing")
         if (addr <= 0).any() or (addr + size > file_size).any() or (size <= 0).any():
             raise _Unrecognised("chunk outside the file")
@@ -323,16 +346,17 @@ def _checked(ds: h5py.Dataset, src: _Source, rec: np.ndarray, first_leaf: int,
                 raise _Unrecognised("chunks overlap")
         if not src.filtered and ((size != chunk_bytes).any() or mask.any()):
             raise _Unrecognised("unfiltered chunk of the wrong size")
-        for i in _spot_checks(len(rec), first_leaf, coords, ds):
-            info = ds.id.get_chunk_info_by_coord(tuple(int(v) for v in offset[i, :rank]))
+        for i in _spot_checks(len(rec), first_leaf, top, ds):
+            info = ds.id.get_chunk_info_by_coord(tuple(int(v) for v in offset[:rank, i]))
             if (info.byte_offset, info.size, info.filter_mask) != (addr[i], size[i], mask[i]):
                 log.warning("%s:%s: the chunk index read directly disagrees with HDF5 at "
                             "chunk %s; reading it with chunk_iter", ds.file.filename,
-                            ds.name, tuple(offset[i, :rank]))
+                            ds.name, tuple(offset[:rank, i]))
                 raise _Unrecognised("spot check failed")
+        table_coords = coords.T   # (n, rank), a view
     else:
-        coords = np.zeros((0, rank), np.int64)
-    return ChunkTable(coords, addr, size, mask)
+        table_coords = np.zeros((0, rank), np.int64)
+    return ChunkTable(table_coords, addr, size, mask)
 
 
 # -- reading ahead ------------------------------------------------------------------------

@@ -53,18 +53,15 @@ def key_rows(plan: ViewPlan, kp: KeyPlan, modules: list[int] | None = None,
     """The rows of ``kp`` (of the frame-map modules ``modules`` and the trains
     ``trains[0]:trains[1]`` only, if given)."""
     fmap = plan.frame_map(kp)
-    counts = fmap.counts.astype(np.int64)
+    mods = (np.arange(len(fmap.counts)) if modules is None
+            else np.unique(np.asarray(modules, np.int64)))
+    t0, t1 = (0, fmap.counts.shape[1]) if trains is None else trains
+    counts = fmap.counts[mods, t0:t1].astype(np.int64)   # only the block asked for
     if not kp.per_frame:
         counts = np.minimum(counts, 1)
-    if modules is not None:
-        keep = np.zeros(len(counts), bool)
-        keep[modules] = True
-        counts[~keep] = 0
-    if trains is not None:
-        counts[:, :trains[0]] = 0
-        counts[:, trains[1]:] = 0
-    m, t = np.nonzero(counts)
-    c = counts[m, t]
+    mi, ti = np.nonzero(counts)
+    c = counts[mi, ti]
+    m, t = mods[mi], ti + t0
     within = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
     slots = np.asarray(plan.slots, np.int64)[m]
     view_row = plan.view_rows(kp, np.repeat(slots, c), np.repeat(t, c), within)
@@ -148,6 +145,10 @@ def concat(batches: list[RefBatch]) -> RefBatch:
         z = np.zeros(0, np.int64)
         return RefBatch(z, np.zeros(0, np.int32), z, z)
     index = np.concatenate([b.index for b in batches])
+    if len(index) < 2 or bool((index[1:] >= index[:-1]).all()):   # in order already (usual)
+        return RefBatch(index, np.concatenate([b.url for b in batches]),
+                        np.concatenate([b.offset for b in batches]),
+                        np.concatenate([b.size for b in batches]))
     order = np.argsort(index, kind="stable")
     return RefBatch(index[order], np.concatenate([b.url for b in batches])[order],
                     np.concatenate([b.offset for b in batches])[order],
