@@ -48,8 +48,12 @@ def test_record_files_are_plain_columns(run: Path) -> None:
     assert meta.metadata is None or b"ARROW:schema" not in meta.metadata   # no arrow schema
     col = meta.row_group(0).column(0)
     assert col.path_in_schema == "path" and "RLE_DICTIONARY" in col.encodings
+    for i in (1, 2):   # offsets and sizes delta-encoded, read back as integers
+        assert "DELTA_BINARY_PACKED" in meta.row_group(0).column(i).encodings
     frame = fastparquet.ParquetFile(str(files[0])).to_pandas()
     assert frame["offset"].dtype.kind == "i" and frame["size"].dtype.kind == "i"
+    np.testing.assert_array_equal(frame["offset"].to_numpy(),
+                                  pq.read_table(files[0])["offset"].to_numpy())
     paths = frame["path"].to_numpy()
     assert {type(p) for p in paths} <= {str, type(None)}
     assert None in set(paths.tolist())       # holes (absent modules) stay null paths
@@ -76,6 +80,23 @@ def test_workers_write_the_same_files(run: Path, monkeypatch: pytest.MonkeyPatch
                          storage_options={"fo": str(two), "remote_protocol": "file"})
     np.testing.assert_array_equal(ds["image.data"].values,
                                   expected_array(ViewPlan(det, squeeze=True), "image.data"))
+
+
+def test_tasks_by_module_write_the_same_files(run: Path, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    """One task per module for all its keys (advanced window by window) or one per
+    (key, module): the same files, in one process and in workers."""
+    from detstack.convert.manifest import output
+    det = open_det(run, NAME)
+    made = {}
+    for group in (1, 10**6):
+        monkeypatch.setattr(output, "GROUP_MODULES", group)
+        for workers in ("1", "2"):
+            monkeypatch.setenv("DETSTACK_MANIFEST_WORKERS", workers)
+            out = to_manifest(det, run / f"g{group}-{workers}.parq", overwrite=True)
+            made[group, workers] = tables(out)
+    first = made[1, "1"]
+    assert len(first) > 3 and all(t == first for t in made.values())
 
 
 def test_worker_errors_reach_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

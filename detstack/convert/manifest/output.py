@@ -86,9 +86,23 @@ def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
 class StartedReferences:
     """The module tasks of a Parquet manifest's referenced keys, under way."""
 
-    tasks: list[tuple[ArraySpec, int]]   # (key, frame-map module)
+    tasks: list[tuple[list[ArraySpec], int]]   # (keys, frame-map module)
     running: Tasks
     record_size: int
+
+
+GROUP_MODULES = 8   # this many modules or more: one task per module for all its keys
+
+
+def module_tasks(specs: list[ArraySpec]) -> list[tuple[list[ArraySpec], int]]:
+    """The tasks building the referenced keys: one per module for all keys that have it
+    (each source file opened once), or one per (key, module) when modules are too few to
+    keep the workers busy."""
+    per_key = [(s, m) for s in specs if s.source is not None for m in s.source.modules()]
+    modules = sorted({m for _, m in per_key})
+    if len(modules) < GROUP_MODULES:
+        return [([s], m) for s, m in per_key]
+    return [([s for s, mm in per_key if mm == m], m) for m in modules]
 
 
 @contextlib.contextmanager
@@ -107,11 +121,11 @@ def parquet_references(path: Path, specs: list[ArraySpec], urls: list[str],
     for s in specs:
         (path / s.name).mkdir()
     url_arr = pa.array(urls, pa.string())
-    tasks = [(s, m) for s in specs if s.source is not None for m in s.source.modules()]
+    tasks = module_tasks(specs)
     for s in specs:   # url numbers found here, once, not again in every worker
         if s.source is not None:
             s.source.urls  # noqa: B018 - a cached property, computed before the fork
-    with Tasks(lambda i: module_records(path, tasks[i][0], tasks[i][1], record_size, url_arr),
+    with Tasks(lambda i: module_records(path, *tasks[i], record_size, url_arr),
                len(tasks)) as running:
         yield StartedReferences(tasks, running, record_size)
 
@@ -138,7 +152,8 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
     for s in specs:
         if s.source is None:
             continue
-        mine = [sh for (t, _), sh in zip(started.tasks, shared, strict=True) if t is s]
+        mine = [sh for (keys, _), task in zip(started.tasks, shared, strict=True)
+                for k, sh in zip(keys, task, strict=True) if k is s]
         s.unallocated[:] = [h for sh in mine for h in sh.holes]
         shared_records(path, s, mine, record_size, url_arr)
     record_holes(meta, specs)      # known once the references are built

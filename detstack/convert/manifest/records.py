@@ -76,20 +76,36 @@ def write_record(folder: Path, spec: ArraySpec, r: int, batch: RefBatch, record_
                 {"path": paths, "offset": offset, "size": size})
 
 
+class RecordCutter:
+    """Cuts batches in ascending chunk order into records: ``add`` returns the records
+    completed so far, ``finish`` the rest; only the current record is held."""
+
+    def __init__(self, record_size: int) -> None:
+        self.record_size = record_size
+        self.pending: RefBatch | None = None
+
+    def add(self, batch: RefBatch) -> list[tuple[int, RefBatch]]:
+        if not len(batch):
+            return []
+        size = self.record_size
+        merged = batch if self.pending is None else concat([self.pending, batch])
+        complete = (int(merged.index[-1]) + 1) // size   # records below are final
+        cut = int(np.searchsorted(merged.index, complete * size))
+        self.pending = _take(merged, slice(cut, None)) if cut < len(merged) else None
+        return list(_split(_take(merged, slice(0, cut)), size))
+
+    def finish(self) -> list[tuple[int, RefBatch]]:
+        pending, self.pending = self.pending, None
+        return [] if pending is None else list(_split(pending, self.record_size))
+
+
 def records(batches: Iterator[RefBatch], record_size: int) -> Iterator[tuple[int, RefBatch]]:
     """(record number, its references) for every record holding references, from
     batches in ascending chunk order; only the current record stays in memory."""
-    pending: RefBatch | None = None
+    cutter = RecordCutter(record_size)
     for batch in batches:
-        if not len(batch):
-            continue
-        merged = batch if pending is None else concat([pending, batch])
-        complete = (int(merged.index[-1]) + 1) // record_size   # records below are final
-        cut = int(np.searchsorted(merged.index, complete * record_size))
-        yield from _split(_take(merged, slice(0, cut)), record_size)
-        pending = _take(merged, slice(cut, None)) if cut < len(merged) else None
-    if pending is not None:
-        yield from _split(pending, record_size)
+        yield from cutter.add(batch)
+    yield from cutter.finish()
 
 
 def _split(b: RefBatch, record_size: int) -> Iterator[tuple[int, RefBatch]]:
@@ -105,29 +121,54 @@ def _take(b: RefBatch, sel: slice) -> RefBatch:
     return RefBatch(b.index[sel], b.url[sel], b.offset[sel], b.size[sel])
 
 
-def module_records(folder: Path, spec: ArraySpec, m: int, record_size: int,
-                   url_arr: Any) -> Shared:
-    """Build module ``m``'s references of ``spec`` and write the records only it fills;
-    return the others as pieces (see the module docstring)."""
-    assert spec.source is not None
-    lo, hi = spec.source.span(m)
-    last = spec.last_chunk // record_size
-    out = Shared()
+def module_records(folder: Path, specs: list[ArraySpec], m: int, record_size: int,
+                   url_arr: Any) -> list[Shared]:
+    """Build module ``m``'s references of each of ``specs`` and write the records only it
+    fills; return the others as pieces (see the module docstring), one ``Shared`` per
+    spec. The keys advance together, a window at a time: the keys of a module share
+    their source files, which are then opened once (a pool of open files could not keep
+    a whole module's files open between one key and the next)."""
+    streams = [_ModuleStream(folder, s, m, record_size, url_arr) for s in specs]
+    active = streams
+    while active:
+        active = [st for st in active if st.step()]
+    return [st.out for st in streams]
 
-    def checked(batches: Iterator[RefBatch]) -> Iterator[RefBatch]:
-        for b in batches:
-            if len(b) and (int(b.index[0]) < lo or int(b.index[-1]) >= hi):
-                raise DetstackError(f"{spec.name}: references of module {m} fall outside "
-                                    "its slot of the chunk grid; please report this bug")
-            yield b
 
-    for r, batch in records(checked(spec.source.batches(m, out.holes)), record_size):
-        start, stop = r * record_size, min((r + 1) * record_size, spec.last_chunk + 1)
-        if start >= lo and stop <= hi and r != last:
-            write_record(folder, spec, r, batch, record_size, url_arr)
-        else:
-            out.pieces.append((r, batch))
-    return out
+class _ModuleStream:
+    """One key of one module, built a batch (window) at a time by ``step``."""
+
+    def __init__(self, folder: Path, spec: ArraySpec, m: int, record_size: int,
+                 url_arr: Any) -> None:
+        assert spec.source is not None
+        self.folder, self.spec, self.m, self.url_arr = folder, spec, m, url_arr
+        self.lo, self.hi = spec.source.span(m)
+        self.last = spec.last_chunk // record_size
+        self.record_size = record_size
+        self.out = Shared()
+        self.cutter = RecordCutter(record_size)
+        self.batches = spec.source.batches(m, self.out.holes)
+
+    def step(self) -> bool:
+        """Build the next window; False once the module is done (its records cut)."""
+        b = next(self.batches, None)
+        if b is None:
+            self._place(self.cutter.finish())
+            return False
+        if len(b) and (int(b.index[0]) < self.lo or int(b.index[-1]) >= self.hi):
+            raise DetstackError(f"{self.spec.name}: references of module {self.m} fall "
+                                "outside its slot of the chunk grid; please report this bug")
+        self._place(self.cutter.add(b))
+        return True
+
+    def _place(self, done: list[tuple[int, RefBatch]]) -> None:
+        size = self.record_size
+        for r, batch in done:
+            start, stop = r * size, min((r + 1) * size, self.spec.last_chunk + 1)
+            if start >= self.lo and stop <= self.hi and r != self.last:
+                write_record(self.folder, self.spec, r, batch, size, self.url_arr)
+            else:
+                self.out.pieces.append((r, batch))
 
 
 def shared_records(folder: Path, spec: ArraySpec, shared: list[Shared], record_size: int,
