@@ -48,9 +48,11 @@ class Context:
     trains: int
     workdir: str      # scratch space for outputs (views, caches) of this run
     t0: float = 0.0
+    rss0: float = 0.0   # MB resident when the clock started (the opened run, imports)
 
     def start(self) -> None:
         """Start the clock (call after imports)."""
+        self.rss0 = current_rss_mb()
         self.t0 = time.perf_counter()
 
     @property
@@ -58,6 +60,15 @@ class Context:
         path = Path(self.workdir) / "scratch" / f"{self.kind}-{self.trains}"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def current_rss_mb() -> float:
+    """This process's resident memory now (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -575,7 +586,7 @@ def child(payload: str) -> None:
     # the largest process: this one, or a worker it started and waited for (EXtra-data's pool)
     rss = max(resource.getrusage(who).ru_maxrss
               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
-    print(json.dumps({"seconds": seconds, "rss_mb": rss, "note": note}))
+    print(json.dumps({"seconds": seconds, "rss_mb": rss, "start_mb": ctx.rss0, "note": note}))
 
 
 def ensure_run(workdir: Path, kind: str, trains: int) -> tuple[Path, dict[str, object]]:

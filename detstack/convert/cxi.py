@@ -44,6 +44,7 @@ from .vds import (
     MappingBuilder,
     SourceNames,
     block_runs,
+    small_metadata_cache,
     store_record,
     view_record,
     write_coords,
@@ -272,6 +273,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
     plan = ViewPlan(det, sorted(spec.bulk_keys.values()), layout="frames")
     mappings: dict[str, int] = {}
     with atomic_h5(path, overwrite, libver=LIBVER) as h5:   # on disk: bounded memory
+        small_metadata_cache(h5)    # finished datasets' mappings freed
         _write_entry(h5, spec)
         dgrp = h5.create_group(DET_GROUP)
         dgrp.attrs["name"] = det.detector_name
