@@ -145,7 +145,7 @@ class MultimodDetectorBase:
     def _frame_map(self, group: str) -> FrameMap:
         srcs = list(self.source_to_modno)
         self.data.prefetch_sources(srcs)   # one pass over the files, every index group
-        tables = [self.data.source_table(s, group) for s in srcs]
+        tables = (self.data.source_table(s, group) for s in srcs)   # one at a time
         return FrameMap.from_tables(srcs, list(self.source_to_modno.values()),
                                     self.data.train_ids_array, tables, self.data.files)
 
@@ -175,8 +175,8 @@ class MultimodDetectorBase:
         InconsistentModulesError
             The group's index is inconsistent across modules.
         """
-        if group not in self._group_maps:
-            self._group_maps[group] = self._frame_map(group)
+        if group not in self._group_maps:   # arrays equal to another group's are shared
+            self._group_maps[group] = self._frame_map(group).sharing(self._group_maps.values())
         return self._group_maps[group]
 
     # -- public attributes --------------------------------------------------------
@@ -275,8 +275,9 @@ class MultimodDetectorBase:
         new = copy(self)
         new.data = self.data.select_trains(trains)
         keep = np.isin(self._fmap.train_ids, new.data.train_ids_array)
-        new._fmap = self._fmap.select_trains(keep)
-        new._group_maps = {g: fm.select_trains(keep) for g, fm in self._group_maps.items()}
+        memo: dict = {}     # arrays the groups share are selected once
+        new._fmap = self._fmap.select_trains(keep, memo)
+        new._group_maps = {g: fm.select_trains(keep, memo) for g, fm in self._group_maps.items()}
         return new
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None,
