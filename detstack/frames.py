@@ -26,13 +26,13 @@ class Run:
 
 def shared(array: np.ndarray, pool: list[np.ndarray]) -> np.ndarray:
     """An array of ``pool`` equal to ``array`` (same dtype, shape and values), else
-    ``array``; either way read-only, as arrays held by several maps must be."""
+    ``array``, added to ``pool``; either way read-only, as shared arrays must be."""
     for other in pool:
         if other is array or (other.dtype == array.dtype and other.shape == array.shape
                               and np.array_equal(other, array)):
-            array = other
-            break
+            return other
     array.flags.writeable = False
+    pool.append(array)
     return array
 
 

@@ -319,6 +319,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
                                 else axes)
             mappings[ds.name.lstrip("/")] = b.count
             _close(ds, b)
+            names.forget(key)
         dgrp["experiment_identifier"] = h5py.SoftLink("/entry_1/experiment_identifier")
         h5["entry_1/data_1"] = h5py.SoftLink("/" + DET_GROUP)
         dgrp.create_dataset("module_identifier", data=spec.modulenos)
@@ -336,6 +337,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
             arrays[key] = ds.name.lstrip("/")
             mappings[arrays[key]] = b.count
             _close(ds, b)
+            names.forget(key)
         coords = write_coords(bulk, plan, [spec.group])
         record = view_record(plan, "cxi", path, relative, arrays=arrays, coords=coords,
                              cxi={"fillvalues": {k: fill_to_json(v) for k, v in fills.items()},

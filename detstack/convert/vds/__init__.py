@@ -243,6 +243,7 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
             if form == BLOCKS:
                 forms[kp.key]["block_trains"] = int(block_trains)
             ds.id.close()       # frees the key's mappings now, not when the file closes
+            names.forget(kp.key)
         coords = write_coords(h5, plan, groups)
         store_record(h5, view_record(plan, "vds", path, relative,
                                      arrays={kp.key: kp.path for kp in plan.keys},

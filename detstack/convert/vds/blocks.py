@@ -191,6 +191,7 @@ class ParallelBlocks:
                 continue
             path, done = self._next()
             with h5py.File(path, "r") as part:
+                small_metadata_cache(part)     # each copied block's mappings freed
                 for b0, b1, count in done:
                     name = f"{b0:07d}"
                     h5py.h5o.copy(part.id, name.encode(), grp.id, name.encode())

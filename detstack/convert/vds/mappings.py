@@ -81,6 +81,11 @@ class SourceNames:
             self._refs[cache_key] = ref
         return ref
 
+    def forget(self, key: str) -> None:
+        """Drop the references of a finished key (one per file and module: memory that
+        would grow with run length)."""
+        self._refs = {k: v for k, v in self._refs.items() if k[2] != key}
+
     def space(self, shape: tuple[int, ...]) -> h5py.h5s.SpaceID:
         """A dataspace of ``shape`` (shared: a mapping copies its selection)."""
         space = self._spaces.get(shape)
