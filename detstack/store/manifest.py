@@ -177,12 +177,12 @@ class ManifestFileSystem(ReferenceFileSystem):
             raise SourceUnreachableError(path, part, str(exc) or type(exc).__name__) from exc
 
     def read_source(self, path: str, loc: str, start: int, end: int,
-                    hints: tuple[str, ...] = ()) -> bytes:
+                    hints: tuple[str, ...] = (), at: tuple[int, ...] | None = None) -> bytes:
         """Bytes [start, end) of the checked local source ``loc`` (a resolved reference
-        of chunk ``path``; ``hints``: the datasets it is probably a chunk of), with
-        ``cat_file``'s errors."""
+        of chunk ``path``; ``hints``: the datasets it is probably a chunk of; ``at``: its
+        element offset in the first of them, if known), with ``cat_file``'s errors."""
         try:
-            return self.guard.pread(loc, start, end, hints)
+            return self.guard.pread(loc, start, end, hints, at)
         except DetstackError:
             raise
         except Exception as exc:
@@ -424,9 +424,16 @@ def _small_array(group: zarr.Group, fs: ManifestFileSystem, record: dict[str, An
             if spans is not None and _references_dataset(fs, name, ds, loc, spans):
                 return _read_chunks(fs, ds, loc, *spans)
     direct = DirectReader.make(arr, fs.records, fs, functools.partial(_corrupt, fs, name),
-                               lambda coords: (name,))
+                               lambda coords: (name,), _offset_of(arr))
     whole = direct.read(()) if direct is not None else None
     return np.asarray(arr[:]) if whole is None else whole
+
+
+def _offset_of(arr: Any) -> Callable[[tuple[int, ...]], tuple[int, ...]]:
+    """Where chunk ``coords`` of a sidecar array starts in the same-named sidecar
+    dataset (same shape and chunks: it was copied there)."""
+    chunks = tuple(int(c) for c in arr.chunks)
+    return lambda coords: tuple(c * n for c, n in zip(coords, chunks, strict=True))
 
 
 def _corrupt(fs: ManifestFileSystem, name: str, coords: tuple[int, ...], exc: Exception
