@@ -73,11 +73,11 @@ class ReferencedChunks(StoredObjects):
         if self.records is None or not coords:
             return super()._first_missing(coords)
         flat = np.ravel_multi_index(tuple(np.asarray(coords, np.int64).T), self.grid)
-        found = self.records.lookup(self.array.path, flat)
+        found = self.records.refs(self.array.path, flat)
         if found is None:                    # inline records: one by one
             return super()._first_missing(coords)
-        return next((c for c, ref in zip(coords, found, strict=True)
-                     if ref is None and not self._in_hole(c)), None)
+        absent = np.flatnonzero(found[1] < 0).tolist()
+        return next((coords[i] for i in absent if not self._in_hole(coords[i])), None)
 
     def missing(self, coords: tuple[int, ...], s: int, t: int) -> MissingDataError:
         return MissingDataError(

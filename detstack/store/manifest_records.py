@@ -64,6 +64,7 @@ class ParquetRecords:
         self.view = view
         self._cache: OrderedDict[tuple[str, int, int], Record] = OrderedDict()
         self._starts: dict[tuple[str, int], np.ndarray | None] = {}
+        self._footers: dict[tuple[str, int], Any] = {}   # parsed once, reused by reads
         self._lock = threading.Lock()
 
     def _path(self, name: str, number: int) -> str:
@@ -95,6 +96,8 @@ class ParquetRecords:
                     meta = parquet.metadata
                     starts = None if "raw" in parquet.schema_arrow.names else np.cumsum(
                         [0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+                with self._lock:
+                    self._footers[key] = meta
             with self._lock:
                 self._starts[key] = starts
         return self._starts[key]
@@ -127,7 +130,8 @@ class ParquetRecords:
                           np.zeros(self.record_size, np.int64))
         columns = ["path", "offset", "size"]
         with os.fdopen(fd, "rb") as fh:
-            parquet = self._parquet(path, fh, read_dictionary=["path"])
+            parquet = self._parquet(path, fh, read_dictionary=["path"],
+                                    metadata=self._footers.get((name, number)))
             try:
                 table = parquet.read(columns=columns) if group is None else \
                     parquet.read_row_group(group, columns=columns)
@@ -152,27 +156,46 @@ class ParquetRecords:
                                   "Write the manifest again")
         return Record(urls, code, offset, size)
 
-    def lookup(self, name: str, flat: np.ndarray) -> list[tuple[str, int, int] | None] | None:
-        """``(url, offset, size)`` or None (absent) for chunks ``flat`` (C-order chunk
-        numbers) of ``name``, reading only the row groups that hold them; None if a
-        record holds inline data."""
-        out: list[tuple[str, int, int] | None] = []
-        for i in np.asarray(flat, np.int64).tolist():
-            number, j = divmod(i, self.record_size)
-            starts = self.row_groups(name, number)
+    def refs(self, name: str, flat: Any) -> tuple[list[str], np.ndarray, np.ndarray,
+                                                   np.ndarray] | None:
+        """(urls, code into urls (-1: absent), offset, size) of chunks ``flat`` (C-order
+        chunk numbers) of ``name``, reading only the row groups that hold them, each
+        once; None if a record holds inline data."""
+        flat = np.asarray(flat, np.int64).reshape(-1)
+        code = np.full(len(flat), -1, np.int32)
+        offset = np.zeros(len(flat), np.int64)
+        size = np.zeros(len(flat), np.int64)
+        urls: list[str] = []
+        number, row = np.divmod(flat, self.record_size)
+        for num in np.unique(number).tolist():
+            in_file = np.flatnonzero(number == num)
+            starts = self.row_groups(name, num)
             if starts is None:
                 return None
-            group = int(np.searchsorted(starts, j, side="right")) - 1
-            if group >= len(starts) - 1:
-                out.append(None)           # past the rows the file holds
-                continue
-            rec = self.record(name, number, group)
-            k = j - int(starts[group])
-            if k >= len(rec.code) or rec.code[k] < 0:
-                out.append(None)
-            else:
-                out.append((rec.urls[rec.code[k]], int(rec.offset[k]), int(rec.size[k])))
-        return out
+            groups = np.searchsorted(starts, row[in_file], side="right") - 1
+            for g in np.unique(groups).tolist():
+                if g >= len(starts) - 1:
+                    continue               # past the rows the file holds: absent
+                pick = in_file[groups == g]
+                rec = self.record(name, num, g)
+                k = row[pick] - int(starts[g])
+                inside = k < len(rec.code)
+                pick, k = pick[inside], k[inside]
+                found = rec.code[k]
+                code[pick] = np.where(found >= 0, found + len(urls), -1)
+                offset[pick], size[pick] = rec.offset[k], rec.size[k]
+                urls += rec.urls
+        return urls, code, offset, size
+
+    def lookup(self, name: str, flat: Any) -> list[tuple[str, int, int] | None] | None:
+        """``(url, offset, size)`` or None (absent) for chunks ``flat`` of ``name``
+        (``refs``); None if a record holds inline data."""
+        found = self.refs(name, flat)
+        if found is None:
+            return None
+        urls, code, offset, size = found
+        return [None if c < 0 else (urls[c], o, n) for c, o, n in
+                zip(code.tolist(), offset.tolist(), size.tolist(), strict=True)]
 
     def table(self, name: str, n: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray
                                                 ] | None:
