@@ -127,3 +127,66 @@ def test_a_frame_is_checked_without_any_whole_chunk_index(tmp_path: Path) -> Non
 def _by_id(tid: int) -> object:
     import detstack
     return detstack.by_id[[tid]]
+
+
+def test_reference_to_an_index_node_is_refused(tmp_path: Path) -> None:
+    """A reference of a chunk's size pointing at the source dataset's own chunk B-tree
+    (file metadata between chunks) is found by no lookup and refused."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from detstack.convert import to_manifest
+    from detstack.errors import UnsafeReferenceError
+    name = "agipd-raw-chunked"
+    folder = write(tmp_path / "run", name)
+    out = to_manifest(open_det(folder, name), folder / "view.parq")
+    file = out / "image.data" / "refs.0.parq"
+    cols = pq.read_table(file).to_pydict()
+    i = next(k for k, p in enumerate(cols["path"]) if p is not None)
+    source = cols["path"][i] if Path(cols["path"][i]).is_absolute() else \
+        str(folder / cols["path"][i])
+    with h5py.File(source, "r") as f:
+        dset = next(n for n in _datasets(f) if n.endswith("image/data"))
+        node = index(f, dset).root
+    cols["offset"][i] = node
+    pq.write_table(pa.table({"path": pa.array(cols["path"], pa.string()),
+                             "offset": pa.array(cols["offset"], pa.int64()),
+                             "size": pa.array(cols["size"], pa.int64())}), file)
+    view = open_det(open_view(out), name)
+    with pytest.raises(UnsafeReferenceError, match="outside the stored data"):
+        view.get_array("image.data")
+
+
+def _datasets(f: h5py.File) -> list[str]:
+    names: list[str] = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    return names
+
+
+def test_sidecar_chunks_decode_in_runs() -> None:
+    """Equal deflated pieces are inflated once and repeated; distinct ones each; a piece
+    that inflates to another size gives None (HDF5 then reads the dataset)."""
+    import zlib
+
+    from detstack.store.manifest import _inflate_each, _pieces
+    plain = [bytes([v]) * 16 for v in (1, 1, 1, 2, 2, 1, 3, 3)]
+    packed = [zlib.compress(p) for p in plain]
+    buf = np.frombuffer(b"".join(packed), np.uint8)
+    sizes = np.array([len(p) for p in packed], np.int64)
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    got = _inflate_each(buf, first, sizes, 16)
+    assert got is not None and got.tobytes() == b"".join(plain)
+    order = np.array([3, 0, 7, 1])                      # not in file order
+    got = _inflate_each(buf, first[order], sizes[order], 16)
+    assert got is not None and got.tobytes() == b"".join(plain[i] for i in order)
+    assert _inflate_each(buf, first, sizes, 15) is None
+    bad = buf.copy()
+    bad[first[3]] ^= 0xFF                               # a damaged zlib header
+    with pytest.raises(zlib.error):
+        _inflate_each(bad, first, sizes, 16)
+    raw = np.arange(40, dtype=np.uint8)
+    np.testing.assert_array_equal(_pieces(raw, np.array([0, 10, 20]), np.array([10] * 3)),
+                                  raw[:30].reshape(3, 10))
+    np.testing.assert_array_equal(_pieces(raw, np.array([20, 0]), np.array([10, 10])),
+                                  np.stack([raw[20:30], raw[0:10]]))
+    assert _pieces(raw, np.array([0, 10]), np.array([10, 5])) is None
