@@ -168,7 +168,7 @@ def test_sidecar_chunks_decode_in_runs() -> None:
     that inflates to another size gives None (HDF5 then reads the dataset)."""
     import zlib
 
-    from detstack.store.manifest import _inflate_each, _pieces
+    from detstack.store.manifest_sidecar import _inflate_each, _pieces
     plain = [bytes([v]) * 16 for v in (1, 1, 1, 2, 2, 1, 3, 3)]
     packed = [zlib.compress(p) for p in plain]
     buf = np.frombuffer(b"".join(packed), np.uint8)
