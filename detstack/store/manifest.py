@@ -190,6 +190,8 @@ class ManifestFileSystem(ReferenceFileSystem):
 
     def close_files(self) -> None:
         self.guard.close()
+        if self.records is not None:
+            self.records.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
