@@ -193,8 +193,8 @@ class ParquetRecords:
 
         columns = ["path", "offset", "size"]
         try:
-            table = parquet.read(columns=columns) if group is None else \
-                parquet.read_row_group(group, columns=columns)
+            table = parquet.read(columns=columns, use_threads=False) if group is None else \
+                parquet.read_row_group(group, columns=columns, use_threads=False)
         except (pa.ArrowException, OSError, KeyError) as exc:
             raise FileFormatError(path, f"is not a reference record of manifest "
                                   f"{self.view} ({exc})", "Write the manifest again") \
