@@ -539,12 +539,13 @@ def _man_view(ctx: Context, imported: str = "first imports of zarr, pandas, xarr
     quiet()
     _start(ctx)
     det = detstack.AGIPD1M(open_view(_view(ctx, "view.parq")))
-    opened = time.perf_counter() - ctx.t0
+    opened, cpu_opened = time.perf_counter() - ctx.t0, time.process_time()
     tid = int(det.train_ids[ctx.trains // 2])
     frame = det.select_trains(detstack.by_id[[tid]]).get_array("image.data", pulses=np.s_[7:8])
     assert frame.shape[-2:] == (512, 128)
-    return _cpu(f"open {opened:.2f} s, frame {time.perf_counter() - ctx.t0 - opened:.2f} s "
-                f"({imported})")
+    return _cpu(f"open {opened:.2f} s, frame {time.perf_counter() - ctx.t0 - opened:.3f} s "
+                f"(CPU {time.process_time() - cpu_opened:.3f} s; {imported}); load average "
+                f"{os.getloadavg()[0]:.1f}")
 
 
 @measurement("man_view_imported", "detstack open_view of the Parquet manifest + one frame, "
