@@ -48,9 +48,11 @@ class Context:
     trains: int
     workdir: str      # scratch space for outputs (views, caches) of this run
     t0: float = 0.0
+    rss0: float = 0.0   # MB resident when the clock started (the opened run, imports)
 
     def start(self) -> None:
         """Start the clock (call after imports)."""
+        self.rss0 = current_rss_mb()
         self.t0 = time.perf_counter()
 
     @property
@@ -58,6 +60,15 @@ class Context:
         path = Path(self.workdir) / "scratch" / f"{self.kind}-{self.trains}"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def current_rss_mb() -> float:
+    """This process's resident memory now (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -528,12 +539,13 @@ def _man_view(ctx: Context, imported: str = "first imports of zarr, pandas, xarr
     quiet()
     _start(ctx)
     det = detstack.AGIPD1M(open_view(_view(ctx, "view.parq")))
-    opened = time.perf_counter() - ctx.t0
+    opened, cpu_opened = time.perf_counter() - ctx.t0, time.process_time()
     tid = int(det.train_ids[ctx.trains // 2])
     frame = det.select_trains(detstack.by_id[[tid]]).get_array("image.data", pulses=np.s_[7:8])
     assert frame.shape[-2:] == (512, 128)
-    return _cpu(f"open {opened:.2f} s, frame {time.perf_counter() - ctx.t0 - opened:.2f} s "
-                f"({imported})")
+    return _cpu(f"open {opened:.2f} s, frame {time.perf_counter() - ctx.t0 - opened:.3f} s "
+                f"(CPU {time.process_time() - cpu_opened:.3f} s; {imported}); load average "
+                f"{os.getloadavg()[0]:.1f}")
 
 
 @measurement("man_view_imported", "detstack open_view of the Parquet manifest + one frame, "
@@ -575,7 +587,7 @@ def child(payload: str) -> None:
     # the largest process: this one, or a worker it started and waited for (EXtra-data's pool)
     rss = max(resource.getrusage(who).ru_maxrss
               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
-    print(json.dumps({"seconds": seconds, "rss_mb": rss, "note": note}))
+    print(json.dumps({"seconds": seconds, "rss_mb": rss, "start_mb": ctx.rss0, "note": note}))
 
 
 def ensure_run(workdir: Path, kind: str, trains: int) -> tuple[Path, dict[str, object]]:
@@ -679,6 +691,23 @@ def main() -> None:
         print(f"- {line}")
 
 
+def memory_vs_length(name: str, kind: str, n0: int, r0: dict[str, object], n1: int,
+                     r1: dict[str, object]) -> str:
+    """How peak RSS grows with run length: MB per 1,000 trains between the shortest and
+    the longest run, of the whole process and of the operation alone (peak minus the RSS
+    when the clock started: the opened run and the imports)."""
+    per = 1000 / (n1 - n0)
+    peak = (float(r1["rss_mb"]) - float(r0["rss_mb"])) * per
+    line = f"memory vs run length, {name}, {kind}: peak {peak:+.1f} MB per 1,000 trains"
+    if r0.get("start_mb") and r1.get("start_mb"):
+        own = [float(r["rss_mb"]) - float(r["start_mb"]) for r in (r0, r1)]
+        opened = (float(r1["start_mb"]) - float(r0["start_mb"])) * per
+        line += (f" (the operation alone {own[0]:.0f} MB at {n0:,} trains, {own[1]:.0f} MB at "
+                 f"{n1:,}: {(own[1] - own[0]) * per:+.1f} MB per 1,000; the opened run before "
+                 f"it {opened:+.1f})")
+    return line
+
+
 def summary(raw: dict[str, list[dict[str, object] | None]], ctxs: list[Context]) -> list[str]:
     """Peak RSS at the shortest and longest run of each kind (is memory independent of
     run length?), and the view's bulk-read speed relative to reading the sources."""
@@ -691,6 +720,7 @@ def summary(raw: dict[str, list[dict[str, object] | None]], ctxs: list[Context])
                 (n0, r0), (n1, r1) = min(have, key=lambda x: x[0]), max(have, key=lambda x: x[0])
                 out.append(f"peak RSS, {MEASUREMENTS[row].name}, {kind}: {r0['rss_mb']:.0f} MB "
                            f"at {n0:,} trains, {r1['rss_mb']:.0f} MB at {n1:,}")
+                out.append(memory_vs_length(MEASUREMENTS[row].name, kind, n0, r0, n1, r1))
     for row, what in (("vds_bulk", "the view"), ("vds_frames_bulk", "the frames view")):
         if row not in raw or "src_bulk" not in raw:
             continue

@@ -7,6 +7,7 @@ indexes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +22,18 @@ class Run:
     src_start: int
     dst_start: int
     length: int
+
+
+def shared(array: np.ndarray, pool: list[np.ndarray]) -> np.ndarray:
+    """An array of ``pool`` equal to ``array`` (same dtype, shape and values), else
+    ``array``, added to ``pool``; either way read-only, as shared arrays must be."""
+    for other in pool:
+        if other is array or (other.dtype == array.dtype and other.shape == array.shape
+                              and np.array_equal(other, array)):
+            return other
+    array.flags.writeable = False
+    pool.append(array)
+    return array
 
 
 @dataclass(frozen=True)
@@ -42,8 +55,9 @@ class FrameMap:
 
     @classmethod
     def from_tables(cls, sources: list[str], modules: list[int], train_ids: np.ndarray,
-                    tables: list[Any], files: list[Any]) -> FrameMap:
-        """Align per-source index tables (sorted by train ID) to ``train_ids``."""
+                    tables: Iterable[Any], files: list[Any]) -> FrameMap:
+        """Align per-source index tables (sorted by train ID) to ``train_ids`` (an
+        iterable: each table may be dropped once aligned). The arrays are read-only."""
         tids = np.asarray(train_ids, dtype=np.uint64)
         shape = (len(sources), len(tids))
         counts = np.zeros(shape, np.uint64)
@@ -57,6 +71,8 @@ class FrameMap:
             counts[m, pos[ok]] = table.count[ok]
             file[m, pos[ok]] = table.file[ok]
             first[m, pos[ok]] = table.first[ok]
+        for a in (counts, file, first):
+            a.flags.writeable = False
         return cls(tuple(sources), np.asarray(modules), tids, counts, file, first, tuple(files))
 
     # -- derived per-train facts ---------------------------------------------
@@ -95,12 +111,37 @@ class FrameMap:
     def train_ids_perframe(self) -> np.ndarray:
         return np.repeat(self.train_ids, self.train_counts().astype(np.int64))
 
+    # -- sharing ---------------------------------------------------------------
+
+    def sharing(self, others: Iterable[FrameMap]) -> FrameMap:
+        """This map with each (module, train) array that equals one of ``others`` replaced
+        by that array (read-only): the index groups of a detector mostly agree (every
+        per-train group has the same counts and rows, and all groups the same files), so a
+        detector keeps each distinct array once, not once per group."""
+        pool = [a for o in others for a in (o.counts, o.file, o.first)]
+        return replace(self, counts=shared(self.counts, pool), file=shared(self.file, pool),
+                       first=shared(self.first, pool))
+
     # -- selections -----------------------------------------------------------
 
-    def select_trains(self, keep: np.ndarray) -> FrameMap:
-        """Keep the trains where ``keep`` (bool over trains) is True."""
-        return replace(self, train_ids=self.train_ids[keep], counts=self.counts[:, keep],
-                       file=self.file[:, keep], first=self.first[:, keep])
+    def select_trains(self, keep: np.ndarray,
+                      memo: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> FrameMap:
+        """Keep the trains where ``keep`` (bool over trains) is True; ``memo`` (shared by
+        the maps of one detector) selects an array they share only once."""
+        keep = np.asarray(keep)
+        if keep.dtype == bool and len(keep) == len(self.train_ids) and keep.all():
+            return self
+        memo = {} if memo is None else memo
+
+        def pick(a: np.ndarray) -> np.ndarray:
+            hit = memo.get(id(a))
+            if hit is None or hit[0] is not a:
+                picked = a[:, keep]
+                picked.flags.writeable = False
+                hit = memo[id(a)] = (a, picked)
+            return hit[1]
+        return replace(self, train_ids=self.train_ids[keep], counts=pick(self.counts),
+                       file=pick(self.file), first=pick(self.first))
 
     def select_modules(self, rows: list[int]) -> FrameMap:
         return replace(self, sources=tuple(self.sources[r] for r in rows),

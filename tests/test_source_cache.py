@@ -110,3 +110,56 @@ def test_no_cache_writes_nothing(run: Path) -> None:
     det = detstack.AGIPD1M(detstack.RunDirectory(run, cache=False))
     assert_maps_match(det, run)
     assert not source_cache.details_path(run).exists()
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_index_groups_share_their_arrays(run: Path, cache: bool) -> None:
+    """A detector keeps each (module, train) array its index groups agree on once: every
+    per-train group has the same counts and first rows, every group the same files; the
+    arrays are read-only, and a train selection keeps both the sharing and the values."""
+    detstack.AGIPD1M(detstack.RunDirectory(run))      # fills the source cache
+    POOL.clear()
+    det = detstack.AGIPD1M(detstack.RunDirectory(run, cache=cache))
+    maps = {g: det.group_map(g) for g in GROUPS}
+    for g in ("trailer", "detector"):
+        assert maps[g].counts is maps["header"].counts and maps[g].first is maps["header"].first
+    assert all(maps[g].file is maps["image"].file for g in GROUPS)
+    assert maps["image"].counts is not maps["header"].counts     # 3 frames vs 1 row per train
+    for fmap in maps.values():
+        for a in (fmap.counts, fmap.file, fmap.first):
+            assert not a.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        maps["header"].counts[0, 0] = 7
+    assert_maps_match(det, run)
+    # the files' own index groups share too (read from the files or from the cache)
+    f = det.frame_map.files[int(det.frame_map.file[0, 0])]
+    src = det.frame_map.sources[0]
+    header, trailer = f.index(src, "header"), f.index(src, "trailer")
+    assert header.first is trailer.first and header.count is trailer.count
+    assert f.index(src, "image").first is not header.first
+
+    sel = det.select_trains(np.s_[1:5])
+    smaps = {g: sel.group_map(g) for g in GROUPS}
+    assert smaps["trailer"].counts is smaps["header"].counts
+    assert smaps["image"].file is smaps["header"].file
+    for g in GROUPS:
+        for name in ("counts", "file", "first"):
+            np.testing.assert_array_equal(getattr(smaps[g], name),
+                                          getattr(maps[g], name)[:, 1:5])
+    assert_maps_match(sel, run)
+    everything = np.ones(len(det.train_ids), bool)
+    assert det.frame_map.select_trains(everything) is det.frame_map
+
+
+def test_source_tables_cache_is_bounded(run: Path) -> None:
+    """The run keeps its most recent source tables only; one built again equals the first."""
+    from detstack.run.source_table import TABLE_CACHE
+    data = detstack.RunDirectory(run)
+    srcs = sorted(s for s in data.instrument_sources if "/CORR/" in s)
+    tables = {(s, g): data.source_table(s, g) for s in srcs for g in GROUPS}
+    assert len(data._tables) == TABLE_CACHE < len(tables)
+    for (s, g), table in tables.items():
+        again = data.source_table(s, g)
+        for name in ("train_ids", "file", "first", "count"):
+            np.testing.assert_array_equal(getattr(again, name), getattr(table, name))
+    assert data.source_table(*next(reversed(tables))) is data.source_table(*next(reversed(tables)))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,14 @@ from ..detectors.pulses import MISSING, read_inner_ids
 from ..detectors.reading import read_rows
 from ..progress import track
 from .atomic import atomic_h5
-from .frame_ids import agreed_ids
+from .frame_ids import IdsDisagree, agreed_ids, agreed_key_blocks
 from .plan import ViewPlan, as_detector, fill_to_json, fill_value_for
 from .vds import (
     LIBVER,
     MappingBuilder,
     SourceNames,
     block_runs,
+    small_metadata_cache,
     store_record,
     view_record,
     write_coords,
@@ -52,7 +54,7 @@ from .vds import (
 log = logging.getLogger(__name__)
 
 CXI_VERSION = 150
-ID_BATCH = 1 << 18        # frames per batch of experiment_identifier strings (bounded memory)
+ID_BATCH = 1 << 16        # frames per batch of experiment_identifier strings (bounded memory)
 BULK_GROUP = "entry_1/by_module"
 DET_GROUP = "entry_1/instrument_1/detector_1"
 
@@ -82,9 +84,8 @@ class CxiSpec:
         self.bulk_keys["cellId" if self.xtdf else "memoryCell"] = self.cell_key
         if self.xtdf:
             self.bulk_keys["pulseId"] = kind.pulse_key
-        counts = self.fmap.train_counts().astype(np.int64) * self.cpe
-        self.n_frames = int(counts.sum())
-        self.train_ids_perframe = np.repeat(self.fmap.train_ids.astype(np.uint64), counts)
+        self.frame_counts = self.fmap.train_counts().astype(np.int64) * self.cpe  # per train
+        self.n_frames = int(self.frame_counts.sum())
         self.modulenos = [slot + kind.modno_base for slot in range(det.n_modules)]
 
     def entry(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -199,18 +200,42 @@ def _bulk_axes(spec: CxiSpec, entry: tuple[int, ...]) -> str:
     return ":".join(names)
 
 
+def _frame_id_blocks(spec: CxiSpec) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(first frame, train ID per frame, pulse ID (JUNGFRAU: memory cell) per frame) of
+    blocks of trains, so that a long run's frame identifiers (16 bytes per frame) are
+    never held whole. XTDF IDs that disagree between modules go to the detector's
+    reader, which raises naming the module."""
+    fmap = spec.fmap
+    if spec.xtdf:
+        key = spec.det.kind.pulse_key
+        entry, dtype = spec.entry(key)
+        index = (0,) if entry[:1] == (1,) else ()
+        try:
+            for t0, t1, base, block in agreed_key_blocks(fmap, [(key, dtype, index)]):
+                yield base, np.repeat(fmap.train_ids[t0:t1], spec.frame_counts[t0:t1]), \
+                    block[key]
+            return
+        except IdsDisagree:
+            ids = read_inner_ids(fmap, key, "pulseId", index)
+    else:
+        ids = spec.pulse_ids()
+    yield 0, np.repeat(fmap.train_ids.astype(np.uint64), spec.frame_counts), ids
+
+
 def _write_entry(h5: h5py.File, spec: CxiSpec) -> None:
     h5.create_dataset("cxi_version", data=[CXI_VERSION])
     entry = h5.create_group("entry_1")
-    pulse_ids = spec.pulse_ids()
-    tids = spec.train_ids_perframe
-    d = entry.create_dataset("experiment_identifier", shape=tids.shape,
-                             dtype=h5py.string_dtype())
-    batches = range(0, len(tids), ID_BATCH)   # "trainId:pulseId" strings, a batch at a time
-    for a in track(batches, "CXI frame identifiers"):
-        b = min(a + ID_BATCH, len(tids))
-        d[a:b] = np.char.add(np.char.add(tids[a:b].astype(str), ":"),
-                             pulse_ids[a:b].astype(str)).astype(object)
+    n = spec.n_frames
+    d = entry.create_dataset("experiment_identifier", shape=(n,), dtype=h5py.string_dtype())
+    pulses = entry.create_dataset(spec.pulse_label, shape=(n,), dtype=np.uint64)
+    trains = entry.create_dataset("trainId", shape=(n,), dtype=np.uint64)
+    for base, tids, ids in track(_frame_id_blocks(spec), "CXI frame identifiers"):
+        pulses[base:base + len(ids)] = ids
+        trains[base:base + len(tids)] = tids
+        for a in range(0, len(tids), ID_BATCH):   # "trainId:pulseId" strings, a batch at a time
+            b = min(a + ID_BATCH, len(tids))
+            d[base + a:base + b] = np.char.add(np.char.add(tids[a:b].astype(str), ":"),
+                                               ids[a:b].astype(str)).astype(object)
     try:
         meta = spec.det.data.run_metadata()
     except ValueError:
@@ -219,8 +244,6 @@ def _write_entry(h5: h5py.File, spec: CxiSpec) -> None:
         entry.attrs["name"] = f"EuXFEL proposal {meta['proposalNumber']} run {meta['runNumber']}"
         entry.attrs["euxfelProposalNumber"] = meta["proposalNumber"]
         entry.attrs["euxfelRunNumber"] = meta["runNumber"]
-    entry.create_dataset(spec.pulse_label, data=pulse_ids)
-    entry.create_dataset("trainId", data=spec.train_ids_perframe)
 
 
 def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
@@ -272,6 +295,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
     plan = ViewPlan(det, sorted(spec.bulk_keys.values()), layout="frames")
     mappings: dict[str, int] = {}
     with atomic_h5(path, overwrite, libver=LIBVER) as h5:   # on disk: bounded memory
+        small_metadata_cache(h5)    # finished datasets' mappings freed
         _write_entry(h5, spec)
         dgrp = h5.create_group(DET_GROUP)
         dgrp.attrs["name"] = det.detector_name
@@ -295,6 +319,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
                                 else axes)
             mappings[ds.name.lstrip("/")] = b.count
             _close(ds, b)
+            names.forget(key)
         dgrp["experiment_identifier"] = h5py.SoftLink("/entry_1/experiment_identifier")
         h5["entry_1/data_1"] = h5py.SoftLink("/" + DET_GROUP)
         dgrp.create_dataset("module_identifier", data=spec.modulenos)
@@ -312,6 +337,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
             arrays[key] = ds.name.lstrip("/")
             mappings[arrays[key]] = b.count
             _close(ds, b)
+            names.forget(key)
         coords = write_coords(bulk, plan, [spec.group])
         record = view_record(plan, "cxi", path, relative, arrays=arrays, coords=coords,
                              cxi={"fillvalues": {k: fill_to_json(v) for k, v in fills.items()},

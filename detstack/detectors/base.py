@@ -17,6 +17,7 @@ from ..run.collection import DataCollection
 from ..run.selection import ById
 from .consistency import check_counts
 from .kinds import DetectorKind
+from .param_docs import shared
 
 
 def _caller_stacklevel() -> int:
@@ -145,7 +146,7 @@ class MultimodDetectorBase:
     def _frame_map(self, group: str) -> FrameMap:
         srcs = list(self.source_to_modno)
         self.data.prefetch_sources(srcs)   # one pass over the files, every index group
-        tables = [self.data.source_table(s, group) for s in srcs]
+        tables = (self.data.source_table(s, group) for s in srcs)   # one at a time
         return FrameMap.from_tables(srcs, list(self.source_to_modno.values()),
                                     self.data.train_ids_array, tables, self.data.files)
 
@@ -175,8 +176,8 @@ class MultimodDetectorBase:
         InconsistentModulesError
             The group's index is inconsistent across modules.
         """
-        if group not in self._group_maps:
-            self._group_maps[group] = self._frame_map(group)
+        if group not in self._group_maps:   # arrays equal to another group's are shared
+            self._group_maps[group] = self._frame_map(group).sharing(self._group_maps.values())
         return self._group_maps[group]
 
     # -- public attributes --------------------------------------------------------
@@ -275,10 +276,12 @@ class MultimodDetectorBase:
         new = copy(self)
         new.data = self.data.select_trains(trains)
         keep = np.isin(self._fmap.train_ids, new.data.train_ids_array)
-        new._fmap = self._fmap.select_trains(keep)
-        new._group_maps = {g: fm.select_trains(keep) for g, fm in self._group_maps.items()}
+        memo: dict = {}     # arrays the groups share are selected once
+        new._fmap = self._fmap.select_trains(keep, memo)
+        new._group_maps = {g: fm.select_trains(keep, memo) for g, fm in self._group_maps.items()}
         return new
 
+    @shared
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None,
                      frames_per_part: int | None = None) -> Iterator[MultimodDetectorBase]:
         """Split the trains into consecutive parts, e.g. to work in bounded memory.
@@ -287,13 +290,7 @@ class MultimodDetectorBase:
 
         Parameters
         ----------
-        parts : int, optional
-            Minimum number of parts (fewer only if there are fewer trains).
-        trains_per_part : int, optional
-            Maximum trains per part.
-        frames_per_part : int, optional
-            Target frames per part; parts always hold whole trains, so a single
-            train with more frames makes a part on its own.
+        $split_limits
 
         Yields
         ------

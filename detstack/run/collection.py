@@ -8,7 +8,6 @@ import os
 import re
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,32 +29,10 @@ from .collection_docs import DOCS
 from .files import RunFile
 from .opening import open_files
 from .selection import select_train_ids
+from .source_table import SourceTable, TableCache, build_table
 
 # multi-module detector channels, as EXtra-data lists them in detector_sources
 DETECTOR_SOURCE = re.compile(r"(.+/(?:DET|CORR))/(\d+)CH")
-
-
-@dataclass(frozen=True)
-class SourceTable:
-    """Where one (source, index group) keeps each selected train, sorted by train ID.
-
-    ``file`` indexes ``DataCollection.files``; rows ``first:first+count`` of the
-    group's datasets in that file belong to ``train_ids[i]``.
-    """
-
-    train_ids: np.ndarray
-    file: np.ndarray
-    first: np.ndarray
-    count: np.ndarray
-
-    def counts_for(self, train_ids: np.ndarray) -> np.ndarray:
-        """Entry count per requested train (0 where the source has none)."""
-        out = np.zeros(len(train_ids), dtype=np.uint64)
-        pos = np.searchsorted(self.train_ids, train_ids)
-        pos = np.minimum(pos, max(len(self.train_ids) - 1, 0))
-        hit = (self.train_ids[pos] == train_ids) if len(self.train_ids) else np.zeros(len(train_ids), bool)
-        out[hit] = self.count[pos[hit]]
-        return out
 
 
 @complete_docs(DOCS)
@@ -91,7 +68,7 @@ class DataCollection:
             train_ids = self._all_train_ids()
             self._check_duplicates()
         self.train_ids_array = np.asarray(train_ids, dtype=np.uint64)
-        self._tables: dict[tuple[str, str], SourceTable] = {}
+        self._tables = TableCache()
         self._datasets: dict[tuple[int, str, str], Any] = {}
         self._warned_legacy: set[str] = set()
 
@@ -216,24 +193,9 @@ class DataCollection:
     def source_table(self, source: str, group: str = "") -> SourceTable:
         """Index of (source, group) over the selected trains, across files."""
         self._check_source(source)
-        cache_key = (source, group)
-        if cache_key in self._tables:
-            return self._tables[cache_key]
-        tids, file_no, first, count = [], [], [], []
-        for i in self._source_files[source]:
-            f = self.files[i]
-            idx = f.index(source, group)
-            keep = self._usable(f) & self._selected(f.train_ids)
-            tids.append(f.train_ids[keep])
-            file_no.append(np.full(int(keep.sum()), i, dtype=np.int64))
-            first.append(idx.first[keep])
-            count.append(idx.count[keep])
-        t = np.concatenate(tids)
-        order = np.argsort(t, kind="stable")
-        table = SourceTable(t[order], np.concatenate(file_no)[order],
-                            np.concatenate(first)[order], np.concatenate(count)[order])
-        self._tables[cache_key] = table
-        return table
+        return self._tables.get((source, group), lambda: build_table(
+            [self.files[i] for i in self._source_files[source]],
+            self._source_files[source], source, group, self._usable, self._selected))
 
     def prefetch_sources(self, sources: Iterable[str]) -> None:
         """Read the keys and every index group of some sources, file by file.

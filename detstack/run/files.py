@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from ..errors import DetstackError, FileFormatError, PropertyNameError
+from ..frames import shared
 from .h5read import exists as _exists
 from .h5read import read_dataset, read_whole
 from .handles import POOL, require_regular
@@ -45,6 +46,14 @@ class SourceIndex:
 
     first: np.ndarray
     count: np.ndarray
+
+
+def share_groups(index: dict[str, SourceIndex]) -> dict[str, SourceIndex]:
+    """The index groups of one source with equal arrays held once (read-only): every
+    per-train group (header, detector, trailer...) has the same first/count."""
+    pool: list[np.ndarray] = []
+    return {g: SourceIndex(shared(i.first, pool), shared(i.count, pool))
+            for g, i in index.items()}
 
 
 @dataclass(frozen=True)
@@ -283,6 +292,9 @@ class RunFile:
                         with contextlib.suppress(DetstackError):
                             self._index_cache[source, other] = self._guard(
                                 lambda g=other: self._read_index(source, g), "read")
+                groups = {g: i for (s, g), i in self._index_cache.items() if s == source}
+                for g, i in share_groups(groups).items():
+                    self._index_cache[source, g] = i
         return self._index_cache[cache_key]
 
     def source_details(self, source: str) -> SourceDetails:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DetstackError
-from .files import RunFile, SourceDetails, SourceIndex
+from .files import RunFile, SourceDetails, SourceIndex, share_groups
 from .meta_cache import Stamp, cache_path, read_cache_file, write_cache_file
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _decode(meta: dict[str, Any], npz: Any) -> Entries | None:
             pos += n
         keys, paths = keysets[int(e["keyset"])]
         out[str(e["name"]), str(e["source"])] = (
-            (int(e["size"]), int(e["mtime_ns"])), SourceDetails(keys, paths, index))
+            (int(e["size"]), int(e["mtime_ns"])), SourceDetails(keys, paths, share_groups(index)))
     return out if pos == len(count) == len(delta) else None
 
 

@@ -12,20 +12,16 @@ or, when the run and manifest moved together, against the manifest's own folder.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
-import math
 import os
 import posixpath
-import zlib
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import fsspec
-import h5py
 import numpy as np
 import zarr
 from fsspec.core import split_protocol
@@ -35,9 +31,7 @@ from fsspec.implementations.reference import (
     ReferenceNotReachable,
 )
 
-from ..convert.chunk_index import chunk_table
 from ..errors import (
-    CorruptChunkError,
     DetstackError,
     FileFormatError,
     NotRegularFileError,
@@ -45,7 +39,6 @@ from ..errors import (
     ViewLimitError,
 )
 from ..safety import refuse_special, require_regular_file
-from .manifest_direct import DirectReader
 from .manifest_guard import SourceGuard, is_local, normalize
 from .manifest_meta import (
     ChunkBound,
@@ -58,6 +51,7 @@ from .manifest_meta import (
 from .manifest_paths import Locations, join, locate
 from .manifest_reads import checked_arrays, promised_chunks
 from .manifest_records import ParquetRecords
+from .manifest_sidecar import small_array
 from .view_collection import ViewCollection, check_record
 
 __all__ = ["SourceUnreachableError", "UnsafeReferenceError", "manifest_filesystem",
@@ -177,12 +171,12 @@ class ManifestFileSystem(ReferenceFileSystem):
             raise SourceUnreachableError(path, part, str(exc) or type(exc).__name__) from exc
 
     def read_source(self, path: str, loc: str, start: int, end: int,
-                    hints: tuple[str, ...] = ()) -> bytes:
+                    hints: tuple[str, ...] = (), at: tuple[int, ...] | None = None) -> bytes:
         """Bytes [start, end) of the checked local source ``loc`` (a resolved reference
-        of chunk ``path``; ``hints``: the datasets it is probably a chunk of), with
-        ``cat_file``'s errors."""
+        of chunk ``path``; ``hints``: the datasets it is probably a chunk of; ``at``: its
+        element offset in the first of them, if known), with ``cat_file``'s errors."""
         try:
-            return self.guard.pread(loc, start, end, hints)
+            return self.guard.pread(loc, start, end, hints, at)
         except DetstackError:
             raise
         except Exception as exc:
@@ -196,6 +190,8 @@ class ManifestFileSystem(ReferenceFileSystem):
 
     def close_files(self) -> None:
         self.guard.close()
+        if self.records is not None:
+            self.records.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -403,140 +399,6 @@ def _check_sources(fs: ManifestFileSystem, name: str) -> None:
                               "are still refused)")
 
 
-def _small_array(group: zarr.Group, fs: ManifestFileSystem, record: dict[str, Any],
-                 name: str) -> np.ndarray:
-    """A coordinate array, read whole. Through zarr that is one chunk per train (~0.6 ms
-    each: over a minute for the count arrays of a 30,000-train run), so where every chunk
-    reference of the array points exactly at a chunk of the same-named dataset of the
-    local sidecar the record lists (checked first, all at once), that dataset is read in
-    one go; otherwise its chunks are read as the references say."""
-    arr = group[name]
-    info = record.get("manifest")
-    listed = fs.locations.listed
-    if isinstance(info, dict) and isinstance(info.get("sidecar"), dict) and listed \
-            and "://" not in listed[-1].loc:
-        loc = listed[-1].loc
-        fs.guard.verify_now(loc)   # the listed sidecar: real path, size, identity
-        with h5py.File(loc, "r") as f:
-            ds = f.get(name)
-            spans = _chunk_spans(ds) if isinstance(ds, h5py.Dataset) and ds.chunks \
-                and ds.shape == arr.shape and ds.dtype == arr.dtype else None
-            if spans is not None and _references_dataset(fs, name, ds, loc, spans):
-                return _read_chunks(fs, ds, loc, *spans)
-    direct = DirectReader.make(arr, fs.records, fs, functools.partial(_corrupt, fs, name),
-                               lambda coords: (name,))
-    whole = direct.read(()) if direct is not None else None
-    return np.asarray(arr[:]) if whole is None else whole
-
-
-def _corrupt(fs: ManifestFileSystem, name: str, coords: tuple[int, ...], exc: Exception
-             ) -> CorruptChunkError:
-    """A coordinate array's chunk that cannot be decoded (axes: (train,) or (module,
-    train, ...)): named by key and train index."""
-    key = f"{name}/{'.'.join(map(str, coords))}"
-    train = coords[0] if len(coords) == 1 else coords[1]
-    return CorruptChunkError(fs.view, f"chunk {key} of array {name} (train index {train}) "
-                             f"cannot be decoded ({type(exc).__name__}: {exc})",
-                             "Write the manifest again")
-
-
-def _chunk_spans(ds: h5py.Dataset) -> tuple[np.ndarray, np.ndarray] | None:
-    """(offset, size) of every chunk of ``ds`` in C order of its chunk grid, or None if
-    some chunk is not allocated or skipped a filter (the chunk index read in bulk where
-    its format allows: ``chunk_index``)."""
-    grid = tuple(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
-    table = chunk_table(ds)
-    n = math.prod(grid)
-    if len(table) != n or table.mask.any():
-        return None
-    flat = np.ravel_multi_index(table.coords.T, grid)
-    order = np.argsort(flat, kind="stable")
-    if not np.array_equal(flat[order], np.arange(n)):
-        return None
-    return table.addr[order], table.size[order]
-
-
-def _references_dataset(fs: ManifestFileSystem, name: str, ds: h5py.Dataset, loc: str,
-                        spans: tuple[np.ndarray, np.ndarray]) -> bool:
-    """Is every chunk of zarr array ``name`` a reference to exactly the same chunk of
-    ``ds`` in the file at ``loc`` (``spans``: its chunks, ``_chunk_spans``), so reading
-    ``ds`` reads what zarr would? Compared as arrays against the manifest's reference
-    table (one by one for JSON)."""
-    offsets, sizes = spans
-    table = fs.records.table(name, len(offsets)) if fs.records is not None else None
-    if table is None:
-        return _references_one_by_one(fs, name, ds, loc, offsets, sizes)
-    urls, code, ref_offset, ref_size = table
-    if (code < 0).any():
-        return False
-    same_file = np.array([_resolves_to(fs, url, loc) for url in urls] + [False], bool)
-    return bool(same_file[code].all() and np.array_equal(ref_offset, offsets)
-                and np.array_equal(ref_size, sizes))
-
-
-SHUFFLE_DEFLATE = ([h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_DEFLATE], [h5py.h5z.FILTER_DEFLATE],
-                   [])
-SPAN_LIMIT = 64 << 20   # bytes of chunks read in one go
-
-
-def _read_chunks(fs: ManifestFileSystem, ds: h5py.Dataset, loc: str, offsets: np.ndarray,
-                 sizes: np.ndarray) -> np.ndarray:
-    """``ds`` read whole from its chunks (``offsets``, ``sizes`` in C order of its grid):
-    one read of their span, inflated and unshuffled by us, all chunks at once (HDF5
-    takes ~10 us per chunk: 0.3 s for a count array of 30,000 trains). Other filters,
-    and anything that does not decode to the chunk's size, are read by HDF5."""
-    plist = ds.id.get_create_plist()
-    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
-    start, end = int(offsets.min()), int((offsets + sizes).max())
-    if filters not in SHUFFLE_DEFLATE or end - start > SPAN_LIMIT or not ds.dtype.isnative \
-            or ds.dtype.hasobject:
-        return np.asarray(ds[()])
-    buf = fs.guard.read_chunks(loc, start, end)
-    per_chunk = math.prod(ds.chunks)
-    nbytes = per_chunk * ds.dtype.itemsize
-    first, last = (offsets - start).tolist(), (offsets + sizes - start).tolist()
-    try:
-        if h5py.h5z.FILTER_DEFLATE in filters:
-            inflate = zlib.decompress
-            raw = b"".join([inflate(buf[a:b]) for a, b in zip(first, last, strict=True)])
-        else:
-            raw = b"".join([buf[a:b] for a, b in zip(first, last, strict=True)])
-    except zlib.error:
-        return np.asarray(ds[()])      # HDF5 names what is wrong
-    if len(raw) != len(offsets) * nbytes:
-        return np.asarray(ds[()])
-    data = np.frombuffer(raw, np.uint8)
-    if h5py.h5z.FILTER_SHUFFLE in filters:   # byte planes back into elements
-        data = data.reshape(len(offsets), ds.dtype.itemsize, per_chunk).transpose(0, 2, 1)
-    grid = tuple(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
-    blocks = np.ascontiguousarray(data).view(ds.dtype).reshape(grid + tuple(ds.chunks))
-    rank = len(grid)
-    whole = blocks.transpose([j for i in range(rank) for j in (i, rank + i)]).reshape(
-        tuple(g * c for g, c in zip(grid, ds.chunks, strict=True)))
-    return np.ascontiguousarray(whole[tuple(slice(0, n) for n in ds.shape)])
-
-
-def _resolves_to(fs: ManifestFileSystem, url: str, loc: str) -> bool:
-    try:
-        return fs.resolve(url) == loc
-    except DetstackError:
-        return False
-
-
-def _references_one_by_one(fs: ManifestFileSystem, name: str, ds: h5py.Dataset, loc: str,
-                           offsets: np.ndarray, sizes: np.ndarray) -> bool:
-    grid = tuple(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
-    for i, (start, size) in enumerate(zip(offsets.tolist(), sizes.tolist(), strict=True)):
-        key = f"{name}/{'.'.join(str(int(j)) for j in np.unravel_index(i, grid))}"
-        try:
-            part, s, e = fs._cat_common(key)
-        except (FileNotFoundError, DetstackError):
-            return False
-        if part != loc or (s, e) != (start, start + size):
-            return False
-    return True
-
-
 def open_manifest(path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None,
                   check_sources: bool = True, allowed_prefixes: Iterable[str] | None = None,
                   **kw: Any) -> ViewCollection:
@@ -571,8 +433,8 @@ def open_manifest(path: str | os.PathLike[str], storage_options: dict[str, Any] 
     if missing:
         raise FileFormatError(name, f"lacks arrays its record names: {missing[:5]}",
                               "The manifest is incomplete or damaged; write it again")
-    train_ids = np.asarray(_small_array(group, fs, record, "train"), dtype=np.uint64)
-    counts = {g: _small_array(group, fs, record, f"count.{g}") for g in record["index_groups"]}
+    train_ids = np.asarray(small_array(group, fs, record, "train"), dtype=np.uint64)
+    counts = {g: small_array(group, fs, record, f"count.{g}") for g in record["index_groups"]}
     arrays = checked_arrays(group, record, counts, train_ids, name, fs)
     return ViewCollection(Path(name) if local else name, record, arrays, train_ids, counts,
                           keepalive=(store, group))

@@ -24,6 +24,9 @@ import numpy as np
 from ..errors import DetstackError, FileFormatError
 from .manifest_records import ParquetRecords
 
+Hints = Callable[[tuple[int, ...]], tuple[str, ...]]
+Offset = Callable[[tuple[int, ...]], tuple[int, ...] | None]
+
 
 class _Remote(Exception):
     """A reference to a remote object: zarr reads those (asynchronously)."""
@@ -63,9 +66,10 @@ class DirectReader:
 
     def __init__(self, array: Any, records: ParquetRecords, fs: Any,
                  corrupt: Callable[[tuple[int, ...], Exception], Exception],
-                 hints: Callable[[tuple[int, ...]], tuple[str, ...]]) -> None:
+                 hints: Hints, at: Offset | None = None) -> None:
         meta = array.metadata
         self.hints = hints
+        self.at = at
         self.array = array
         self.name = array.path
         self.records = records
@@ -84,15 +88,16 @@ class DirectReader:
     @classmethod
     def make(cls, array: Any, records: ParquetRecords | None, fs: Any,
              corrupt: Callable[[tuple[int, ...], Exception], Exception],
-             hints: Callable[[tuple[int, ...]], tuple[str, ...]]) -> DirectReader | None:
+             hints: Hints, at: Offset | None = None) -> DirectReader | None:
         """A reader for ``array``, or None where zarr must read it. ``corrupt``: the
         typed error of a chunk that cannot be decoded; ``hints``: the source datasets a
-        chunk probably lies in (found first by the guard)."""
+        chunk probably lies in (found first by the guard); ``at``: where the chunk
+        starts in the first of them, where that is known."""
         meta = getattr(array, "metadata", None)
         if records is None or getattr(meta, "zarr_format", None) != 2 or meta.order != "C" \
                 or np.dtype(array.dtype).hasobject:
             return None
-        return cls(array, records, fs, corrupt, hints)
+        return cls(array, records, fs, corrupt, hints, at)
 
     def read(self, index: Any) -> np.ndarray | None:
         """The selection, or None if zarr must read it (not a basic index, inline data)."""
@@ -139,7 +144,8 @@ class DirectReader:
         if "://" in loc:
             raise _Remote(loc)
         data: Any = self.fs.read_source(f"{self.name}/{'.'.join(map(str, chunk))}", loc,
-                                        offset, offset + size, self.hints(chunk))
+                                        offset, offset + size, self.hints(chunk),
+                                        self.at(chunk) if self.at else None)
         try:
             for codec in self.codecs:
                 data = codec.decode(data)

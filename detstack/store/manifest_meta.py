@@ -34,15 +34,16 @@ BOUNDABLE = {None, "zlib", "gzip", "blosc"}
 def _depth(obj: Any) -> int:
     """Nesting depth of a parsed JSON value (iterative: no recursion limit)."""
     deepest, stack = 0, [(obj, 1)]
-    while stack:
+    while stack:        # only containers are stacked: a scalar adds no depth below it
         value, d = stack.pop()
         deepest = max(deepest, d)
         if deepest > MAX_DEPTH:
             return deepest
-        if isinstance(value, dict):
-            stack.extend((v, d + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, d + 1) for v in value)
+        items = value.values() if isinstance(value, dict) else value \
+            if isinstance(value, list) else ()
+        stack.extend((v, d + 1) for v in items if isinstance(v, (dict, list)))
+        if d + 1 > deepest and any(not isinstance(v, (dict, list)) for v in items):
+            deepest = d + 1
     return deepest
 
 

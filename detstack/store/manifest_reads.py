@@ -73,11 +73,11 @@ class ReferencedChunks(StoredObjects):
         if self.records is None or not coords:
             return super()._first_missing(coords)
         flat = np.ravel_multi_index(tuple(np.asarray(coords, np.int64).T), self.grid)
-        found = self.records.lookup(self.array.path, flat)
+        found = self.records.refs(self.array.path, flat)
         if found is None:                    # inline records: one by one
             return super()._first_missing(coords)
-        return next((c for c, ref in zip(coords, found, strict=True)
-                     if ref is None and not self._in_hole(c)), None)
+        absent = np.flatnonzero(found[1] < 0).tolist()
+        return next((coords[i] for i in absent if not self._in_hole(coords[i])), None)
 
     def missing(self, coords: tuple[int, ...], s: int, t: int) -> MissingDataError:
         return MissingDataError(
@@ -101,8 +101,11 @@ class ManifestArray(CheckedArray):
         self.fs = fs
         self.where = where
         self.record = record
+        manifest = record.get("manifest") if isinstance(record.get("manifest"), dict) else {}
+        self.copied = key in (manifest.get("copied") or ())   # into the sidecar, as is
+        self.chunk_shape = tuple(int(c) for c in array.chunks)
         self.direct = DirectReader.make(array, getattr(fs, "records", None), fs, self._corrupt,
-                                        self._datasets)
+                                        self._datasets, self._at)
 
     def __getitem__(self, index: Any) -> Any:
         if self.direct is None:
@@ -119,10 +122,18 @@ class ManifestArray(CheckedArray):
         return self._corrupt(coords, exc)
 
     def _datasets(self, coords: tuple[int, ...]) -> tuple[str, ...]:
-        """The datasets chunk ``coords`` lies in: its module's source, or the sidecar."""
+        """The datasets chunk ``coords`` lies in: its module's source, or the sidecar
+        (first for a copied key)."""
         module = self.record["detector"]["modules"].get(str(coords[0]), {})
-        return (f"INSTRUMENT/{module.get('source', '?')}/{self.key.replace('.', '/')}",
-                self.key)
+        source = f"INSTRUMENT/{module.get('source', '?')}/{self.key.replace('.', '/')}"
+        return (self.key, source) if self.copied else (source, self.key)
+
+    def _at(self, coords: tuple[int, ...]) -> tuple[int, ...] | None:
+        """Where chunk ``coords`` starts in the sidecar dataset of a copied key (its
+        first hint: the same shape and chunks); None for source datasets."""
+        if not self.copied:
+            return None
+        return tuple(c * n for c, n in zip(coords, self.chunk_shape, strict=True))
 
     def _corrupt(self, coords: tuple[int, ...], exc: Exception) -> CorruptChunkError:
         """The typed error of chunk ``coords``, which ``exc`` says cannot be decoded."""

@@ -24,6 +24,7 @@ from ..errors import FileFormatError
 from ..safety import open_regular
 
 CACHED_RECORDS = 64     # record files kept decoded (~2.4 MB each at 100,000 references)
+OPEN_RECORDS = 32       # record files kept open, footer parsed (a frame of a 1M: 17)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,20 @@ class Record:
     code: np.ndarray
     offset: np.ndarray
     size: np.ndarray
+
+
+@dataclass
+class _Open:
+    """A record file kept open: its ParquetFile (footer parsed), file, and a lock (one
+    read at a time)."""
+
+    parquet: Any
+    fh: Any
+    lock: threading.Lock
+
+    def close(self) -> None:
+        with self.lock:
+            self.fh.close()
 
 
 def _integers(column: Any, null: int) -> np.ndarray:
@@ -64,6 +79,8 @@ class ParquetRecords:
         self.view = view
         self._cache: OrderedDict[tuple[str, int, int], Record] = OrderedDict()
         self._starts: dict[tuple[str, int], np.ndarray | None] = {}
+        # open record files, their footer parsed once
+        self._files: OrderedDict[tuple[str, int], _Open] = OrderedDict()
         self._lock = threading.Lock()
 
     def _path(self, name: str, number: int) -> str:
@@ -90,14 +107,43 @@ class ParquetRecords:
             except FileNotFoundError:
                 starts: np.ndarray | None = np.array([0, self.record_size], np.int64)
             else:
-                with os.fdopen(fd, "rb") as fh:
+                fh = os.fdopen(fd, "rb")
+                try:
                     parquet = self._parquet(path, fh)
                     meta = parquet.metadata
-                    starts = None if "raw" in parquet.schema_arrow.names else np.cumsum(
+                    inline = "raw" in parquet.schema_arrow.names
+                    starts = None if inline else np.cumsum(
                         [0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+                    if not inline and "path" in parquet.schema_arrow.names:
+                        self._keep(key, self._parquet(path, fh, read_dictionary=["path"],
+                                                      metadata=meta), fh)
+                    else:
+                        fh.close()
+                except BaseException:
+                    fh.close()
+                    raise
             with self._lock:
                 self._starts[key] = starts
         return self._starts[key]
+
+    def _keep(self, key: tuple[str, int], parquet: Any, fh: Any) -> None:
+        """Keep a record file open for its row-group reads (the least recently used one
+        closed beyond ``OPEN_RECORDS``)."""
+        with self._lock:
+            old = self._files.pop(key, None)
+            self._files[key] = _Open(parquet, fh, threading.Lock())
+            closing = [old] if old is not None else []
+            while len(self._files) > OPEN_RECORDS:
+                closing.append(self._files.popitem(last=False)[1])
+        for kept in closing:
+            kept.close()
+
+    def close(self) -> None:
+        """Close the record files kept open (reads open them again)."""
+        with self._lock:
+            files, self._files = list(self._files.values()), OrderedDict()
+        for kept in files:
+            kept.close()
 
     def record(self, name: str, number: int, group: int) -> Record:
         """Row group ``group`` of record file ``number`` of array ``name`` (kept in a
@@ -116,25 +162,43 @@ class ParquetRecords:
 
     def _read(self, name: str, number: int, group: int | None) -> Record:
         """Row group ``group`` (None: all) of a record file without inline data."""
+        path = self._path(name, number)
+        with self._lock:
+            kept = self._files.get((name, number))
+            if kept is not None:
+                self._files.move_to_end((name, number))
+        if kept is None:
+            try:
+                fd = open_regular(path, "manifest reference file")
+            except FileNotFoundError:
+                return Record([], np.full(self.record_size, -1, np.int32),
+                              np.zeros(self.record_size, np.int64),
+                              np.zeros(self.record_size, np.int64))
+            with os.fdopen(fd, "rb") as fh:
+                return self._decode(path, self._parquet(path, fh, read_dictionary=["path"]),
+                                    group)
+        with kept.lock:
+            if not kept.fh.closed:
+                return self._decode(path, kept.parquet, group)
+        return self._read_unkept(name, number, group)   # closed meanwhile: read afresh
+
+    def _read_unkept(self, name: str, number: int, group: int | None) -> Record:
+        with self._lock:
+            self._files.pop((name, number), None)
+        return self._read(name, number, group)
+
+    def _decode(self, path: str, parquet: Any, group: int | None) -> Record:
+        """The references of row group ``group`` (None: all) of an open record file."""
         import pyarrow as pa
 
-        path = self._path(name, number)
-        try:
-            fd = open_regular(path, "manifest reference file")
-        except FileNotFoundError:
-            return Record([], np.full(self.record_size, -1, np.int32),
-                          np.zeros(self.record_size, np.int64),
-                          np.zeros(self.record_size, np.int64))
         columns = ["path", "offset", "size"]
-        with os.fdopen(fd, "rb") as fh:
-            parquet = self._parquet(path, fh, read_dictionary=["path"])
-            try:
-                table = parquet.read(columns=columns) if group is None else \
-                    parquet.read_row_group(group, columns=columns)
-            except (pa.ArrowException, OSError, KeyError) as exc:
-                raise FileFormatError(path, f"is not a reference record of manifest "
-                                      f"{self.view} ({exc})", "Write the manifest again") \
-                    from exc
+        try:
+            table = parquet.read(columns=columns, use_threads=False) if group is None else \
+                parquet.read_row_group(group, columns=columns, use_threads=False)
+        except (pa.ArrowException, OSError, KeyError) as exc:
+            raise FileFormatError(path, f"is not a reference record of manifest "
+                                  f"{self.view} ({exc})", "Write the manifest again") \
+                from exc
         paths = table.column("path").unify_dictionaries().combine_chunks()
         if not pa.types.is_dictionary(paths.type):
             raise FileFormatError(path, "has a path column that is not text",
@@ -152,27 +216,46 @@ class ParquetRecords:
                                   "Write the manifest again")
         return Record(urls, code, offset, size)
 
-    def lookup(self, name: str, flat: np.ndarray) -> list[tuple[str, int, int] | None] | None:
-        """``(url, offset, size)`` or None (absent) for chunks ``flat`` (C-order chunk
-        numbers) of ``name``, reading only the row groups that hold them; None if a
-        record holds inline data."""
-        out: list[tuple[str, int, int] | None] = []
-        for i in np.asarray(flat, np.int64).tolist():
-            number, j = divmod(i, self.record_size)
-            starts = self.row_groups(name, number)
+    def refs(self, name: str, flat: Any) -> tuple[list[str], np.ndarray, np.ndarray,
+                                                   np.ndarray] | None:
+        """(urls, code into urls (-1: absent), offset, size) of chunks ``flat`` (C-order
+        chunk numbers) of ``name``, reading only the row groups that hold them, each
+        once; None if a record holds inline data."""
+        flat = np.asarray(flat, np.int64).reshape(-1)
+        code = np.full(len(flat), -1, np.int32)
+        offset = np.zeros(len(flat), np.int64)
+        size = np.zeros(len(flat), np.int64)
+        urls: list[str] = []
+        number, row = np.divmod(flat, self.record_size)
+        for num in np.unique(number).tolist():
+            in_file = np.flatnonzero(number == num)
+            starts = self.row_groups(name, num)
             if starts is None:
                 return None
-            group = int(np.searchsorted(starts, j, side="right")) - 1
-            if group >= len(starts) - 1:
-                out.append(None)           # past the rows the file holds
-                continue
-            rec = self.record(name, number, group)
-            k = j - int(starts[group])
-            if k >= len(rec.code) or rec.code[k] < 0:
-                out.append(None)
-            else:
-                out.append((rec.urls[rec.code[k]], int(rec.offset[k]), int(rec.size[k])))
-        return out
+            groups = np.searchsorted(starts, row[in_file], side="right") - 1
+            for g in np.unique(groups).tolist():
+                if g >= len(starts) - 1:
+                    continue               # past the rows the file holds: absent
+                pick = in_file[groups == g]
+                rec = self.record(name, num, g)
+                k = row[pick] - int(starts[g])
+                inside = k < len(rec.code)
+                pick, k = pick[inside], k[inside]
+                found = rec.code[k]
+                code[pick] = np.where(found >= 0, found + len(urls), -1)
+                offset[pick], size[pick] = rec.offset[k], rec.size[k]
+                urls += rec.urls
+        return urls, code, offset, size
+
+    def lookup(self, name: str, flat: Any) -> list[tuple[str, int, int] | None] | None:
+        """``(url, offset, size)`` or None (absent) for chunks ``flat`` of ``name``
+        (``refs``); None if a record holds inline data."""
+        found = self.refs(name, flat)
+        if found is None:
+            return None
+        urls, code, offset, size = found
+        return [None if c < 0 else (urls[c], o, n) for c, o, n in
+                zip(code.tolist(), offset.tolist(), size.tolist(), strict=True)]
 
     def table(self, name: str, n: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray
                                                 ] | None:

@@ -225,17 +225,46 @@ def test_cxi_errors(tmp_path: Path) -> None:
         open_view(out)
 
 
-def test_identifiers_written_in_batches(mock_data: Any, tmp_path: Path,
+@pytest.mark.parametrize("mock", ["spb_proc", "reduced_spb_proc"])
+def test_identifiers_written_in_batches(mock: str, mock_data: Any, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """experiment_identifier is written a batch of frames at a time (bounded memory for
-    long runs); tiny batches give the reference's file exactly."""
-    from detstack.convert import cxi
+    """Frame IDs are read a block of trains at a time and experiment_identifier written a
+    batch of frames at a time (bounded memory for long runs); tiny blocks and batches give
+    the reference's file exactly, also where frame counts vary from train to train."""
+    from detstack.convert import cxi, frame_ids
     monkeypatch.setattr(cxi, "ID_BATCH", 7)
-    run = mock_data("spb_proc", "1.2")
+    monkeypatch.setattr(frame_ids, "TRAIN_BLOCK", 3)
+    run = mock_data(mock, "1.2")
     ref = tmp_path / "ref.cxi"
     with contextlib.redirect_stdout(io.StringIO()):
         ed_detector(run, "AGIPD1M").write_virtual_cxi(str(ref))
-    to_cxi(detstack.AGIPD1M(detstack.RunDirectory(run)), tmp_path / "ours.cxi")
-    assert_same_cxi(tmp_path / "ours.cxi", ref, reduced=False)
+    det = detstack.AGIPD1M(detstack.RunDirectory(run))
+    assert len(det.train_ids) > 3 * frame_ids.TRAIN_BLOCK
+    to_cxi(det, tmp_path / "ours.cxi")
+    assert_same_cxi(tmp_path / "ours.cxi", ref, reduced=mock == "reduced_spb_proc")
     with h5py.File(tmp_path / "ours.cxi") as f:
         assert f["entry_1/experiment_identifier"].shape[0] > 7
+
+
+def test_disagreeing_pulse_ids_in_a_later_block(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Modules disagreeing on a pulse ID in a late block of trains (earlier blocks already
+    written) raise the detector's typed error naming the module, and leave no file."""
+    from detstack import synth
+    from detstack.convert import frame_ids
+    from detstack.errors import InconsistentModulesError
+    monkeypatch.setattr(frame_ids, "TRAIN_BLOCK", 2)
+    run = tmp_path / "run"
+    synth.write_run(run, "AGIPD1M", raw=False, n_trains=8, frames_per_train=4,
+                    trains_per_file=8, modules=[0, 1], values="photons")
+    src = "SPB_DET_AGIPD1M-1/CORR/1CH0:output"
+    path = sorted(run.glob("*AGIPD01*.h5"))[-1]       # holds module 1's last train
+    with h5py.File(path, "r+") as f:
+        last = int(f[f"INDEX/{src}/image/first"][-1])   # train 8 of 8: the fourth block
+        ds = f[f"INSTRUMENT/{src}/image/pulseId"]
+        ds[last + 1] = ds[last + 1] + 1
+    det = detstack.AGIPD1M(detstack.RunDirectory(run))
+    with pytest.raises(InconsistentModulesError, match="module"):
+        to_cxi(det, tmp_path / "x.cxi")
+    assert not (tmp_path / "x.cxi").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]

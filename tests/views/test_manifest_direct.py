@@ -18,13 +18,9 @@ from test_manifest import open_det, write
 
 from detstack.errors import CorruptChunkError, MissingDataError, UnsafeReferenceError
 from detstack.store import open_view
-from detstack.store.manifest import (
-    _chunk_spans,
-    _read_chunks,
-    _references_dataset,
-    manifest_filesystem,
-)
+from detstack.store.manifest import manifest_filesystem
 from detstack.store.manifest_reads import ManifestArray
+from detstack.store.manifest_sidecar import _chunk_spans, _read_chunks, _references_dataset
 
 RUNS = ["agipd-raw-chunked", "agipd500k-corr-deflate", "lpd-raw-gain-multiframe"]
 

@@ -103,6 +103,7 @@ from .mappings import (
     block_runs,
     no_gc,
     run_breaks,
+    small_metadata_cache,
 )
 
 __all__ = [
@@ -110,7 +111,7 @@ __all__ = [
     "MAPPINGS", "PER_BLOCK", "PER_RUN", "PER_TRAIN", "RECORD_ATTR", "SMALL_ENTRY_BYTES",
     "MappingBuilder", "SourceNames", "SourceRef", "ViewSourceError", "add_frame_mappings",
     "add_key_mappings", "block_runs", "label_dataset", "mapping_form", "needs_per_train",
-    "no_gc", "run_breaks", "store_record", "to_vds", "view_record", "write_blocked",
+    "no_gc", "run_breaks", "small_metadata_cache", "store_record", "to_vds", "view_record", "write_blocked",
     "write_coords",
 ]
 
@@ -220,6 +221,7 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
             parallel.start()        # forked before the view file is opened
         # built on disk (memory does not grow with the file), renamed into place when complete
         h5 = stack.enter_context(atomic_h5(path, overwrite, libver=LIBVER))
+        small_metadata_cache(h5)    # finished keys' mappings freed (memory bounded)
         # keys built here first: the workers' blocks meanwhile come in
         order = sorted(plan.keys, key=lambda kp: parallel is not None and kp in blocked)
         for kp in track(order, "building view"):
@@ -241,6 +243,7 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
             if form == BLOCKS:
                 forms[kp.key]["block_trains"] = int(block_trains)
             ds.id.close()       # frees the key's mappings now, not when the file closes
+            names.forget(kp.key)
         coords = write_coords(h5, plan, groups)
         store_record(h5, view_record(plan, "vds", path, relative,
                                      arrays={kp.key: kp.path for kp in plan.keys},

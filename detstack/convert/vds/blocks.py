@@ -29,7 +29,7 @@ from ..atomic import remove_path, temp_sibling
 from ..forked import Reported, die_with_parent, run_reporting, unpack
 from ..plan import KeyPlan, ViewPlan
 from .keys import BLOCK_GROUP, PER_TRAIN, add_key_mappings
-from .mappings import LIBVER, MappingBuilder, SourceNames, SourceRef
+from .mappings import LIBVER, MappingBuilder, SourceNames, SourceRef, small_metadata_cache
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ def _build_task(i: int) -> tuple[str, list[tuple[int, int, int]]]:
     path = job.folder / f"part-{i:05d}.h5"
     done = []
     with h5py.File(path, "w", libver=LIBVER) as f:
+        small_metadata_cache(f)
         for b0, b1 in blocks:
             part = build_block(kp, job.plan, job.names, b0, b1)
             if part.count:
@@ -178,6 +179,7 @@ class ParallelBlocks:
                 continue
             path, done = self._next()
             with h5py.File(path, "r") as part:
+                small_metadata_cache(part)     # each copied block's mappings freed
                 for b0, b1, count in done:
                     name = f"{b0:07d}"
                     h5py.h5o.copy(part.id, name.encode(), grp.id, name.encode())

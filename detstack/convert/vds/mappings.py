@@ -21,6 +21,8 @@ from ...frames import FrameMap, Run
 from ...run.files import RunFile
 
 LIBVER = ("v110", "v110")          # readable by HDF5 >= 1.10
+# metadata cache of a view being written (bytes): see ``small_metadata_cache``
+WRITE_CACHE_BYTES = 128 * 1024
 
 
 class ViewSourceError(DetstackError, ValueError):
@@ -79,6 +81,11 @@ class SourceNames:
             self._refs[cache_key] = ref
         return ref
 
+    def forget(self, key: str) -> None:
+        """Drop the references of a finished key (one per file and module: memory that
+        would grow with run length)."""
+        self._refs = {k: v for k, v in self._refs.items() if k[2] != key}
+
     def space(self, shape: tuple[int, ...]) -> h5py.h5s.SpaceID:
         """A dataspace of ``shape`` (shared: a mapping copies its selection)."""
         space = self._spaces.get(shape)
@@ -122,6 +129,25 @@ class MappingBuilder:
         dsid = h5py.h5d.create(group.id, name.encode(), tid,
                                h5py.h5s.create_simple(self.shape), dcpl=self.dcpl)
         return h5py.Dataset(dsid)
+
+
+def small_metadata_cache(h5: h5py.File, size: int = WRITE_CACHE_BYTES) -> None:
+    """Keep HDF5's metadata cache of a view being written small, so a finished virtual
+    dataset's mappings are freed soon after it is closed.
+
+    HDF5 keeps a closed dataset's object header in the file's metadata cache with the
+    decoded layout attached: ~7 KB per mapping. The cache sizes entries by their
+    encoded size (~0.2 KB per mapping), so its default 2 MB held the mappings of every
+    small key of a long run (18 keys x 2,055 mappings at 30,000 AGIPD-1M trains) and of
+    the last few blocks: memory that grew with run length. A writer only creates
+    objects, so a small cache costs it nothing measurable.
+    """
+    cfg = h5.id.get_mdc_config()
+    cfg.set_initial_size = True
+    cfg.initial_size = cfg.max_size = size
+    cfg.min_size = min(cfg.min_size, size)
+    cfg.incr_mode = cfg.flash_incr_mode = 0   # never grow
+    h5.id.set_mdc_config(cfg)
 
 
 @contextlib.contextmanager
