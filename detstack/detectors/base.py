@@ -17,6 +17,7 @@ from ..run.collection import DataCollection
 from ..run.selection import ById
 from .consistency import check_counts
 from .kinds import DetectorKind
+from .param_docs import shared
 
 
 def _caller_stacklevel() -> int:
@@ -279,6 +280,7 @@ class MultimodDetectorBase:
         new._group_maps = {g: fm.select_trains(keep) for g, fm in self._group_maps.items()}
         return new
 
+    @shared
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None,
                      frames_per_part: int | None = None) -> Iterator[MultimodDetectorBase]:
         """Split the trains into consecutive parts, e.g. to work in bounded memory.
@@ -287,13 +289,7 @@ class MultimodDetectorBase:
 
         Parameters
         ----------
-        parts : int, optional
-            Minimum number of parts (fewer only if there are fewer trains).
-        trains_per_part : int, optional
-            Maximum trains per part.
-        frames_per_part : int, optional
-            Target frames per part; parts always hold whole trains, so a single
-            train with more frames makes a part on its own.
+        $split_limits
 
         Yields
         ------

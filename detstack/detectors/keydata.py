@@ -327,18 +327,14 @@ class MultimodKeyData:
         raise TypeError(f"Iteration over {type(self).__name__} is not supported: use "
                         "det.trains() or split_trains()")
 
+    @shared
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None,
                      frames_per_part: int | None = None) -> Iterator[MultimodKeyData]:
         """Split the trains into consecutive parts, e.g. to work in bounded memory.
 
         Parameters
         ----------
-        parts : int, optional
-            Minimum number of parts (fewer only if there are fewer trains).
-        trains_per_part : int, optional
-            Maximum trains per part.
-        frames_per_part : int, optional
-            Target frames per part (whole trains, so one long train is a part).
+        $split_limits
 
         Yields
         ------

@@ -40,6 +40,15 @@ roi : tuple of slices/ints, optional
     Region read from each frame, e.g. ``np.s_[10:60, 100:200]``; for raw AGIPD
     the frame is ``(data_gain, y, x)``.
 """,
+    "split_limits": """\
+parts : int, optional
+    Minimum number of parts (fewer only if there are fewer trains).
+trains_per_part : int, optional
+    Maximum trains per part.
+frames_per_part : int, optional
+    Target frames per part; parts always hold whole trains, so a single train
+    with more frames makes a part on its own.
+""",
     "out": """\
 out : numpy.ndarray, optional
     Array of ``buffer_shape(module_gaps, roi)`` to fill instead of a new one.
