@@ -1,6 +1,6 @@
 """Read and write paths at the machine's limit, side by side with the field, one run.
 
-    python benchmarks/bench_paths.py [--trains 4] [--parts h5 zread zframe zwrite] [--dir DIR]
+    python benchmarks/bench_paths.py [--trains 16] [--parts h5 zread zframe zwrite] [--dir DIR]
 
 Data: synthetic AGIPD-1M runs (16 modules x ``--trains`` trains x 64 pulses) with the
 realistic value model (``synth`` default: per-pixel, per-cell pedestals + noise +
@@ -19,8 +19,11 @@ figure is the best of ``--repeat`` runs, in GB/s of decoded array bytes.
   zarr-python with the zarrs codec pipeline; plus a dask sum through ``xr.open_zarr``
   with its default chunks and with ``chunks="auto"``.
 * ``zframe``: one frame of every module from that store (random frames, every tool in
-  turn: detstack ``get_array``, tensorstore, zarr-python), beside the decode floor (the
-  inner chunks holding that frame decoded on one thread).
+  turn: detstack ``get_array`` labelled, detstack unlabelled (``ndarray()``), the
+  store's array read directly (``ShardedArray``, no detector layer), tensorstore,
+  zarr-python), beside the decode floor (the inner chunks holding that frame, bytes
+  already in memory, decoded on one thread). With fewer than 8 trains the inner chunks
+  hold fewer trains than a default store's (8): use at least 16 for the real figure.
 * ``zwrite``: ``to_zarr`` of the raw run (reads the HDF5 files too) against the
   limit ``cores x`` single-core encode speed, and zarr-python, zarrs and tensorstore
   writing the same array (already in memory) with the same codec and shards.
@@ -389,8 +392,14 @@ def bench_zframe(base: Path, trains: int, repeat: int) -> None:
         return dv.select_trains(detstack.by_index[t]).get_array(
             "image.data", pulses=detstack.by_index[p:p + 1])
 
+    def unlabelled(t: int, p: int) -> Any:
+        return dv.select_trains(detstack.by_index[t])["image.data"].select_pulses(
+            detstack.by_index[p:p + 1]).ndarray()
+
     tools: dict[str, Callable[[int, int], Any]] = {
         "detstack get_array(open_view(store)), labelled": ours,
+        "detstack ['image.data'].ndarray(), unlabelled": unlabelled,
+        "detstack store array (ShardedArray[:, t, p])": lambda t, p: fast[:, t, p],
         "tensorstore arr[:, t, p].read()": lambda t, p: tstore[:, t, p].read().result(),
         "zarr-python arr[:, t, p]": lambda t, p: z[:, t, p]}
     rng = np.random.default_rng(0)
@@ -532,7 +541,8 @@ def interleaved(fns: dict[str, Callable[[], Any]], nbytes: int, repeat: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trains", type=int, default=4)
+    ap.add_argument("--trains", type=int, default=16,
+                    help="trains per run (>= 8: a default store holds 8 per inner chunk)")
     ap.add_argument("--parts", nargs="*", default=["h5", "zread", "zframe", "zwrite"])
     ap.add_argument("--dir", default="/tmp/detstack-bench/paths")
     ap.add_argument("--repeat", type=int, default=3)

@@ -24,10 +24,11 @@ from typing import Any
 import numcodecs
 import numpy as np
 
+from ..detectors.reading import DECODE_THREADS, run_jobs
 from ..errors import CorruptChunkError, FileFormatError, MissingDataError
 from ..safety import open_regular
 
-EMPTY = np.iinfo(np.uint64).max
+EMPTY = int(np.iinfo(np.uint64).max)
 Job = Callable[[], None]
 
 
@@ -156,6 +157,7 @@ class ShardedArray:
         self.index_extra = index_extra
         self.fill = fill
         self.grid = tuple(s // c for s, c in zip(self.shard, inner, strict=True))
+        self.strides = tuple(math.prod(self.grid[i + 1:]) for i in range(len(self.grid)))
 
     @classmethod
     def wrap(cls, array: Any, folder: str | None) -> Any:
@@ -181,8 +183,7 @@ class ShardedArray:
             return np.asarray(self.array[index])
         shape = tuple(len(range(a, b, s)) for a, b, s, d in sels if not d)
         out = np.empty(shape, self.dtype)
-        for job in self.read_jobs(index, out) or ():
-            job()
+        run_jobs(self.read_jobs(index, out) or [], DECODE_THREADS)
         return out
 
     def _selection(self, index: tuple[Any, ...]) -> list[tuple[int, int, int, bool]] | None:
@@ -259,17 +260,15 @@ class ShardedArray:
         fd = self._open(path, shard)      # one descriptor for the index and the chunks
         try:
             index = self._index(path, shard, fd)
-            positions = sorted(uses)
-            strides = [math.prod(self.grid[i + 1:]) for i in range(len(self.grid))]
-            entries = index[[sum(p * s for p, s in zip(pos, strides, strict=True))
-                             for pos in positions]]
-            missing = (entries == EMPTY).all(axis=1)
-            if missing.any():
-                raise MissingDataError(path, f"shard {shard} of {self.array.path} lacks inner "
-                                       f"chunk {positions[int(np.flatnonzero(missing)[0])]} "
-                                       "that the store's counts say holds frames",
-                                       "The store is damaged; convert the run again")
-            for pos, (off, nbytes) in zip(positions, entries.tolist(), strict=True):
+            positions = sorted(uses)      # (plain Python: numpy costs more on 2 numbers)
+            entries = [index[sum(p * s for p, s in zip(pos, self.strides, strict=True))].tolist()
+                       for pos in positions]
+            for pos, (off, nbytes) in zip(positions, entries, strict=True):
+                if off == nbytes == EMPTY:
+                    raise MissingDataError(path, f"shard {shard} of {self.array.path} lacks "
+                                           f"inner chunk {pos} that the store's counts say "
+                                           "holds frames", "The store is damaged; convert "
+                                           "the run again")
                 # one chunk at a time into a reused buffer: still in cache for the decoder
                 raw = _scratch("raw", nbytes)
                 if os.preadv(fd, [raw], off) != nbytes:
@@ -301,10 +300,10 @@ class ShardedArray:
             finally:
                 os.close(fd)
         n = math.prod(self.grid)
-        nbytes = 16 * n + (self.index_extra or 0)
         size = os.fstat(fd).st_size
         if self.index_extra is None:      # unsharded: the file is the one chunk
             return np.array([[0, size]], np.uint64)
+        nbytes = 16 * n + self.index_extra
         raw = os.pread(fd, nbytes, size - nbytes) if size >= nbytes else b""
         if len(raw) != nbytes:
             raise FileFormatError(path, "the shard is shorter than its index", "Convert the "

@@ -6,7 +6,8 @@ not encoding is overhead, kept small here:
 * buffers are reused per thread (``buffers``): a task's slab of source rows, and the
   transposed inner chunk, which stays in the CPU cache for the compressor;
 * a shard is written as its list of encoded chunks and index (``os.writev``), never
-  joined into one buffer.
+  joined into one buffer; the default layout's shards are written chunk by chunk as
+  they are encoded (``ObjectFile``), while each chunk is still in the CPU's cache.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def shard_parts(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout,
     return parts
 
 
-PREALLOCATE_BYTES = 1 << 20     # files from this size on get their blocks in one call
+PREALLOCATE_BYTES = 1 << 20     # files from this size on get their blocks reserved
+RESERVE_AHEAD = 8 << 20         # a streamed object reserves this much beyond its end
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -70,36 +72,81 @@ def _fallocate() -> Callable[[int, int], int] | None:
     return lambda fd, nbytes: 0 if fn(fd, 0, 0, nbytes) == 0 else ctypes.get_errno()
 
 
-def _preallocate(fd: int, nbytes: int, path: str) -> None:
-    """Reserve a shard's blocks before writing it: ext4 then maps them in one call instead
-    of page by page as the write goes (measured: about half the CPU of writing a 64 MiB
-    shard into the page cache), and a full disk fails here, before any byte is written.
-    File systems that cannot reserve blocks are written as before."""
+def _preallocate(fd: int, nbytes: int, path: str) -> bool:
+    """Reserve the file's first ``nbytes`` blocks (the file grows to that size): ext4
+    then maps them in one call instead of page by page as the write goes (measured:
+    about half the CPU of writing a 64 MiB shard into the page cache), and a full disk
+    fails here, before the bytes are written. False on file systems that cannot
+    reserve blocks (they are written as before)."""
     fallocate = _fallocate()
-    if fallocate is None or nbytes < PREALLOCATE_BYTES:
-        return
+    if fallocate is None:
+        return False
     err = fallocate(fd, nbytes)
     if err in _NO_SPACE:
         raise OSError(err, os.strerror(err), path)
+    return err == 0
+
+
+class ObjectFile:
+    """A stored object written to a local file piece by piece, as its inner chunks are
+    encoded (created or truncated; ``close`` cuts off the blocks reserved beyond the end).
+
+    Each encoded chunk goes to the page cache straight from the compressor, while it is
+    still in the CPU's cache: copying a whole shard's chunks at the end (64 MiB, long
+    evicted to memory) cost 2-5x the system time (``benchmarks/bench_paths.py``,
+    part ``zwrite``). ``ahead``: bytes reserved beyond what is written each time the
+    reservation runs out (0: exactly what each ``write`` needs).
+    """
+
+    def __init__(self, path: str, ahead: int = RESERVE_AHEAD) -> None:
+        self.path = path
+        self.ahead = ahead
+        self.size = 0                       # bytes written
+        self.reserved = 0 if PREALLOCATE else -1    # -1: no reserving
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+
+    def write(self, parts: Parts) -> int:
+        """Append ``parts`` (bytes-like pieces, in order); returns the bytes written."""
+        views = [memoryview(p).cast("B") for p in parts]
+        n = sum(v.nbytes for v in views)
+        end = self.size + n
+        if 0 <= self.reserved < end and end >= PREALLOCATE_BYTES:
+            want = end + self.ahead
+            self.reserved = want if _preallocate(self.fd, want, self.path) else -1
+        _writev_all(self.fd, views, self.path)
+        self.size = end
+        return n
+
+    def close(self) -> None:
+        try:
+            if self.reserved > self.size:
+                os.ftruncate(self.fd, self.size)
+        finally:
+            os.close(self.fd)
+
+    def __enter__(self) -> ObjectFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _writev_all(fd: int, views: list[memoryview], path: str) -> None:
+    """Write every byte of ``views`` at the file offset (short writes continued)."""
+    iov_max = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
+    i = 0
+    while i < len(views):
+        n = os.writev(fd, views[i:i + iov_max])
+        if n == 0 and any(v.nbytes for v in views[i:]):
+            raise OSError(errno.EIO, f"{path}: the file system accepted no bytes")
+        while i < len(views) and n >= views[i].nbytes:     # whole pieces written
+            n -= views[i].nbytes
+            i += 1
+        if n:                                              # a short write mid-piece
+            views[i] = views[i][n:]
 
 
 def write_parts(path: str, parts: Parts) -> None:
     """Write ``parts`` as the whole content of the file ``path`` (created or truncated)."""
-    iov_max = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    try:
-        views = [memoryview(p).cast("B") for p in parts]
-        if PREALLOCATE:
-            _preallocate(fd, sum(v.nbytes for v in views), path)
-        i = 0
-        while i < len(views):
-            n = os.writev(fd, views[i:i + iov_max])
-            if n == 0 and any(v.nbytes for v in views[i:]):
-                raise OSError(errno.EIO, f"{path}: the file system accepted no bytes")
-            while i < len(views) and n >= views[i].nbytes:     # whole pieces written
-                n -= views[i].nbytes
-                i += 1
-            if n:                                              # a short write mid-piece
-                views[i] = views[i][n:]
-    finally:
-        os.close(fd)
+    with ObjectFile(path, ahead=0) as f:
+        f.write(parts)

@@ -7,6 +7,7 @@ the page cache, the checksum, the transposition). Here the source rows of a few
 pulses of every train (~8 MiB) are read at a time into a buffer that stays in the CPU's
 cache for the checksum, the transposition and the compressor, and each train's checksum
 is carried on from group to group (crc32 continues over the train's rows in order).
+Each encoded inner chunk is written at once (``Target.open_object``), from the cache.
 The shard's bytes are the same as those of ``encode.shard_parts``.
 """
 
@@ -73,34 +74,32 @@ def write_frame_shards(task: Any, rows: Any, read: ReadRows, target: Any,
             continue
         crcs = [0] * ut
         index = np.full(grid + (2,), EMPTY, np.uint64)
-        parts: list[Any] = []
         offset = 0
-        for g0 in range(0, n_pulses, gp):
-            g1 = min(g0 + gp, n_pulses)
-            n = np.clip(count - g0, 0, g1 - g0)
-            for i in range(ut):
-                k = int(n[i])
-                if k:
-                    j = int(rows.file[a + i])
-                    read(j, rows.datasets[j], int(rows.first[a + i]) + g0, k, view[i, :k],
-                         f"module slot {task.slot}, train {task.train_ids[a + i]}")
-                    crcs[i] = block_checksum(view[i, :k], crcs[i])
-                if k < g1 - g0:
-                    view[i, k:g1 - g0] = fill
-            for q in range(g0 // cp, g1 // cp):
-                if not (count > q * cp).any():
-                    continue            # no train has a frame in this inner chunk
-                p0 = q * cp - g0
-                for pos in np.ndindex(*grid[3:]):
-                    sel = tuple(slice(p * c, (p + 1) * c)
-                                for p, c in zip(pos, lay.chunk[3:], strict=True))
-                    pieces = encode(buf[(None, slice(None), slice(p0, p0 + cp)) + sel])
-                    nbytes = sum(memoryview(x).nbytes for x in pieces)
-                    index[(0, 0, q) + pos] = (offset, nbytes)
-                    parts.extend(pieces)
-                    offset += nbytes
-        parts.append(shard_index(index))
         key = "/".join([lay.key, "c", str(task.slot), str(u0 // ut)] + ["0"] * (len(lay.unit) - 2))
-        target.put(key, parts)
+        with target.open_object(key) as write:
+            for g0 in range(0, n_pulses, gp):
+                g1 = min(g0 + gp, n_pulses)
+                n = np.clip(count - g0, 0, g1 - g0)
+                for i in range(ut):
+                    k = int(n[i])
+                    if k:
+                        j = int(rows.file[a + i])
+                        read(j, rows.datasets[j], int(rows.first[a + i]) + g0, k, view[i, :k],
+                             f"module slot {task.slot}, train {task.train_ids[a + i]}")
+                        crcs[i] = block_checksum(view[i, :k], crcs[i])
+                    if k < g1 - g0:
+                        view[i, k:g1 - g0] = fill
+                for q in range(g0 // cp, g1 // cp):
+                    if not (count > q * cp).any():
+                        continue            # no train has a frame in this inner chunk
+                    p0 = q * cp - g0
+                    for pos in np.ndindex(*grid[3:]):
+                        sel = tuple(slice(p * c, (p + 1) * c)
+                                    for p, c in zip(pos, lay.chunk[3:], strict=True))
+                        # written at once: the encoded chunk is still in the CPU's cache
+                        nbytes = write(encode(buf[(None, slice(None), slice(p0, p0 + cp)) + sel]))
+                        index[(0, 0, q) + pos] = (offset, nbytes)
+                        offset += nbytes
+            write([shard_index(index)])
         sums.extend((u0 + i, crcs[i]) for i in range(ut) if count[i] > 0)
     return True

@@ -20,7 +20,7 @@ import json
 import os
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from ...store.zarr_store import (
 )
 from ..atomic import atomic_path, remove_path, temp_sibling
 from ..locks import local_lock, object_lock
-from .encode import write_parts
+from .encode import ObjectFile, Parts, write_parts
 
 DONE_DIR = f"{PROGRESS_DIR}/done"
 TEMP_MARK = ".tmp-"                     # hidden temporary objects of atomic writes
@@ -89,6 +89,12 @@ class Target:
         parent, name = self.final_path.rstrip("/").rsplit("/", 1)
         return f"{parent}/.{name}.lock"
 
+    def _local_folder(self, path: str) -> None:
+        folder = os.path.dirname(path)
+        if folder not in self._dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._dirs.add(folder)
+
     def put(self, key: str, data: bytes | list[Any]) -> None:
         """Write an object (bytes, or its pieces in order); metadata objects are replaced
         atomically (temp + rename)."""
@@ -98,10 +104,8 @@ class Target:
         if not self.is_local:
             self.fs.pipe_file(path, data)
             return
+        self._local_folder(path)
         folder = os.path.dirname(path)
-        if folder not in self._dirs:
-            os.makedirs(folder, exist_ok=True)
-            self._dirs.add(folder)
         if is_chunk_key(key):
             write_parts(path, data if isinstance(data, list) else [data])
             return
@@ -114,6 +118,26 @@ class Target:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+    @contextlib.contextmanager
+    def open_object(self, key: str) -> Iterator[Callable[[Parts], int]]:
+        """``write(pieces) -> bytes written``, appending to the chunk object ``key`` as it
+        is encoded: straight to its file on a local target (``encode.ObjectFile``),
+        otherwise gathered and put when the block ends without an error. Like ``put``
+        of a chunk object, not atomic: the task's done marker says it is whole."""
+        if not (self.is_local and is_chunk_key(key)):
+            parts: Parts = []
+
+            def gather(pieces: Parts) -> int:
+                parts.extend(pieces)
+                return sum(memoryview(p).nbytes for p in pieces)
+            yield gather
+            self.put(key, parts)
+            return
+        path = self.path(key)
+        self._local_folder(path)
+        with ObjectFile(path) as f:
+            yield f.write
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
