@@ -663,16 +663,17 @@ def main() -> None:
         m = MEASUREMENTS[row]
         name = m.name
         cells = []
+        raw[row] = []   # a row asked for twice: the summary uses its last round
         for label, ctx, _ in columns:
             if m.max_trains is not None and ctx.trains > m.max_trains:
                 cells.append("-")
-                raw.setdefault(row, []).append(None)
+                raw[row].append(None)
                 continue
             if m.prepare:
                 m.prepare(ctx)
             res = run_child(row, ctx)
             cells.append(fmt(res))
-            raw.setdefault(row, []).append(res if "error" not in res else None)
+            raw[row].append(res if "error" not in res else None)
             if res.get("note"):
                 notes.append(f"{name}, {label}: {res['note']}")
             print(f"  {name} | {label}: {fmt(res)}", file=sys.stderr, flush=True)
