@@ -162,6 +162,31 @@ def _root_address(layout: bytes, rank: int, chunks: tuple[int, ...], so: int) ->
     return None if addr == (1 << (8 * so)) - 1 else addr
 
 
+def node_format(rank: int, so: int) -> tuple[np.dtype, int, int, int]:
+    """The byte layout of a raw-data B-tree node of a ``rank``-dimensional dataset in a
+    file of ``so``-byte addresses: (entry dtype, header bytes, key bytes, bytes of a full
+    node of the default K (what the first read of a node asks for))."""
+    entry = np.dtype([("size", "<u4"), ("mask", "<u4"), ("offset", "<u8", (rank + 1,)),
+                      ("addr", f"<u{so}")])
+    head, key = 8 + 2 * so, 8 + 8 * (rank + 1)
+    return entry, head, key, head + 2 * DEFAULT_K * entry.itemsize + key
+
+
+def whole_node(fd: int, addr: int, buf: bytes, entry: np.dtype, head: int, key: int
+               ) -> tuple[int, int, bytes]:
+    """(level, entry count, bytes) of the node at ``addr`` whose first read gave ``buf``:
+    its signature checked, read again whole when it holds more than the default K."""
+    if buf[:4] != b"TREE" or buf[4:5] != b"\x01":
+        raise _Unrecognised("not a raw-data B-tree node")
+    n = _uint(buf, 6, 2)
+    need = head + n * entry.itemsize + key
+    if len(buf) < need:
+        buf = os.pread(fd, need, addr)
+        if len(buf) < need:
+            raise _Unrecognised("B-tree node cut short")
+    return buf[5], n, buf
+
+
 def _read_nodes(fd: int, addrs: list[int], size: int) -> list[bytes]:
     """``size`` bytes at each address, several reads in flight at once.
 
@@ -197,11 +222,7 @@ def _leaf_records(fd: int, root: int, rank: int, so: int, file_size: int
     bytes per chunk) of a 3-D dataset and usually spans two pages, so a cold read costs
     ~140 bytes of page cache per chunk: 92 M chunks are ~13 GB read from disk (reading
     the node's own size, not a whole page, spares the second page for ~1 node in 4)."""
-    key = 8 + 8 * (rank + 1)
-    entry = np.dtype([("size", "<u4"), ("mask", "<u4"), ("offset", "<u8", (rank + 1,)),
-                      ("addr", f"<u{so}")])
-    head = 8 + 2 * so
-    node_bytes = head + 2 * DEFAULT_K * entry.itemsize + key
+    entry, head, key, node_bytes = node_format(rank, so)
     nodes = [root]            # this level's nodes, in key order
     level: int | None = None  # the level they must have
     visited = 0
@@ -216,15 +237,9 @@ def _leaf_records(fd: int, root: int, rank: int, so: int, file_size: int
         levels = set()
         for i, buf in zip(order, _read_nodes(fd, [nodes[i] for i in order], node_bytes),
                           strict=True):
-            if buf[:4] != b"TREE" or buf[4] != 1:
-                raise _Unrecognised("not a raw-data B-tree node")
-            levels.add(buf[5])
-            need = head + _uint(buf, 6, 2) * entry.itemsize
-            if len(buf) < need + key:
-                buf = os.pread(fd, need + key, nodes[i])
-                if len(buf) < need + key:
-                    raise _Unrecognised("B-tree node cut short")
-            bodies[i] = buf[head:need]
+            node_level, n, buf = whole_node(fd, nodes[i], buf, entry, head, key)
+            levels.add(node_level)
+            bodies[i] = buf[head:head + n * entry.itemsize]
         if len(levels) != 1 or (level is not None and levels != {level}):
             raise _Unrecognised("B-tree levels disagree")
         level = levels.pop()

@@ -26,11 +26,12 @@ import h5py
 import numpy as np
 
 from ..convert.chunk_index import (
-    DEFAULT_K,
     _btree_root,
     _layout_message,
     _superblock,
     _Unrecognised,
+    node_format,
+    whole_node,
 )
 
 MAX_LEVELS = 32          # deeper than any B-tree of 2**62 chunks: not an index we trust
@@ -63,10 +64,7 @@ class PointIndex:
         so, sl = _superblock(fd)
         header = h5py.h5g.get_objinfo(ds.id, b".").objno[0]
         self.root = _btree_root(_layout_message(fd, header, so, sl, self.file_size), ds, so)
-        self.entry = np.dtype([("size", "<u4"), ("mask", "<u4"),
-                               ("offset", "<u8", (self.rank + 1,)), ("addr", f"<u{so}")])
-        self.head = 8 + 2 * so
-        self.key_bytes = 8 + 8 * (self.rank + 1)
+        self.entry, self.head, self.key_bytes, self.node_bytes = node_format(self.rank, so)
         self.chunks = np.array(ds.chunks, np.int64)
         self.grid = tuple(-(-int(n) // int(c)) for n, c in zip(ds.shape, ds.chunks,
                                                                strict=True))
@@ -83,16 +81,8 @@ class PointIndex:
             return hit
         if addr <= 0 or addr + self.head > self.file_size:
             raise _Unrecognised("B-tree node outside the file")
-        buf = os.pread(self.fd, self.head + 2 * DEFAULT_K * self.entry.itemsize
-                       + self.key_bytes, addr)
-        if buf[:4] != b"TREE" or buf[4:5] != b"\x01":
-            raise _Unrecognised("not a raw-data B-tree node")
-        level, n = buf[5], int.from_bytes(buf[6:8], "little")
-        need = self.head + n * self.entry.itemsize + self.key_bytes
-        if len(buf) < need:
-            buf = os.pread(self.fd, need, addr)
-            if len(buf) < need:
-                raise _Unrecognised("B-tree node cut short")
+        level, n, buf = whole_node(self.fd, addr, os.pread(self.fd, self.node_bytes, addr),
+                                   self.entry, self.head, self.key_bytes)
         if n == 0:
             raise _Unrecognised("empty B-tree node")
         entries = np.frombuffer(buf, self.entry, count=n, offset=self.head)
