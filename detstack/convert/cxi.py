@@ -50,6 +50,7 @@ from .vds import (
     view_record,
     write_coords,
 )
+from .writer_docs import writer_docs
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +247,7 @@ def _write_entry(h5: h5py.File, spec: CxiSpec) -> None:
         entry.attrs["euxfelRunNumber"] = meta["runNumber"]
 
 
+@writer_docs
 def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
            fillvalues: dict[str, Any] | None = None, overwrite: bool = False,
            relative: bool = False) -> Path:
@@ -257,9 +259,7 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
 
     Parameters
     ----------
-    det_or_run : detector or DataCollection
-        A detector object (e.g. ``detstack.AGIPD1M(run, raw=True)``, with any
-        module/train selection), or a run holding a single detector.
+    $det_or_run
     path : str or path-like
         The ``.cxi`` file to write.
     fillvalues : dict, optional
@@ -267,21 +267,18 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
         or 0, 0, 0xffffffff: the convention of every view form). The file is
         frame-first by nature: its ``by_module`` arrays are the view's frame layout
         (``layout="frames"`` of the other forms), which ``open_view`` reads.
-    overwrite : bool, default False
-        Replace an existing output; otherwise an existing one is refused.
+    $overwrite
     relative : bool, default False
         Refer to sources relative to the file's folder (the reference tool stores
         absolute paths, the default here too).
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    $returns_path
 
     Raises
     ------
-    FileExistsError
-        ``path`` exists and ``overwrite`` is False.
+    $path_exists
     ValueError
         A fill value the dtype cannot hold, modules disagreeing on pulse/cell IDs,
         or a run with several detectors.

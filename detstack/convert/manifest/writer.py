@@ -34,6 +34,7 @@ from typing import Any
 from ...progress import track
 from ..atomic import atomic_dir, atomic_path, check_target
 from ..plan import KeyPlan, ViewPlan, as_detector
+from ..writer_docs import writer_docs
 from .output import (
     StartedReferences,
     manifest_format,
@@ -117,6 +118,7 @@ def build_layout(det: Any, keys: list[str] | None, on_unsupported: str, form: st
     return Layout(specs, record, coords, files, skipped)
 
 
+@writer_docs
 def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | None = None,
                 format: str | None = None, relative: bool = True, overwrite: bool = False,
                 on_unsupported: str = "raise", url_prefix: str | None = None,
@@ -130,14 +132,11 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
 
     Parameters
     ----------
-    det_or_run : detector or DataCollection
-        A detector object (e.g. ``detstack.AGIPD1M(run, raw=True)``, with any
-        module/train selection), or a run holding a single detector.
+    $det_or_run
     path : str or path-like
         ``.json`` for kerchunk JSON references, ``.parq`` for Parquet references
         (millions of chunks; needs the ``parquet`` extra).
-    keys : list of str, optional
-        Keys to write (default: every key all modules have).
+    $keys
     format : {'json', 'parquet'}, optional
         Override the format the name implies.
     relative : bool, default True
@@ -145,8 +144,7 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
         its manifest moved together still open with ``open_view``); ``False`` records
         absolute paths. References always hold absolute paths (or URLs), which
         VirtualiZarr, kerchunk and plain fsspec resolve from any working folder.
-    overwrite : bool, default False
-        Replace an existing output; otherwise an existing one is refused.
+    $overwrite
     on_unsupported : {'raise', 'skip'}, default 'raise'
         Keys that cannot be referenced exactly (e.g. compressed with a filter zarr
         cannot decode) raise, or are left out with a warning.
@@ -173,15 +171,13 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    $returns_path
 
     Raises
     ------
     UnsupportedKeyError
         A key cannot be referenced exactly and ``on_unsupported='raise'``.
-    FileExistsError
-        ``path`` exists and ``overwrite`` is False.
+    $path_exists
     ImportError
         ``.parq`` without fastparquet installed (``pip install 'detstack[parquet]'``).
     OutputWriteError

@@ -71,6 +71,7 @@ from typing import Any
 from ...progress import track
 from ..atomic import atomic_h5, check_target
 from ..plan import ViewPlan, as_detector
+from ..writer_docs import writer_docs
 from .blocks import ParallelBlocks, block_workers, write_blocked
 from .keys import (
     AUTO,
@@ -118,6 +119,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+@writer_docs
 def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | None = None,
            relative: bool = True, overwrite: bool = False, mapping: str = AUTO,
            block_trains: int = BLOCK_TRAINS, layout: str = "trains",
@@ -131,18 +133,14 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
 
     Parameters
     ----------
-    det_or_run : detector or DataCollection
-        A detector object (e.g. ``detstack.AGIPD1M(run, raw=True)``, with any
-        module/train selection), or a run holding a single detector.
+    $det_or_run
     path : str or path-like
         The ``.h5`` file to write (write it beside the run, not into it).
-    keys : list of str, optional
-        Keys to write (default: every key all modules have).
+    $keys
     relative : bool, default True
         Refer to the source files relative to the view's folder, so a run folder
         moved together with its view stays readable; ``False`` stores absolute paths.
-    overwrite : bool, default False
-        Replace an existing output; otherwise an existing one is refused.
+    $overwrite
     mapping : {'auto', 'blocks', 'per-train', 'compact'}, default 'auto'
         How pixel keys are mapped (see below).
     block_trains : int, optional
@@ -158,13 +156,11 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    $returns_path
 
     Raises
     ------
-    FileExistsError
-        ``path`` exists and ``overwrite`` is False.
+    $path_exists
     ValueError
         The run holds several detectors (pass a detector object) or none.
     OutputWriteError

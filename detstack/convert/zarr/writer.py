@@ -46,6 +46,7 @@ from ...store.zarr_store import PLAN_FILE, PROGRESS_DIR
 from ..atomic import clean_stale, is_disk_error, write_failure
 from ..checksums import store_document
 from ..plan import ViewPlan, as_detector
+from ..writer_docs import writer_docs
 from .buffers import trim_malloc
 from .layout import ChunkSpec, ShardSpec, frame_block, plan_layouts, train_block
 from .meta import build_metadata, coordinate_dims, coordinates, lossy_record, with_codecs
@@ -61,6 +62,7 @@ def default_threads() -> int:
     return min(8, (os.cpu_count() or 1) + 1)
 
 
+@writer_docs
 def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | None = None,
             storage_options: dict[str, Any] | None = None, compressor: Any = None,
             chunks: ChunkSpec = None, shards: ShardSpec = None, client: Any = None,
@@ -76,14 +78,11 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
 
     Parameters
     ----------
-    det_or_run : detector or DataCollection
-        A detector object (e.g. ``detstack.AGIPD1M(run, raw=True)``, with any
-        module/train selection), or a run holding a single detector.
+    $det_or_run
     url : str or path-like
         A folder, a ``.zip`` file (packed at the end) or an fsspec URL
         (``s3://bucket/run.zarr``; needs the ``s3`` extra).
-    keys : list of str, optional
-        Keys to write (default: every key all modules have).
+    $keys
     storage_options : dict, optional
         fsspec options for remote targets.
     compressor : zarr codec, list of codecs or False, optional
@@ -102,8 +101,7 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     progress : callable or bool, optional
         ``progress(done, total)`` in trains x modules, or ``True`` for a bar on
         stderr.
-    overwrite : bool, default False
-        Replace an existing output; otherwise an existing one is refused.
+    $overwrite
     resume : bool, default False
         Finish an interrupted conversion with the same arguments (only unfinished
         tasks are redone; the result is the same store).
