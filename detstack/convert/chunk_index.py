@@ -57,7 +57,7 @@ class ChunkTable:
         return len(self.addr)
 
 
-class _Unrecognised(Exception):
+class Unrecognised(Exception):
     """The fast path does not apply (the reason is logged); chunk_iter reads instead."""
 
 
@@ -65,7 +65,7 @@ def chunk_table(ds: h5py.Dataset) -> ChunkTable:
     """Every stored chunk of the chunked dataset ``ds``."""
     try:
         return _from_btree(ds)
-    except _Unrecognised as why:
+    except Unrecognised as why:
         log.debug("%s:%s: chunk index read with chunk_iter (%s)", ds.file.filename, ds.name, why)
     return from_chunk_iter(ds)
 
@@ -95,38 +95,38 @@ def _uint(buf: bytes, at: int, n: int) -> int:
     return int.from_bytes(buf[at:at + n], "little")
 
 
-def _superblock(fd: int) -> tuple[int, int]:
+def superblock(fd: int) -> tuple[int, int]:
     """(size of offsets, size of lengths); only files whose superblock is at byte 0 with
     base address 0 (no user block), where every address is a file offset."""
     head = os.pread(fd, 48, 0)
     if head[:8] != SIGNATURE:
-        raise _Unrecognised("no HDF5 signature at byte 0 (user block?)")
+        raise Unrecognised("no HDF5 signature at byte 0 (user block?)")
     version = head[8]
     if version in (0, 1):
         so, sl, base_at = head[13], head[14], 24 if version == 0 else 28
     elif version in (2, 3):
         so, sl, base_at = head[9], head[10], 12
     else:
-        raise _Unrecognised(f"superblock version {version}")
+        raise Unrecognised(f"superblock version {version}")
     if so not in (2, 4, 8) or sl not in (2, 4, 8):
-        raise _Unrecognised(f"offset/length sizes {so}/{sl}")
+        raise Unrecognised(f"offset/length sizes {so}/{sl}")
     if _uint(head, base_at, so) != 0:
-        raise _Unrecognised("base address is not 0")
+        raise Unrecognised("base address is not 0")
     return so, sl
 
 
-def _layout_message(fd: int, header: int, so: int, sl: int, file_size: int) -> bytes:
+def layout_message(fd: int, header: int, so: int, sl: int, file_size: int) -> bytes:
     """The data layout message of a version-1 object header (following continuations)."""
     prefix = os.pread(fd, 16, header)
     if len(prefix) < 16 or prefix[0] != 1:
-        raise _Unrecognised("not a version-1 object header")
+        raise Unrecognised("not a version-1 object header")
     n_messages, block_size = struct.unpack_from("<H", prefix, 2)[0], _uint(prefix, 8, 4)
     blocks = [(header + 16, block_size)]
     seen = 0
     while blocks and seen < n_messages:
         start, length = blocks.pop(0)
         if start + length > file_size or length > 1 << 24:
-            raise _Unrecognised("object header block outside the file")
+            raise Unrecognised("object header block outside the file")
         buf = os.pread(fd, length, start)
         p = 0
         while p + 8 <= len(buf) and seen < n_messages:
@@ -138,26 +138,26 @@ def _layout_message(fd: int, header: int, so: int, sl: int, file_size: int) -> b
             if mtype == 0x0010:
                 blocks.append((_uint(data, 0, so), _uint(data, so, sl)))
             p += 8 + msize
-    raise _Unrecognised("no data layout message")
+    raise Unrecognised("no data layout message")
 
 
-def _btree_root(layout: bytes, ds: h5py.Dataset, so: int) -> int | None:
+def btree_root(layout: bytes, ds: h5py.Dataset, so: int) -> int | None:
     """The B-tree address of a version-3 chunked layout message of ``ds`` (None: nothing
     allocated). store/manifest_btree.py uses it too."""
     return _root_address(layout, ds.ndim, tuple(ds.chunks), so)
 
 
 def _root_address(layout: bytes, rank: int, chunks: tuple[int, ...], so: int) -> int | None:
-    """``_btree_root`` of a dataset of rank ``rank`` and chunk shape ``chunks``."""
+    """``btree_root`` of a dataset of rank ``rank`` and chunk shape ``chunks``."""
     if len(layout) < 3 + so or layout[0] != 3 or layout[1] != 2:
-        raise _Unrecognised(f"layout message version {layout[0] if layout else '?'} "
+        raise Unrecognised(f"layout message version {layout[0] if layout else '?'} "
                             "(not a version-1 B-tree index)")
     nd = layout[2]
     if nd != rank + 1 or len(layout) < 3 + so + 4 * nd:
-        raise _Unrecognised("layout rank does not match the dataset")
+        raise Unrecognised("layout rank does not match the dataset")
     dims = struct.unpack_from(f"<{nd}I", layout, 3 + so)
     if tuple(dims[:-1]) != tuple(chunks):
-        raise _Unrecognised("layout chunk shape does not match the dataset")
+        raise Unrecognised("layout chunk shape does not match the dataset")
     addr = _uint(layout, 3, so)
     return None if addr == (1 << (8 * so)) - 1 else addr
 
@@ -177,13 +177,13 @@ def whole_node(fd: int, addr: int, buf: bytes, entry: np.dtype, head: int, key: 
     """(level, entry count, bytes) of the node at ``addr`` whose first read gave ``buf``:
     its signature checked, read again whole when it holds more than the default K."""
     if buf[:4] != b"TREE" or buf[4:5] != b"\x01":
-        raise _Unrecognised("not a raw-data B-tree node")
+        raise Unrecognised("not a raw-data B-tree node")
     n = _uint(buf, 6, 2)
     need = head + n * entry.itemsize + key
     if len(buf) < need:
         buf = os.pread(fd, need, addr)
         if len(buf) < need:
-            raise _Unrecognised("B-tree node cut short")
+            raise Unrecognised("B-tree node cut short")
     return buf[5], n, buf
 
 
@@ -229,9 +229,9 @@ def _leaf_records(fd: int, root: int, rank: int, so: int, file_size: int
     while True:
         visited += len(nodes)
         if visited > MAX_NODES:
-            raise _Unrecognised("B-tree too large")
+            raise Unrecognised("B-tree too large")
         if max(nodes) + head > file_size:
-            raise _Unrecognised("B-tree node outside the file")
+            raise Unrecognised("B-tree node outside the file")
         order = sorted(range(len(nodes)), key=nodes.__getitem__)
         bodies = [b""] * len(nodes)
         levels = set()
@@ -241,7 +241,7 @@ def _leaf_records(fd: int, root: int, rank: int, so: int, file_size: int
             levels.add(node_level)
             bodies[i] = buf[head:head + n * entry.itemsize]
         if len(levels) != 1 or (level is not None and levels != {level}):
-            raise _Unrecognised("B-tree levels disagree")
+            raise Unrecognised("B-tree levels disagree")
         level = levels.pop()
         if level == 0:
             return np.frombuffer(b"".join(bodies), entry), len(bodies[0]) // entry.itemsize
@@ -278,7 +278,7 @@ def _grid_coords(offset: np.ndarray, chunks: tuple[int, ...]) -> np.ndarray:
         else:
             coords[d], off_grid = np.divmod(offset[d], c)
         if off_grid.any():
-            raise _Unrecognised("chunk coordinates off the chunk grid")
+            raise Unrecognised("chunk coordinates off the chunk grid")
     return coords
 
 
@@ -295,7 +295,7 @@ class _Source:
 def _source(ds: h5py.Dataset) -> _Source:
     dcpl = ds.id.get_create_plist()
     if dcpl.get_layout() != h5py.h5d.CHUNKED or dcpl.get_external_count():
-        raise _Unrecognised("not chunked storage")
+        raise Unrecognised("not chunked storage")
     return _Source(ds.file.filename, h5py.h5g.get_objinfo(ds.id, b".").objno[0], ds.ndim,
                    dcpl.get_nfilters() > 0)
 
@@ -308,8 +308,8 @@ def _read_index(src: _Source, chunks: tuple[int, ...]) -> tuple[np.ndarray, int,
         if hasattr(os, "posix_fadvise"):   # scattered small reads: no readahead of pixel data
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         file_size = os.fstat(fd).st_size
-        so, sl = _superblock(fd)
-        layout = _layout_message(fd, src.header, so, sl, file_size)
+        so, sl = superblock(fd)
+        layout = layout_message(fd, src.header, so, sl, file_size)
         root = _root_address(layout, src.rank, chunks, so)
         if root is None:
             return np.zeros(0, [("size", "<u4"), ("mask", "<u4"),
@@ -335,10 +335,10 @@ def _checked(ds: h5py.Dataset, src: _Source, rec: np.ndarray, first_leaf: int,
     mask = rec["mask"].astype(np.int64)
     if len(rec):
         if offset[rank].any():
-            raise _Unrecognised("chunk coordinates off the chunk grid")
+            raise Unrecognised("chunk coordinates off the chunk grid")
         coords = _grid_coords(offset[:rank], tuple(int(c) for c in ds.chunks))
         if (coords < 0).any():
-            raise _Unrecognised("negative chunk coordinates")
+            raise Unrecognised("negative chunk coordinates")
         # lexicographic order of coordinates = order of their raveled index in any grid
         # that holds them all
         top = coords.max(axis=1)
@@ -348,26 +348,26 @@ def _checked(ds: h5py.Dataset, src: _Source, rec: np.ndarray, first_leaf: int,
         else:
             grid = tuple(int(g) + 1 for g in top)
             if math.prod(grid) >= 1 << 62:
-                raise _Unrecognised("chunk coordinates not strictly increasing")
+                raise Unrecognised("chunk coordinates not strictly increasing")
             flat = np.ravel_multi_index(tuple(coords), grid)
         if len(rec) > 1 and not (flat[1:] > flat[:-1]).all():
-            raise _Unrecognised("chunk coordinates not strictly increasing")
+            raise Unrecognised("chunk coordinates not strictly increasing")
         if (addr <= 0).any() or (addr + size > file_size).any() or (size <= 0).any():
-            raise _Unrecognised("chunk outside the file")
+            raise Unrecognised("chunk outside the file")
         end = addr + size
         if not (end[:-1] <= addr[1:]).all():   # not in file order: sort to compare
             by_addr = np.argsort(addr, kind="stable")
             if (end[by_addr][:-1] > addr[by_addr][1:]).any():
-                raise _Unrecognised("chunks overlap")
+                raise Unrecognised("chunks overlap")
         if not src.filtered and ((size != chunk_bytes).any() or mask.any()):
-            raise _Unrecognised("unfiltered chunk of the wrong size")
+            raise Unrecognised("unfiltered chunk of the wrong size")
         for i in _spot_checks(len(rec), first_leaf, top, ds):
             info = ds.id.get_chunk_info_by_coord(tuple(int(v) for v in offset[:rank, i]))
             if (info.byte_offset, info.size, info.filter_mask) != (addr[i], size[i], mask[i]):
                 log.warning("%s:%s: the chunk index read directly disagrees with HDF5 at "
                             "chunk %s; reading it with chunk_iter", ds.file.filename,
                             ds.name, tuple(offset[:rank, i]))
-                raise _Unrecognised("spot check failed")
+                raise Unrecognised("spot check failed")
         table_coords = coords.T   # (n, rank), a view
     else:
         table_coords = np.zeros((0, rank), np.int64)
@@ -407,7 +407,7 @@ class TablesAhead:
     def add(self, ds: h5py.Dataset) -> None:
         try:
             src = _source(ds)
-        except _Unrecognised as why:
+        except Unrecognised as why:
             self._queue.append((None, why))
             return
         self._queue.append((src, _ahead_pool().submit(_read_index, src, tuple(ds.chunks))))
@@ -421,7 +421,7 @@ class TablesAhead:
             if src is None:
                 raise job
             return _checked(ds, src, *job.result())
-        except _Unrecognised as why:
+        except Unrecognised as why:
             log.debug("%s:%s: chunk index read with chunk_iter (%s)", ds.file.filename,
                       ds.name, why)
         return from_chunk_iter(ds)

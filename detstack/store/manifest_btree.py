@@ -11,7 +11,7 @@ searches the chunk grid for it, a leaf at a time (``_search``); whatever path th
 takes, a chunk it returns is an entry of a leaf of the dataset's own index, reached from
 the root its layout message names. Every node is checked (signature, node type, the
 level one below its parent's, keys strictly increasing, on the chunk grid, inside the
-file); anything else is ``_Unrecognised`` and the caller reads the whole index instead.
+file); anything else is ``Unrecognised`` and the caller reads the whole index instead.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import h5py
 import numpy as np
 
 from ..convert.chunk_index import (
-    _btree_root,
-    _layout_message,
-    _superblock,
-    _Unrecognised,
+    Unrecognised,
+    btree_root,
+    layout_message,
     node_format,
+    superblock,
     whole_node,
 )
 
@@ -51,19 +51,19 @@ class _Node:
 
 class PointIndex:
     """The version-1 B-tree chunk index of one dataset, read a node at a time through
-    ``fd`` (the file's descriptor). ``_Unrecognised`` if the dataset's storage is not
+    ``fd`` (the file's descriptor). ``Unrecognised`` if the dataset's storage is not
     such an index (version-2 object headers, HDF5 1.10+ indexes...)."""
 
     def __init__(self, fd: int, ds: h5py.Dataset) -> None:
         dcpl = ds.id.get_create_plist()
         if dcpl.get_layout() != h5py.h5d.CHUNKED or dcpl.get_external_count():
-            raise _Unrecognised("not chunked storage")
+            raise Unrecognised("not chunked storage")
         self.fd = fd
         self.rank = ds.ndim
         self.file_size = os.fstat(fd).st_size
-        so, sl = _superblock(fd)
+        so, sl = superblock(fd)
         header = h5py.h5g.get_objinfo(ds.id, b".").objno[0]
-        self.root = _btree_root(_layout_message(fd, header, so, sl, self.file_size), ds, so)
+        self.root = btree_root(layout_message(fd, header, so, sl, self.file_size), ds, so)
         self.entry, self.head, self.key_bytes, self.node_bytes = node_format(self.rank, so)
         self.chunks = np.array(ds.chunks, np.int64)
         self.grid = tuple(-(-int(n) // int(c)) for n, c in zip(ds.shape, ds.chunks,
@@ -80,29 +80,29 @@ class PointIndex:
         if hit is not None:
             return hit
         if addr <= 0 or addr + self.head > self.file_size:
-            raise _Unrecognised("B-tree node outside the file")
+            raise Unrecognised("B-tree node outside the file")
         level, n, buf = whole_node(self.fd, addr, os.pread(self.fd, self.node_bytes, addr),
                                    self.entry, self.head, self.key_bytes)
         if n == 0:
-            raise _Unrecognised("empty B-tree node")
+            raise Unrecognised("empty B-tree node")
         entries = np.frombuffer(buf, self.entry, count=n, offset=self.head)
         if level == 0:     # keys as C-order chunk numbers, which must increase
             offsets = entries["offset"][:, :self.rank].astype(np.int64)
             if (offsets % self.chunks).any():
-                raise _Unrecognised("chunk coordinates off the chunk grid")
+                raise Unrecognised("chunk coordinates off the chunk grid")
             cells = offsets // self.chunks
             if (cells >= self.grid_array).any():
-                raise _Unrecognised("chunk coordinates outside the dataset")
+                raise Unrecognised("chunk coordinates outside the dataset")
             numbers = cells @ self.strides
             if (np.diff(numbers) <= 0).any():
-                raise _Unrecognised("B-tree keys not increasing")
+                raise Unrecognised("B-tree keys not increasing")
             node = _Node(0, [], entries, numbers, entries["addr"].astype(np.int64))
         else:
             last = np.frombuffer(buf, "<u8", count=self.rank + 1,
                                  offset=self.head + n * self.entry.itemsize + 8)
             keys = entries["offset"][:, :self.rank].tolist() + [last[:self.rank].tolist()]
             if any(a >= b for a, b in zip(keys[:-1], keys[1:], strict=True)):
-                raise _Unrecognised("B-tree keys not increasing")
+                raise Unrecognised("B-tree keys not increasing")
             node = _Node(level, keys, entries)
         if len(self._nodes) >= CACHED_NODES:
             self._nodes.pop(next(iter(self._nodes)))
@@ -116,18 +116,18 @@ class PointIndex:
         for _ in range(MAX_LEVELS):
             node = self._node(addr)
             if expect is not None and node.level != expect:
-                raise _Unrecognised("B-tree levels disagree")
+                raise Unrecognised("B-tree levels disagree")
             if node.level == 0:
                 return node
             n = len(node.entries)
             i = min(max(bisect.bisect_right(node.keys, coord, 0, n) - 1, 0), n - 1)
             addr, expect = int(node.entries[i]["addr"]), node.level - 1
-        raise _Unrecognised("B-tree deeper than any chunk index")
+        raise Unrecognised("B-tree deeper than any chunk index")
 
     def _chunk(self, node: _Node, i: int) -> Chunk:
         start, size = int(node.entries[i]["addr"]), int(node.entries[i]["size"])
         if start <= 0 or size <= 0 or start + size > self.file_size:
-            raise _Unrecognised("chunk outside the file")
+            raise Unrecognised("chunk outside the file")
         return start, size, int(node.entries[i]["mask"])
 
     # -- lookups --------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class PointIndex:
             i = int(np.searchsorted(leaf.cells, cell))
             return self._chunk(leaf, i) if i < len(leaf.cells) and leaf.cells[i] == cell \
                 else None
-        except (_Unrecognised, OSError, ValueError):
+        except (Unrecognised, OSError, ValueError):
             return None
 
     def find_address(self, addr: int) -> Chunk | None:
@@ -161,7 +161,7 @@ class PointIndex:
             return None
         try:
             return self._search(addr)
-        except (_Unrecognised, OSError, ValueError):
+        except (Unrecognised, OSError, ValueError):
             return None
 
     def _probe(self, cell: int) -> _Node:
@@ -214,5 +214,5 @@ def point_index(fd: int, ds: Any) -> PointIndex | None:
     B-tree we recognise (the caller then reads the whole index)."""
     try:
         return PointIndex(fd, ds)
-    except (_Unrecognised, OSError, ValueError):
+    except (Unrecognised, OSError, ValueError):
         return None

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from detstack.convert import chunk_index
-from detstack.convert.chunk_index import _from_btree, _Unrecognised, chunk_table
+from detstack.convert.chunk_index import Unrecognised, _from_btree, chunk_table
 
 
 def hdf5_table(ds: h5py.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -66,7 +66,7 @@ def test_btree_read_equals_hdf5(tmp_path: Path, name: str) -> None:
 def test_unknown_layouts_fall_back_to_chunk_iter(tmp_path: Path, kw: dict) -> None:
     with h5py.File(write(tmp_path / "b.h5", **kw), "r") as f:
         for name in ["frames", "packed"]:
-            with pytest.raises(_Unrecognised):
+            with pytest.raises(Unrecognised):
                 _from_btree(f[name])
             assert_same(chunk_table(f[name]), f[name])
 
@@ -85,7 +85,7 @@ def test_spot_check_disagreement_falls_back(tmp_path: Path, monkeypatch: pytest.
             return rec, first_leaf                      # layout, only HDF5 can tell
 
         monkeypatch.setattr(chunk_index, "_leaf_records", swapped)
-        with pytest.raises(_Unrecognised, match="spot check"):
+        with pytest.raises(Unrecognised, match="spot check"):
             _from_btree(ds)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="detstack"):
