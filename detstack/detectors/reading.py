@@ -22,6 +22,7 @@ from ..frames import FrameMap
 from ..layout import RowLayout, row_layout
 from ..run.handles import POOL
 from .chunk_jobs import CompressedReader, corrupt_chunk
+from .row_plan import plan_runs
 
 DEFAULT_THREADS = min(8, 2 * (os.cpu_count() or 1))   # plain copies: waits on I/O overlap
 # decoding is CPU-bound: one thread per core (more only add cache thrash and switches:
@@ -148,7 +149,9 @@ def run_jobs(jobs: list[Callable[[], None]], threads: int) -> None:
     """Run independent jobs on up to ``threads`` threads; the first error is raised.
 
     Each thread takes the next job from a shared list (jobs differ in cost), and
-    stops taking jobs once one has failed.
+    stops taking jobs once one has failed. The calling thread is one of them: it
+    would only wait otherwise, and a small read (one frame) then costs no hand-over
+    to a pool thread and back.
     """
     if threads <= 1 or len(jobs) <= 1:
         for job in jobs:
@@ -170,15 +173,29 @@ def run_jobs(jobs: list[Callable[[], None]], threads: int) -> None:
                 failed.set()
                 raise
 
-    n = min(threads, len(jobs))
+    helpers = min(threads, len(jobs)) - 1
     if threads > DEFAULT_THREADS:
-        with ThreadPoolExecutor(n) as pool:
-            futures = [pool.submit(lane) for _ in range(n)]
+        with ThreadPoolExecutor(helpers) as pool:
+            _lanes(lane, [pool.submit(lane) for _ in range(helpers)])
     else:
-        futures = [_pool().submit(lane) for _ in range(n)]
+        _lanes(lane, [_pool().submit(lane) for _ in range(helpers)])
+
+
+def _lanes(lane: Callable[[], None], futures: list[Any]) -> None:
+    """Run ``lane`` here beside the ``futures``' lanes; when all have stopped, raise the
+    first error (this thread's, else the first helper's): jobs still running must not
+    outlive the caller's output array or open files."""
+    error: BaseException | None = None
+    try:
+        lane()
+    except BaseException as exc:  # noqa: BLE001 - re-raised below, after the helpers
+        error = exc
     for f in futures:
-        if f.exception() is not None:
-            raise f.exception()  # type: ignore[misc]
+        exc = f.exception()
+        if error is None and exc is not None:
+            error = exc
+    if error is not None:
+        raise error
 
 
 def _train_of(fmap: FrameMap, m: int, file: int) -> Callable[[int], str]:
@@ -232,73 +249,99 @@ def read_rows(fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
     decode shards: all in threads, outside HDF5's lock. Anything else is read by
     HDF5 (which converts dtypes on the way).
     """
-    src_index, kept_shape = _keep_axes(src_index, out.shape[2:])
-    direct = _DirectReader()
-    compressed = CompressedReader()
-    other_jobs: list[Callable[[], None]] = []
-    batch: dict[Any, Any] = {}       # lets views share one job per stored object
-    contiguous = out.flags.c_contiguous
+    reader = RowReader()
+    reader.add(fmap, key, out, slots, selected, src_index, per_train)
+    reader.run(threads)
 
-    for m in range(fmap.n_modules):
-        dest = out[slots[m]].reshape((out.shape[1],) + kept_shape)
-        dest_bytes = memoryview(dest.reshape(-1).view(np.uint8)) if contiguous else None
-        datasets: dict[int, tuple[Any, Any, str, str, RowLayout | None, Any]] = {}
-        for run in fmap.runs(m, selected, per_train):
-            f = fmap.files[run.file]
-            h5 = f.h5   # from the handle pool: re-fetch if it was closed and reopened
-            hit = datasets.get(run.file)
-            if hit is None or hit[0] is not h5:
-                dpath = f.dataset_path(fmap.sources[m], key)
-                ds = h5[dpath]
-                path = str(f.path)
-                layout = chunks = None
-                if isinstance(ds, h5py.Dataset):
-                    if (dest_bytes is not None and ds.dtype == out.dtype
-                            and _whole_rows(src_index, ds)):
-                        layout = direct.layout(path, dpath, ds)
-                    if layout is None:
-                        chunks = compressed.source(path, dpath, ds, out.dtype, src_index)
-                datasets[run.file] = hit = (h5, ds, path, dpath, layout, chunks)
-            _, ds, path, dpath, layout, chunks = hit
-            rows = dest[run.dst_start:run.dst_start + run.length]
-            pieces = layout.extents(run.src_start, run.length) if layout else None
-            if pieces is not None and dest_bytes is not None:
-                row_bytes = layout.row_bytes
-                view = dest_bytes[run.dst_start * row_bytes:(run.dst_start + run.length) * row_bytes]
-                direct.plan(path, pieces, view)
+
+class RowReader:
+    """Reads of several keys planned first, then run as one round of jobs.
+
+    A labelled read needs the pulse IDs and the pixels of the same frames: planned
+    together, both are decoded by the same threads at once instead of one pool
+    round after the other (``read_rows`` is one key in a reader of its own).
+    """
+
+    def __init__(self) -> None:
+        self.direct = _DirectReader()
+        self.compressed = CompressedReader()
+        self.other_jobs: list[Callable[[], None]] = []
+        self.batch: dict[Any, Any] = {}      # lets views share one job per stored object
+
+    def add(self, fmap: FrameMap, key: str, out: np.ndarray, slots: list[int],
+            selected: np.ndarray | None = None, src_index: tuple[Any, ...] = (),
+            per_train: bool = False) -> None:
+        """Plan filling ``out[slots[m], rows]`` with module ``m``'s rows of ``key`` (as
+        ``read_rows``); blocks only HDF5 can read are read here and now."""
+        src_index, kept_shape = _keep_axes(src_index, out.shape[2:])
+        direct, compressed = self.direct, self.compressed
+        contiguous = out.flags.c_contiguous
+        for m, runs in enumerate(plan_runs(fmap, selected, per_train)):
+            if not runs:
                 continue
-            describe = _train_of(fmap, m, run.file)
-            if chunks is not None:
-                compressed.plan(chunks, run.src_start, run.length, rows, src_index,
-                                _whole_rows(src_index, ds), describe)
-                continue
-            planner = getattr(ds, "read_jobs", None)
-            jobs = (planner(run.src_start, run.length, src_index, rows, batch) if planner
-                    else None)
-            if jobs is not None:
-                other_jobs.extend(jobs)
-                continue
-            _h5_read(ds, dest, (slice(run.src_start, run.src_start + run.length),) + src_index,
-                     np.s_[run.dst_start:run.dst_start + run.length], path, dpath, describe)
-    direct_jobs, decode_jobs = direct.jobs(), compressed.jobs()
-    file_jobs = direct_jobs + decode_jobs
-    if threads is None:     # CPU-bound decoding alone (HDF5 chunks, zarr shards): one per core
-        threads = DEFAULT_THREADS if direct_jobs else DECODE_THREADS
-    # as many files open at once as the HDF5 handle pool: runs can have more files
-    # than `ulimit -n` allows
-    paths = list(dict.fromkeys(p for p, _ in file_jobs))
-    step = POOL.limit
-    try:
-        run_jobs(other_jobs, threads)
-        for i in range(0, len(paths), step):
-            group = set(paths[i:i + step])
-            direct.open_files(group)
-            compressed.open_files(group)
-            try:
-                run_jobs([job for p, job in file_jobs if p in group], threads)
-            finally:
-                direct.close()
-                compressed.close()
-    finally:
-        direct.close()
-        compressed.close()
+            dest = out[slots[m]].reshape((out.shape[1],) + kept_shape)
+            dest_bytes = memoryview(dest.reshape(-1).view(np.uint8)) if contiguous else None
+            datasets: dict[int, tuple[Any, Any, str, str, RowLayout | None, Any]] = {}
+            for file_no, src_start, dst_start, length in runs:
+                f = fmap.files[file_no]
+                h5 = f.h5   # from the handle pool: re-fetch if it was closed and reopened
+                hit = datasets.get(file_no)
+                if hit is None or hit[0] is not h5:
+                    dpath = f.dataset_path(fmap.sources[m], key)
+                    ds = h5[dpath]
+                    path = str(f.path)
+                    layout = chunks = None
+                    if isinstance(ds, h5py.Dataset):
+                        if (dest_bytes is not None and ds.dtype == out.dtype
+                                and _whole_rows(src_index, ds)):
+                            layout = direct.layout(path, dpath, ds)
+                        if layout is None:
+                            chunks = compressed.source(path, dpath, ds, out.dtype, src_index)
+                    datasets[file_no] = hit = (h5, ds, path, dpath, layout, chunks)
+                _, ds, path, dpath, layout, chunks = hit
+                rows = dest[dst_start:dst_start + length]
+                pieces = layout.extents(src_start, length) if layout else None
+                if pieces is not None and dest_bytes is not None:
+                    row_bytes = layout.row_bytes
+                    direct.plan(path, pieces,
+                                dest_bytes[dst_start * row_bytes:(dst_start + length) * row_bytes])
+                    continue
+                describe = _train_of(fmap, m, file_no)
+                if chunks is not None:
+                    compressed.plan(chunks, src_start, length, rows, src_index,
+                                    _whole_rows(src_index, ds), describe)
+                    continue
+                planner = getattr(ds, "read_jobs", None)
+                jobs = (planner(src_start, length, src_index, rows, self.batch) if planner
+                        else None)
+                if jobs is not None:
+                    self.other_jobs.extend(jobs)
+                    continue
+                _h5_read(ds, dest, (slice(src_start, src_start + length),) + src_index,
+                         np.s_[dst_start:dst_start + length], path, dpath, describe)
+
+    def run(self, threads: int | None = None) -> None:
+        """Run every planned job; the first error is raised once all have stopped."""
+        direct, compressed = self.direct, self.compressed
+        direct_jobs, decode_jobs = direct.jobs(), compressed.jobs()
+        file_jobs = direct_jobs + decode_jobs
+        if threads is None:     # CPU-bound decoding alone (HDF5 chunks, zarr shards): one per core
+            threads = DEFAULT_THREADS if direct_jobs else DECODE_THREADS
+        # as many files open at once as the HDF5 handle pool: runs can have more files
+        # than `ulimit -n` allows
+        paths = list(dict.fromkeys(p for p, _ in file_jobs))
+        step = POOL.limit
+        try:
+            run_jobs(self.other_jobs, threads)
+            for i in range(0, len(paths), step):
+                group = set(paths[i:i + step])
+                direct.open_files(group)
+                compressed.open_files(group)
+                try:
+                    run_jobs([job for p, job in file_jobs if p in group], threads)
+                finally:
+                    direct.close()
+                    compressed.close()
+        finally:
+            direct.close()
+            compressed.close()
