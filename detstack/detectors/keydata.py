@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from copy import copy
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ from ..errors import PropertyNameError
 from ..frames import FrameMap
 from .consistency import check_key
 from .param_docs import shared
-from .reading import checked_fill, read_rows, roi_shape
+from .reading import RowReader, checked_fill, roi_shape
 
 if TYPE_CHECKING:
     from .base import MultimodDetectorBase
@@ -166,7 +166,10 @@ class MultimodKeyData:
         return self._read(fill_value, out, roi, astype, module_gaps)
 
     def _read(self, fill_value: Any, out: np.ndarray | None, roi: Any, astype: Any,
-              module_gaps: bool, threads: int | None = None) -> np.ndarray:
+              module_gaps: bool, threads: int | None = None,
+              also: Callable[[RowReader], Callable[[], None]] | None = None) -> np.ndarray:
+        """Read into ``out`` (or a new array); ``also`` plans more reads into the same
+        round of jobs (frame labels) and returns what to call once they have run."""
         roi = as_roi(roi)
         shape = self.buffer_shape(module_gaps, roi)
         if out is not None:
@@ -181,8 +184,13 @@ class MultimodKeyData:
         slots = self._slots(module_gaps)
         if not self._fully_covered(module_gaps):
             out.fill(fill)
-        read_rows(self.fmap, self.key, out, slots, self._selected(), self._src_index(roi),
-                  per_train=not self._per_frame, threads=threads)
+        reader = RowReader()
+        reader.add(self.fmap, self.key, out, slots, self._selected(), self._src_index(roi),
+                   per_train=not self._per_frame)
+        finish = also(reader) if also is not None else None
+        reader.run(threads)
+        if finish is not None:
+            finish()
         return out
 
     _per_frame = False

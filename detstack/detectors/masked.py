@@ -79,9 +79,10 @@ class _Masked:
         return (mask & np.asarray(self._mask_bits).astype(mask.dtype)) != 0
 
     def _read(self, fill_value: Any, out: np.ndarray | None, roi: Any, astype: Any,
-              module_gaps: bool, threads: int = 1) -> np.ndarray:
+              module_gaps: bool, threads: int = 1, also: Any = None) -> np.ndarray:
         bad = self._bad_pixels(roi, module_gaps)  # first: 1 byte/pixel at peak, not 4
-        data = super()._read(fill_value, out, roi, astype, module_gaps, threads)  # type: ignore[misc]
+        data = super()._read(fill_value, out, roi, astype, module_gaps,  # type: ignore[misc]
+                             threads, also)
         data[bad] = self._masked_value
         return data
 

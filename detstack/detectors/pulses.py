@@ -11,7 +11,7 @@ from ..errors import InconsistentModulesError
 from ..frames import FrameMap
 from ..run.selection import ById, ByIndex
 from .consistency import ids_problem
-from .reading import read_rows
+from .reading import RowReader
 
 MAX_PULSES = 2**62  # "no stop": the reference uses 2700, too low for some IDs
 MISSING = np.iinfo(np.int64).max
@@ -67,12 +67,36 @@ def frame_positions(fmap: FrameMap) -> np.ndarray:
     return np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], counts)
 
 
-def read_inner_ids(fmap: FrameMap, key: str, field: str, src_index: tuple[Any, ...]) -> np.ndarray:
-    """One ID per frame, checked for agreement across the modules that have it."""
+def stage_positions(fmap: FrameMap, parallel_gain: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(position of every frame within its train, or within its gain stage with
+    ``parallel_gain``; the gain stage or None): what ``by_index`` selects on, known from
+    the frame map alone (no IDs read)."""
+    position = frame_positions(fmap)
+    if not parallel_gain:
+        return position, None
+    counts = fmap.train_counts().astype(np.int64)
+    if (counts % 3).any():
+        raise ValueError("parallel_gain=True needs the frames in each train to be divisible by 3")
+    stage_len = np.repeat(counts // 3, counts)
+    gain = (position // np.maximum(stage_len, 1)).astype(np.uint8)
+    return position - gain * stage_len, gain
+
+
+def plan_inner_ids(fmap: FrameMap, key: str, src_index: tuple[Any, ...],
+                   reader: RowReader) -> np.ndarray:
+    """The (modules, frames) array ``reader`` fills with every module's IDs when run
+    (``MISSING`` where a module lacks the frame); check it with ``checked_inner_ids``."""
     n = fmap.n_frames()
     ids = np.full((fmap.n_modules, n), MISSING, dtype=np.int64)
     if n:
-        read_rows(fmap, key, ids, list(range(fmap.n_modules)), src_index=src_index)
+        reader.add(fmap, key, ids, list(range(fmap.n_modules)), src_index=src_index)
+    return ids
+
+
+def checked_inner_ids(fmap: FrameMap, key: str, field: str, ids: np.ndarray) -> np.ndarray:
+    """One ID per frame from the modules' IDs, refused where the modules disagree or
+    none has the frame."""
+    n = ids.shape[1]
     missing = ids == MISSING
     if n and missing.all(axis=0).any():
         raise ValueError(f"Failed to find {field} for some data: no module has {key} for "
@@ -85,27 +109,39 @@ def read_inner_ids(fmap: FrameMap, key: str, field: str, src_index: tuple[Any, .
     return lo.astype(np.uint64)
 
 
+def read_inner_ids(fmap: FrameMap, key: str, field: str, src_index: tuple[Any, ...]) -> np.ndarray:
+    """One ID per frame, checked for agreement across the modules that have it."""
+    reader = RowReader()
+    ids = plan_inner_ids(fmap, key, src_index, reader)
+    reader.run()
+    return checked_inner_ids(fmap, key, field, ids)
+
+
 def label_frames(fmap: FrameMap, inner: np.ndarray, parallel_gain: bool) -> FrameLabels:
     train = fmap.train_ids_perframe()
-    position = frame_positions(fmap)
-    if not parallel_gain:
+    position, gain = stage_positions(fmap, parallel_gain)
+    if gain is None:
         return FrameLabels(train, position, inner)
-    counts = fmap.train_counts().astype(np.int64)
-    if (counts % 3).any():
-        raise ValueError("parallel_gain=True needs the frames in each train to be divisible by 3")
-    stage_len = np.repeat(counts // 3, counts)
-    gain = (position // np.maximum(stage_len, 1)).astype(np.uint8)
-    within = position - gain * stage_len
     # only the first stage carries meaningful IDs: repeat them for the other two
+    counts = fmap.train_counts().astype(np.int64)
     train_start = np.repeat(fmap.offsets()[:-1], counts)
-    repaired = inner[train_start + within] if len(inner) else inner
-    return FrameLabels(train, within, repaired, gain)
+    repaired = inner[train_start + position] if len(inner) else inner
+    return FrameLabels(train, position, repaired, gain)
 
 
 def select_frames(sel: ById | ByIndex, labels: FrameLabels) -> np.ndarray:
     """Boolean mask over frames for a normalised pulse selection."""
-    v = sel.value
     values = labels.inner if isinstance(sel, ById) else labels.position.astype(np.uint64)
+    return _mask(sel.value, values)
+
+
+def select_positions(sel: ByIndex, position: np.ndarray) -> np.ndarray:
+    """Boolean mask over frames for a normalised ``by_index`` selection, from the frames'
+    positions (``stage_positions``): no pulse IDs needed."""
+    return _mask(sel.value, position.astype(np.uint64))
+
+
+def _mask(v: slice | np.ndarray, values: np.ndarray) -> np.ndarray:
     if isinstance(v, slice):
         vals = values.astype(np.int64)
         return (vals >= v.start) & (vals < v.stop) & ((vals - v.start) % v.step == 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,15 @@ from . import kinds
 from .base import MultimodDetectorBase
 from .class_docs import xtdf_doc
 from .keydata import as_roi
-from .pulses import FrameLabels, label_frames, normalize_pulses, read_inner_ids
+from .pulses import (
+    FrameLabels,
+    checked_inner_ids,
+    label_frames,
+    normalize_pulses,
+    plan_inner_ids,
+    stage_positions,
+)
+from .reading import RowReader
 from .train_iter import iter_trains
 from .xtdf_keydata import SUBTRAIN_INDEXES, XtdfImageKeyData
 
@@ -28,11 +36,13 @@ class XtdfDetectorBase(MultimodDetectorBase):
                  raw: bool | None = None) -> None:
         super().__init__(data, detector_name, modules, min_modules=min_modules, raw=raw)
         self._labels: dict[str, FrameLabels] = {}
+        self._positions: np.ndarray | None = None
 
     def select_trains(self, trains: Any) -> XtdfDetectorBase:
         new = super().select_trains(trains)
         assert isinstance(new, XtdfDetectorBase)
         new._labels = {}
+        new._positions = None
         return new
 
     select_trains.__doc__ = MultimodDetectorBase.select_trains.__doc__
@@ -56,12 +66,35 @@ class XtdfDetectorBase(MultimodDetectorBase):
             Modules recorded different pulse/cell IDs for the same frame.
         """
         if subtrain_index not in self._labels:
-            key = self.kind.pulse_key if subtrain_index == "pulseId" else self.kind.cell_key
-            shape, _ = self.data.key_info(next(iter(self.source_to_modno)), key)
-            src_index = (0,) if shape[:1] == (1,) else ()
-            inner = read_inner_ids(self.frame_map, key, subtrain_index, src_index)
-            self._labels[subtrain_index] = label_frames(self.frame_map, inner, self.parallel_gain)
+            reader = RowReader()
+            finish = self.plan_labels(subtrain_index, reader)
+            reader.run()
+            finish()
         return self._labels[subtrain_index]
+
+    def plan_labels(self, subtrain_index: str, reader: RowReader) -> Callable[[], None]:
+        """Plan reading the IDs behind ``frame_labels(subtrain_index)`` into ``reader``
+        (with the pixels of a read: one round of jobs); the function returned, called
+        once ``reader`` has run, checks them and keeps the labels."""
+        if subtrain_index in self._labels:
+            return lambda: None
+        key = self.kind.pulse_key if subtrain_index == "pulseId" else self.kind.cell_key
+        shape, _ = self.data.key_info(next(iter(self.source_to_modno)), key)
+        src_index = (0,) if shape[:1] == (1,) else ()
+        fmap = self.frame_map
+        ids = plan_inner_ids(fmap, key, src_index, reader)
+
+        def finish() -> None:
+            inner = checked_inner_ids(fmap, key, subtrain_index, ids)
+            self._labels[subtrain_index] = label_frames(fmap, inner, self.parallel_gain)
+        return finish
+
+    def frame_positions(self) -> np.ndarray:
+        """Every frame's position within its train (within its gain stage for LPD's
+        parallel gain): what ``by_index`` pulse selections pick, from the frame map."""
+        if self._positions is None:
+            self._positions = stage_positions(self.frame_map, self.parallel_gain)[0]
+        return self._positions
 
     def get_array(self, key: str, pulses: Any = np.s_[:], unstack_pulses: bool = True, *,
                   fill_value: Any = None, subtrain_index: str = "pulseId", roi: Any = (),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from copy import copy
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..run.selection import ById
 from .keydata import MultimodKeyData, as_roi
 from .param_docs import shared
 from .pulses import (
@@ -16,8 +18,9 @@ from .pulses import (
     is_all_pulses,
     normalize_pulses,
     select_frames,
+    select_positions,
 )
-from .reading import roi_shape
+from .reading import RowReader, roi_shape
 
 if TYPE_CHECKING:
     from .base import MultimodDetectorBase
@@ -141,10 +144,20 @@ class XtdfImageKeyData(MultimodKeyData):
         return self.det.frame_labels(subtrain_index)
 
     def _selected(self) -> np.ndarray | None:
-        """Mask over frames; by_id always selects on pulse IDs, whatever labels them."""
+        """Mask over frames; by_id always selects on pulse IDs, whatever labels them, and
+        by_index on positions (no IDs needed). Kept for this detector and selection: a
+        read asks for it several times (shape, rows, labels)."""
         if is_all_pulses(self._pulses):
             return None
-        return select_frames(self._pulses, self.labels("pulseId"))
+        memo = self.__dict__.get("_sel_memo")
+        if memo is not None and memo[0] is self.det and memo[1] is self._pulses:
+            return memo[2]
+        if isinstance(self._pulses, ById):
+            mask = select_frames(self._pulses, self.labels("pulseId"))
+        else:
+            mask = select_positions(self._pulses, self.det.frame_positions())
+        self._sel_memo = (self.det, self._pulses, mask)
+        return mask
 
     def _n_rows(self) -> int:
         sel = self._selected()
@@ -211,6 +224,23 @@ class XtdfImageKeyData(MultimodKeyData):
         return out
 
     # -- labelled arrays ------------------------------------------------------------
+
+    def _plan_labels(self, subtrain_index: str) -> Callable[[RowReader], Callable[[], None]]:
+        """The label reads a labelled read needs, planned beside its pixels: the IDs
+        that label the frames, and pulse IDs (checked across modules) when pulses are
+        selected, as reading them first for the selection did."""
+        wanted = [subtrain_index]
+        if not is_all_pulses(self._pulses) and subtrain_index != "pulseId":
+            wanted.append("pulseId")
+
+        def plan(reader: RowReader) -> Callable[[], None]:
+            finishes = [self.det.plan_labels(name, reader) for name in wanted]
+
+            def finish() -> None:
+                for done in finishes:
+                    done()
+            return finish
+        return plan
 
     def _index_levels(self, subtrain_index: str) -> dict[str, np.ndarray]:
         labels = self.labels(subtrain_index)
@@ -284,10 +314,13 @@ class XtdfImageKeyData(MultimodKeyData):
             Duplicate (train, pulse) labels with ``unstack_pulses``, or a bad
             ``subtrain_index`` or ``fill_value``.
         """
+        if subtrain_index not in SUBTRAIN_INDEXES:
+            raise ValueError("subtrain_index must be 'pulseId' or 'cellId'")
         roi = as_roi(roi)
+        arr = self._read(fill_value, None, roi, astype, False,
+                         threads=max(1, decompress_threads) if decompress_threads else None,
+                         also=self._plan_labels(subtrain_index))
         levels = self._index_levels(subtrain_index)
-        arr = self.ndarray(fill_value=fill_value, roi=roi, astype=astype,
-                           decompress_threads=decompress_threads)
         pix = dims_after_roi(pixel_dims(len(self.entry_shape)), roi)
         modules = np.asarray(self.modules)
         if unstack_pulses:

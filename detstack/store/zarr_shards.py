@@ -130,15 +130,6 @@ def parse_codecs(meta: dict[str, Any]) -> tuple[tuple[int, ...], _Codecs, int | 
     return tuple(conf["chunk_shape"]), parsed, 4 if index[-1] == "crc32c" else 0
 
 
-def _axis_sel(item: Any, size: int) -> tuple[int, int, int, bool]:
-    """(start, stop, step, dropped) of one index item; None for anything but int/slice."""
-    if isinstance(item, (int, np.integer)):
-        i = int(item) + (size if item < 0 else 0)
-        return i, i + 1, 1, True
-    start, stop, step = item.indices(size)
-    return start, max(stop, start), step, False
-
-
 class ShardedArray:
     """A zarr array of a local store, read shard by shard in parallel jobs (an unsharded
     array's chunk files count as shards of one inner chunk without an index: reading
@@ -187,12 +178,24 @@ class ShardedArray:
         return out
 
     def _selection(self, index: tuple[Any, ...]) -> list[tuple[int, int, int, bool]] | None:
-        if len(index) > len(self.shape) or not all(
-                isinstance(i, (int, np.integer)) or (isinstance(i, slice) and (i.step or 1) > 0)
-                for i in index):
+        """(start, stop, step, dropped) per axis of an index of ints and positive-step
+        slices; None for anything else (one plain loop: it runs per module per read)."""
+        if len(index) > len(self.shape):
             return None
-        index = index + (slice(None),) * (len(self.shape) - len(index))
-        return [_axis_sel(i, n) for i, n in zip(index, self.shape, strict=True)]
+        sels = []
+        for item, size in zip(index, self.shape, strict=False):
+            if isinstance(item, slice):
+                if not (item.step or 1) > 0:
+                    return None
+                start, stop, step = item.indices(size)
+                sels.append((start, max(stop, start), step, False))
+            elif isinstance(item, (int, np.integer)):
+                i = int(item) + (size if item < 0 else 0)
+                sels.append((i, i + 1, 1, True))
+            else:
+                return None
+        sels.extend((0, size, 1, False) for size in self.shape[len(index):])
+        return sels
 
     def read_jobs(self, index: tuple[Any, ...], dest: np.ndarray,
                   batch: dict[Any, Any] | None = None) -> list[Job] | None:
@@ -203,21 +206,23 @@ class ShardedArray:
         decoded once however many blocks of rows need it.
         """
         sels = self._selection(index)
-        if sels is None or any(a >= b for a, b, _, _ in sels):
-            return None if sels is None else []
+        if sels is None:
+            return None
+        if any(a >= b for a, b, _, _ in sels):
+            return []
         batch = {} if batch is None else batch
         dest_full = dest[tuple(np.newaxis if d else slice(None) for *_, d in sels)]
         ranges = [range(a // n, (b - 1) // n + 1) for (a, b, _, _), n in zip(sels, self.shard,
                                                                             strict=True)]
         jobs: list[Job] = []
-        for pos in np.ndindex(*(len(r) for r in ranges)):
-            shard = tuple(r[p] for r, p in zip(ranges, pos, strict=True))
+        for shard in itertools.product(*ranges):
             key = (id(self), shard)
-            if key not in batch:
+            requests = batch.get(key)
+            if requests is None:
                 batch[key] = requests = []
                 jobs.append(lambda shard=shard, requests=requests:
                             self._read_shard(shard, requests))
-            batch[key].append((sels, dest_full))
+            requests.append((sels, dest_full))
         return jobs
 
     def _shard_path(self, shard: Sequence[int]) -> str:
