@@ -13,6 +13,7 @@ from . import kinds
 from .base import MultimodDetectorBase
 from .class_docs import xtdf_doc
 from .keydata import as_roi
+from .label_memo import LabelMemo
 from .pulses import (
     FrameLabels,
     checked_inner_ids,
@@ -37,6 +38,7 @@ class XtdfDetectorBase(MultimodDetectorBase):
         super().__init__(data, detector_name, modules, min_modules=min_modules, raw=raw)
         self._labels: dict[str, FrameLabels] = {}
         self._positions: np.ndarray | None = None
+        self._label_memo = LabelMemo()   # shared with the detectors select_trains makes
 
     def select_trains(self, trains: Any) -> XtdfDetectorBase:
         new = super().select_trains(trains)
@@ -78,14 +80,19 @@ class XtdfDetectorBase(MultimodDetectorBase):
         once ``reader`` has run, checks them and keeps the labels."""
         if subtrain_index in self._labels:
             return lambda: None
+        fmap = self.frame_map
+        known = self._label_memo.get(subtrain_index, fmap.train_ids, fmap.train_counts())
+        if known is not None:
+            self._labels[subtrain_index] = label_frames(fmap, known, self.parallel_gain)
+            return lambda: None
         key = self.kind.pulse_key if subtrain_index == "pulseId" else self.kind.cell_key
         shape, _ = self.data.key_info(next(iter(self.source_to_modno)), key)
         src_index = (0,) if shape[:1] == (1,) else ()
-        fmap = self.frame_map
         ids = plan_inner_ids(fmap, key, src_index, reader)
 
         def finish() -> None:
             inner = checked_inner_ids(fmap, key, subtrain_index, ids)
+            self._label_memo.put(subtrain_index, fmap.train_ids, fmap.offsets(), inner)
             self._labels[subtrain_index] = label_frames(fmap, inner, self.parallel_gain)
         return finish
 
