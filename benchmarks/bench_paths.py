@@ -19,7 +19,9 @@ figure is the best of ``--repeat`` runs, in GB/s of decoded array bytes.
   zarr-python with the zarrs codec pipeline; plus a dask sum through ``xr.open_zarr``
   with its default chunks and with ``chunks="auto"``.
 * ``zframe``: one frame of every module from that store (random frames, every tool in
-  turn: detstack ``get_array`` labelled, detstack unlabelled (``ndarray()``), the
+  turn: detstack ``get_array`` labelled (its detector has read every train's pulse IDs
+  once, as after browsing: they are kept per train), the same by a detector that has read
+  none (pulse IDs read beside the pixels), detstack unlabelled (``ndarray()``), the
   store's array read directly (``ShardedArray``, no detector layer), tensorstore,
   zarr-python), beside the decode floor (the inner chunks holding that frame, bytes
   already in memory, decoded on one thread). With fewer than 8 trains the inner chunks
@@ -388,8 +390,20 @@ def bench_zframe(base: Path, trains: int, repeat: int) -> None:
         for b in blobs:
             blosc.decode(b, out=scratch)
 
+    rng = np.random.default_rng(0)
+    picks = [(int(rng.integers(n_trains)), int(rng.integers(n_pulses)))
+             for _ in range(10 * repeat + 2)]
+
     def ours(t: int, p: int) -> Any:
         return dv.select_trains(detstack.by_index[t]).get_array(
+            "image.data", pulses=detstack.by_index[p:p + 1])
+
+    dv.frame_labels("pulseId")      # steady state: the IDs of every train read once
+    view = detstack.open_view(str(store))
+    fresh = [detstack.AGIPD1M(view, raw=True) for _ in picks]
+
+    def cold(t: int, p: int) -> Any:     # a detector that has read no IDs yet
+        return fresh.pop().select_trains(detstack.by_index[t]).get_array(
             "image.data", pulses=detstack.by_index[p:p + 1])
 
     def unlabelled(t: int, p: int) -> Any:
@@ -398,13 +412,11 @@ def bench_zframe(base: Path, trains: int, repeat: int) -> None:
 
     tools: dict[str, Callable[[int, int], Any]] = {
         "detstack get_array(open_view(store)), labelled": ours,
+        "  the same, first read of the detector (no IDs known)": cold,
         "detstack ['image.data'].ndarray(), unlabelled": unlabelled,
         "detstack store array (ShardedArray[:, t, p])": lambda t, p: fast[:, t, p],
         "tensorstore arr[:, t, p].read()": lambda t, p: tstore[:, t, p].read().result(),
         "zarr-python arr[:, t, p]": lambda t, p: z[:, t, p]}
-    rng = np.random.default_rng(0)
-    picks = [(int(rng.integers(n_trains)), int(rng.integers(n_pulses)))
-             for _ in range(10 * repeat + 2)]
     got: dict[str, list[tuple[float, float]]] = {name: [] for name in ["floor", *tools]}
     warm(store)
     for i, (t, p) in enumerate(picks):

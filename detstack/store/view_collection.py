@@ -280,6 +280,7 @@ class ViewModuleFile:
         self.h5 = {key: RowView(arrays[key], slot, info["per_frame"],
                                 key_layout(record, key) == "frames")
                    for key, info in self._keys.items()}
+        self._source_keys: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None
 
     def index_groups(self, source: str) -> list[str]:
         """The INDEX groups of the view's keys.
@@ -332,9 +333,12 @@ class ViewModuleFile:
         Returns
         -------
         dict
-            ``{key: ((rows, *entry), dtype)}``.
+            ``{key: ((rows, *entry), dtype)}`` (kept: it is asked for per key and module
+            on every read, like a run file's).
         """
-        return {k: (rv.shape, rv.dtype) for k, rv in self.h5.items()}
+        if self._source_keys is None:
+            self._source_keys = {k: (rv.shape, rv.dtype) for k, rv in self.h5.items()}
+        return self._source_keys
 
     def key_group(self, source: str, key: str) -> str:
         """The index group of a key.
