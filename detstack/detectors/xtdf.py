@@ -69,12 +69,12 @@ class XtdfDetectorBase(MultimodDetectorBase):
         """
         if subtrain_index not in self._labels:
             reader = RowReader()
-            finish = self.plan_labels(subtrain_index, reader)
+            finish = self._plan_labels(subtrain_index, reader)
             reader.run()
             finish()
         return self._labels[subtrain_index]
 
-    def plan_labels(self, subtrain_index: str, reader: RowReader) -> Callable[[], None]:
+    def _plan_labels(self, subtrain_index: str, reader: RowReader) -> Callable[[], None]:
         """Plan reading the IDs behind ``frame_labels(subtrain_index)`` into ``reader``
         (with the pixels of a read: one round of jobs); the function returned, called
         once ``reader`` has run, checks them and keeps the labels."""
@@ -96,7 +96,7 @@ class XtdfDetectorBase(MultimodDetectorBase):
             self._labels[subtrain_index] = label_frames(fmap, inner, self.parallel_gain)
         return finish
 
-    def frame_positions(self) -> np.ndarray:
+    def _frame_positions(self) -> np.ndarray:
         """Every frame's position within its train (within its gain stage for LPD's
         parallel gain): what ``by_index`` pulse selections pick, from the frame map."""
         if self._positions is None:

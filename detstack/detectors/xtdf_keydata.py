@@ -155,7 +155,7 @@ class XtdfImageKeyData(MultimodKeyData):
         if isinstance(self._pulses, ById):
             mask = select_frames(self._pulses, self.labels("pulseId"))
         else:
-            mask = select_positions(self._pulses, self.det.frame_positions())
+            mask = select_positions(self._pulses, self.det._frame_positions())
         self._sel_memo = (self.det, self._pulses, mask)
         return mask
 
@@ -225,7 +225,7 @@ class XtdfImageKeyData(MultimodKeyData):
 
     # -- labelled arrays ------------------------------------------------------------
 
-    def _plan_labels(self, subtrain_index: str) -> Callable[[RowReader], Callable[[], None]]:
+    def _label_reads(self, subtrain_index: str) -> Callable[[RowReader], Callable[[], None]]:
         """The label reads a labelled read needs, planned beside its pixels: the IDs
         that label the frames, and pulse IDs (checked across modules) when pulses are
         selected, as reading them first for the selection did."""
@@ -234,7 +234,7 @@ class XtdfImageKeyData(MultimodKeyData):
             wanted.append("pulseId")
 
         def plan(reader: RowReader) -> Callable[[], None]:
-            finishes = [self.det.plan_labels(name, reader) for name in wanted]
+            finishes = [self.det._plan_labels(name, reader) for name in wanted]
 
             def finish() -> None:
                 for done in finishes:
@@ -319,7 +319,7 @@ class XtdfImageKeyData(MultimodKeyData):
         roi = as_roi(roi)
         arr = self._read(fill_value, None, roi, astype, False,
                          threads=max(1, decompress_threads) if decompress_threads else None,
-                         also=self._plan_labels(subtrain_index))
+                         also=self._label_reads(subtrain_index))
         levels = self._index_levels(subtrain_index)
         pix = dims_after_roi(pixel_dims(len(self.entry_shape)), roi)
         modules = np.asarray(self.modules)
