@@ -106,11 +106,12 @@ from .mappings import (
     run_breaks,
     small_metadata_cache,
 )
+from .nested import NEST_MAPPINGS, NestedBuilder
 
 __all__ = [
     "AUTO", "BLOCKS", "BLOCK_GROUP", "BLOCK_TRAINS", "COMPACT", "LIBVER", "LONG_VIEW_MAPPINGS",
-    "MAPPINGS", "PER_BLOCK", "PER_RUN", "PER_TRAIN", "RECORD_ATTR", "SMALL_ENTRY_BYTES",
-    "MappingBuilder", "SourceNames", "SourceRef", "ViewSourceError", "add_frame_mappings",
+    "MAPPINGS", "NEST_MAPPINGS", "PER_BLOCK", "PER_RUN", "PER_TRAIN", "RECORD_ATTR", "SMALL_ENTRY_BYTES",
+    "MappingBuilder", "NestedBuilder", "SourceNames", "SourceRef", "ViewSourceError", "add_frame_mappings",
     "add_key_mappings", "block_runs", "label_dataset", "mapping_form", "needs_per_train",
     "no_gc", "run_breaks", "small_metadata_cache", "store_record", "to_vds", "view_record", "write_blocked",
     "write_coords",
@@ -222,22 +223,28 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
         order = sorted(plan.keys, key=lambda kp: parallel is not None and kp in blocked)
         for kp in track(order, "building view"):
             form = key_forms[kp.key]
-            if form == PER_BLOCK:
-                builder = MappingBuilder(plan.shape(kp), kp.dtype, kp.fill_value)
-                add_frame_mappings(builder, kp, plan, names)
-                ds, count = builder.create(h5, kp.path), builder.count
-            elif form == BLOCKS:
+            nested = 0
+            if form == BLOCKS:
                 ds, count = parallel.write(h5, kp) if parallel is not None else \
                     write_blocked(h5, kp, plan, names, int(block_trains))
-            else:
+            elif form == PER_TRAIN:
                 builder = MappingBuilder(plan.shape(kp), kp.dtype, kp.fill_value)
                 add_key_mappings(builder, kp, plan, names, form)
                 ds, count = builder.create(h5, kp.path), builder.count
+            else:       # per module and block of rows: nested beyond NEST_MAPPINGS
+                nb = NestedBuilder(plan.shape(kp), kp.dtype, kp.fill_value, axis=1)
+                if form == PER_BLOCK:
+                    add_frame_mappings(nb, kp, plan, names)
+                else:
+                    add_key_mappings(nb, kp, plan, names, form)
+                ds, count, nested = nb.create(h5, kp.path), nb.count, nb.blocks
             label_dataset(ds, plan, kp)
             ds.attrs["mapping"] = form
             forms[kp.key] = {"form": form, "count": count}
             if form == BLOCKS:
                 forms[kp.key]["block_trains"] = int(block_trains)
+            if nested:
+                forms[kp.key]["nested_blocks"] = nested
             ds.id.close()       # frees the key's mappings now, not when the file closes
             names.forget(kp.key)
         coords = write_coords(h5, plan, groups)
