@@ -68,6 +68,19 @@ class SourceIndex:
             return self._count.astype(np.uint64)
         return np.full(self._n, self._step, dtype=np.uint64)
 
+    @classmethod
+    def regular(cls, start: int, step: int, n: int) -> SourceIndex:
+        """The regular index of ``n`` trains: ``step`` rows each from row ``start``."""
+        out = cls.__new__(cls)
+        out._n, out._start, out._step = int(n), int(start), int(step)
+        out._first = out._count = None
+        return out
+
+    @property
+    def form(self) -> tuple[int, int] | None:
+        """(first row, rows per train) of a regular index, else None."""
+        return None if self._first is not None else (self._start, self._step)
+
     def __len__(self) -> int:
         return self._n
 
