@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-ROW_MODULES = ("rows_open", "rows_vds", "rows_cxi", "rows_manifest")
+ROW_MODULES = ("rows_open", "rows_vds", "rows_cxi", "rows_manifest", "rows_memory")
 
 
 def load_rows() -> None:
