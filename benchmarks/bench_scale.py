@@ -14,8 +14,18 @@ the table shows the time of the operation and the peak RSS of that process (or o
 largest worker process it started), so each figure belongs to one operation alone. The page cache is warm (the files were just
 written or read).
 
+Memory vs run length: the summary gives each row's peak RSS growth per 1,000 trains
+between the shortest and the longest run. What still grows, measured by the rows
+mem_structures and h5_mapping: the opened run (frame map 12 bytes per (module, train), the
+files' train IDs 8-9, the rest per file: ~29 bytes per (module, train) in all, 0.46 MB per
+1,000 AGIPD-1M trains, plus what malloc keeps of the open's freed temporaries), and
+HDF5's ~25 KB per mapping of a virtual dataset being created, inherent to HDF5 (two
+hyperslab selections of fixed size per mapping, copied while the dataset is created): the
+writers bound it by nesting datasets of more than 128 mappings in blocks
+(convert/vds/nested.py).
+
 The rows live in benchmarks/scale/, one module per thing measured (rows_open: opening the run;
-rows_vds: the HDF5 view; rows_cxi: the CXI layout; rows_manifest: the zarr manifest); this
+rows_vds: the HDF5 view; rows_cxi: the CXI layout; rows_manifest: the zarr manifest; rows_memory: where memory goes); this
 file is the runner (command line, one fresh process per cell, the table and its summary).
 
 Adding a row: in the module of what it measures, write a function `f(ctx: Context) -> str | None` (it runs in the child; the

@@ -21,6 +21,11 @@ pairs ``(n, 1, ...)`` with ``(n, ...)``). ``/entry_1/by_module`` holds the same 
 out for bulk reads, mapping the same source rows: XTDF detectors ``(module, frame, ...)``
 with the CXI frame order, JUNGFRAU ``(module, train, cell, ...)``. ``detstack.open_view``
 reads a CXI file through it.
+
+Long runs: a dataset of more than ``vds.NEST_MAPPINGS`` mappings (128: more than 8 sequence
+files per module) maps virtual blocks of itself in the same file (``/_blocks/<path>/...``,
+cut along frames) instead of the sequence files directly, so that writing holds one
+block's mappings at a time (``vds/nested.py``); every element reads the same.
 """
 
 from __future__ import annotations

@@ -54,9 +54,15 @@ file): ``(1, n, ...)`` against ``(n, ...)``, already the same shape; so do small
 per-frame keys (pulse/cell IDs, status...) and contiguous (unchunked) sources, where
 the reshaped read costs little.
 
+Keys mapped per block of source rows (per-run keys, the frame layout) nest their mappings
+once a dataset would hold more than ``NEST_MAPPINGS`` (128; long runs only): HDF5 holds
+~25 KB per mapping of a dataset being created, ~50 MB for a key of a 30,000-train run, so
+the key maps blocks of itself instead (``nested``; the record says ``nested_blocks``).
+
 Modules: ``mappings`` (the low-level machinery, shared with the CXI writer), ``keys``
 (the mappings, labels, coordinates and record of each key), ``blocks`` (blocked keys,
-serial or in worker processes); this one orchestrates.
+serial or in worker processes), ``nested`` (datasets with many mappings nested in
+blocks); this one orchestrates.
 """
 
 from __future__ import annotations
@@ -183,6 +189,12 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
     * ``"compact"``: one mapping per (module, run of full trains in one sequence file):
       the fewest mappings and fast per-train reads, but HDF5 reads a selection spanning
       several trains 50-100x slower than the sources.
+
+    Memory does not grow with run length: a dataset that would hold more than 128
+    mappings (long runs) maps virtual blocks of itself in the same file
+    (``/_blocks/<key>/...``), each with at most 128 mappings, so HDF5 (~25 KB per mapping
+    of a dataset being created) holds one block's at a time; short runs keep their
+    mappings in the dataset itself.
 
     The frame layout suits runs whose frame counts vary from train to train (see
     ``convert.plan``); its pixel keys need one mapping per block of contiguous source
