@@ -13,6 +13,10 @@ from typing import Any
 
 import numpy as np
 
+ROWS_DTYPES = (np.uint32, np.uint64)   # counts and first of a scanned map: the first that fits
+ROWS_LIMIT = int(np.iinfo(np.uint32).max)
+FILE_DTYPE = np.int32
+
 
 @dataclass(frozen=True)
 class Run:
@@ -48,29 +52,38 @@ class FrameMap:
     sources: tuple[str, ...]
     modules: np.ndarray      # (M,) module numbers
     train_ids: np.ndarray    # (T,) uint64
-    counts: np.ndarray       # (M, T) uint64
-    file: np.ndarray         # (M, T) int64
-    first: np.ndarray        # (M, T) uint64
+    counts: np.ndarray       # (M, T) unsigned (uint32 where rows fit, else uint64)
+    file: np.ndarray         # (M, T) signed (int32 from a scan)
+    first: np.ndarray        # (M, T) unsigned, like counts (first + count fits)
     files: tuple[Any, ...]   # RunFile-like: .h5, .path, .dataset_path(source, key)
 
     @classmethod
     def from_tables(cls, sources: list[str], modules: list[int], train_ids: np.ndarray,
                     tables: Iterable[Any], files: list[Any]) -> FrameMap:
         """Align per-source index tables (sorted by train ID) to ``train_ids`` (an
-        iterable: each table may be dropped once aligned). The arrays are read-only."""
+        iterable: each table may be dropped once aligned). The arrays are read-only.
+
+        The (module, train) arrays are the map's memory, and a long run's: uint32 rows
+        and int32 file numbers (12 bytes per pair, not 24) whenever every ``first +
+        count`` fits, else uint64 (``ROWS_DTYPES``). Convert to int64 before arithmetic
+        that could leave that range (row offsets times bytes...)."""
         tids = np.asarray(train_ids, dtype=np.uint64)
         shape = (len(sources), len(tids))
-        counts = np.zeros(shape, np.uint64)
-        file = np.full(shape, -1, np.int64)
-        first = np.zeros(shape, np.uint64)
+        counts = np.zeros(shape, ROWS_DTYPES[0])
+        file = np.full(shape, -1, FILE_DTYPE if len(files) < 2**31 else np.int64)
+        first = np.zeros(shape, ROWS_DTYPES[0])
         for m, table in enumerate(tables):
             pos = np.searchsorted(tids, table.train_ids)
             ok = pos < len(tids)
             ok[ok] = tids[pos[ok]] == table.train_ids[ok]
             ok &= table.count > 0
-            counts[m, pos[ok]] = table.count[ok]
+            c, f = table.count[ok], table.first[ok]
+            if len(c) and counts.dtype != np.uint64 and \
+                    int((f.astype(np.uint64) + c.astype(np.uint64)).max()) > ROWS_LIMIT:
+                counts, first = counts.astype(np.uint64), first.astype(np.uint64)
+            counts[m, pos[ok]] = c
             file[m, pos[ok]] = table.file[ok]
-            first[m, pos[ok]] = table.first[ok]
+            first[m, pos[ok]] = f
         for a in (counts, file, first):
             a.flags.writeable = False
         return cls(tuple(sources), np.asarray(modules), tids, counts, file, first, tuple(files))
@@ -88,7 +101,9 @@ class FrameMap:
 
     def train_counts(self) -> np.ndarray:
         """Rows per train (the same for every module that has the train)."""
-        return self.counts.max(axis=0) if self.n_modules else np.zeros(len(self.train_ids), np.uint64)
+        if not self.n_modules:
+            return np.zeros(len(self.train_ids), np.uint64)
+        return self.counts.max(axis=0).astype(np.uint64, copy=False)
 
     def inconsistent_train(self) -> tuple[int, set[int]] | None:
         """The first train whose modules disagree on the row count, if any."""

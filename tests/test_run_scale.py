@@ -168,3 +168,34 @@ def test_worker_processes_open_the_same_run(many_files: Path, tmp_path: Path,
     assert len(results["2"]["files"]) == len(list(many_files.glob("*.h5")))
     assert any("AGIPD07-S00099" in w and "not an HDF5 file" in w
                for w in results["2"]["warnings"])
+
+
+@pytest.mark.parametrize("fmt", ["1.1", "1.3"])
+def test_cache_restores_what_opening_read(tmp_path: Path, monkeypatch, fmt: str) -> None:
+    """INDEX/trainId (zero padded) and INDEX/flag come back from the cache as stored,
+    dtype and values (flags are kept in 8 bits there when they fit), and the reopened
+    run has the same trains and suspect trains."""
+    import h5py
+    monkeypatch.setenv("DETSTACK_CACHE_DIR", str(tmp_path / "c"))
+    folder = tmp_path / "run"
+    synth.write_run(folder, "AGIPD1M", modules=[0, 1], n_trains=6, frames_per_train=1,
+                    format_version=fmt, bad_flags=[1, 4], index_pad=8, trains_per_file=4,
+                    with_control=False)
+    first = detstack.RunDirectory(folder, inc_suspect_trains=False)
+    cached = meta_cache.load(folder)
+    assert len(cached) == 4
+    good: set[int] = set()
+    for p in sorted(folder.glob("*.h5")):
+        with h5py.File(p, "r") as f:
+            raw, flag = f["INDEX/trainId"][:], f["INDEX/flag"][:]
+        trusted = (flag == 0) if fmt == "1.1" else (flag != 0)     # 1.1 stores it inverted
+        good |= {int(t) for t, ok in zip(raw, trusted, strict=True) if t and ok}
+        info = cached[p.name][1]
+        assert info.flag is not None and info.flag.dtype == flag.dtype
+        np.testing.assert_array_equal(info.flag, flag)
+        np.testing.assert_array_equal(info.raw_train_ids, raw)
+    second = detstack.RunDirectory(folder, inc_suspect_trains=False)
+    assert second.train_ids == first.train_ids == sorted(good) and len(good) < 6
+    for a, b in zip(first.files, second.files, strict=True):
+        np.testing.assert_array_equal(a.validity, b.validity)
+        assert a.info is None and b.info is None      # taken by opening, not kept

@@ -131,12 +131,15 @@ def test_index_groups_share_their_arrays(run: Path, cache: bool) -> None:
     with pytest.raises(ValueError, match="read-only"):
         maps["header"].counts[0, 0] = 7
     assert_maps_match(det, run)
-    # the files' own index groups share too (read from the files or from the cache)
+    # the files' own index groups (read from the files or from the cache): these regular
+    # ones are kept as three numbers each, and read back exactly
     f = det.frame_map.files[int(det.frame_map.file[0, 0])]
     src = det.frame_map.sources[0]
-    header, trailer = f.index(src, "header"), f.index(src, "trailer")
-    assert header.first is trailer.first and header.count is trailer.count
-    assert f.index(src, "image").first is not header.first
+    header, trailer, image = (f.index(src, g) for g in ("header", "trailer", "image"))
+    np.testing.assert_array_equal(header.first, np.arange(len(f.train_ids)))
+    np.testing.assert_array_equal(trailer.count, np.ones(len(f.train_ids)))
+    np.testing.assert_array_equal(image.first, image.count.cumsum() - image.count)
+    assert header.nbytes() == trailer.nbytes() == image.nbytes() == 0
 
     sel = det.select_trains(np.s_[1:5])
     smaps = {g: sel.group_map(g) for g in GROUPS}
@@ -163,3 +166,17 @@ def test_source_tables_cache_is_bounded(run: Path) -> None:
         for name in ("train_ids", "file", "first", "count"):
             np.testing.assert_array_equal(getattr(again, name), getattr(table, name))
     assert data.source_table(*next(reversed(tables))) is data.source_table(*next(reversed(tables)))
+
+
+def test_source_tables_cache_is_bounded_in_bytes(run: Path) -> None:
+    """Long runs keep fewer tables: at most ``max_bytes`` of them, the latest always."""
+    data = detstack.RunDirectory(run)
+    srcs = sorted(s for s in data.instrument_sources if "/CORR/" in s)
+    size = data.source_table(srcs[0], "image").nbytes
+    data._tables.max_bytes = int(2.5 * size)
+    for s in srcs[:4]:
+        data.source_table(s, "image")
+    assert len(data._tables) == 2
+    data._tables.max_bytes = 1
+    last = data.source_table(srcs[5], "image")
+    assert len(data._tables) == 1 and data.source_table(srcs[5], "image") is last

@@ -21,6 +21,11 @@ pairs ``(n, 1, ...)`` with ``(n, ...)``). ``/entry_1/by_module`` holds the same 
 out for bulk reads, mapping the same source rows: XTDF detectors ``(module, frame, ...)``
 with the CXI frame order, JUNGFRAU ``(module, train, cell, ...)``. ``detstack.open_view``
 reads a CXI file through it.
+
+Long runs: a dataset of more than ``vds.NEST_MAPPINGS`` mappings (128: more than 8 sequence
+files per module) maps virtual blocks of itself in the same file (``/_blocks/<path>/...``,
+cut along frames) instead of the sequence files directly, so that writing holds one
+block's mappings at a time (``vds/nested.py``); every element reads the same.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from .frame_ids import IdsDisagree, agreed_ids, agreed_key_blocks
 from .plan import ViewPlan, as_detector, fill_to_json, fill_value_for
 from .vds import (
     LIBVER,
-    MappingBuilder,
+    NestedBuilder,
     SourceNames,
     block_runs,
     small_metadata_cache,
@@ -157,7 +162,7 @@ def _fill_values(spec: CxiSpec, fillvalues: dict[str, Any] | None) -> dict[str, 
     return out
 
 
-def _map(spec: CxiSpec, builder: MappingBuilder, key: str, names: SourceNames,
+def _map(spec: CxiSpec, builder: NestedBuilder, key: str, names: SourceNames,
          frames_first: bool) -> None:
     """One mapping per module and block of source rows contiguous in file and output."""
     fmap = spec.fmap
@@ -180,11 +185,10 @@ def _map(spec: CxiSpec, builder: MappingBuilder, key: str, names: SourceNames,
             builder.add(vstart, vcount, ref, (run.src_start,) + zeros, scount)
 
 
-def _close(ds: h5py.Dataset, builder: MappingBuilder) -> None:
+def _close(ds: h5py.Dataset) -> None:
     """Free a finished dataset's mappings now (HDF5 holds ~20 KB per mapping in the open
-    dataset and in its creation property list) instead of when the file closes."""
+    dataset) instead of when the file closes."""
     ds.id.close()
-    builder.dcpl = None
 
 
 def _bulk_axes(spec: CxiSpec, entry: tuple[int, ...]) -> str:
@@ -308,14 +312,15 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
         for name, key in track(list(spec.pixel_keys.items()) + [("cellId", spec.cell_key)],
                                "building CXI datasets"):
             dtype = spec.entry(key)[1]
-            b = MappingBuilder(spec.frames_first_shape(name, key), dtype, fills.get(name, 0))
+            b = NestedBuilder(spec.frames_first_shape(name, key), dtype, fills.get(name, 0),
+                              axis=0)
             _map(spec, b, key, names, frames_first=True)
             where = h5["entry_1"] if name == "cellId" else dgrp
             ds = b.create(where, name)
             ds.attrs["axes"] = ("experiment_identifier:module_identifier" if name == "cellId"
                                 else axes)
             mappings[ds.name.lstrip("/")] = b.count
-            _close(ds, b)
+            _close(ds)
             names.forget(key)
         dgrp["experiment_identifier"] = h5py.SoftLink("/entry_1/experiment_identifier")
         h5["entry_1/data_1"] = h5py.SoftLink("/" + DET_GROUP)
@@ -326,14 +331,14 @@ def to_cxi(det_or_run: Any, path: str | os.PathLike[str], *,
         for name, key in track(list(spec.bulk_keys.items()), "building CXI by_module"):
             entry, dtype = spec.entry(key)
             used_fills[key] = fills.get(name, plan.key(key).fill_value)
-            b = MappingBuilder(spec.bulk_shape(key), dtype, used_fills[key])
+            b = NestedBuilder(spec.bulk_shape(key), dtype, used_fills[key], axis=1)
             _map(spec, b, key, names, frames_first=False)
             ds = b.create(bulk, name)
             ds.attrs["axes"] = _bulk_axes(spec, entry)
             ds.attrs["layout"] = "frames"
             arrays[key] = ds.name.lstrip("/")
             mappings[arrays[key]] = b.count
-            _close(ds, b)
+            _close(ds)
             names.forget(key)
         coords = write_coords(bulk, plan, [spec.group])
         record = view_record(plan, "cxi", path, relative, arrays=arrays, coords=coords,

@@ -31,6 +31,8 @@ from .opening import open_files
 from .selection import select_train_ids
 from .source_table import SourceTable, TableCache, build_table
 
+UNION_FILES = 64   # files whose train IDs are merged at once (bounded memory)
+
 # multi-module detector channels, as EXtra-data lists them in detector_sources
 DETECTOR_SOURCE = re.compile(r"(.+/(?:DET|CORR))/(\d+)CH")
 
@@ -78,8 +80,14 @@ class DataCollection:
         return np.ones(len(f.train_ids), bool) if self.inc_suspect_trains else f.validity
 
     def _all_train_ids(self) -> np.ndarray:
-        parts = [f.train_ids[self._usable(f)] for f in self.files]
-        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+        """The sorted union of the files' usable train IDs, gathered ``UNION_FILES`` files
+        at a time: one array of every file's IDs (16 modules x 30,000 trains) and its
+        sorted copy cost 13 MB at once, the union itself 240 KB."""
+        out = np.zeros(0, np.uint64)
+        for i in range(0, len(self.files), UNION_FILES):
+            part = [f.train_ids[self._usable(f)] for f in self.files[i:i + UNION_FILES]]
+            out = np.union1d(out, np.concatenate(part).astype(np.uint64, copy=False))
+        return out
 
     def _check_duplicates(self) -> None:
         for src, idxs in self._source_files.items():

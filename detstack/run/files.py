@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import os
+import sys
 import warnings
 import weakref
 from collections.abc import Callable
@@ -25,11 +26,12 @@ import h5py
 import numpy as np
 
 from ..errors import DetstackError, FileFormatError, PropertyNameError
-from ..frames import shared
+from . import interning
 from .h5read import exists as _exists
 from .h5read import read_dataset, read_whole
 from .handles import POOL, require_regular
 from .index_checks import checked_index
+from .source_index import SourceIndex
 from .validity import guess_valid
 
 log = logging.getLogger(__name__)
@@ -40,20 +42,11 @@ _TOKENS = itertools.count()
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class SourceIndex:
-    """first/count of one (source, index group), one entry per train of the file."""
-
-    first: np.ndarray
-    count: np.ndarray
-
-
 def share_groups(index: dict[str, SourceIndex]) -> dict[str, SourceIndex]:
     """The index groups of one source with equal arrays held once (read-only): every
     per-train group (header, detector, trailer...) has the same first/count."""
     pool: list[np.ndarray] = []
-    return {g: SourceIndex(shared(i.first, pool), shared(i.count, pool))
-            for g, i in index.items()}
+    return {g: i.share(pool) for g, i in index.items()}
 
 
 @dataclass(frozen=True)
@@ -164,7 +157,7 @@ class RunFile:
             if info is None:
                 require_regular(self.path)
                 info = self._guard(lambda: read_file_info(self.path, self.h5), "read")
-            self.info = info
+            self.info: FileInfo | None = info   # until opening takes it for the cache
             self._apply(info)
             if check:
                 self.check()
@@ -187,6 +180,14 @@ class RunFile:
 
     def close(self) -> None:
         POOL.discard(self._key)
+
+    def take_info(self) -> FileInfo:
+        """What opening read, for the metadata cache, and forgotten here: a run of
+        2,000 files would otherwise keep every file's INDEX/flag as stored."""
+        info, self.info = self.info, None
+        if info is None:
+            raise RuntimeError(f"{self.path}: opening's FileInfo was taken already")
+        return info
 
     def __repr__(self) -> str:
         return f"<RunFile {self.path.name}: {len(self.train_ids)} trains>"
@@ -212,12 +213,30 @@ class RunFile:
         elif nonzero.any() and not nonzero[: np.flatnonzero(nonzero)[-1] + 1].all():
             warnings.warn(f"{self.path}: INDEX/trainId has zero train IDs before the end; "
                           "those entries are skipped", stacklevel=4)
-        self._positions = np.flatnonzero(nonzero)
-        self.train_ids: np.ndarray = raw_tids[self._positions]
+        kept = np.flatnonzero(nonzero)
+        # INDEX entries used: up to the last non-zero train ID; all of them (no zero ID
+        # among them, the usual case) are kept as a count, not as positions
+        self._n_index = int(kept[-1]) + 1 if len(kept) else 0
+        self._kept = None if len(kept) == self._n_index else kept
+        # a view of the stored IDs where they are all used: no second copy
+        self.train_ids: np.ndarray = raw_tids[:self._n_index] if self._kept is None \
+            else raw_tids[kept]
         self.validity = self._validity(info.flag, len(raw_tids))
-        self.control_sources: set[str] = set(info.control_sources)
-        self.instrument_sources: set[str] = set(info.instrument_sources)
+        # the same few sources in every file of a run: one set, one string each
+        self.control_sources = interning.names(frozenset(map(sys.intern, info.control_sources)))
+        self.instrument_sources = interning.names(
+            frozenset(map(sys.intern, info.instrument_sources)))
         self.legacy_sources: dict[str, str] = dict(info.legacy_sources)
+
+    @property
+    def _positions(self) -> np.ndarray:
+        """Positions in INDEX of the file's trains (entries with a non-zero train ID)."""
+        return np.arange(self._n_index) if self._kept is None else self._kept
+
+    def _pick(self, values: np.ndarray) -> np.ndarray:
+        """The entries of an INDEX-aligned array that belong to the file's trains."""
+        values = values[:self._n_index]
+        return values if self._kept is None else values[self._kept]
 
     def _validity(self, flag: np.ndarray | None, n_raw: int) -> np.ndarray:
         """True where a train ID is trusted.
@@ -229,12 +248,11 @@ class RunFile:
         if flag is None:
             return guess_valid(self.train_ids)
         flag = np.asarray(flag).astype(bool)
-        needed = int(self._positions[-1]) + 1 if len(self._positions) else 0
-        if flag.ndim != 1 or len(flag) < needed:
+        if flag.ndim != 1 or len(flag) < self._n_index:
             raise FileFormatError(self.path, f"INDEX/flag has {len(flag)} entries for "
                                   f"{n_raw} in INDEX/trainId",
                                   "The index is corrupt; re-transfer the file")
-        flag = flag[self._positions]
+        flag = self._pick(flag)
         if self.format_version == "1.1":
             log.info("%s: format 1.1 stores INDEX/flag inverted; reading it so", self.path)
             flag = ~flag
@@ -309,8 +327,8 @@ class RunFile:
 
     def adopt_details(self, source: str, details: SourceDetails) -> None:
         """Take a source's details from the source cache instead of reading the file."""
-        self._keys_cache.setdefault(source, dict(details.keys))
-        self._paths_cache.setdefault(source, dict(details.paths))
+        self._keys_cache.setdefault(source, interning.keys(details.keys))
+        self._paths_cache.setdefault(source, interning.paths(details.paths))
         self._groups_cache.setdefault(source, sorted(details.index))
         for g, idx in details.index.items():
             self._index_cache.setdefault((source, g), idx)
@@ -321,7 +339,7 @@ class RunFile:
             grp = h5py.h5g.open(self.h5.id, path.encode())
         except KeyError:
             raise FileFormatError(self.path, f"has no {path} index group") from None
-        n = int(self._positions[-1]) + 1 if len(self._positions) else 0
+        n = self._n_index
 
         def read(name: str) -> np.ndarray:
             if not grp.links.exists(name.encode()):
@@ -331,7 +349,7 @@ class RunFile:
                 raise FileFormatError(self.path, f"{path}/{name} has shape {arr.shape} but "
                                       f"INDEX/trainId has {n} entries",
                                       "The index is corrupt; re-transfer the file")
-            return arr[:n][self._positions]
+            return self._pick(arr)
 
         names = {k.decode() for k in _link_names(grp)}
         if "count" in names:
@@ -373,8 +391,8 @@ class RunFile:
         keys, paths = _visit_datasets(h5py.h5g.open(fid, f"{root}/{source}".encode()))
         # HDF5 names may themselves contain dots (e.g. 'performanceStatistics.enable/value'),
         # so the key -> path mapping is kept rather than rebuilt by replacing '.' with '/'
-        self._paths_cache[source] = paths
-        return keys
+        self._paths_cache[source] = interning.paths(paths)
+        return interning.keys(keys)
 
     def _hdf5_path(self, source: str, key: str) -> str:
         if key not in self.source_keys(source):

@@ -68,7 +68,8 @@ def _decode(meta: dict[str, Any], npz: Any) -> dict[str, tuple[Stamp, FileInfo]]
     for e in meta["files"]:
         n = int(e["n"])
         flag = flags[pos:pos + n].astype(e["flag_dtype"]) if e["flag_dtype"] else None
-        info = FileInfo(str(e["version"]), tids[pos:pos + n].astype(np.uint64), flag,
+        # a view, not a copy: the run's files keep their train IDs (8 bytes per train)
+        info = FileInfo(str(e["version"]), np.asarray(tids[pos:pos + n], np.uint64), flag,
                         tuple(e["control"]), tuple(e["instrument"]), dict(e["legacy"]))
         out[str(e["name"])] = ((int(e["size"]), int(e["mtime_ns"])), info)
         pos += n
@@ -93,9 +94,11 @@ def save(folder: Path, entries: dict[str, tuple[Stamp, FileInfo]]) -> None:
         flags.append(np.zeros(n, np.int64) if flag is None else flag.astype(np.int64))
     meta = {"version": VERSION, "folder": os.path.realpath(folder), "files": files}
     buf = io.BytesIO()
+    flag = np.concatenate(flags) if flags else np.zeros(0, np.int64)
+    if flag.size and -128 <= int(flag.min()) and int(flag.max()) <= 127:
+        flag = flag.astype(np.int8)   # exact, restored to each file's flag_dtype
     np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-             train_ids=np.concatenate(tids) if tids else np.zeros(0, np.uint64),
-             flags=np.concatenate(flags) if flags else np.zeros(0, np.int64))
+             train_ids=np.concatenate(tids) if tids else np.zeros(0, np.uint64), flags=flag)
     write_cache_file(path, buf.getvalue(), "metadata cache")
 
 

@@ -123,7 +123,7 @@ def open_files(folder: Path, names: list[str], use_cache: bool
             f = RunFile(p, check=False, info=info)
             if use_cache:
                 f.stamp = stamp   # lets the source cache keep this file's index details
-            fresh[name] = (stamp, f.info)
+            fresh[name] = (stamp, f.take_info())
             files.append(f)
         except FileFormatError as exc:
             if is_derived_view(p):      # a view written beside the run: not a run file

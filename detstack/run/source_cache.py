@@ -30,7 +30,7 @@ from .meta_cache import Stamp, cache_path, read_cache_file, write_cache_file
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2   # 2: regular indexes stored as (first row, rows per train), not as arrays
 Entries = dict[tuple[str, str], tuple[Stamp, SourceDetails]]   # (file name, source) ->
 
 
@@ -95,7 +95,7 @@ def load(folder: Path) -> Entries:
 
 
 def _decode(meta: dict[str, Any], npz: Any) -> Entries | None:
-    count, delta = npz["count"], npz["first_delta"]
+    count, delta = npz["count"], npz["first_delta"]    # of the irregular indexes only
     keysets = [({k: (tuple(v[0]), np.dtype(v[1])) for k, v in ks.items()},
                 {k: str(v[2]) for k, v in ks.items()}) for ks in meta["keysets"]]
     out: Entries = {}
@@ -103,7 +103,10 @@ def _decode(meta: dict[str, Any], npz: Any) -> Entries | None:
     for e in meta["entries"]:
         n = int(e["n"])
         index = {}
-        for g in e["groups"]:
+        for g, form in zip(e["groups"], e["regular"], strict=True):
+            if form is not None:
+                index[str(g)] = SourceIndex.regular(int(form[0]), int(form[1]), n)
+                continue
             c, d = count[pos:pos + n], delta[pos:pos + n]
             index[str(g)] = SourceIndex(np.cumsum(d).astype(np.uint64), c.astype(np.uint64))
             pos += n
@@ -126,15 +129,18 @@ def save(folder: Path, entries: Entries) -> None:
             keyset_no[text] = len(keysets)
             keysets.append(ks)
         groups = sorted(d.index)
-        n = len(d.index[groups[0]].first) if groups else 0
-        if any(len(d.index[g].first) != n or len(d.index[g].count) != n for g in groups):
+        n = len(d.index[groups[0]]) if groups else 0
+        if any(len(d.index[g]) != n for g in groups):
             continue
-        for g in groups:
-            first = d.index[g].first.astype(np.int64)
-            deltas.append(np.diff(first, prepend=np.int64(0)))
-            counts.append(d.index[g].count.astype(np.int64))
+        forms = [d.index[g].form for g in groups]
+        for g, form in zip(groups, forms, strict=True):
+            if form is None:
+                first = d.index[g].first.astype(np.int64)
+                deltas.append(np.diff(first, prepend=np.int64(0)))
+                counts.append(d.index[g].count.astype(np.int64))
         metas.append({"name": name, "source": source, "size": size, "mtime_ns": mtime,
-                      "n": n, "groups": groups, "keyset": keyset_no[text]})
+                      "n": n, "groups": groups, "keyset": keyset_no[text],
+                      "regular": [None if f is None else list(f) for f in forms]})
     meta = {"version": VERSION, "folder": os.path.realpath(folder), "keysets": keysets,
             "entries": metas}
     empty = np.zeros(0, np.int64)

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 # tables kept (the most recent): a detector's frame maps need 16 sources x 4 groups of
-# them once each, and keeping all kept 128 bytes per (module, train) for good
+# them once each, and keeping all kept 128 bytes per (module, train) for good; at most
+# TABLE_CACHE_BYTES of them, so that long runs keep fewer (32 bytes per train each)
 TABLE_CACHE = 8
+TABLE_CACHE_BYTES = 2 << 20
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,10 @@ class SourceTable:
     file: np.ndarray
     first: np.ndarray
     count: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.train_ids, self.file, self.first, self.count))
 
     def counts_for(self, train_ids: np.ndarray) -> np.ndarray:
         """Entry count per requested train (0 where the source has none)."""
@@ -58,18 +64,23 @@ def build_table(files: Sequence[Any], file_numbers: Sequence[int], source: str, 
 
 
 class TableCache:
-    """The ``TABLE_CACHE`` most recently used tables of a collection."""
+    """The ``TABLE_CACHE`` most recently used tables of a collection, at most ``nbytes``
+    of them (the latest is always kept)."""
 
-    def __init__(self, size: int = TABLE_CACHE) -> None:
+    def __init__(self, size: int = TABLE_CACHE, nbytes: int = TABLE_CACHE_BYTES) -> None:
         self.size = size
+        self.max_bytes = nbytes
         self._tables: OrderedDict[tuple[str, str], SourceTable] = OrderedDict()
 
     def get(self, key: tuple[str, str], build: Callable[[], SourceTable]) -> SourceTable:
         table = self._tables.get(key)
         if table is None:
             table = self._tables[key] = build()
-            while len(self._tables) > self.size:
-                self._tables.popitem(last=False)
+            held = sum(t.nbytes for t in self._tables.values())
+            while len(self._tables) > 1 and (len(self._tables) > self.size
+                                             or held > self.max_bytes):
+                _, old = self._tables.popitem(last=False)
+                held -= old.nbytes
         else:
             self._tables.move_to_end(key)
         return table

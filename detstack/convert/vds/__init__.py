@@ -54,9 +54,15 @@ file): ``(1, n, ...)`` against ``(n, ...)``, already the same shape; so do small
 per-frame keys (pulse/cell IDs, status...) and contiguous (unchunked) sources, where
 the reshaped read costs little.
 
+Keys mapped per block of source rows (per-run keys, the frame layout) nest their mappings
+once a dataset would hold more than ``NEST_MAPPINGS`` (128; long runs only): HDF5 holds
+~25 KB per mapping of a dataset being created, ~50 MB for a key of a 30,000-train run, so
+the key maps blocks of itself instead (``nested``; the record says ``nested_blocks``).
+
 Modules: ``mappings`` (the low-level machinery, shared with the CXI writer), ``keys``
 (the mappings, labels, coordinates and record of each key), ``blocks`` (blocked keys,
-serial or in worker processes); this one orchestrates.
+serial or in worker processes), ``nested`` (datasets with many mappings nested in
+blocks); this one orchestrates.
 """
 
 from __future__ import annotations
@@ -106,11 +112,12 @@ from .mappings import (
     run_breaks,
     small_metadata_cache,
 )
+from .nested import NEST_MAPPINGS, NestedBuilder
 
 __all__ = [
     "AUTO", "BLOCKS", "BLOCK_GROUP", "BLOCK_TRAINS", "COMPACT", "LIBVER", "LONG_VIEW_MAPPINGS",
-    "MAPPINGS", "PER_BLOCK", "PER_RUN", "PER_TRAIN", "RECORD_ATTR", "SMALL_ENTRY_BYTES",
-    "MappingBuilder", "SourceNames", "SourceRef", "ViewSourceError", "add_frame_mappings",
+    "MAPPINGS", "NEST_MAPPINGS", "PER_BLOCK", "PER_RUN", "PER_TRAIN", "RECORD_ATTR", "SMALL_ENTRY_BYTES",
+    "MappingBuilder", "NestedBuilder", "SourceNames", "SourceRef", "ViewSourceError", "add_frame_mappings",
     "add_key_mappings", "block_runs", "label_dataset", "mapping_form", "needs_per_train",
     "no_gc", "run_breaks", "small_metadata_cache", "store_record", "to_vds", "view_record", "write_blocked",
     "write_coords",
@@ -183,6 +190,12 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
       the fewest mappings and fast per-train reads, but HDF5 reads a selection spanning
       several trains 50-100x slower than the sources.
 
+    Memory does not grow with run length: a dataset that would hold more than 128
+    mappings (long runs) maps virtual blocks of itself in the same file
+    (``/_blocks/<key>/...``), each with at most 128 mappings, so HDF5 (~25 KB per mapping
+    of a dataset being created) holds one block's at a time; short runs keep their
+    mappings in the dataset itself.
+
     The frame layout suits runs whose frame counts vary from train to train (see
     ``convert.plan``); its pixel keys need one mapping per block of contiguous source
     rows, whatever ``mapping``. It is also the fast form for long runs: at 30,000
@@ -222,22 +235,28 @@ def to_vds(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str] | N
         order = sorted(plan.keys, key=lambda kp: parallel is not None and kp in blocked)
         for kp in track(order, "building view"):
             form = key_forms[kp.key]
-            if form == PER_BLOCK:
-                builder = MappingBuilder(plan.shape(kp), kp.dtype, kp.fill_value)
-                add_frame_mappings(builder, kp, plan, names)
-                ds, count = builder.create(h5, kp.path), builder.count
-            elif form == BLOCKS:
+            nested = 0
+            if form == BLOCKS:
                 ds, count = parallel.write(h5, kp) if parallel is not None else \
                     write_blocked(h5, kp, plan, names, int(block_trains))
-            else:
+            elif form == PER_TRAIN:
                 builder = MappingBuilder(plan.shape(kp), kp.dtype, kp.fill_value)
                 add_key_mappings(builder, kp, plan, names, form)
                 ds, count = builder.create(h5, kp.path), builder.count
+            else:       # per module and block of rows: nested beyond NEST_MAPPINGS
+                nb = NestedBuilder(plan.shape(kp), kp.dtype, kp.fill_value, axis=1)
+                if form == PER_BLOCK:
+                    add_frame_mappings(nb, kp, plan, names)
+                else:
+                    add_key_mappings(nb, kp, plan, names, form)
+                ds, count, nested = nb.create(h5, kp.path), nb.count, nb.blocks
             label_dataset(ds, plan, kp)
             ds.attrs["mapping"] = form
             forms[kp.key] = {"form": form, "count": count}
             if form == BLOCKS:
                 forms[kp.key]["block_trains"] = int(block_trains)
+            if nested:
+                forms[kp.key]["nested_blocks"] = nested
             ds.id.close()       # frees the key's mappings now, not when the file closes
             names.forget(kp.key)
         coords = write_coords(h5, plan, groups)

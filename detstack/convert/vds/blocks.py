@@ -29,7 +29,8 @@ from ..atomic import remove_path, temp_sibling
 from ..forked import Reported, die_with_parent, run_reporting, unpack
 from ..plan import KeyPlan, ViewPlan
 from .keys import BLOCK_GROUP, PER_TRAIN, add_key_mappings
-from .mappings import LIBVER, MappingBuilder, SourceNames, SourceRef, small_metadata_cache
+from .mappings import LIBVER, MappingBuilder, SourceNames, small_metadata_cache
+from .nested import map_whole
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,7 @@ def build_block(kp: KeyPlan, plan: ViewPlan, names: SourceNames, b0: int, b1: in
 def map_block(top: MappingBuilder, grp: h5py.Group, name: str, shape: tuple[int, ...],
               b0: int) -> None:
     """Map block ``grp/name`` of this file whole at train ``b0`` of the key."""
-    ref = SourceRef(b".", f"/{grp.name.strip('/')}/{name}".encode(), h5py.h5s.create_simple(shape))
-    top.add((0, b0) + (0,) * (len(shape) - 2), shape, ref, (0,) * len(shape), shape)
+    map_whole(top, grp, name, shape, (0, b0) + (0,) * (len(shape) - 2))
 
 
 def write_blocked(h5: h5py.File, kp: KeyPlan, plan: ViewPlan, names: SourceNames,

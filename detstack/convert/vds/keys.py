@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -15,6 +15,9 @@ from ..axes import SINGLETON, SINGLETON_NOTE
 from ..frame_ids import write_frame_coordinates
 from ..plan import KeyPlan, ViewPlan
 from .mappings import MappingBuilder, SourceNames, block_runs, run_breaks
+
+if TYPE_CHECKING:
+    from .nested import NestedBuilder
 
 RECORD_ATTR = "detstack_record"
 SMALL_ENTRY_BYTES = 1024           # per-frame entries below this share one mapping per run
@@ -50,8 +53,8 @@ def mapping_form(kp: KeyPlan, fmap: FrameMap, names: SourceNames, mapping: str =
     return mapping
 
 
-def add_key_mappings(builder: MappingBuilder, kp: KeyPlan, plan: ViewPlan, names: SourceNames,
-                     form: str, t0: int = 0, t1: int | None = None) -> None:
+def add_key_mappings(builder: MappingBuilder | NestedBuilder, kp: KeyPlan, plan: ViewPlan,
+                     names: SourceNames, form: str, t0: int = 0, t1: int | None = None) -> None:
     """Map every (slot, train) of a key in the view layout ``(slot, train[, frame], *entry)``;
     only trains ``t0:t1``, placed from train 0 of ``builder``, if given."""
     fmap = plan.frame_map(kp)
@@ -92,7 +95,7 @@ def add_key_mappings(builder: MappingBuilder, kp: KeyPlan, plan: ViewPlan, names
                             (n * frames,) + entry)
 
 
-def add_frame_mappings(builder: MappingBuilder, kp: KeyPlan, plan: ViewPlan,
+def add_frame_mappings(builder: MappingBuilder | NestedBuilder, kp: KeyPlan, plan: ViewPlan,
                        names: SourceNames) -> None:
     """Map a per-frame key in the frame layout ``(slot, frame, *entry)``: one mapping per
     module and block of source rows contiguous in one file and on the frame axis."""
