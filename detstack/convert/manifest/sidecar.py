@@ -28,7 +28,7 @@ from ...run.derived import SIDECAR_ATTR
 from ...store.identity import file_identity
 from ..atomic import atomic_h5, write_failure
 from ..chunk_index import chunk_table
-from .copied import has_train_axis, train_blocks
+from .copied import WINDOW_TRAINS, has_train_axis, train_blocks
 from .refs import RefBatch
 
 if TYPE_CHECKING:
@@ -143,8 +143,7 @@ def adopt(specs: list[ArraySpec], written: SidecarWritten, url: int) -> None:
     place_copied(specs)
     for s in specs:
         if s.copied:
-            s.data = None
-            s.copy_from = None
+            s.data = s.copy_from = s.lazy = s.window = None
             shuffle = [{"id": "shuffle", "elementsize": s.dtype.itemsize}] \
                 if s.dtype.itemsize > 1 else []
             s.filters = [*shuffle, {"id": "zlib", "level": DEFLATE_LEVEL}]   # kerchunk's form
@@ -157,31 +156,44 @@ def adopt(specs: list[ArraySpec], written: SidecarWritten, url: int) -> None:
 
 
 def _fill(f: h5py.File, copied: list[ArraySpec], referenced: list[ArraySpec]) -> None:
-    """The sidecar's datasets: fill chunks, then the copied arrays, the streamed ones
-    (keys with a train axis) a window of trains at a time."""
+    """The sidecar's datasets: fill chunks, then the copied arrays; keys and coordinates
+    with a train axis a window of trains at a time (``train_blocks``, ``coords``)."""
     f.attrs[SIDECAR_ATTR] = "small arrays of a detstack zarr manifest"
     for s in referenced:
         blob = _fill_chunk(s)
         if blob is not None:
             f.create_dataset(f"{FILL_GROUP}/{s.name}", data=np.frombuffer(blob, np.uint8))
-    streamed = {}
+    keys: dict[str, tuple[h5py.Dataset, Any]] = {}
+    coords: list[tuple[h5py.Dataset, ArraySpec]] = []
     for s in copied:
-        stream = s.data is None and s.copy_from is not None and has_train_axis(*s.copy_from)
+        key = s.data is None and s.copy_from is not None and has_train_axis(*s.copy_from)
+        stream = key or (s.data is None and s.window is not None)
         ds = f.create_dataset(
             s.name, shape=s.shape, dtype=s.dtype, data=None if stream else s.load(),
             chunks=s.chunks, shuffle=s.dtype.itemsize > 1, compression="gzip",
             compression_opts=DEFLATE_LEVEL, fillvalue=np.asarray(s.fill, s.dtype))
         ds.attrs["dims"] = s.dims
         s.data = None
-        if stream:
-            assert s.copy_from is not None
-            streamed[s.name] = (ds, s.copy_from)
-    if streamed:
-        plan = next(iter(streamed.values()))[1][0]
-        kps = [kp for _, (_, kp) in streamed.values()]
-        for t0, t1, blocks in train_blocks(plan, kps):
-            for name, block in blocks.items():
-                streamed[name][0][:, t0:t1] = block
+        if key:
+            keys[s.name] = (ds, s.copy_from)
+        elif stream:
+            coords.append((ds, s))
+    if not keys and not coords:
+        return
+    if keys:
+        plan = next(iter(keys.values()))[1][0]
+        windows = train_blocks(plan, [kp for _, (_, kp) in keys.values()])
+    else:
+        n = coords[0][1].shape[coords[0][1].dims.index("train")]
+        windows = ((t0, min(t0 + WINDOW_TRAINS, n), {}) for t0 in range(0, n, WINDOW_TRAINS))
+    for t0, t1, blocks in windows:
+        for name, block in blocks.items():
+            keys[name][0][:, t0:t1] = block
+        del blocks   # only one window in memory: the next one is built without it
+        for ds, s in coords:
+            assert s.window is not None
+            axis = s.dims.index("train")
+            ds[(slice(None),) * axis + (slice(t0, t1),)] = s.window(t0, t1)
 
 
 def _batches(ds: h5py.Dataset, grid: tuple[int, ...], url: int) -> Any:
