@@ -87,12 +87,20 @@ def _window_reads(plan: ViewPlan, kp: KeyPlan, t0: int, t1: int
             yield fmap, int(files[sel[0]]), m, dst, src
 
 
+def _close(f: Any) -> None:
+    """Give back a run file's handle (an open HDF5 file holds ~1 MB of metadata cache;
+    the handle pool keeps 64): a window's files are done with until the next window."""
+    close = getattr(f, "close", None)
+    if close is not None:
+        close()
+
+
 def train_blocks(plan: ViewPlan, kps: list[KeyPlan], window: int = WINDOW_TRAINS
                  ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
     """(t0, t1, {key: its values for trains t0:t1, shape (module, t1 - t0, ...)}) for
     keys with a train axis, window by window. Within a window each source file is
-    opened once and every key read from it (the keys' index groups share the files).
-    Only the window's blocks are held (drop them before asking for the next)."""
+    opened once, every key read from it (the keys' index groups share the files), and
+    closed again. Only the window's blocks are held (drop them before the next)."""
     n_trains = len(plan.train_ids)
     for t0 in range(0, n_trains, window):
         t1 = min(t0 + window, n_trains)
@@ -115,6 +123,7 @@ def train_blocks(plan: ViewPlan, kps: list[KeyPlan], window: int = WINDOW_TRAINS
                     raise UnsupportedKeyError(kp.key, f"INDEX of {f.path} points past the "
                                               "end of its data")
                 blocks[kp.key][dst] = buf[src]
+            _close(work[0][1].files[work[0][2]])
         out = {kp.key: blocks.pop(kp.key).reshape(
             (plan.shape(kp)[0], t1 - t0) + plan.shape(kp)[2:]) for kp in kps}
         del by_file
