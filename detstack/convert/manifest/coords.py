@@ -17,11 +17,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ...detectors.pulses import frame_positions, label_frames, read_inner_ids
+from ...detectors.consistency import ids_problem
+from ...detectors.pulses import MISSING, frame_positions, label_frames, read_inner_ids
 from ...detectors.reading import read_rows
+from ...errors import InconsistentModulesError
+from ...frames import FrameMap
 from ..plan import Coordinate, KeyPlan, ViewPlan
 
-Window = Callable[[int, int], np.ndarray]   # (t0, t1) -> the values of trains t0:t1
+# (t0, t1[, blocks]) -> the values of trains t0:t1; ``blocks``: the copied keys' values
+# of those trains (``copied.train_blocks``), used instead of reading the files again
+Window = Callable[..., np.ndarray]
 
 
 def coordinate_window(plan: ViewPlan, name: str, c: Coordinate) -> Window | None:
@@ -36,7 +41,8 @@ def coordinate_window(plan: ViewPlan, name: str, c: Coordinate) -> Window | None
     return None
 
 
-def counts_window(plan: ViewPlan, group: str, t0: int, t1: int) -> np.ndarray:
+def counts_window(plan: ViewPlan, group: str, t0: int, t1: int,
+                  blocks: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """``ViewPlan.counts(group)[:, t0:t1]``: rows per slot and train (0: absent)."""
     fmap = plan.det.group_map(group)
     out = np.zeros((plan.n_slots, t1 - t0), np.uint64)
@@ -44,7 +50,8 @@ def counts_window(plan: ViewPlan, group: str, t0: int, t1: int) -> np.ndarray:
     return out
 
 
-def frame_ids_window(plan: ViewPlan, kp: KeyPlan, t0: int, t1: int) -> np.ndarray:
+def frame_ids_window(plan: ViewPlan, kp: KeyPlan, t0: int, t1: int,
+                     blocks: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """The (train, pulse|cell) coordinate of ID key ``kp`` for trains t0:t1: the IDs of
     the modules having each train (checked to agree), 0 where none has it."""
     det = plan.det
@@ -57,8 +64,10 @@ def frame_ids_window(plan: ViewPlan, kp: KeyPlan, t0: int, t1: int) -> np.ndarra
         field = "pulseId" if kp.key == det.kind.pulse_key else "cellId"
         entry, _ = det.data.key_info(next(iter(det.source_to_modno)), kp.key)
         src_index = (0,) if tuple(entry)[:1] == (1,) else ()
-        labels = label_frames(fmap, read_inner_ids(fmap, kp.key, field, src_index),
-                              bool(getattr(det, "parallel_gain", False)))
+        block = None if blocks is None else blocks.get(kp.key)
+        inner = (read_inner_ids(fmap, kp.key, field, src_index) if block is None
+                 else _agreed_ids(plan, fmap, kp, field, block))
+        labels = label_frames(fmap, inner, bool(getattr(det, "parallel_gain", False)))
         train = np.repeat(np.arange(t1 - t0), fmap.train_counts().astype(np.int64))
         out[train, frame_positions(fmap)] = labels.inner
         return out
@@ -71,3 +80,26 @@ def frame_ids_window(plan: ViewPlan, kp: KeyPlan, t0: int, t1: int) -> np.ndarra
     values[~have.any(axis=0)] = 0
     out[:, :values.shape[1]] = values
     return out
+
+
+def _agreed_ids(plan: ViewPlan, fmap: FrameMap, kp: KeyPlan, field: str, block: np.ndarray
+                ) -> np.ndarray:
+    """``read_inner_ids`` of the window's frame map from the key's copied values
+    (``block``: (slot, train, pulse, ...), fill where absent) rather than the files: one ID
+    per frame, the modules having it checked to agree (the same check and error)."""
+    n_w = len(fmap.train_ids)
+    values = block.reshape(plan.n_slots, n_w, block.shape[2], -1)[..., 0][plan.slots]
+    j = np.arange(values.shape[2])
+    have = j[None, None, :] < fmap.counts.astype(np.int64)[:, :, None]
+    valid = j[None, :] < fmap.train_counts().astype(np.int64)[:, None]
+    ids = np.where(have, values.astype(np.int64), MISSING)[:, valid]
+    missing = ids == MISSING
+    if ids.shape[1] and missing.all(axis=0).any():
+        train = int(fmap.train_ids_perframe()[missing.all(axis=0)][0])
+        raise ValueError(f"Failed to find {field} for some data: no module has {kp.key} for "
+                         f"train {train}")
+    problem = ids_problem(fmap, kp.key, field, ids, missing) if ids.shape[1] else None
+    if problem is not None:
+        raise InconsistentModulesError(f"{problem}; frames would be mislabelled. "
+                                       "Leave that module out (modules=[...])")
+    return np.where(missing, MISSING, ids).min(axis=0, initial=MISSING).astype(np.uint64)

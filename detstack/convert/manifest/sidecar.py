@@ -194,11 +194,11 @@ def _fill(f: h5py.File, copied: list[ArraySpec], referenced: list[ArraySpec]) ->
     for t0, t1, blocks in windows:
         for name, block in blocks.items():
             keys[name][0][:, t0:t1] = block
-        del blocks   # only one window in memory: the next one is built without it
-        for ds, s in coords:
+        for ds, s in coords:   # the pulse/cell IDs from their keys' blocks
             assert s.window is not None
             axis = s.dims.index("train")
-            ds[(slice(None),) * axis + (slice(t0, t1),)] = s.window(t0, t1)
+            ds[(slice(None),) * axis + (slice(t0, t1),)] = s.window(t0, t1, blocks)
+        del blocks   # only one window in memory: the next one is built without it
         release_free_memory()
 
 
