@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,8 +125,8 @@ def write_sidecar(path: Path, specs: list[ArraySpec], url: int, target: Path
             if f"{FILL_GROUP}/{s.name}" in f:
                 ds = f[f"{FILL_GROUP}/{s.name}"]
                 written.fills[s.name] = (int(ds.id.get_offset()), int(ds.shape[0]))
-        for s in copied:
-            s.refs = _batches(f[s.name], s.grid, url)
+    for s in copied:
+        s.refs = _batches(path, s.name, s.grid, url)
     adopt(specs, written, url)
     ident = file_identity(path)
     written.entry.update(size=ident["size"], identity=ident)
@@ -202,19 +202,25 @@ def _fill(f: h5py.File, copied: list[ArraySpec], referenced: list[ArraySpec]) ->
         release_free_memory()
 
 
-def _batches(ds: h5py.Dataset, grid: tuple[int, ...], url: int) -> Any:
-    """A reference source for the chunks of ``ds`` (read now, in bulk: ``chunk_index``)."""
-    if math.prod(ds.shape):
-        table = chunk_table(ds)
+def _batches(path: Path, name: str, grid: tuple[int, ...], url: int
+             ) -> Callable[[], Iterator[RefBatch]]:
+    """A reference source for the chunks of dataset ``name`` of the sidecar ``path``,
+    read when asked for (in bulk: ``chunk_index``), so that only the array being written
+    holds its references (a 30,000-train run has 30,000 chunks per array)."""
+    def refs() -> Iterator[RefBatch]:
+        with h5py.File(path, "r") as f:
+            ds = f[name]
+            if not math.prod(ds.shape):
+                z = np.zeros(0, np.int64)
+                yield RefBatch(z, np.zeros(0, np.int32), z, z)
+                return
+            table = chunk_table(ds)
         index = (np.ravel_multi_index(tuple(table.coords.T), grid) if grid
                  else np.zeros(len(table), np.int64))
         order = np.argsort(index, kind="stable")
-        batch = RefBatch(index[order].astype(np.int64), np.full(len(table), url, np.int32),
-                         table.addr[order], table.size[order])
-    else:
-        z = np.zeros(0, np.int64)
-        batch = RefBatch(z, np.zeros(0, np.int32), z, z)
-    return lambda: iter([batch])
+        yield RefBatch(index[order].astype(np.int64), np.full(len(table), url, np.int32),
+                       table.addr[order], table.size[order])
+    return refs
 
 
 def _fill_chunk(spec: ArraySpec) -> bytes | None:
