@@ -105,3 +105,31 @@ def test_killed_parent_leaves_no_worker(tmp_path: Path) -> None:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"workers {left} outlived their killed parent"
     assert blocks.die_with_parent is die_with_parent
+
+
+def test_workers_forget_the_parents_reading_pool(tmp_path: Path) -> None:
+    """A worker forked after the parent used its reading thread pool reads with threads
+    too (the inherited pool has no threads in the child: without the initializer
+    forgetting it, the worker would wait for it forever)."""
+    script = textwrap.dedent("""
+        import threading
+        from detstack.convert.manifest.parallel import Tasks
+        from detstack.detectors import reading
+        n = reading.DEFAULT_THREADS   # every lane of the parent's pool started, idle now
+        reading.run_jobs([threading.Barrier(n).wait] * n, n)
+        assert reading._POOL is not None
+        def task(i):
+            done = []
+            reading.run_jobs([lambda j=j: done.append(i * 10 + j) for j in range(4)], 2)
+            return sorted(done)
+        with Tasks(task, 2) as tasks:
+            print(tasks.results())
+    """)
+    env = {**os.environ, "DETSTACK_MANIFEST_WORKERS": "2"}
+    try:
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=60, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a worker waited forever for the parent's reading pool")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[[0, 1, 2, 3], [10, 11, 12, 13]]"

@@ -60,11 +60,47 @@ def _read_small(h5: h5py.File, where: str, kp: KeyPlan) -> np.ndarray:
     return buf
 
 
+def _window_reads(plan: ViewPlan, kp: KeyPlan, t0: int, t1: int
+                  ) -> Iterator[tuple[Any, int, int, np.ndarray, np.ndarray]]:
+    """(frame map, file index, module index, destination rows in the window's block,
+    source rows) of every source dataset holding rows of ``kp`` in trains t0:t1. Built
+    per (module, file) from the frame map's counts: small arrays, nothing per row of the
+    whole window at once."""
+    fmap = plan.frame_map(kp)
+    per_train = math.prod(plan.lead_shape(kp)[2:])
+    n = t1 - t0
+    for m, slot in enumerate(plan.slots):
+        counts = fmap.counts[m, t0:t1].astype(np.int64)
+        if not kp.per_frame:
+            counts = np.minimum(counts, 1)
+        present = np.flatnonzero(counts)
+        if not len(present):
+            continue
+        files = fmap.file[m, t0:t1][present]
+        cuts = np.flatnonzero(np.diff(files)) + 1
+        for sel in np.split(np.arange(len(present)), cuts):
+            tt = present[sel]
+            c = counts[tt]
+            within = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
+            src = np.repeat(fmap.first[m, t0:t1][tt].astype(np.int64), c) + within
+            dst = np.repeat((slot * n + tt) * per_train, c) + within
+            yield fmap, int(files[sel[0]]), m, dst, src
+
+
+def _close(f: Any) -> None:
+    """Give back a run file's handle (an open HDF5 file holds ~1 MB of metadata cache;
+    the handle pool keeps 64): a window's files are done with until the next window."""
+    close = getattr(f, "close", None)
+    if close is not None:
+        close()
+
+
 def train_blocks(plan: ViewPlan, kps: list[KeyPlan], window: int = WINDOW_TRAINS
                  ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
     """(t0, t1, {key: its values for trains t0:t1, shape (module, t1 - t0, ...)}) for
     keys with a train axis, window by window. Within a window each source file is
-    opened once and every key read from it (the keys' index groups share the files)."""
+    opened once, every key read from it (the keys' index groups share the files), and
+    closed again. Only the window's blocks are held (drop them before the next)."""
     n_trains = len(plan.train_ids)
     for t0 in range(0, n_trains, window):
         t1 = min(t0 + window, n_trains)
@@ -72,15 +108,11 @@ def train_blocks(plan: ViewPlan, kps: list[KeyPlan], window: int = WINDOW_TRAINS
         by_file: dict[str, list[tuple[KeyPlan, Any, int, int, np.ndarray, np.ndarray]]] = {}
         for kp in kps:
             lead = plan.lead_shape(kp)
-            per_train = math.prod(lead[2:])
-            blocks[kp.key] = np.full((lead[0] * (t1 - t0) * per_train,) + kp.entry_shape,
-                                     kp.fill_value, kp.dtype)
-            rows, fmap = key_rows(plan, kp, trains=(t0, t1))
-            slot, rest = np.divmod(rows.view_row, n_trains * per_train)
-            local = slot * ((t1 - t0) * per_train) + rest - t0 * per_train
-            for fi, m, sel in row_groups(rows):
+            blocks[kp.key] = np.full((lead[0] * (t1 - t0) * math.prod(lead[2:]),)
+                                     + kp.entry_shape, kp.fill_value, kp.dtype)
+            for fmap, fi, m, dst, src in _window_reads(plan, kp, t0, t1):
                 by_file.setdefault(str(fmap.files[fi].path), []).append(
-                    (kp, fmap, fi, m, local[sel], rows.src_row[sel]))
+                    (kp, fmap, fi, m, dst, src))
         for path in sorted(by_file):
             work = by_file[path]
             h5 = work[0][1].files[work[0][2]].h5
@@ -91,5 +123,9 @@ def train_blocks(plan: ViewPlan, kps: list[KeyPlan], window: int = WINDOW_TRAINS
                     raise UnsupportedKeyError(kp.key, f"INDEX of {f.path} points past the "
                                               "end of its data")
                 blocks[kp.key][dst] = buf[src]
-        yield t0, t1, {kp.key: blocks[kp.key].reshape(
+            _close(work[0][1].files[work[0][2]])
+        out = {kp.key: blocks.pop(kp.key).reshape(
             (plan.shape(kp)[0], t1 - t0) + plan.shape(kp)[2:]) for kp in kps}
+        del by_file
+        yield t0, t1, out
+        del out

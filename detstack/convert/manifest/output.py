@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,15 @@ from numcodecs import Zlib
 
 from .holes import record_holes
 from .parallel import Tasks
-from .records import module_records, records, shared_records, write_record, write_table
+from .records import (
+    Shared,
+    module_records,
+    records,
+    shared_records,
+    write_record,
+    write_table,
+)
+from .sidecar import SidecarWritten, write_sidecar
 from .specs import ArraySpec
 
 log = logging.getLogger(__name__)
@@ -82,13 +91,23 @@ def write_json(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
         fh.write("}}")
 
 
+SPOOL = ".pieces"   # inside the Parquet folder being written: the tasks' shared pieces
+
+
 @dataclass
 class StartedReferences:
-    """The module tasks of a Parquet manifest's referenced keys, under way."""
+    """The tasks of a Parquet manifest under way: the sidecar (if any, task 0), then the
+    referenced keys' module tasks."""
 
     tasks: list[tuple[list[ArraySpec], int]]   # (keys, frame-map module)
     running: Tasks
     record_size: int
+    sidecar: bool
+
+    def results(self) -> tuple[SidecarWritten | None, list[list[Shared]]]:
+        """Wait for every task: the sidecar's result, and each module task's pieces."""
+        out = self.running.results()
+        return (out[0], out[1:]) if self.sidecar else (None, out)
 
 
 GROUP_MODULES = 8   # this many modules or more: one task per module for all its keys
@@ -105,12 +124,27 @@ def module_tasks(specs: list[ArraySpec]) -> list[tuple[list[ArraySpec], int]]:
     return [([s for s, mm in per_key if mm == m], m) for m in modules]
 
 
+def sidecar_records(path: Path, specs: list[ArraySpec], url: int, target: Path,
+                    record_size: int, url_arr: Any) -> SidecarWritten:
+    """The sidecar task (a worker's, when there are workers): write the sidecar inside
+    the Parquet folder ``path`` being written, then the record files of its arrays."""
+    written = write_sidecar(path / "arrays.h5", specs, url, target)
+    for s in specs:
+        if s.copied:
+            assert s.refs is not None
+            for r, batch in records(s.refs(), record_size):
+                write_record(path, s, r, batch, record_size, url_arr)
+    return written
+
+
 @contextlib.contextmanager
-def parquet_references(path: Path, specs: list[ArraySpec], urls: list[str],
-                       record_size: int) -> Iterator[StartedReferences]:
-    """Start building the referenced keys of a Parquet manifest at ``path``, module by
-    module, each task writing the records only it fills (``records``); ``urls`` names the
-    source files. Started before the sidecar is written, so both run at once."""
+def parquet_references(path: Path, specs: list[ArraySpec], urls: list[str], record_size: int,
+                       sidecar: Path | None = None) -> Iterator[StartedReferences]:
+    """Start building the Parquet manifest at ``path``: the sidecar (arrays copied from
+    the run; ``sidecar`` names the manifest, the sidecar's url number is the last of
+    ``urls``) and the referenced keys, module by module, each task writing the records
+    only it fills (``records``); ``urls`` names the files. Every task runs in a worker
+    process where there are workers, so this process holds none of their data."""
     try:   # fastparquet reads them (fsspec, detstack): a manifest nobody here can read
         import fastparquet  # noqa: F401 - is refused before it is written
         import pyarrow as pa
@@ -118,6 +152,7 @@ def parquet_references(path: Path, specs: list[ArraySpec], urls: list[str],
         raise ImportError(f"Parquet manifests need {exc.name or 'pyarrow and fastparquet'}: "
                           "pip install 'detstack[parquet]'", name=exc.name) from exc
     path.mkdir(parents=True, exist_ok=True)
+    (path / SPOOL).mkdir()
     for s in specs:
         (path / s.name).mkdir()
     url_arr = pa.array(urls, pa.string())
@@ -125,30 +160,32 @@ def parquet_references(path: Path, specs: list[ArraySpec], urls: list[str],
     for s in specs:   # url numbers found here, once, not again in every worker
         if s.source is not None:
             s.source.urls  # noqa: B018 - a cached property, computed before the fork
-    with Tasks(lambda i: module_records(path, *tasks[i], record_size, url_arr),
-               len(tasks)) as running:
-        yield StartedReferences(tasks, running, record_size)
+    jobs: list[Callable[[], Any]] = [
+        functools.partial(module_records, path, path / SPOOL, keys, m, record_size, url_arr)
+        for keys, m in tasks]
+    if sidecar is not None:
+        jobs.insert(0, functools.partial(sidecar_records, path, specs, len(urls) - 1, sidecar,
+                                         record_size, url_arr))
+    with Tasks(lambda i: jobs[i](), len(jobs)) as running:
+        yield StartedReferences(tasks, running, record_size, sidecar is not None)
 
 
 def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
-                  urls: list[str], started: StartedReferences) -> None:
+                  urls: list[str], started: StartedReferences,
+                  shared: list[list[Shared]]) -> None:
     """fsspec's lazy Parquet reference layout; holes are null paths (read as fill): the
-    copied arrays, then the records the module tasks shared, then the metadata."""
+    inline arrays of the compact form, then the records the module tasks shared
+    (``shared``: their results), then the metadata."""
     import pyarrow as pa
     record_size = started.record_size
     url_arr = pa.array(urls, pa.string())
     for s in specs:
-        (path / s.name).mkdir(exist_ok=True)
         if s.inline:
+            (path / s.name).mkdir(exist_ok=True)
             raws = [blob for _, blob in s.inline_chunks()]
             for r0 in range(0, math.prod(s.grid), record_size):
                 write_table(path / s.name / f"refs.{r0 // record_size}.parq",
                             {"raw": pa.array(raws[r0:r0 + record_size], pa.binary())})
-        elif s.source is None:   # small arrays referenced in the sidecar
-            assert s.refs is not None
-            for r, batch in records(s.refs(), record_size):
-                write_record(path, s, r, batch, record_size, url_arr)
-    shared = started.running.results()
     for s in specs:
         if s.source is None:
             continue
@@ -156,6 +193,7 @@ def write_parquet(path: Path, specs: list[ArraySpec], meta: dict[str, Any],
                 for k, sh in zip(keys, task, strict=True) if k is s]
         s.unallocated[:] = [h for sh in mine for h in sh.holes]
         shared_records(path, s, mine, record_size, url_arr)
+    (path / SPOOL).rmdir()   # empty now: every piece was joined into its record
     record_holes(meta, specs)      # known once the references are built
     zmeta = {"zarr_consolidated_format": 1, "metadata": meta, "record_size": record_size}
     (path / ".zmetadata").write_text(json.dumps(zmeta))

@@ -1,10 +1,10 @@
-"""The module tasks of a Parquet manifest, run side by side in forked worker processes.
+"""The tasks of a Parquet manifest, run side by side in forked worker processes.
 
 Building references is CPU work in Python and numpy (chunk indexes, record files), one
-module of one key at a time; the tasks are independent (each writes its own record
-files). So with more than one core, tasks go to forked worker processes (they inherit
-the opened run; nothing is pickled but the task's number and its small result), started
-before the parent writes the sidecar so that both run at once. Errors come back as they
+module of one key at a time, and so is copying the small keys into the sidecar; the
+tasks are independent (each writes its own files). So with more than one core, tasks go
+to forked worker processes (they inherit the opened run; nothing is pickled but the
+task's number and its small result), and the parent only waits. Errors come back as they
 were raised; an error that cannot travel is raised as ``DetstackError`` with its
 message. ``DETSTACK_MANIFEST_WORKERS`` overrides the number of processes (1: all in this
 process, when the results are asked for). Without ``fork`` (not Linux/macOS) or inside a

@@ -3,10 +3,12 @@
 Record ``r`` of a key holds the references of chunks ``r * record_size`` up to the next
 record (fsspec's lazy reference layout). A module's references fill one contiguous range
 of chunks (``KeyReferences.span``), so the task building a module writes every record
-lying inside its range itself and hands back only the two records it shares with its
-neighbours (and the key's last record, which may still get the sidecar's fill chunk) as
-pieces: the parent joins the pieces and writes those. Nothing per reference travels
-between processes, and each task holds one window of references and one record.
+lying inside its range itself and spools the two records it shares with its neighbours
+(and the key's last record, which may still get the sidecar's fill chunk) as pieces, one
+small ``.npy`` file each in a spool folder of the manifest being written: the parent
+joins the pieces of one record at a time and writes it. Nothing per reference travels
+between processes, and no process holds more than one window of references and one
+record, however long the run.
 """
 
 from __future__ import annotations
@@ -29,10 +31,25 @@ ROW_GROUP = 10_000   # references per Parquet row group: a reader of one chunk d
 
 @dataclass
 class Shared:
-    """What a module task hands back: the pieces of records it shares, and its holes."""
+    """What a module task hands back: the spooled pieces of records it shares (record
+    number, file), and its holes."""
 
-    pieces: list[tuple[int, RefBatch]] = field(default_factory=list)
+    pieces: list[tuple[int, Path]] = field(default_factory=list)
     holes: list[list[int]] = field(default_factory=list)
+
+
+def save_piece(path: Path, batch: RefBatch) -> None:
+    """One piece of a record, as one int64 array (index, url, offset, size rows)."""
+    np.save(path, np.stack([batch.index, batch.url.astype(np.int64), batch.offset,
+                            batch.size]), allow_pickle=False)
+
+
+def load_piece(path: Path) -> RefBatch:
+    a = np.load(path, allow_pickle=False)
+    if a.ndim != 2 or a.shape[0] != 4:
+        raise DetstackError(f"{path}: a spooled piece of references was damaged while the "
+                            f"manifest was written (shape {a.shape}); write it again")
+    return RefBatch(a[0], a[1].astype(np.int32), a[2], a[3])
 
 
 def write_table(file: Path, columns: dict[str, Any]) -> None:
@@ -121,14 +138,14 @@ def _take(b: RefBatch, sel: slice) -> RefBatch:
     return RefBatch(b.index[sel], b.url[sel], b.offset[sel], b.size[sel])
 
 
-def module_records(folder: Path, specs: list[ArraySpec], m: int, record_size: int,
-                   url_arr: Any) -> list[Shared]:
+def module_records(folder: Path, spool: Path, specs: list[ArraySpec], m: int,
+                   record_size: int, url_arr: Any) -> list[Shared]:
     """Build module ``m``'s references of each of ``specs`` and write the records only it
-    fills; return the others as pieces (see the module docstring), one ``Shared`` per
-    spec. The keys advance together, a window at a time: the keys of a module share
+    fills; spool the others as pieces into ``spool`` (see the module docstring), one
+    ``Shared`` per spec. The keys advance together, a window at a time: the keys of a module share
     their source files, which are then opened once (a pool of open files could not keep
     a whole module's files open between one key and the next)."""
-    streams = [_ModuleStream(folder, s, m, record_size, url_arr) for s in specs]
+    streams = [_ModuleStream(folder, spool, s, m, record_size, url_arr) for s in specs]
     active = streams
     while active:
         active = [st for st in active if st.step()]
@@ -138,10 +155,10 @@ def module_records(folder: Path, specs: list[ArraySpec], m: int, record_size: in
 class _ModuleStream:
     """One key of one module, built a batch (window) at a time by ``step``."""
 
-    def __init__(self, folder: Path, spec: ArraySpec, m: int, record_size: int,
+    def __init__(self, folder: Path, spool: Path, spec: ArraySpec, m: int, record_size: int,
                  url_arr: Any) -> None:
         assert spec.source is not None
-        self.folder, self.spec, self.m, self.url_arr = folder, spec, m, url_arr
+        self.folder, self.spool, self.spec, self.m, self.url_arr = folder, spool, spec, m, url_arr
         self.lo, self.hi = spec.source.span(m)
         self.last = spec.last_chunk // record_size
         self.record_size = record_size
@@ -168,26 +185,31 @@ class _ModuleStream:
             if start >= self.lo and stop <= self.hi and r != self.last:
                 write_record(self.folder, self.spec, r, batch, size, self.url_arr)
             else:
-                self.out.pieces.append((r, batch))
+                piece = self.spool / f"{self.spec.name}.{r}.{self.m}.npy"
+                save_piece(piece, batch)
+                self.out.pieces.append((r, piece))
 
 
 def shared_records(folder: Path, spec: ArraySpec, shared: list[Shared], record_size: int,
                    url_arr: Any) -> None:
-    """Join the pieces the module tasks handed back and write those records; the last
-    record gets the fill chunk (``fill_ref``) if nothing references the last chunk."""
-    by_record: dict[int, list[RefBatch]] = {}
+    """Join the spooled pieces the module tasks handed back, one record at a time, and
+    write those records (removing their pieces); the last record gets the fill chunk
+    (``fill_ref``) if nothing references the last chunk."""
+    by_record: dict[int, list[Path]] = {}
     for s in shared:
-        for r, batch in s.pieces:
-            by_record.setdefault(r, []).append(batch)
+        for r, piece in s.pieces:
+            by_record.setdefault(r, []).append(piece)
     last = spec.last_chunk // record_size
     fill = spec.source.fill_ref if spec.source is not None else None
-    if fill is not None:
-        tail = concat(by_record.get(last, []))
-        if not len(tail) or int(tail.index[-1]) < spec.last_chunk:
-            by_record.setdefault(last, []).append(fill)
-    for r, batches in sorted(by_record.items()):
-        batch = concat(batches)   # sorted by chunk index: a duplicate sits beside its twin
+    for r in sorted(set(by_record) | ({last} if fill is not None else set())):
+        pieces = by_record.get(r, [])
+        batch = concat([load_piece(p) for p in pieces])   # sorted by chunk index: a
+        if r == last and fill is not None and (          # duplicate sits beside its twin
+                not len(batch) or int(batch.index[-1]) < spec.last_chunk):
+            batch = concat([batch, fill])
         if len(batch) > 1 and not (np.diff(batch.index) > 0).all():
             raise DetstackError(f"{spec.name}: two references for one chunk in record {r}; "
                                 "please report this bug")
         write_record(folder, spec, r, batch, record_size, url_arr)
+        for p in pieces:
+            p.unlink()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,10 @@ import numpy as np
 from ...errors import OutputWriteError
 from ...run.derived import SIDECAR_ATTR
 from ...store.identity import file_identity
-from ..atomic import atomic_path, write_failure
+from ..atomic import atomic_h5, write_failure
 from ..chunk_index import chunk_table
-from .copied import has_train_axis, train_blocks
+from .copied import WINDOW_TRAINS, has_train_axis, train_blocks
+from .heap import release_free_memory
 from .refs import RefBatch
 
 if TYPE_CHECKING:
@@ -76,100 +78,149 @@ def check_sidecar_target(path: Path, overwrite: bool) -> None:
                           "overwrite=True (CLI: --overwrite)")
 
 
+@dataclass
+class SidecarWritten:
+    """What the parent needs of a sidecar written elsewhere (a worker process): its record
+    entry and, per referenced array, where its fill chunk lies (offset, size)."""
+
+    entry: dict[str, Any]
+    fills: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
 @contextlib.contextmanager
-def sidecar_written(target: Path, fmt: str, out: Path, specs: list[ArraySpec], url: int
+def sidecar_written(target: Path, specs: list[ArraySpec], url: int
                     ) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Write the sidecar of manifest ``target`` (being written at ``out``); yield its final
-    path and record entry. A Parquet folder holds it (swapped in with the folder); a JSON
-    manifest's sidecar is in place first, and removed again if the manifest fails."""
-    final = sidecar_path(target, fmt)
-    if fmt == "parquet":
-        out.mkdir(exist_ok=True)   # the references may be under way in it already
-        yield final, write_sidecar(out / final.name, specs, url)
-        return
+    """Write the sidecar of JSON manifest ``target``; yield its path and record entry. It
+    is in place first (atomically), and removed again if the manifest fails."""
+    final = sidecar_path(target, "json")
+    written = write_sidecar(final, specs, url, target)
     try:
-        with atomic_path(final, True) as tmp:
-            entry = write_sidecar(tmp, specs, url)
-    except OutputWriteError as exc:   # name the manifest the caller asked for
-        raise write_failure(target, exc.__cause__ or exc) from exc
-    try:
-        yield final, entry
+        yield final, written.entry
     except BaseException:
         final.unlink(missing_ok=True)
         raise
 
 
-def write_sidecar(path: Path, specs: list[ArraySpec], url: int) -> dict[str, Any]:
-    """Write the copied arrays of ``specs`` into ``path`` and turn each into a referenced
-    array (references number ``url``), plus the fill chunk of each referenced array;
-    return the sidecar's size and identity."""
-    copied = [s for s in specs if s.inline]
-    referenced = [s for s in specs if not s.inline and s.refs is not None]
-    # built in memory, then written as bytes: HDF5 never sees a failed write (a full disk
-    # would leave it holding a file it cannot flush, and crash the process later)
-    # the earliest format: version-1 B-tree chunk indexes, which chunk_index reads in bulk
-    with h5py.File(path, "w", driver="core", backing_store=False, libver="earliest") as f:
-        f.attrs[SIDECAR_ATTR] = "small arrays of a detstack zarr manifest"
-        for s in referenced:
-            blob = _fill_chunk(s)
-            if blob is not None:
-                f.create_dataset(f"{FILL_GROUP}/{s.name}", data=np.frombuffer(blob, np.uint8))
-        streamed = {}
-        for s in copied:
-            s.chunks = sidecar_chunks(s.dims, s.shape, s.dtype.itemsize)
-            stream = s.data is None and s.copy_from is not None and has_train_axis(*s.copy_from)
-            ds = f.create_dataset(
-                s.name, shape=s.shape, dtype=s.dtype, data=None if stream else s.load(),
-                chunks=s.chunks, shuffle=s.dtype.itemsize > 1, compression="gzip",
-                compression_opts=DEFLATE_LEVEL, fillvalue=np.asarray(s.fill, s.dtype))
-            ds.attrs["dims"] = s.dims
-            s.data = None
-            if stream:
-                assert s.copy_from is not None
-                streamed[s.name] = (ds, s.copy_from)
-        if streamed:
-            plan = next(iter(streamed.values()))[1][0]
-            kps = [kp for _, (_, kp) in streamed.values()]
-            for t0, t1, blocks in train_blocks(plan, kps):
-                for name, block in blocks.items():
-                    streamed[name][0][:, t0:t1] = block
-        f.flush()
-        image = f.id.get_file_image()
-    with open(path, "wb") as out:
-        out.write(image)
+def write_sidecar(path: Path, specs: list[ArraySpec], url: int, target: Path
+                  ) -> SidecarWritten:
+    """Write the copied arrays of ``specs`` into ``path`` (atomically: a temporary name
+    beside it, renamed when complete) and turn each into a referenced array (references
+    number ``url``), plus the fill chunk of each referenced array. A failed write raises
+    ``OutputWriteError`` naming the manifest ``target``, and leaves nothing."""
+    copied = [s for s in specs if s.copied]
+    referenced = [s for s in specs if s.source is not None]
+    place_copied(specs)
+    # on disk, a window of trains at a time: memory does not grow with the run. The
+    # earliest format: version-1 B-tree chunk indexes, which chunk_index reads in bulk.
+    # No chunk cache: every chunk is written whole, once, and a cache of the default
+    # size held ~9 MB per dataset after each window (140 MB for a corrected run's keys)
+    try:
+        with atomic_h5(path, True, libver="earliest", rdcc_nbytes=0) as f:
+            _fill(f, copied, referenced)
+    except OutputWriteError as exc:   # name the manifest the caller asked for
+        raise write_failure(target, exc.__cause__ or exc) from exc
+    written = SidecarWritten({})
     with h5py.File(path, "r") as f:
         for s in referenced:
             if f"{FILL_GROUP}/{s.name}" in f:
                 ds = f[f"{FILL_GROUP}/{s.name}"]
-                assert s.source is not None
-                s.source.fill_ref = RefBatch(np.array([s.last_chunk], np.int64),
-                                             np.array([url], np.int32),
-                                             np.array([int(ds.id.get_offset())], np.int64),
-                                             np.array([ds.shape[0]], np.int64))
-        for s in copied:
-            s.refs = _batches(f[s.name], s.grid, url)
-            s.copy_from = None
+                written.fills[s.name] = (int(ds.id.get_offset()), int(ds.shape[0]))
+    for s in copied:
+        s.refs = _batches(path, s.name, s.grid, url)
+    adopt(specs, written, url)
+    ident = file_identity(path)
+    written.entry.update(size=ident["size"], identity=ident)
+    return written
+
+
+def place_copied(specs: list[ArraySpec]) -> None:
+    """Give the copied arrays of ``specs`` the chunks they have in the sidecar (the same
+    in every process: it depends on their shapes only)."""
+    for s in specs:
+        if s.copied:
+            s.chunks = sidecar_chunks(s.dims, s.shape, s.dtype.itemsize)
+
+
+def adopt(specs: list[ArraySpec], written: SidecarWritten, url: int) -> None:
+    """Make ``specs`` describe the sidecar ``written`` (also where another process wrote
+    it): copied arrays become arrays stored in it with shuffle + zlib, referenced arrays
+    get their fill chunk's reference."""
+    place_copied(specs)
+    for s in specs:
+        if s.copied:
+            s.data = s.copy_from = s.lazy = s.window = None
             shuffle = [{"id": "shuffle", "elementsize": s.dtype.itemsize}] \
                 if s.dtype.itemsize > 1 else []
             s.filters = [*shuffle, {"id": "zlib", "level": DEFLATE_LEVEL}]   # kerchunk's form
             s.compressor = None
-    ident = file_identity(path)
-    return {"size": ident["size"], "identity": ident}
+        elif s.source is not None and s.name in written.fills:
+            offset, size = written.fills[s.name]
+            s.source.fill_ref = RefBatch(np.array([s.last_chunk], np.int64),
+                                         np.array([url], np.int32),
+                                         np.array([offset], np.int64), np.array([size], np.int64))
 
 
-def _batches(ds: h5py.Dataset, grid: tuple[int, ...], url: int) -> Any:
-    """A reference source for the chunks of ``ds`` (read now, in bulk: ``chunk_index``)."""
-    if math.prod(ds.shape):
-        table = chunk_table(ds)
+def _fill(f: h5py.File, copied: list[ArraySpec], referenced: list[ArraySpec]) -> None:
+    """The sidecar's datasets: fill chunks, then the copied arrays; keys and coordinates
+    with a train axis a window of trains at a time (``train_blocks``, ``coords``)."""
+    f.attrs[SIDECAR_ATTR] = "small arrays of a detstack zarr manifest"
+    for s in referenced:
+        blob = _fill_chunk(s)
+        if blob is not None:
+            f.create_dataset(f"{FILL_GROUP}/{s.name}", data=np.frombuffer(blob, np.uint8))
+    keys: dict[str, tuple[h5py.Dataset, Any]] = {}
+    coords: list[tuple[h5py.Dataset, ArraySpec]] = []
+    for s in copied:
+        key = s.data is None and s.copy_from is not None and has_train_axis(*s.copy_from)
+        stream = key or (s.data is None and s.window is not None)
+        ds = f.create_dataset(
+            s.name, shape=s.shape, dtype=s.dtype, data=None if stream else s.load(),
+            chunks=s.chunks, shuffle=s.dtype.itemsize > 1, compression="gzip",
+            compression_opts=DEFLATE_LEVEL, fillvalue=np.asarray(s.fill, s.dtype))
+        ds.attrs["dims"] = s.dims
+        s.data = None
+        if key:
+            keys[s.name] = (ds, s.copy_from)
+        elif stream:
+            coords.append((ds, s))
+    if not keys and not coords:
+        return
+    if keys:
+        plan = next(iter(keys.values()))[1][0]
+        windows = train_blocks(plan, [kp for _, (_, kp) in keys.values()])
+    else:
+        n = coords[0][1].shape[coords[0][1].dims.index("train")]
+        windows = ((t0, min(t0 + WINDOW_TRAINS, n), {}) for t0 in range(0, n, WINDOW_TRAINS))
+    for t0, t1, blocks in windows:
+        for name, block in blocks.items():
+            keys[name][0][:, t0:t1] = block
+        for ds, s in coords:   # the pulse/cell IDs from their keys' blocks
+            assert s.window is not None
+            axis = s.dims.index("train")
+            ds[(slice(None),) * axis + (slice(t0, t1),)] = s.window(t0, t1, blocks)
+        del blocks   # only one window in memory: the next one is built without it
+        release_free_memory()
+
+
+def _batches(path: Path, name: str, grid: tuple[int, ...], url: int
+             ) -> Callable[[], Iterator[RefBatch]]:
+    """A reference source for the chunks of dataset ``name`` of the sidecar ``path``,
+    read when asked for (in bulk: ``chunk_index``), so that only the array being written
+    holds its references (a 30,000-train run has 30,000 chunks per array)."""
+    def refs() -> Iterator[RefBatch]:
+        with h5py.File(path, "r") as f:
+            ds = f[name]
+            if not math.prod(ds.shape):
+                z = np.zeros(0, np.int64)
+                yield RefBatch(z, np.zeros(0, np.int32), z, z)
+                return
+            table = chunk_table(ds)
         index = (np.ravel_multi_index(tuple(table.coords.T), grid) if grid
                  else np.zeros(len(table), np.int64))
         order = np.argsort(index, kind="stable")
-        batch = RefBatch(index[order].astype(np.int64), np.full(len(table), url, np.int32),
-                         table.addr[order], table.size[order])
-    else:
-        z = np.zeros(0, np.int64)
-        batch = RefBatch(z, np.zeros(0, np.int32), z, z)
-    return lambda: iter([batch])
+        yield RefBatch(index[order].astype(np.int64), np.full(len(table), url, np.int32),
+                       table.addr[order], table.size[order])
+    return refs
 
 
 def _fill_chunk(spec: ArraySpec) -> bytes | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ import numpy as np
 from numcodecs import Zlib
 
 from ..plan import KeyPlan, ViewPlan
+from .coords import Window, coordinate_window
 from .copied import whole_array
 from .keyrefs import KeyReferences
 from .refs import RefBatch, dataset, source_datasets
@@ -42,6 +44,8 @@ class ArraySpec:
     # referenced chunks: batches of references in ascending chunk order (RefBatch)
     refs: Callable[[], Iterator[RefBatch]] | None = None
     data: np.ndarray | None = None   # inlined arrays: the whole array
+    lazy: Callable[[], np.ndarray] | None = None   # ... or how to read it, when written
+    window: Window | None = None     # ... and how to read trains t0:t1 (its ``train`` axis)
     copied: bool = False             # values copied from the run (inline or in the sidecar)
     copy_from: tuple[ViewPlan, KeyPlan] | None = None   # a key to copy, not read yet
     unallocated: list[list[int]] = field(default_factory=list)  # see holes.py
@@ -69,13 +73,17 @@ class ArraySpec:
     @property
     def inline(self) -> bool:
         """Values to copy (read already, or when written), not references yet."""
-        return self.data is not None or self.copy_from is not None
+        return (self.data is not None or self.copy_from is not None
+                or self.lazy is not None)
 
     def load(self) -> np.ndarray:
-        """The whole array of a copied key (read from the run on first use)."""
+        """The whole array of a copied key or coordinate (read on first use)."""
         if self.data is None:
-            assert self.copy_from is not None
-            self.data = whole_array(*self.copy_from)
+            if self.lazy is not None:
+                self.data = np.ascontiguousarray(self.lazy(), self.dtype)
+            else:
+                assert self.copy_from is not None
+                self.data = whole_array(*self.copy_from)
         return self.data
 
     def inline_chunks(self) -> Iterator[tuple[int, bytes]]:
@@ -111,14 +119,6 @@ def inline_chunks(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
         chunks[0] = 1
         chunks[1] = max(1, min(shape[1], INLINE_CHUNK_BYTES // max(row, 1)))
     return tuple(max(c, 1) for c in chunks)
-
-
-def inline_spec(name: str, dims: list[str], data: np.ndarray, fill: Any = 0) -> ArraySpec:
-    """An array copied into the manifest, chunked along its first two axes."""
-    data = np.ascontiguousarray(data)
-    return ArraySpec(name, dims, data.shape, inline_chunks(data.shape, data.dtype),
-                     data.dtype, fill, None, {"id": "zlib", "level": 1}, data=data,
-                     copied=True)
 
 
 Storages = dict[tuple[int, int], Storage]
@@ -181,8 +181,16 @@ def copied_spec(plan: ViewPlan, kp: KeyPlan) -> ArraySpec:
 
 
 def coordinate_specs(plan: ViewPlan, keys: list[str]) -> list[ArraySpec]:
-    """The view's coordinate arrays (``ViewPlan.coordinates``) for the keys written."""
-    return [inline_spec(name, list(c.dims), c.values)
-            for name, c in plan.coordinates(keys).items()]
+    """The view's coordinate arrays (``ViewPlan.coordinates``) for the keys written, read
+    when written (the sidecar: those with a train axis a window at a time, ``coords``)."""
+    out = []
+    for name, c in plan.coordinates(keys).items():
+        window = coordinate_window(plan, name, c)
+        lazy = (functools.partial(window, 0, c.shape[c.dims.index("train")])
+                if window is not None else functools.partial(getattr, c, "values"))
+        out.append(ArraySpec(name, list(c.dims), c.shape, inline_chunks(c.shape, c.dtype),
+                             c.dtype, 0, None, {"id": "zlib", "level": 1}, lazy=lazy,
+                             window=window, copied=True))
+    return out
 
 

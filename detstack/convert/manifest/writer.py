@@ -21,12 +21,10 @@ not zero (floats NaN, masks all bits set) and keeps ``null`` for zero-filled int
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,7 @@ from .output import (
     zarr_metadata,
 )
 from .paths import ManifestPaths, finish_record, manifest_paths
-from .sidecar import check_sidecar_target, sidecar_path, sidecar_written
+from .sidecar import adopt, check_sidecar_target, sidecar_path, sidecar_written
 from .specs import (
     INLINE_BELOW,
     ArraySpec,
@@ -192,38 +190,45 @@ def to_manifest(det_or_run: Any, path: str | os.PathLike[str], *, keys: list[str
     folder = target.parent.resolve()
     lay = build_layout(det, keys, on_unsupported, "manifest", folder, layout)
     names = manifest_paths(lay.files, folder, relative, url_prefix, compact)
-    with (atomic_path if fmt == "json" else atomic_dir)(target, overwrite) as tmp, \
-            _references_started(tmp, fmt, lay, names) as started:
-        if compact:
-            _write(tmp, fmt, lay, names, None, started)
-        else:
-            with sidecar_written(folder / target.name, fmt, tmp, lay.specs,
-                                 len(lay.files)) as (side, entry):
-                _write(tmp, fmt, lay, names.add(side, folder), entry, started)
+    if fmt == "json":
+        with atomic_path(target, overwrite) as tmp:
+            if compact:
+                _write_json(tmp, lay, names, None)
+            else:
+                with sidecar_written(folder / target.name, lay.specs,
+                                     len(lay.files)) as (side, entry):
+                    _write_json(tmp, lay, names.add(side, folder), entry)
+        return target
+    side = None if compact else sidecar_path(folder / target.name, fmt)
+    if side is not None:
+        names = names.add(side, folder)
+    with atomic_dir(target, overwrite) as tmp, \
+            parquet_references(tmp, lay.specs, names.parquet_refs, RECORD_SIZE,
+                               None if side is None else folder / target.name) as started:
+        _write_parquet(tmp, lay, names, started)
     return target
 
 
-@contextlib.contextmanager
-def _references_started(out: Path, fmt: str, lay: Layout, names: ManifestPaths
-                        ) -> Iterator[StartedReferences | None]:
-    """Parquet: the referenced keys' module tasks, started before the sidecar is written."""
-    if fmt == "json":
-        yield None
-        return
-    with parquet_references(out, [s for s in lay.specs if not s.inline], names.parquet_refs,
-                            RECORD_SIZE) as started:
-        yield started
-
-
-def _write(out: Path, fmt: str, lay: Layout, names: ManifestPaths,
-           sidecar: dict[str, Any] | None, started: StartedReferences | None) -> None:
-    """The record (how files are named, the sidecar), the metadata, the references."""
+def _metadata(lay: Layout, fmt: str, names: ManifestPaths,
+              sidecar: dict[str, Any] | None) -> dict[str, Any]:
+    """The record (how files are named, the sidecar) and the Zarr metadata."""
     copied = [s.name for s in lay.specs if s.copied]
     attrs = finish_record(lay.record, fmt, names, copied, lay.skipped, sidecar)
     attrs["coordinates"] = " ".join(lay.coordinates)
-    meta = zarr_metadata(lay.specs, attrs)
-    if fmt == "json":
-        write_json(out, lay.specs, meta, names.refs, names.templates)
-    else:
-        assert started is not None
-        write_parquet(out, lay.specs, meta, names.parquet_refs, started)
+    return zarr_metadata(lay.specs, attrs)
+
+
+def _write_json(out: Path, lay: Layout, names: ManifestPaths,
+                sidecar: dict[str, Any] | None) -> None:
+    write_json(out, lay.specs, _metadata(lay, "json", names, sidecar), names.refs,
+               names.templates)
+
+
+def _write_parquet(out: Path, lay: Layout, names: ManifestPaths,
+                   started: StartedReferences) -> None:
+    """Wait for the tasks (sidecar, modules), then the metadata and the shared records."""
+    written, shared = started.results()
+    if written is not None:   # written in a worker: these specs learn what it wrote
+        adopt(lay.specs, written, len(names.parquet_refs) - 1)
+    meta = _metadata(lay, "parquet", names, None if written is None else written.entry)
+    write_parquet(out, lay.specs, meta, names.parquet_refs, started, shared)
