@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zarr
 
 from detstack.convert.checksums import block_checksum
@@ -46,14 +47,22 @@ def test_thread_buffers_are_reused_per_thread_and_released() -> None:
     assert not np.shares_memory(thread_buffer("t", (4, 5), "<u2"), big)
 
 
-def test_transposed_into_a_buffer_equals_numpy() -> None:
+@pytest.mark.parametrize("tile", [None, 16 * 8 * 2, 7 * 8 * 2])   # one tile, whole, ragged
+def test_transposed_into_a_buffer_equals_numpy(tile: int | None,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from detstack.convert.zarr import layout
+    if tile is not None:
+        monkeypatch.setattr(layout, "TILE_BYTES", tile)
     chunk = np.random.default_rng(2).integers(0, 2**16, (1, 8, 1, 2, 16, 4), dtype=np.uint16)
-    for order in [(0, 2, 3, 4, 5, 1), (5, 4, 3, 2, 1, 0)]:
-        out = np.empty(tuple(chunk.shape[a] for a in order), chunk.dtype)
-        got = transposed(chunk, order, out)
-        assert got is out
-        np.testing.assert_array_equal(got, np.transpose(chunk, order))
-        np.testing.assert_array_equal(transposed(chunk, order), np.transpose(chunk, order))
+    strided = np.random.default_rng(4).integers(0, 2**16, (1, 8, 1, 2, 16, 8),
+                                                dtype=np.uint16)[..., ::2]   # rows not contiguous
+    for c in (chunk, strided, chunk.astype(np.float32)):
+        for order in [(0, 2, 3, 4, 5, 1), (5, 4, 3, 2, 1, 0)]:
+            out = np.empty(tuple(c.shape[a] for a in order), c.dtype)
+            got = transposed(c, order, out)
+            assert got is out
+            np.testing.assert_array_equal(got, np.transpose(c, order))
+            np.testing.assert_array_equal(transposed(c, order), np.transpose(c, order))
 
 
 def test_block_checksum_is_zlib_crc32() -> None:
