@@ -113,3 +113,32 @@ def test_encoded_pieces_are_the_chunk_with_its_checksum_appended() -> None:
     raw = numcodecs.Zstd().decode(inner)
     assert raw[:-4] == chunk.tobytes() and int.from_bytes(raw[-4:], "little") == \
         google_crc32c.value(chunk.tobytes())
+
+
+def test_blosc_encoder_gives_numcodecs_bytes() -> None:
+    """Whichever blosc package encodes, the bytes are numcodecs' (a store never depends on
+    what is installed); python-blosc is the one used when present, for the first block size."""
+    import importlib.util
+
+    import numcodecs
+
+    from detstack.convert.zarr import blosc_encode
+    # python-blosc takes the block size of the first codec in the process: 1 MiB (the default)
+    first = list(blosc_encode._blocksize) or [1 << 20]
+    rng = np.random.default_rng(5)
+    frames = (rng.normal(5000, 12, (2, 64, 32, 8))).astype(np.uint16)
+    odd = np.frombuffer(frames.tobytes()[:-1], np.uint8)      # not a multiple of typesize 2
+    for cname, clevel, shuffle, typesize in [("zstd", 1, 2, None), ("lz4", 5, 1, 2),
+                                             ("zstd", 1, 2, 2)]:
+        encode = blosc_encode.blosc_encoder(cname, clevel, shuffle, 1 << 20, typesize)
+        ref = numcodecs.Blosc(cname=cname, clevel=clevel, shuffle=shuffle, blocksize=1 << 20,
+                              typesize=typesize)
+        for data in (frames, frames.astype(np.float32), odd):
+            assert bytes(encode(data)) == bytes(ref.encode(data))
+            np.testing.assert_array_equal(
+                np.frombuffer(ref.decode(encode(data)), data.dtype), data.reshape(-1))
+    installed = importlib.util.find_spec("blosc") is not None
+    fast = blosc_encode.blosc_encoder("zstd", 1, 2, first[0])
+    assert (fast.__qualname__ != "Blosc.encode") == installed
+    other = blosc_encode.blosc_encoder("zstd", 1, 2, first[0] + 4096)   # another block size
+    assert other.__qualname__ == "Blosc.encode"

@@ -29,6 +29,7 @@ import numpy as np
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
 from ..plan import KeyPlan, ViewPlan
+from .blosc_encode import blosc_encoder
 from .buffers import thread_buffer
 from .lossy import QUANTIZE, LossyMode, parse_lossy
 
@@ -292,10 +293,8 @@ def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype, parts: b
             order = tuple(int(a) for a in conf["order"])
         elif name == "blosc":
             shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[conf["shuffle"]]
-            blosc = numcodecs.Blosc(cname=conf["cname"], clevel=conf["clevel"], shuffle=shuffle,
-                                    blocksize=conf.get("blocksize", 0),
-                                    typesize=conf.get("typesize"))
-            steps.append(blosc.encode)
+            steps.append(blosc_encoder(conf["cname"], conf["clevel"], shuffle,
+                                       conf.get("blocksize", 0), conf.get("typesize")))
         elif name == "zstd":
             steps.append(numcodecs.Zstd(level=conf.get("level", 0),
                                         checksum=conf.get("checksum", False)).encode)
