@@ -27,8 +27,10 @@ figure is the best of ``--repeat`` runs, in GB/s of decoded array bytes.
   already in memory, decoded on one thread). With fewer than 8 trains the inner chunks
   hold fewer trains than a default store's (8): use at least 16 for the real figure.
 * ``zwrite``: ``to_zarr`` of the raw run (reads the HDF5 files too) against the
-  limit ``cores x`` single-core encode speed, and zarr-python, zarrs and tensorstore
-  writing the same array (already in memory) with the same codec and shards.
+  limit ``cores x`` single-core encode speed (detstack's encoder of an inner chunk from
+  memory: transposition, blosc, crc32c, on one worker thread), and zarr-python, zarrs and
+  tensorstore writing the same array (already in memory) with the same codec and shards;
+  every writer starts from an absent target (removing the last round's is not timed).
 
 Every row also gives GB per CPU-second (all threads): on a loaded shared machine the
 wall-clock ratios depend on the neighbours; a path whose GB/cpu-s matches the
@@ -460,8 +462,14 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
     picks = [(m, t, p) for m in range(data.shape[0]) for t in range(0, data.shape[1] - ct + 1, ct)
              for p in range(0, data.shape[2], 4)]     # a quarter of the inner chunks
 
-    def encode_sample() -> int:
-        return sum(len(encode(data[m:m + 1, t:t + ct, p:p + 1])) for m, t, p in picks)
+    def encode_sample() -> int:      # on one worker thread, as to_zarr's tasks encode: on
+        # the main thread numcodecs' blosc would use its global context and its own threads
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(lambda: sum(len(encode(data[m:m + 1, t:t + ct, p:p + 1]))
+                                           for m, t, p in picks)).result()
+    from detstack.convert.zarr.blosc_encode import _python_blosc
+    print(f"  blosc encoder: {'python-blosc' if _python_blosc(1 << 20) else 'numcodecs'}")
     s, _ = best(encode_sample, 2)
     one = row("single-core encode (1/4 of the inner chunks)", s,
               len(picks) * data[0, :ct, 0].nbytes)
@@ -480,13 +488,12 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
     out = base / "write"
 
     def ours() -> None:
-        to_zarr(det, out / "ds.zarr", keys=["image.data"], overwrite=True)
+        to_zarr(det, out / "ds.zarr", keys=["image.data"])
     ours.setup = lambda: warm(run)  # type: ignore[attr-defined]  # the page cache of a
     # shared machine forgets the run within minutes: read it again before each round
 
     def with_zarr(pipeline: str | None) -> Callable[[], None]:
         def write() -> None:
-            shutil.rmtree(out / "zp.zarr", ignore_errors=True)
             conf = {"codec_pipeline.path": pipeline} if pipeline else {}
             with zarr.config.set(conf):
                 a = zarr.create_array(str(out / "zp.zarr"), shape=data.shape, dtype=data.dtype,
@@ -494,6 +501,7 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
                                       serializer=zarr.codecs.ShardingCodec.from_dict(
                                           meta["codecs"][0]), fill_value=0)
                 a[...] = data
+        write.teardown = lambda: shutil.rmtree(out / "zp.zarr")  # type: ignore[attr-defined]
         return write
 
     def with_ts() -> None:
@@ -502,6 +510,10 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
                      "metadata": m, "create": True, "delete_existing": True}).result()
         t.write(data).result()
 
+    # every writer starts from an absent target and its output is removed untimed after
+    # it (deleting 2 GB of shards took 7-12 s of this shared disk's time)
+    for fn, name in ((ours, "ds.zarr"), (with_ts, "ts.zarr")):
+        fn.teardown = lambda name=name: shutil.rmtree(out / name)  # type: ignore[attr-defined]
     writers: dict[str, Callable[[], None]] = {
         "detstack to_zarr (image.data, reads the HDF5 too)": ours,
         "tensorstore write (in memory)": with_ts}
@@ -521,7 +533,8 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
 def interleaved(fns: dict[str, Callable[[], Any]], nbytes: int, repeat: int,
                 one_cpu: float) -> None:
     """Run ``fns`` one after the other in each of ``repeat`` rounds (each round sees one
-    load for all; a function's ``setup`` attribute runs untimed before it), then print per
+    load for all; a function's ``setup`` / ``teardown`` attributes run untimed before /
+    after it), then print per
     row the medians of wall time, GB/s, GB per CPU-second (all threads; and relative to
     ``one_cpu``, the single-core codec's GB per CPU-second) and, against the first row,
     the medians of the same-round ratios."""
@@ -534,6 +547,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], nbytes: int, repeat: int,
             c0, t0 = time.process_time(), time.perf_counter()
             fn()
             rounds[name].append((time.perf_counter() - t0, time.process_time() - c0))
+            getattr(fn, "teardown", lambda: None)()
         loads.append(os.getloadavg()[0])
     first = next(iter(fns))
     print(f"  medians of {repeat} interleaved rounds (load {min(loads):.1f}-{max(loads):.1f}); "

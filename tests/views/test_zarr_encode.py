@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zarr
 
 from detstack.convert.checksums import block_checksum
@@ -46,14 +47,22 @@ def test_thread_buffers_are_reused_per_thread_and_released() -> None:
     assert not np.shares_memory(thread_buffer("t", (4, 5), "<u2"), big)
 
 
-def test_transposed_into_a_buffer_equals_numpy() -> None:
+@pytest.mark.parametrize("tile", [None, 16 * 8 * 2, 7 * 8 * 2])   # one tile, whole, ragged
+def test_transposed_into_a_buffer_equals_numpy(tile: int | None,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from detstack.convert.zarr import layout
+    if tile is not None:
+        monkeypatch.setattr(layout, "TILE_BYTES", tile)
     chunk = np.random.default_rng(2).integers(0, 2**16, (1, 8, 1, 2, 16, 4), dtype=np.uint16)
-    for order in [(0, 2, 3, 4, 5, 1), (5, 4, 3, 2, 1, 0)]:
-        out = np.empty(tuple(chunk.shape[a] for a in order), chunk.dtype)
-        got = transposed(chunk, order, out)
-        assert got is out
-        np.testing.assert_array_equal(got, np.transpose(chunk, order))
-        np.testing.assert_array_equal(transposed(chunk, order), np.transpose(chunk, order))
+    strided = np.random.default_rng(4).integers(0, 2**16, (1, 8, 1, 2, 16, 8),
+                                                dtype=np.uint16)[..., ::2]   # rows not contiguous
+    for c in (chunk, strided, chunk.astype(np.float32)):
+        for order in [(0, 2, 3, 4, 5, 1), (5, 4, 3, 2, 1, 0)]:
+            out = np.empty(tuple(c.shape[a] for a in order), c.dtype)
+            got = transposed(c, order, out)
+            assert got is out
+            np.testing.assert_array_equal(got, np.transpose(c, order))
+            np.testing.assert_array_equal(transposed(c, order), np.transpose(c, order))
 
 
 def test_block_checksum_is_zlib_crc32() -> None:
@@ -104,3 +113,32 @@ def test_encoded_pieces_are_the_chunk_with_its_checksum_appended() -> None:
     raw = numcodecs.Zstd().decode(inner)
     assert raw[:-4] == chunk.tobytes() and int.from_bytes(raw[-4:], "little") == \
         google_crc32c.value(chunk.tobytes())
+
+
+def test_blosc_encoder_gives_numcodecs_bytes() -> None:
+    """Whichever blosc package encodes, the bytes are numcodecs' (a store never depends on
+    what is installed); python-blosc is the one used when present, for the first block size."""
+    import importlib.util
+
+    import numcodecs
+
+    from detstack.convert.zarr import blosc_encode
+    # python-blosc takes the block size of the first codec in the process: 1 MiB (the default)
+    first = list(blosc_encode._blocksize) or [1 << 20]
+    rng = np.random.default_rng(5)
+    frames = (rng.normal(5000, 12, (2, 64, 32, 8))).astype(np.uint16)
+    odd = np.frombuffer(frames.tobytes()[:-1], np.uint8)      # not a multiple of typesize 2
+    for cname, clevel, shuffle, typesize in [("zstd", 1, 2, None), ("lz4", 5, 1, 2),
+                                             ("zstd", 1, 2, 2)]:
+        encode = blosc_encode.blosc_encoder(cname, clevel, shuffle, 1 << 20, typesize)
+        ref = numcodecs.Blosc(cname=cname, clevel=clevel, shuffle=shuffle, blocksize=1 << 20,
+                              typesize=typesize)
+        for data in (frames, frames.astype(np.float32), odd):
+            assert bytes(encode(data)) == bytes(ref.encode(data))
+            np.testing.assert_array_equal(
+                np.frombuffer(ref.decode(encode(data)), data.dtype), data.reshape(-1))
+    installed = importlib.util.find_spec("blosc") is not None
+    fast = blosc_encode.blosc_encoder("zstd", 1, 2, first[0])
+    assert (fast.__qualname__ != "Blosc.encode") == installed
+    other = blosc_encode.blosc_encoder("zstd", 1, 2, first[0] + 4096)   # another block size
+    assert other.__qualname__ == "Blosc.encode"

@@ -29,6 +29,7 @@ import numpy as np
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
 from ..plan import KeyPlan, ViewPlan
+from .blosc_encode import blosc_encoder
 from .buffers import thread_buffer
 from .lossy import QUANTIZE, LossyMode, parse_lossy
 
@@ -239,11 +240,16 @@ def _crc32c(data: Any) -> bytes:
     return int(google_crc32c.value(data)).to_bytes(4, "little")
 
 
+TILE_BYTES = 512 << 10      # output bytes per tile of a transposition (see ``transposed``)
+
+
 def transposed(chunk: np.ndarray, order: Sequence[int],
                out: np.ndarray | None = None) -> np.ndarray:
     """``np.transpose(chunk, order)`` as a C-ordered copy (into ``out`` if given), fast
     when ``order`` moves one short axis to the end: one contiguous-read, strided-write
-    pass per position along it (~2x numpy's general copy, which reads with huge strides)."""
+    pass per position along it (~2x numpy's general copy, which reads with huge strides),
+    tile by tile: a ``TILE_BYTES`` tile of the output and its rows stay in the L2 cache
+    across the passes (a whole 2 MiB chunk did not: 1.4-1.7x slower, raw AGIPD)."""
     order = tuple(order)
     n = chunk.ndim
     axis = order[-1]
@@ -253,9 +259,14 @@ def transposed(chunk: np.ndarray, order: Sequence[int],
         np.copyto(out, np.transpose(chunk, order))
         return out
     moved = np.moveaxis(chunk, axis, 0)               # (k, *rest), a view
-    flat = out.reshape(-1, moved.shape[0])
-    for i in range(moved.shape[0]):
-        flat[:, i] = moved[i].reshape(-1)
+    k = moved.shape[0]
+    flat = out.reshape(-1, k)
+    rows = [moved[i].reshape(-1) for i in range(k)]   # views when each row is contiguous
+    step = max(1, TILE_BYTES // max(1, k * chunk.itemsize))
+    for s in range(0, flat.shape[0], step):
+        dst = flat[s:s + step]
+        for i, row in enumerate(rows):
+            dst[:, i] = row[s:s + step]
     return out
 
 
@@ -282,10 +293,8 @@ def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype, parts: b
             order = tuple(int(a) for a in conf["order"])
         elif name == "blosc":
             shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[conf["shuffle"]]
-            blosc = numcodecs.Blosc(cname=conf["cname"], clevel=conf["clevel"], shuffle=shuffle,
-                                    blocksize=conf.get("blocksize", 0),
-                                    typesize=conf.get("typesize"))
-            steps.append(blosc.encode)
+            steps.append(blosc_encoder(conf["cname"], conf["clevel"], shuffle,
+                                       conf.get("blocksize", 0), conf.get("typesize")))
         elif name == "zstd":
             steps.append(numcodecs.Zstd(level=conf.get("level", 0),
                                         checksum=conf.get("checksum", False)).encode)
