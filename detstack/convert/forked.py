@@ -4,8 +4,8 @@ A worker's exception must reach the parent as the same typed error (a ``Detstack
 naming file and key, not a pool's generic failure). Exceptions that cannot be pickled
 travel as their message. A worker outliving a killed parent would wait for tasks forever
 (holding the run's files open): ``die_with_parent`` is the initializer of every pool. A
-forked worker also has none of its parent's threads, so thread pools the parent made
-before the fork would take work and never run it: the initializer forgets them.
+forked worker has none of its parent's threads: the modules owning thread pools
+(``detectors.reading``, ``chunk_index``) forget them at every fork themselves.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import pickle
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -35,17 +34,6 @@ def die_with_parent(parent: int | None = None) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if parent is not None and os.getppid() != parent:
         os._exit(1)
-    forget_thread_pools()
-
-
-def forget_thread_pools() -> None:
-    """In a forked child: drop the process-wide reading pool inherited from the parent
-    (its threads do not exist here; it is made again on first use). ``chunk_index``
-    forgets its own pools at every fork."""
-    reading = sys.modules.get("detstack.detectors.reading")
-    if reading is not None and getattr(reading, "_POOL", None) is not None:
-        reading._POOL = None
-        reading._POOL_LOCK = threading.Lock()   # it may have been held by another thread
 
 
 def run_reporting(task: Callable[[int], Any], i: int) -> Reported:

@@ -145,6 +145,15 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist (and its lock may be held)."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def run_jobs(jobs: list[Callable[[], None]], threads: int) -> None:
     """Run independent jobs on up to ``threads`` threads; the first error is raised.
 
