@@ -6,7 +6,7 @@ small keys, coordinates); ``refs`` reads the chunk tables; ``output`` writes JSO
 Parquet (``records``: the record files, built in worker processes by ``parallel``);
 ``holes``, ``paths`` and ``sidecar`` keep unallocated chunks, file names and the sidecar
 HDF5 of small arrays, which ``copied`` and ``coords`` fill a window of trains at a time
-(``heap`` gives freed memory back between windows).
+(``convert.heap`` gives freed memory back between windows).
 """
 
 from .specs import ArraySpec

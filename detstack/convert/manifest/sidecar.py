@@ -28,8 +28,8 @@ from ...run.derived import SIDECAR_ATTR
 from ...store.identity import file_identity
 from ..atomic import atomic_h5, write_failure
 from ..chunk_index import chunk_table
+from ..heap import release_free_memory
 from .copied import WINDOW_TRAINS, has_train_axis, train_blocks
-from .heap import release_free_memory
 from .refs import RefBatch
 
 if TYPE_CHECKING:

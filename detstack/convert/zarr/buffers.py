@@ -10,12 +10,13 @@ glibc allocations: see ``tune_malloc``.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import threading
 
 import numpy as np
+
+from ..heap import glibc, release_free_memory
 
 _local = threading.local()
 
@@ -43,13 +44,6 @@ _malloc_tuned = False
 log = logging.getLogger(__name__)
 
 
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:     # not glibc
-        return None
-
-
 def tune_malloc() -> None:
     """Keep the compressor's buffers on the heap, once per process (glibc only).
 
@@ -64,7 +58,7 @@ def tune_malloc() -> None:
     if _malloc_tuned:
         return
     _malloc_tuned = True
-    libc = _libc()
+    libc = glibc()
     if libc is None:
         return
     libc.mallopt(_M_MMAP_THRESHOLD, 4 << 20)
@@ -74,6 +68,5 @@ def tune_malloc() -> None:
 
 def trim_malloc() -> None:
     """Return free heap memory to the system (after a conversion, glibc only)."""
-    libc = _libc()
-    if libc is not None and _malloc_tuned:
-        libc.malloc_trim(0)
+    if _malloc_tuned:
+        release_free_memory()
