@@ -32,7 +32,9 @@ def test_distributed_equals_threads(client: Client, tmp_path: Path, name: str,
     seen: list[tuple[int, int]] = []
     to_zarr(det, tmp_path / "dask.zarr", client=client, layout=layout,
             progress=lambda d, t: seen.append((d, t)))
-    assert len(client.scheduler_info()["workers"]) == 2
+    # ``nthreads`` asks the scheduler; ``scheduler_info()`` may answer from a cache with
+    # no workers in it when the query times out on a loaded machine
+    assert len(client.nthreads()) == 2
     assert seen[-1][0] == seen[-1][1] > 0 and len(seen) > 2
     assert_same_store(threaded, tmp_path / "dask.zarr")
     check_reader_api(det, view_det(det, str(tmp_path / "dask.zarr")))
