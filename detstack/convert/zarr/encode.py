@@ -7,7 +7,9 @@ not encoding is overhead, kept small here:
   transposed inner chunk, which stays in the CPU cache for the compressor;
 * a shard is written as its list of encoded chunks and index (``os.writev``), never
   joined into one buffer; the default layout's shards are written chunk by chunk as
-  they are encoded (``ObjectFile``), while each chunk is still in the CPU's cache.
+  they are encoded (``ObjectFile``), while each chunk is still in the CPU's cache;
+* large objects go to disk past the page cache where the file system allows it
+  (``direct_file``): no copy into the page cache.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from . import direct_file
 from .layout import EMPTY, ArrayLayout, shard_index
 
 Parts = list[Any]    # bytes-like pieces of one stored object, in order
@@ -95,29 +98,41 @@ class ObjectFile:
     still in the CPU's cache: copying a whole shard's chunks at the end (64 MiB, long
     evicted to memory) cost 2-5x the system time (``benchmarks/bench_paths.py``,
     part ``zwrite``). ``ahead``: bytes reserved beyond what is written each time the
-    reservation runs out (0: exactly what each ``write`` needs).
+    reservation runs out (0: exactly what each ``write`` needs). ``direct``: write past
+    the page cache where the file system allows it (``direct_file``).
     """
 
-    def __init__(self, path: str, ahead: int = RESERVE_AHEAD) -> None:
+    def __init__(self, path: str, ahead: int = RESERVE_AHEAD, direct: bool = True) -> None:
         self.path = path
         self.ahead = ahead
         self.size = 0                       # bytes written
         self.reserved = 0 if PREALLOCATE else -1    # -1: no reserving
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        fd = direct_file.open_direct(path) if direct and direct_file.enabled() else None
+        self.direct = None if fd is None else direct_file.DirectFile(fd, path, self._reserve)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666) \
+            if fd is None else fd
+
+    def _reserve(self, fd: int, end: int) -> None:
+        """Reserve blocks up to ``end`` + ``ahead`` when ``end`` passes the reservation."""
+        if 0 <= self.reserved < end and end >= PREALLOCATE_BYTES:
+            want = end + self.ahead
+            self.reserved = want if _preallocate(fd, want, self.path) else -1
 
     def write(self, parts: Parts) -> int:
         """Append ``parts`` (bytes-like pieces, in order); returns the bytes written."""
+        if self.direct is not None:
+            return self.direct.write(parts)
         views = [memoryview(p).cast("B") for p in parts]
         n = sum(v.nbytes for v in views)
-        end = self.size + n
-        if 0 <= self.reserved < end and end >= PREALLOCATE_BYTES:
-            want = end + self.ahead
-            self.reserved = want if _preallocate(self.fd, want, self.path) else -1
+        self._reserve(self.fd, self.size + n)
         _writev_all(self.fd, views, self.path)
-        self.size = end
+        self.size += n
         return n
 
     def close(self) -> None:
+        if self.direct is not None:
+            self.direct.close()
+            return
         try:
             if self.reserved > self.size:
                 os.ftruncate(self.fd, self.size)
@@ -147,6 +162,8 @@ def _writev_all(fd: int, views: list[memoryview], path: str) -> None:
 
 
 def write_parts(path: str, parts: Parts) -> None:
-    """Write ``parts`` as the whole content of the file ``path`` (created or truncated)."""
-    with ObjectFile(path, ahead=0) as f:
+    """Write ``parts`` as the whole content of the file ``path`` (created or truncated);
+    small objects go through the page cache (a direct write would wait on the disk)."""
+    nbytes = sum(memoryview(p).nbytes for p in parts)
+    with ObjectFile(path, ahead=0, direct=nbytes >= PREALLOCATE_BYTES) as f:
         f.write(parts)

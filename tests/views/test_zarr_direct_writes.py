@@ -1,0 +1,108 @@
+"""Chunk objects written past the page cache (``O_DIRECT``): the same bytes as a
+buffered write, the exact size (no block padding left), the buffered path where the
+file system or the device refuses direct I/O, and the switch that turns it off."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detstack.convert.zarr import direct_file
+from detstack.convert.zarr.encode import ObjectFile, write_parts
+
+
+def _pieces(seed: int, sizes: list[int]) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, n, dtype=np.uint8) for n in sizes]
+
+
+def _joined(parts: list) -> bytes:
+    return b"".join(bytes(memoryview(p).cast("B")) for p in parts)
+
+
+def test_direct_writes_are_used_and_give_the_bytes(tmp_path: Path) -> None:
+    """Pieces of odd sizes, one larger than the staging buffer, across several flushes."""
+    stage = direct_file.STAGE_BYTES
+    sizes = [1, 4095, 4097, stage - 3, 2 * stage + 11, 0, 333_333, 7]
+    parts = _pieces(0, sizes)
+    path = tmp_path / "shard"
+    path.write_bytes(b"x" * (3 * stage + 10_000_000))     # a longer, older object
+    with ObjectFile(str(path)) as f:
+        assert f.direct is not None      # this file system (the test's tmp) takes O_DIRECT
+        assert fcntl.fcntl(f.fd, fcntl.F_GETFL) & os.O_DIRECT
+        for i in range(0, len(parts), 3):
+            assert f.write(parts[i:i + 3]) == sum(sizes[i:i + 3])
+    assert path.stat().st_size == sum(sizes)
+    assert path.read_bytes() == _joined(parts)
+
+
+@pytest.mark.parametrize("total", [1 << 20, (1 << 20) + 1, 5 * (1 << 20) + 4096])
+def test_write_parts_of_large_objects(tmp_path: Path, total: int) -> None:
+    parts = _pieces(1, [total // 3, total // 3, total - 2 * (total // 3)])
+    path = tmp_path / "obj"
+    write_parts(str(path), parts)
+    assert path.read_bytes() == _joined(parts)
+
+
+def test_switched_off_by_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DETSTACK_DIRECT_WRITES", "0")
+    with ObjectFile(str(tmp_path / "a")) as f:
+        assert f.direct is None
+        assert not fcntl.fcntl(f.fd, fcntl.F_GETFL) & os.O_DIRECT
+        f.write(_pieces(2, [10_000]))
+    assert (tmp_path / "a").stat().st_size == 10_000
+
+
+def test_file_system_without_direct_io(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``open`` refusing O_DIRECT (tmpfs before Linux 6.6, FUSE, overlay mounts): buffered."""
+    real_open = os.open
+
+    def no_direct(path: str, flags: int, *args: int) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        return real_open(path, flags, *args)
+    monkeypatch.setattr(os, "open", no_direct)
+    parts = _pieces(3, [3 << 20, 12345])
+    with ObjectFile(str(tmp_path / "b")) as f:
+        assert f.direct is None
+        f.write(parts)
+    assert (tmp_path / "b").read_bytes() == _joined(parts)
+
+
+def test_device_refusing_the_alignment_goes_on_buffered(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write refused with EINVAL (a device with larger blocks) drops O_DIRECT for the
+    rest of that file; nothing is lost or written twice."""
+    real_write = os.write
+    refused: list[int] = []
+
+    def picky(fd: int, data: memoryview) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT and len(refused) < 1:
+            refused.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+    monkeypatch.setattr(os, "write", picky)
+    parts = _pieces(4, [direct_file.STAGE_BYTES + 5, 777])
+    path = tmp_path / "c"
+    with ObjectFile(str(path)) as f:
+        assert f.direct is not None
+        f.write(parts)
+        assert refused and not fcntl.fcntl(f.fd, fcntl.F_GETFL) & os.O_DIRECT
+    assert path.read_bytes() == _joined(parts)
+
+
+def test_full_disk_is_an_error_naming_the_file(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, data: memoryview) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "write", full)
+    f = ObjectFile(str(tmp_path / "d"))
+    with pytest.raises(OSError) as err:
+        f.write(_pieces(5, [direct_file.STAGE_BYTES]))
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "d")
+    os.close(f.fd)
