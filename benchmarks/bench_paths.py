@@ -30,7 +30,11 @@ figure is the best of ``--repeat`` runs, in GB/s of decoded array bytes.
   limit ``cores x`` single-core encode speed (detstack's encoder of an inner chunk from
   memory: transposition, blosc, crc32c, on one worker thread), and zarr-python, zarrs and
   tensorstore writing the same array (already in memory) with the same codec and shards;
-  every writer starts from an absent target (removing the last round's is not timed).
+  every writer starts from an absent target (removing the last round's is not timed) and
+  with no dirty pages in the page cache, and is timed until its bytes are on disk
+  (``os.sync``): ``to_zarr`` writes its shards past the page cache (``O_DIRECT``), the
+  others through it, and a writer whose bytes were still in the page cache at the end
+  would leave their writing out to the next one.
 
 Every row also gives GB per CPU-second (all threads): on a loaded shared machine the
 wall-clock ratios depend on the neighbours; a path whose GB/cpu-s matches the
@@ -502,6 +506,7 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
                                           meta["codecs"][0]), fill_value=0)
                 a[...] = data
         write.teardown = lambda: shutil.rmtree(out / "zp.zarr")  # type: ignore[attr-defined]
+        write.durable = True  # type: ignore[attr-defined]
         return write
 
     def with_ts() -> None:
@@ -514,6 +519,8 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
     # it (deleting 2 GB of shards took 7-12 s of this shared disk's time)
     for fn, name in ((ours, "ds.zarr"), (with_ts, "ts.zarr")):
         fn.teardown = lambda name=name: shutil.rmtree(out / name)  # type: ignore[attr-defined]
+    for fn in (ours, with_ts):   # timed until on disk: see ``interleaved``
+        fn.durable = True  # type: ignore[attr-defined]
     writers: dict[str, Callable[[], None]] = {
         "detstack to_zarr (image.data, reads the HDF5 too)": ours,
         "tensorstore write (in memory)": with_ts}
@@ -534,7 +541,8 @@ def interleaved(fns: dict[str, Callable[[], Any]], nbytes: int, repeat: int,
                 one_cpu: float) -> None:
     """Run ``fns`` one after the other in each of ``repeat`` rounds (each round sees one
     load for all; a function's ``setup`` / ``teardown`` attributes run untimed before /
-    after it), then print per
+    after it, and the page cache's dirty pages are written out untimed before it; a
+    ``durable`` function is timed until its bytes are on disk, ``os.sync``), then print per
     row the medians of wall time, GB/s, GB per CPU-second (all threads; and relative to
     ``one_cpu``, the single-core codec's GB per CPU-second) and, against the first row,
     the medians of the same-round ratios."""
@@ -543,9 +551,12 @@ def interleaved(fns: dict[str, Callable[[], Any]], nbytes: int, repeat: int,
     for _ in range(repeat):
         for name, fn in fns.items():
             getattr(fn, "setup", lambda: None)()
+            os.sync()       # no writer pays for the dirty pages an earlier one left
             gc.collect()
             c0, t0 = time.process_time(), time.perf_counter()
             fn()
+            if getattr(fn, "durable", False):
+                os.sync()   # until the bytes are on disk: buffered writers pay their writeback
             rounds[name].append((time.perf_counter() - t0, time.process_time() - c0))
             getattr(fn, "teardown", lambda: None)()
         loads.append(os.getloadavg()[0])
