@@ -255,6 +255,10 @@ class SourceGuard:
         self._fds: dict[str, int] = {}
         self._extents: dict[str, Extents] = {}
         self._indexes: dict[str, ChunkIndex] = {}   # most recently used last
+        # files whose content was checked, by what fstat said then: a reopen of the same
+        # inode with the same size, mtime and ctime is the same file (any write changes
+        # its ctime), so its identity is not hashed again
+        self._checked: dict[str, tuple[int, ...]] = {}
         self._lock = threading.Lock()
 
     # -- which locations ------------------------------------------------------------
@@ -295,6 +299,10 @@ class SourceGuard:
         item = self.listed.get(loc)
         if item is None:
             return  # below an allowed prefix: the caller vouched for it
+        st = os.fstat(fd)
+        state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if self._checked.get(loc) == state:
+            return
         if not is_hdf5(fd):
             raise UnsafeReferenceError(f"{self.view}: its source file {loc} is not an HDF5 "
                                        "file; a manifest only reads HDF5 source files")
@@ -310,6 +318,7 @@ class SourceGuard:
             raise FileFormatError(loc, f"has different content than when the manifest "
                                   f"{self.view} was written",
                                   "Its byte offsets would read wrong data: rebuild the manifest")
+        self._checked[loc] = state
 
     def _open(self, loc: str) -> int:
         try:

@@ -258,3 +258,29 @@ def test_relocated_run_and_manifest_still_read(tmp_path):
     shutil.move(tmp_path / "run", moved)
     got = read_all(open_view(moved / "view.json"))
     np.testing.assert_array_equal(expected.values, got.values)
+
+
+def test_checked_files_are_hashed_once_and_again_after_a_write(tmp_path, monkeypatch):
+    """A source file whose content was checked is not hashed again while fstat says it is
+    the same (inode, size, mtime, ctime); a write in place, even with the old mtime put
+    back, changes its ctime and is checked again, and refused."""
+    from detstack.store.manifest import manifest_filesystem
+    _, run, out = make(tmp_path)
+    guard = manifest_filesystem(str(out), None, None).guard
+    loc = next(loc for loc in guard.listed if "AGIPD00" in loc)
+    os.close(guard._open(loc))
+    assert loc in guard._checked
+    hashed = []
+    import detstack.store.manifest_guard as mg
+    real = mg.fd_identity
+    monkeypatch.setattr(mg, "fd_identity", lambda fd: hashed.append(fd) or real(fd))
+    os.close(guard._open(loc))
+    assert hashed == []                       # the same file: not hashed again
+    before = os.stat(loc)
+    data = bytearray(Path(loc).read_bytes())
+    data[8:4104] = data[8:4104][::-1]         # same size, other content, same mtime
+    Path(loc).write_bytes(bytes(data))
+    os.utime(loc, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(FileFormatError, match="different content"):
+        guard._open(loc)
+    assert len(hashed) == 1
