@@ -427,23 +427,14 @@ def open_manifest(path: str | os.PathLike[str], storage_options: dict[str, Any] 
                               "detstack.convert.to_manifest")
     check_record(record, name)
     local = is_local(split_protocol(name)[0])
+    if check_sources:
+        _check_sources(fs, name)
     missing = [k for k in list(record["keys"]) + ["train"] if k not in group]
     if missing:
         raise FileFormatError(name, f"lacks arrays its record names: {missing[:5]}",
                               "The manifest is incomplete or damaged; write it again")
-    # the train and count arrays are read from the sources' INDEX first: that checks
-    # every file it opens, and ``_check_sources`` then only looks at the others (checked
-    # files are not hashed twice); a missing or changed file is reported as a whole there
-    try:
-        train_ids = np.asarray(small_array(group, fs, record, "train"), dtype=np.uint64)
-        counts = {g: small_array(group, fs, record, f"count.{g}")
-                  for g in record["index_groups"]}
-    except (OSError, FileFormatError, UnsafeReferenceError):
-        if check_sources:
-            _check_sources(fs, name)
-        raise
-    if check_sources:
-        _check_sources(fs, name)
+    train_ids = np.asarray(small_array(group, fs, record, "train"), dtype=np.uint64)
+    counts = {g: small_array(group, fs, record, f"count.{g}") for g in record["index_groups"]}
     arrays = checked_arrays(group, record, counts, train_ids, name, fs)
     return ViewCollection(Path(name) if local else name, record, arrays, train_ids, counts,
                           keepalive=(store, group))
