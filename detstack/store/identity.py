@@ -41,9 +41,9 @@ def file_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
         os.close(fd)
 
 
-def fd_identity(fd: int) -> dict[str, Any]:
-    """The identity of an already opened regular file."""
-    size = os.fstat(fd).st_size
+def fd_identity(fd: int, size: int | None = None) -> dict[str, Any]:
+    """The identity of an already opened regular file (``size``: its size, if known)."""
+    size = os.fstat(fd).st_size if size is None else size
     return {"scheme": SCHEME, "size": size, "digest": _digest(fd, size)}
 
 
@@ -54,9 +54,9 @@ def same_identity(recorded: Any, found: dict[str, Any]) -> bool:
             and recorded.get("digest") == found["digest"])
 
 
-def is_hdf5(fd: int) -> bool:
+def is_hdf5(fd: int, size: int | None = None) -> bool:
     """True if the file holds an HDF5 superblock signature (offset 0, 512, 1024, ...)."""
-    size = os.fstat(fd).st_size
+    size = os.fstat(fd).st_size if size is None else size
     offset = 0
     while offset + len(HDF5_SIGNATURE) <= size:
         if os.pread(fd, len(HDF5_SIGNATURE), offset) == HDF5_SIGNATURE:

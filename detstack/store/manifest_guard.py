@@ -303,12 +303,12 @@ class SourceGuard:
         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if self._checked.get(loc) == state:
             return
-        if not is_hdf5(fd):
+        if not is_hdf5(fd, st.st_size):
             raise UnsafeReferenceError(f"{self.view}: its source file {loc} is not an HDF5 "
                                        "file; a manifest only reads HDF5 source files")
         if not self.check_content:
             return
-        found = fd_identity(fd)
+        found = fd_identity(fd, st.st_size)
         if item.size is not None and found["size"] != item.size:
             raise FileFormatError(loc, f"is {found['size']} bytes, but the manifest {self.view} "
                                   f"was written for {item.size} bytes",

@@ -273,7 +273,7 @@ def test_checked_files_are_hashed_once_and_again_after_a_write(tmp_path, monkeyp
     hashed = []
     import detstack.store.manifest_guard as mg
     real = mg.fd_identity
-    monkeypatch.setattr(mg, "fd_identity", lambda fd: hashed.append(fd) or real(fd))
+    monkeypatch.setattr(mg, "fd_identity", lambda fd, *a: hashed.append(fd) or real(fd, *a))
     os.close(guard._open(loc))
     assert hashed == []                       # the same file: not hashed again
     before = os.stat(loc)
