@@ -106,3 +106,14 @@ def test_full_disk_is_an_error_naming_the_file(tmp_path: Path,
         f.write(_pieces(5, [direct_file.STAGE_BYTES]))
     assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "d")
     os.close(f.fd)
+
+
+def test_objects_open_at_once_in_one_thread(tmp_path: Path) -> None:
+    """Two objects written in turn by one thread each keep their own staged bytes."""
+    a, b = _pieces(6, [3000, 5000, 7000]), _pieces(7, [4000, 6000, 9000])
+    with ObjectFile(str(tmp_path / "a")) as fa, ObjectFile(str(tmp_path / "b")) as fb:
+        for pa, pb in zip(a, b, strict=True):
+            fa.write([pa])
+            fb.write([pb])
+    assert (tmp_path / "a").read_bytes() == _joined(a)
+    assert (tmp_path / "b").read_bytes() == _joined(b)

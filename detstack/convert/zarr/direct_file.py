@@ -33,12 +33,16 @@ def enabled() -> bool:
     return hasattr(os, "O_DIRECT") and os.environ.get("DETSTACK_DIRECT_WRITES", "1") != "0"
 
 
-def _stage() -> memoryview:
-    """This thread's staging buffer: page-aligned (``mmap``), reused across objects."""
+def _take_stage() -> memoryview:
+    """A staging buffer, page-aligned (``mmap``): this thread's, reused across objects,
+    unless an object still open in this thread holds it (then a new one)."""
     buf = getattr(_local, "stage", None)
-    if buf is None:
-        buf = _local.stage = memoryview(mmap.mmap(-1, STAGE_BYTES + BLOCK))
-    return buf
+    _local.stage = None
+    return buf if buf is not None else memoryview(mmap.mmap(-1, STAGE_BYTES + BLOCK))
+
+
+def _give_back(buf: memoryview) -> None:
+    _local.stage = buf
 
 
 def open_direct(path: str) -> int | None:
@@ -60,7 +64,7 @@ class DirectFile:
         self.fd = fd
         self.path = path
         self.reserve = reserve
-        self.stage = _stage()
+        self.stage = _take_stage()
         self.staged = 0             # bytes in the staging buffer, not yet written
         self.written = 0            # bytes in the file (whole blocks, until closed)
         self.size = 0               # bytes appended
@@ -126,3 +130,4 @@ class DirectFile:
             os.ftruncate(self.fd, self.size)
         finally:
             os.close(self.fd)
+            _give_back(self.stage)
