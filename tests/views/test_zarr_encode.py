@@ -142,3 +142,28 @@ def test_blosc_encoder_gives_numcodecs_bytes() -> None:
     assert (fast.__qualname__ != "Blosc.encode") == installed
     other = blosc_encode.blosc_encoder("zstd", 1, 2, first[0] + 4096)   # another block size
     assert other.__qualname__ == "Blosc.encode"
+
+
+def test_collector_paused_while_tasks_run_and_restored(tmp_path: Path) -> None:
+    """``to_zarr`` on threads pauses the cyclic garbage collector while its tasks run (a
+    few % of its CPU) and leaves it as it found it, also when it was off."""
+    import gc
+
+    import detstack
+    from detstack import synth
+    from detstack.convert import to_zarr
+    run = tmp_path / "run"
+    synth.write_run(run, "AGIPD1M", modules=[0], n_trains=4, frames_per_train=2,
+                    with_control=False)
+    det = detstack.AGIPD1M(detstack.RunDirectory(run), raw=True)
+    for before in (True, False):
+        (gc.enable if before else gc.disable)()
+        seen: list[bool] = []
+        try:
+            to_zarr(det, tmp_path / f"{before}.zarr", keys=["image.data"], threads=2,
+                    progress=lambda done, total, seen=seen: seen.append(gc.isenabled()))
+            assert gc.isenabled() is before
+        finally:
+            gc.enable()
+        # the first report comes before the tasks start; each task's report while they run
+        assert seen[0] is before and len(seen) > 1 and not any(seen[1:])

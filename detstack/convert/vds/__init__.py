@@ -76,6 +76,7 @@ from typing import Any
 
 from ...progress import track
 from ..atomic import atomic_h5, check_target
+from ..gc_pause import no_gc
 from ..plan import ViewPlan, as_detector
 from ..writer_docs import writer_docs
 from .blocks import ParallelBlocks, block_workers, write_blocked
@@ -108,7 +109,6 @@ from .mappings import (
     SourceRef,
     ViewSourceError,
     block_runs,
-    no_gc,
     run_breaks,
     small_metadata_cache,
 )

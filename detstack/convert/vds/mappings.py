@@ -6,10 +6,7 @@ mapping, the low-level calls a fifth of that).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,19 +145,6 @@ def small_metadata_cache(h5: h5py.File, size: int = WRITE_CACHE_BYTES) -> None:
     cfg.min_size = min(cfg.min_size, size)
     cfg.incr_mode = cfg.flash_incr_mode = 0   # never grow
     h5.id.set_mdc_config(cfg)
-
-
-@contextlib.contextmanager
-def no_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector: building ~50 000 mappings allocates millions of
-    short-lived tuples, and the collector's passes cost a fifth of the build time."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def run_breaks(ok_next: np.ndarray) -> list[tuple[int, int]]:

@@ -45,6 +45,7 @@ from ...store.view_collection import ViewModuleFile
 from ...store.zarr_store import PLAN_FILE, PROGRESS_DIR
 from ..atomic import clean_stale, is_disk_error, write_failure
 from ..checksums import store_document
+from ..gc_pause import no_gc
 from ..plan import ViewPlan, as_detector
 from ..writer_docs import writer_docs
 from .buffers import trim_malloc
@@ -190,7 +191,8 @@ def _convert(target: Target, plan: ViewPlan, layouts: list[Any], tasks: list[Tas
 
     if client is None:
         try:
-            _run_threads(todo, target, threads or default_threads(), on_done)
+            with no_gc():
+                _run_threads(todo, target, threads or default_threads(), on_done)
         finally:
             trim_malloc()           # the heap our tasks kept (buffers.tune_malloc)
     else:
