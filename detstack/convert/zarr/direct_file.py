@@ -21,6 +21,7 @@ import fcntl
 import mmap
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 BLOCK = 4096                    # alignment of address, offset and length (any device's)
@@ -57,10 +58,10 @@ def open_direct(path: str) -> int | None:
 
 
 class DirectFile:
-    """Appends pieces to a file opened by ``open_direct``; ``reserve(fd, end)`` is called
+    """Appends pieces to a file opened by ``open_direct``; ``reserve(end)`` is called
     before each write that extends the file to ``end`` (block reservation)."""
 
-    def __init__(self, fd: int, path: str, reserve: Any) -> None:
+    def __init__(self, fd: int, path: str, reserve: Callable[[int], None]) -> None:
         self.fd = fd
         self.path = path
         self.reserve = reserve
@@ -96,7 +97,7 @@ class DirectFile:
             whole, tail = whole + BLOCK, 0
         if not whole:
             return
-        self.reserve(self.fd, self.written + whole)
+        self.reserve(self.written + whole)
         view, done = self.stage[:whole], 0
         while done < whole:
             done += self._write(view[done:])

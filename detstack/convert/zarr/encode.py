@@ -112,11 +112,11 @@ class ObjectFile:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666) \
             if fd is None else fd
 
-    def _reserve(self, fd: int, end: int) -> None:
+    def _reserve(self, end: int) -> None:
         """Reserve blocks up to ``end`` + ``ahead`` when ``end`` passes the reservation."""
         if 0 <= self.reserved < end and end >= PREALLOCATE_BYTES:
             want = end + self.ahead
-            self.reserved = want if _preallocate(fd, want, self.path) else -1
+            self.reserved = want if _preallocate(self.fd, want, self.path) else -1
 
     def write(self, parts: Parts) -> int:
         """Append ``parts`` (bytes-like pieces, in order); returns the bytes written."""
@@ -124,7 +124,7 @@ class ObjectFile:
             return self.direct.write(parts)
         views = [memoryview(p).cast("B") for p in parts]
         n = sum(v.nbytes for v in views)
-        self._reserve(self.fd, self.size + n)
+        self._reserve(self.size + n)
         _writev_all(self.fd, views, self.path)
         self.size += n
         return n
