@@ -96,11 +96,16 @@ def test_device_refusing_the_alignment_goes_on_buffered(tmp_path: Path,
     assert path.read_bytes() == _joined(parts)
 
 
-def test_full_disk_is_an_error_naming_the_file(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(fd: int, data: memoryview) -> int:
+@pytest.mark.parametrize("direct", ["1", "0"])
+def test_full_disk_is_an_error_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              direct: str) -> None:
+    """Direct and buffered writes alike (``os.write`` / ``os.writev``)."""
+    monkeypatch.setenv("DETSTACK_DIRECT_WRITES", direct)
+
+    def full(fd: int, data: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(os, "write", full)
+    monkeypatch.setattr(os, "writev", full)
     f = ObjectFile(str(tmp_path / "d"))
     with pytest.raises(OSError) as err:
         f.write(_pieces(5, [direct_file.STAGE_BYTES]))

@@ -108,19 +108,16 @@ class DirectFile:
 
     def _write(self, view: memoryview) -> int:
         try:
-            try:
-                n = os.write(self.fd, view)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                # the device wants a larger alignment: the rest of this file goes buffered
-                flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
-                fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
-                n = os.write(self.fd, view)
-        except OSError as exc:      # a full disk, a quota: name the file
-            raise OSError(exc.errno, exc.strerror, self.path) from None
+            n = os.write(self.fd, view)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # the device wants a larger alignment: the rest of this file goes buffered
+            flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+            n = os.write(self.fd, view)
         if n <= 0:
-            raise OSError(errno.EIO, f"{self.path}: the file system accepted no bytes")
+            raise OSError(errno.EIO, "the file system accepted no bytes", self.path)
         return n
 
     def close(self) -> None:

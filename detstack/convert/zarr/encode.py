@@ -14,10 +14,11 @@ not encoding is overhead, kept small here:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -120,30 +121,43 @@ class ObjectFile:
 
     def write(self, parts: Parts) -> int:
         """Append ``parts`` (bytes-like pieces, in order); returns the bytes written."""
-        if self.direct is not None:
-            return self.direct.write(parts)
-        views = [memoryview(p).cast("B") for p in parts]
-        n = sum(v.nbytes for v in views)
-        self._reserve(self.size + n)
-        _writev_all(self.fd, views, self.path)
-        self.size += n
-        return n
+        with _naming(self.path):
+            if self.direct is not None:
+                return self.direct.write(parts)
+            views = [memoryview(p).cast("B") for p in parts]
+            n = sum(v.nbytes for v in views)
+            self._reserve(self.size + n)
+            _writev_all(self.fd, views, self.path)
+            self.size += n
+            return n
 
     def close(self) -> None:
-        if self.direct is not None:
-            self.direct.close()
-            return
-        try:
-            if self.reserved > self.size:
-                os.ftruncate(self.fd, self.size)
-        finally:
-            os.close(self.fd)
+        with _naming(self.path):
+            if self.direct is not None:
+                self.direct.close()
+                return
+            try:
+                if self.reserved > self.size:
+                    os.ftruncate(self.fd, self.size)
+            finally:
+                os.close(self.fd)
 
     def __enter__(self) -> ObjectFile:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """OS errors of the block (a full disk, a quota) name the file ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, path) from None
 
 
 def _writev_all(fd: int, views: list[memoryview], path: str) -> None:
@@ -153,7 +167,7 @@ def _writev_all(fd: int, views: list[memoryview], path: str) -> None:
     while i < len(views):
         n = os.writev(fd, views[i:i + iov_max])
         if n == 0 and any(v.nbytes for v in views[i:]):
-            raise OSError(errno.EIO, f"{path}: the file system accepted no bytes")
+            raise OSError(errno.EIO, "the file system accepted no bytes", path)
         while i < len(views) and n >= views[i].nbytes:     # whole pieces written
             n -= views[i].nbytes
             i += 1
