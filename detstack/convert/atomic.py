@@ -198,22 +198,49 @@ def atomic_h5(path: str | os.PathLike[str], overwrite: bool = False, *, in_memor
             with open(tmp, "wb") as f:
                 f.write(image)
             return
-        failed: list[BaseException] = []
-        with _catch_unraisable_disk_errors(failed):
-            h5 = h5py.File(tmp, "w", **kwargs)
-            fd = h5.id.get_vfd_handle()
-            try:
-                h5.flush()          # no room even for the superblock: fail here
-                if reserve:
-                    os.posix_fallocate(fd, 0, reserve)
-                yield h5
-                if not failed:
-                    h5.close()
-                if failed:      # a write failed inside a finaliser: the file is not whole
-                    raise failed[0]
-            except BaseException:
-                discard_h5(h5, fd, tmp)
-                raise
+        with _h5_on_disk(tmp, reserve, kwargs) as h5:
+            yield h5
+
+
+@contextlib.contextmanager
+def _h5_on_disk(tmp: Path, reserve: int, kwargs: dict[str, Any]) -> Iterator[Any]:
+    """An ``h5py.File`` written at ``tmp`` and closed after the block; a failed write
+    (also one inside h5py's finalisers) raises, with the file diverted so that it closes."""
+    import h5py
+    failed: list[BaseException] = []
+    with _catch_unraisable_disk_errors(failed):
+        h5 = h5py.File(tmp, "w", **kwargs)
+        fd = h5.id.get_vfd_handle()
+        try:
+            h5.flush()          # no room even for the superblock: fail here
+            if reserve:
+                os.posix_fallocate(fd, 0, reserve)
+            yield h5
+            if not failed:
+                h5.close()
+            if failed:      # a write failed inside a finaliser: the file is not whole
+                raise failed[0]
+        except BaseException:
+            discard_h5(h5, fd, tmp)
+            raise
+
+
+@contextlib.contextmanager
+def scratch_h5(target: str | os.PathLike[str], **kwargs: Any) -> Iterator[Any]:
+    """An ``h5py.File`` under a temporary name beside ``target``, for an intermediate
+    step of writing it: removed after the block, whatever happens (a dead writer's is
+    removed by the next write of ``target``, like any of its temporary files)."""
+    target = Path(target)
+    tmp = temp_sibling(target)
+    try:
+        with _h5_on_disk(tmp, 0, kwargs) as h5:
+            yield h5
+    except BaseException as exc:
+        if is_disk_error(exc):
+            raise write_failure(target, exc) from exc
+        raise
+    finally:
+        remove_path(tmp)
 
 
 @contextlib.contextmanager

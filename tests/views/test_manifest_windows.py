@@ -43,6 +43,37 @@ def test_coordinates_by_windows_equal_the_views(tmp_path: Path, monkeypatch: pyt
 
 
 @pytest.mark.parametrize("suffix", [".parq", ".json"])
+def test_sidecar_arrays_lie_one_after_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              suffix: str) -> None:
+    """Written a window (here: a train) at a time, the arrays' chunks would interleave
+    through the whole file, and reading one count array would read all of it. Each
+    array's chunks lie in a span of their own; no scratch file is left beside it."""
+    from detstack.convert.chunk_index import chunk_table
+    from detstack.convert.manifest.sidecar import sidecar_path
+
+    run = write(tmp_path / "run", "agipd-raw-chunked")
+    det = open_det(run, "agipd-raw-chunked")
+    monkeypatch.setattr(copied.train_blocks, "__defaults__", (1,))
+    out = to_manifest(det, tmp_path / f"v{suffix}")
+    side = sidecar_path(out, "parquet" if suffix == ".parq" else "json")
+    spans = {}
+    with h5py.File(side, "r") as f:
+        for name, ds in f.items():
+            if isinstance(ds, h5py.Dataset) and ds.chunks and ds.id.get_storage_size():
+                table = chunk_table(ds)
+                spans[name] = (int(table.addr.min()), int((table.addr + table.size).max()))
+    assert {"train", "count.image", "image.pulseId"} <= spans.keys()
+    ordered = sorted(spans.values())
+    assert all(a[1] <= b[0] for a, b in zip(ordered[:-1], ordered[1:], strict=True)), spans
+    assert sorted(p.name for p in side.parent.iterdir() if p.name.startswith(".")) == \
+        ([".zmetadata"] if suffix == ".parq" else [])
+    reread = detstack.AGIPD1M(detstack.open_view(out), raw=True)
+    np.testing.assert_array_equal(reread.train_ids, det.train_ids)
+    np.testing.assert_array_equal(reread.get_array("image.pulseId"),
+                                  det.get_array("image.pulseId"))
+
+
+@pytest.mark.parametrize("suffix", [".parq", ".json"])
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_pulse_id_disagreement_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           suffix: str, workers: str) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from ...errors import OutputWriteError
 from ...run.derived import SIDECAR_ATTR
 from ...store.identity import file_identity
-from ..atomic import atomic_h5, write_failure
+from ..atomic import atomic_h5, scratch_h5, write_failure
 from ..chunk_index import chunk_table
 from ..heap import release_free_memory
 from .copied import WINDOW_TRAINS, has_train_axis, train_blocks
@@ -113,10 +113,15 @@ def write_sidecar(path: Path, specs: list[ArraySpec], url: int, target: Path
     # on disk, a window of trains at a time: memory does not grow with the run. The
     # earliest format: version-1 B-tree chunk indexes, which chunk_index reads in bulk.
     # No chunk cache: every chunk is written whole, once, and a cache of the default
-    # size held ~9 MB per dataset after each window (140 MB for a corrected run's keys)
+    # size held ~9 MB per dataset after each window (140 MB for a corrected run's keys).
+    # The windows interleave the datasets' chunks, so they are written to a scratch
+    # file and copied into place one dataset after the other: a reader then finds each
+    # array in one short span (a count array of 30,000 trains: 0.4 MB, not 54 MB)
     try:
-        with atomic_h5(path, True, libver="earliest", rdcc_nbytes=0) as f:
-            _fill(f, copied, referenced)
+        with scratch_h5(path, libver="earliest", rdcc_nbytes=0) as stage:
+            _fill(stage, copied, referenced)
+            with atomic_h5(path, True, libver="earliest", rdcc_nbytes=0) as f:
+                _one_after_another(stage, f)
     except OutputWriteError as exc:   # name the manifest the caller asked for
         raise write_failure(target, exc.__cause__ or exc) from exc
     written = SidecarWritten({})
@@ -200,6 +205,15 @@ def _fill(f: h5py.File, copied: list[ArraySpec], referenced: list[ArraySpec]) ->
             ds[(slice(None),) * axis + (slice(t0, t1),)] = s.window(t0, t1, blocks)
         del blocks   # only one window in memory: the next one is built without it
         release_free_memory()
+
+
+def _one_after_another(src: h5py.File, dst: h5py.File) -> None:
+    """Copy every object of ``src`` into ``dst`` (HDF5 copies the stored chunks as they
+    are, in chunk order), each dataset's chunks after the previous dataset's."""
+    for key, value in src.attrs.items():
+        dst.attrs[key] = value
+    for name in src:
+        src.copy(src[name], dst, name)
 
 
 def _batches(path: Path, name: str, grid: tuple[int, ...], url: int
