@@ -39,7 +39,7 @@ from .. import __version__
 from ..detectors.base import MultimodDetectorBase
 from ..detectors.consistency import check_key
 from ..frames import FrameMap
-from ..store.identity import file_identity
+from ..store.identity_cache import IdentityCache, recorded_identity
 from .axes import EntryAxes, entry_axes
 from .frame_ids import frame_coordinates
 
@@ -395,11 +395,13 @@ class ViewPlan:
         det = self.det
         groups = sorted({kp.group for kp in self.keys})
         files = []
+        identities = IdentityCache()   # the view's first open then finds them
         for p in self.source_files():
             st = p.stat()
             rel = os.path.relpath(p, base) if base is not None else str(p.resolve())
             files.append({"path": rel, "size": st.st_size, "mtime": st.st_mtime,
-                          "identity": file_identity(p)})
+                          "identity": recorded_identity(p, identities)})
+        identities.save()
         try:
             run_meta = {k: (v.item() if isinstance(v, np.generic) else v)
                         for k, v in det.data.run_metadata().items()}

@@ -31,14 +31,33 @@ def _digest(fd: int, size: int) -> str:
     return h.hexdigest()
 
 
-def file_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``{"scheme", "size", "digest"}`` of a local regular file."""
+State = tuple[int, int, int, int, int]   # device, inode, size, mtime_ns, ctime_ns
+
+
+def stat_state(st: os.stat_result) -> State:
+    """What identifies a file's content as unchanged: the same inode, size, modification
+    and change time (every write changes the change time; nobody can set it back)."""
+    return (int(st.st_dev), int(st.st_ino), int(st.st_size), int(st.st_mtime_ns),
+            int(st.st_ctime_ns))
+
+
+def file_identity_and_state(path: str | os.PathLike[str]
+                            ) -> tuple[dict[str, Any], State]:
+    """``file_identity`` of ``path`` and the ``stat_state`` of the file before it was
+    hashed (a write while it was hashed leaves the file in another state: that state
+    never matches again, whatever the hash read)."""
     fd = open_regular(path, "source file")
     try:
-        size = os.fstat(fd).st_size
-        return {"scheme": SCHEME, "size": size, "digest": _digest(fd, size)}
+        st = os.fstat(fd)
+        return ({"scheme": SCHEME, "size": st.st_size, "digest": _digest(fd, st.st_size)},
+                stat_state(st))
     finally:
         os.close(fd)
+
+
+def file_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{"scheme", "size", "digest"}`` of a local regular file."""
+    return file_identity_and_state(path)[0]
 
 
 def fd_identity(fd: int, size: int | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import posixpath
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ from fsspec.core import split_protocol
 from ..convert.chunk_index import chunk_table
 from ..errors import FileFormatError, UnsafeReferenceError
 from ..safety import open_regular
-from .identity import fd_identity, is_hdf5, same_identity
+from .identity import fd_identity, is_hdf5, same_identity, stat_state
+from .identity_cache import IdentityCache
 from .manifest_btree import PointIndex, point_index
 
 log = logging.getLogger(__name__)
@@ -259,6 +261,7 @@ class SourceGuard:
         # inode with the same size, mtime and ctime is the same file (any write changes
         # its ctime), so its identity is not hashed again
         self._checked: dict[str, tuple[int, ...]] = {}
+        self.identities = IdentityCache()   # the same across processes, by folder
         self._lock = threading.Lock()
 
     # -- which locations ------------------------------------------------------------
@@ -300,7 +303,7 @@ class SourceGuard:
         if item is None:
             return  # below an allowed prefix: the caller vouched for it
         st = os.fstat(fd)
-        state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        state = stat_state(st)
         if self._checked.get(loc) == state:
             return
         if not is_hdf5(fd, st.st_size):
@@ -319,6 +322,7 @@ class SourceGuard:
                                   f"{self.view} was written",
                                   "Its byte offsets would read wrong data: rebuild the manifest")
         self._checked[loc] = state
+        self.identities.remember(loc, state, found)
 
     def _open(self, loc: str) -> int:
         try:
@@ -343,9 +347,11 @@ class SourceGuard:
         return fd
 
     def check_files(self, locs: list[str]) -> list[Exception | None]:
-        """Open and check each of ``locs`` now, in threads (a file out of the page cache
-        waits on the disk, not the CPU); the error each raised, or None. Nothing is kept
-        open: reads open and check them again."""
+        """Check each of ``locs`` now; the error each raised, or None. A file whose
+        ``stat`` is what it was when its recorded identity was last computed (here or
+        by the writer: ``identity_cache``) passes at once; the others are opened and
+        checked in threads (a file out of the page cache waits on the disk, not the CPU).
+        Nothing is kept open: reads open and check them again."""
         def check(loc: str) -> Exception | None:
             try:
                 os.close(self._open(loc))
@@ -353,8 +359,31 @@ class SourceGuard:
                 return exc
             return None
 
+        found: dict[str, Exception | None] = {}
+        for loc in locs:
+            try:
+                if self._known(loc):
+                    found[loc] = None
+            except FileNotFoundError as exc:
+                found[loc] = exc
+            except OSError:
+                pass          # the full check names what is wrong
+        rest = [loc for loc in locs if loc not in found]
         with ThreadPoolExecutor(CHECK_THREADS) as pool:
-            return list(pool.map(check, locs))
+            found.update(zip(rest, pool.map(check, rest), strict=True))
+        self.identities.save()
+        return [found[loc] for loc in locs]
+
+    def _known(self, loc: str) -> bool:
+        """Has the listed file ``loc`` its recorded identity by what ``stat`` says of it?"""
+        item = self.listed.get(loc)
+        if item is None or item.identity is None or not self.check_content:
+            return False
+        st = os.stat(loc)
+        if not stat.S_ISREG(st.st_mode) or (item.size is not None and st.st_size != item.size):
+            return False
+        known = self.identities.known(loc, st)
+        return known is not None and same_identity(item.identity, known)
 
     def verify_now(self, loc: str) -> None:
         """Open and check ``loc`` now (FileNotFoundError if it is missing)."""
