@@ -197,3 +197,17 @@ def test_record_files_have_row_groups(run: Path, monkeypatch: pytest.MonkeyPatch
     np.testing.assert_array_equal(ds["image.data"].values,
                                   expected_array(ViewPlan(det, squeeze=True), "image.data"))
     assert_same_reads(det, open_det(open_view(out), NAME))
+
+
+def test_a_record_file_larger_than_any_record_is_refused(run: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record files are read whole into memory; one larger than a record can be (a
+    hostile manifest's) is refused by name, not read."""
+    from detstack.errors import FileFormatError
+    from detstack.store import manifest_records
+    out = to_manifest(open_det(run, NAME), run / "big.parq", overwrite=True)
+    record = out / "image.data" / "refs.0.parq"
+    view = open_det(open_view(out), NAME)
+    monkeypatch.setattr(manifest_records, "MAX_RECORD_BYTES", record.stat().st_size - 1)
+    with pytest.raises(FileFormatError, match="refs.0.parq.*more than a reference record"):
+        view.get_array("image.data")
