@@ -112,3 +112,11 @@ def _man_view_imported(ctx: Context) -> str | None:
     import detstack.detectors  # noqa: F401
     import detstack.store.manifest  # noqa: F401
     return _man_view(ctx, "libraries imported before the clock")
+
+
+@measurement("man_view_uncached", "detstack open_view of the Parquet manifest + one frame, "
+             "libraries imported first, no caches (a machine that never saw the run: every "
+             "source file opened and hashed)", prepare=need("man_build", "view.parq"))
+def _man_view_uncached(ctx: Context) -> str | None:
+    os.environ["DETSTACK_NO_CACHE"] = "1"   # this row's own process
+    return _man_view_imported(ctx)
