@@ -14,7 +14,6 @@ writes it; an unreadable cache is ignored and rewritten.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..run.meta_cache import cache_enabled, cache_root, read_cache_file, write_cache_file
+from ..run.meta_cache import cache_enabled, cache_path, read_cache_file, write_cache_file
 from .identity import State, file_identity_and_state, stat_state
 
 VERSION = 1
@@ -32,8 +31,8 @@ WHAT = "identity cache"
 
 
 def _cache_file(folder: str) -> Path:
-    digest = hashlib.sha256(folder.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    return cache_root() / "identities" / f"{digest}.npz"
+    """Beside the folder's run metadata cache (``meta_cache.cache_path``)."""
+    return cache_path(Path(folder)).with_suffix(".identities.npz")
 
 
 def _decode(meta: dict[str, Any], npz: Any) -> dict[str, tuple[State, dict[str, Any]]]:

@@ -125,7 +125,7 @@ def test_a_missing_file_is_refused_before_the_cache_is_asked(built):
 @pytest.mark.parametrize("damage", ["garbage", "files-a-list", "short-state", "float-state"])
 def test_a_damaged_cache_is_ignored_and_rewritten(built, monkeypatch, tmp_path, damage):
     run, out, listed = built
-    caches = sorted((tmp_path / "cache" / "identities").glob("*.npz"))
+    caches = sorted((tmp_path / "cache" / "runs").glob("*.identities.npz"))
     assert len(caches) == 1    # the run folder's, written by to_manifest
     for path in caches:
         if damage == "garbage":
