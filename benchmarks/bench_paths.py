@@ -24,7 +24,8 @@ figure is the best of ``--repeat`` runs, in GB/s of decoded array bytes.
   none (pulse IDs read beside the pixels), detstack unlabelled (``ndarray()``), the
   store's array read directly (``ShardedArray``, no detector layer), tensorstore,
   zarr-python), beside the decode floor (the inner chunks holding that frame, bytes
-  already in memory, decoded on one thread). With fewer than 8 trains the inner chunks
+  already in memory, decoded on one thread by numcodecs' C-Blosc1 and by python-blosc2,
+  which detstack's reader uses when installed: ``fast`` extra). With fewer than 8 trains the inner chunks
   hold fewer trains than a default store's (8): use at least 16 for the real figure.
 * ``zwrite``: ``to_zarr`` of the raw run (reads the HDF5 files too) against the
   limit ``cores x`` single-core encode speed (detstack's encoder of an inner chunk from
@@ -268,8 +269,20 @@ def _store(base: Path, trains: int) -> tuple[Path, Path]:
     return run, store
 
 
-def bench_zread(base: Path, trains: int, repeat: int) -> None:
+def _blosc_decoders() -> dict[str, Callable[[Any, np.ndarray], Any]]:
+    """``decode(blosc frame, out)`` of numcodecs' C-Blosc1 and of the library detstack's
+    reader uses (python-blosc2 when installed): the floor is the faster one's."""
     import numcodecs
+
+    from detstack.store import blosc_decode
+    codec = numcodecs.Blosc()
+    found = {"numcodecs blosc": lambda b, out: codec.decode(b, out=out)}
+    if blosc_decode.decoder_name() != "numcodecs":
+        found[f"{blosc_decode.decoder_name()}, detstack's"] = blosc_decode.decode_blosc
+    return found
+
+
+def bench_zread(base: Path, trains: int, repeat: int) -> None:
     import tensorstore as ts
     import xarray as xr
     import zarr
@@ -284,7 +297,8 @@ def bench_zread(base: Path, trains: int, repeat: int) -> None:
           f"{conf['chunk_shape']}, shards {shards}), {CORES} cores")
     z = zarr.open_array(str(arr_path), mode="r")
 
-    # single-core decode limit: every inner chunk decoded with numcodecs on one thread
+    # single-core decode limit: every inner chunk decoded on one thread (numcodecs, and
+    # the library detstack decodes with)
     from detstack.store.zarr_shards import ShardedArray
     fast = ShardedArray.wrap(z, str(arr_path))
     nbytes_all = int(np.prod(z.shape)) * z.dtype.itemsize
@@ -293,19 +307,19 @@ def bench_zread(base: Path, trains: int, repeat: int) -> None:
         index = fast._index(str(shard), (0,) * 6)
         data = shard.read_bytes()
         blobs += [data[o:o + n] for o, n in index.tolist() if o != 2**64 - 1]
-    blosc = numcodecs.Blosc()
-
-    def decode_all() -> np.ndarray:    # into a fresh array, as any reader must
-        out = np.empty((len(blobs),) + z.chunks, z.dtype)
-        for i, b in enumerate(blobs):
-            blosc.decode(b, out=out[i].reshape(-1).view(np.uint8))
-        return out
-    s, out = best(decode_all, 2)
-    one = row("single-core decode (numcodecs blosc, no un-transpose)", s, out.nbytes)
-    del out
+    one = 0.0
+    for name, decode in _blosc_decoders().items():
+        def decode_all(decode: Callable[[Any, np.ndarray], Any] = decode) -> np.ndarray:
+            out = np.empty((len(blobs),) + z.chunks, z.dtype)   # fresh, as any reader's
+            for i, b in enumerate(blobs):
+                decode(b, out[i].reshape(-1).view(np.uint8))
+            return out
+        s, out = best(decode_all, 2)
+        one = max(one, row(f"single-core decode ({name}, no un-transpose)", s, out.nbytes))
+        del out
     blobs.clear()
     limit = CORES * one
-    print(f"  limit: {CORES} cores x single core = {limit:.2f} GB/s")
+    print(f"  limit: {CORES} cores x the faster single core = {limit:.2f} GB/s")
 
     dv = detstack.AGIPD1M(detstack.open_view(str(store)), raw=True)
     s, a = best(lambda: dv.get_array("image.data"), repeat)
@@ -356,8 +370,8 @@ def bench_zread(base: Path, trains: int, repeat: int) -> None:
 def bench_zframe(base: Path, trains: int, repeat: int) -> None:
     """One frame of every module (4 MiB) from the store, random frames, each read by every
     tool in turn; beside them the decode floor: the inner chunks that frame lies in
-    (bytes already in memory) decoded on one thread, as numcodecs does."""
-    import numcodecs
+    (bytes already in memory) decoded on one thread by numcodecs and by the library
+    detstack uses."""
     import tensorstore as ts
     import zarr
 
@@ -375,7 +389,7 @@ def bench_zframe(base: Path, trains: int, repeat: int) -> None:
     print(f"\none frame of all {n_mod} modules ({int(np.prod(z.shape[3:])) * 2 * n_mod / 2**20:.0f}"
           f" MiB) from the store (inner chunks {list(inner)}: "
           f"{int(np.prod(inner)) * 2 * n_mod / 2**20:.0f} MiB decoded per frame), {CORES} cores")
-    blosc = numcodecs.Blosc()
+    decoders = _blosc_decoders()
     scratch = np.empty(int(np.prod(inner)) * 2, np.uint8)
 
     def chunks_of(t: int, p: int) -> list[bytes]:
@@ -392,9 +406,9 @@ def bench_zframe(base: Path, trains: int, repeat: int) -> None:
                 out.append(f.read(n)[:-4])      # without the crc32c
         return out
 
-    def floor(blobs: list[bytes]) -> None:
+    def floor(blobs: list[bytes], decode: Callable[[Any, np.ndarray], Any]) -> None:
         for b in blobs:
-            blosc.decode(b, out=scratch)
+            decode(b, scratch)
 
     rng = np.random.default_rng(0)
     picks = [(int(rng.integers(n_trains)), int(rng.integers(n_pulses)))
@@ -423,13 +437,15 @@ def bench_zframe(base: Path, trains: int, repeat: int) -> None:
         "detstack store array (ShardedArray[:, t, p])": lambda t, p: fast[:, t, p],
         "tensorstore arr[:, t, p].read()": lambda t, p: tstore[:, t, p].read().result(),
         "zarr-python arr[:, t, p]": lambda t, p: z[:, t, p]}
-    got: dict[str, list[tuple[float, float]]] = {name: [] for name in ["floor", *tools]}
+    got: dict[str, list[tuple[float, float]]] = {name: [] for name in [*decoders, *tools]}
     warm(store)
     for i, (t, p) in enumerate(picks):
         blobs = chunks_of(t, p)
-        c0, t0 = time.thread_time(), time.perf_counter()
-        floor(blobs)
-        sample = {"floor": (time.perf_counter() - t0, time.thread_time() - c0)}
+        sample = {}
+        for name, decode in decoders.items():
+            c0, t0 = time.thread_time(), time.perf_counter()
+            floor(blobs, decode)
+            sample[name] = (time.perf_counter() - t0, time.thread_time() - c0)
         for name, fn in tools.items():
             c0, t0 = time.process_time(), time.perf_counter()
             fn(t, p)
@@ -437,9 +453,10 @@ def bench_zframe(base: Path, trains: int, repeat: int) -> None:
         if i >= 2:              # the first reads open files and warm caches
             for name, v in sample.items():
                 got[name].append(v)
-    wall, cpu = (np.median([v[k] for v in got["floor"]]) * 1e3 for k in (0, 1))
-    print(f"  decode floor, one thread (numcodecs blosc)             {wall:6.1f} ms wall "
-          f"{cpu:6.1f} ms CPU; / {CORES} cores: {cpu / CORES:.1f} ms (load {os.getloadavg()[0]:.1f})")
+    for name in decoders:
+        wall, cpu = (np.median([v[k] for v in got[name]]) * 1e3 for k in (0, 1))
+        print(f"  {'decode floor, one thread (' + name + ')':52} {wall:6.1f} ms wall {cpu:6.1f} "
+              f"ms CPU; / {CORES} cores: {cpu / CORES:.1f} ms (load {os.getloadavg()[0]:.1f})")
     for name in tools:
         wall, cpu = (np.median([v[k] for v in got[name]]) * 1e3 for k in (0, 1))
         print(f"  {name:52} {wall:6.1f} ms wall {cpu:6.1f} ms CPU (median of {len(got[name])} "
@@ -488,7 +505,7 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
     s, _ = best(encode_threads, 2)
     row(f"encode-only, {CORES} threads (what the cores give)", s,
         len(picks) * data[0, :ct, 0].nbytes, limit)
-    print(f"  limit: {CORES} cores x single core = {limit:.2f} GB/s")
+    print(f"  limit: {CORES} cores x the faster single core = {limit:.2f} GB/s")
     out = base / "write"
 
     def ours() -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from ..detectors.reading import DECODE_THREADS, run_jobs
 from ..errors import CorruptChunkError, FileFormatError, MissingDataError
 from ..safety import open_regular
+from .blosc_decode import decode_blosc
 
 EMPTY = int(np.iinfo(np.uint64).max)
 Job = Callable[[], None]
@@ -72,8 +73,8 @@ class _Codecs:
 def _bytes_step(spec: dict[str, Any]) -> Callable[[Any, np.ndarray | None], Any] | None:
     name, conf = spec["name"], spec.get("configuration", {})
     if name == "blosc":
-        codec: Any = numcodecs.Blosc()
-    elif name == "zstd":
+        return decode_blosc
+    if name == "zstd":
         codec = numcodecs.Zstd()
     elif name == "gzip":
         codec = numcodecs.GZip(level=conf.get("level", 5))
