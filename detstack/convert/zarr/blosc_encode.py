@@ -35,13 +35,15 @@ def blosc_encoder(cname: str, clevel: int, shuffle: int, blocksize: int = 0,
     if fast is None:
         return codec.encode
 
+    compress = _compress(fast)
+
     def encode(data: np.ndarray) -> Any:
         size = typesize or data.itemsize
         if not (data.flags.c_contiguous and data.nbytes % size == 0
-                and _matches(fast, codec, cname, clevel, shuffle, blocksize, size)):
+                and _matches(compress, cname, clevel, shuffle, blocksize, size)):
             return codec.encode(data)
-        return fast.compress_ptr(data.ctypes.data, data.nbytes // size, size, clevel, shuffle,
-                                 cname)
+        return compress(data.__array_interface__["data"][0], data.nbytes, size, clevel,
+                        shuffle, cname)
     return encode
 
 
@@ -61,8 +63,20 @@ def _python_blosc(blocksize: int) -> Any:
     return blosc if _blocksize[0] == blocksize else None
 
 
-def _matches(fast: Any, codec: Any, cname: str, clevel: int, shuffle: int, blocksize: int,
-             size: int) -> bool:
+def _compress(fast: Any) -> Callable[[int, int, int, int, int, str], bytes]:
+    """``compress(address, nbytes, typesize, clevel, shuffle, cname)``: the extension's
+    own call where it is there (the package's wrapper checks its arguments on every call,
+    parsing version strings: ~3 % of a conversion's time, holding the GIL; ``_matches``
+    tries the same call once on a sample)."""
+    ext = getattr(getattr(fast, "blosc_extension", None), "compress_ptr", None)
+    if ext is not None:
+        return ext
+    return lambda address, nbytes, size, clevel, shuffle, cname: fast.compress_ptr(
+        address, nbytes // size, size, clevel, shuffle, cname)
+
+
+def _matches(compress: Callable[..., bytes], cname: str, clevel: int, shuffle: int,
+             blocksize: int, size: int) -> bool:
     """Whether python-blosc encodes a sample exactly as numcodecs does (cached)."""
     key = (cname, clevel, shuffle, blocksize, size)
     same = _same.get(key)
@@ -73,6 +87,6 @@ def _matches(fast: Any, codec: Any, cname: str, clevel: int, shuffle: int, block
         sample = base ^ (rng.integers(0, 4, n, dtype=np.uint8) << 1)   # compressible bytes
         ref = numcodecs.Blosc(cname=cname, clevel=clevel, shuffle=shuffle,
                               blocksize=blocksize, typesize=size).encode(sample)
-        got = fast.compress_ptr(sample.ctypes.data, n // size, size, clevel, shuffle, cname)
+        got = compress(sample.ctypes.data, n, size, clevel, shuffle, cname)
         same = _same[key] = bytes(ref) == got
     return same

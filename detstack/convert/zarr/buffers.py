@@ -11,6 +11,7 @@ glibc allocations: see ``tune_malloc``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 
@@ -27,7 +28,7 @@ def thread_buffer(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndar
     if cache is None:
         cache = _local.buffers = {}
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     buf = cache.get(name)
     if buf is None or buf.nbytes < nbytes:
         cache[name] = buf = np.empty(max(nbytes, 1), np.uint8)

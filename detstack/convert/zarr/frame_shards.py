@@ -65,13 +65,21 @@ def write_frame_shards(task: Any, rows: Any, read: ReadRows, target: Any,
     view = buf[(slice(None), slice(None)) + tuple(slice(0, s) for s in natural)]
     encode = _encoder(json.dumps(lay.codecs), lay.dtype.str)
     grid = tuple(u // c for u, c in zip(lay.unit, lay.chunk, strict=True))
+    # the entry's inner chunks, as selections of ``buf`` after the pulse slice; plain
+    # Python in the loops below: it runs per inner chunk holding the GIL, and numpy's
+    # calls on a handful of numbers cost more than the arithmetic
+    entry_sels = [(pos, tuple(slice(p * c, (p + 1) * c)
+                              for p, c in zip(pos, lay.chunk[3:], strict=True)))
+                  for pos in np.ndindex(*grid[3:])]
     for u0 in range(task.t0, task.t1, ut):
         a = u0 - task.t0
-        count = np.zeros(ut, np.int64)
-        have = rows.count[a:a + ut]
-        count[:len(have)] = have
-        if not count.any():
+        count = [int(c) for c in rows.count[a:a + ut]]
+        count += [0] * (ut - len(count))
+        most = max(count)
+        if not most:
             continue
+        files = [int(f) for f in rows.file[a:a + ut]]
+        firsts = [int(f) for f in rows.first[a:a + ut]]
         crcs = [0] * ut
         index = np.full(grid + (2,), EMPTY, np.uint64)
         offset = 0
@@ -79,23 +87,20 @@ def write_frame_shards(task: Any, rows: Any, read: ReadRows, target: Any,
         with target.open_object(key) as write:
             for g0 in range(0, n_pulses, gp):
                 g1 = min(g0 + gp, n_pulses)
-                n = np.clip(count - g0, 0, g1 - g0)
                 for i in range(ut):
-                    k = int(n[i])
+                    k = min(max(count[i] - g0, 0), g1 - g0)
                     if k:
-                        j = int(rows.file[a + i])
-                        read(j, rows.datasets[j], int(rows.first[a + i]) + g0, k, view[i, :k],
+                        j = files[i]
+                        read(j, rows.datasets[j], firsts[i] + g0, k, view[i, :k],
                              f"module slot {task.slot}, train {task.train_ids[a + i]}")
                         crcs[i] = block_checksum(view[i, :k], crcs[i])
                     if k < g1 - g0:
                         view[i, k:g1 - g0] = fill
                 for q in range(g0 // cp, g1 // cp):
-                    if not (count > q * cp).any():
+                    if most <= q * cp:
                         continue            # no train has a frame in this inner chunk
                     p0 = q * cp - g0
-                    for pos in np.ndindex(*grid[3:]):
-                        sel = tuple(slice(p * c, (p + 1) * c)
-                                    for p, c in zip(pos, lay.chunk[3:], strict=True))
+                    for pos, sel in entry_sels:
                         # written at once: the encoded chunk is still in the CPU's cache
                         nbytes = write(encode(buf[(None, slice(None), slice(p0, p0 + cp)) + sel]))
                         index[(0, 0, q) + pos] = (offset, nbytes)

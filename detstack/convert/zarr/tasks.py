@@ -141,7 +141,10 @@ class _Sources:
         self.h5: dict[int, h5py.File] = {}
         self.datasets: dict[tuple[int, str], h5py.Dataset] = {}   # h5py lookups cost ~0.2 ms
         self.fds: dict[int, int] = {}
-        self.layouts: dict[tuple[int, str], RowLayout | None] = {}
+        # per dataset: (dtype, row shape, byte layout); h5py's properties cost microseconds
+        # per call, and a task reads thousands of row blocks holding the GIL
+        self.facts: dict[tuple[int, str], tuple[np.dtype, tuple[int, ...],
+                                                RowLayout | None]] = {}
         self.compressed = CompressedReader()
 
     def __enter__(self) -> _Sources:
@@ -172,18 +175,19 @@ class _Sources:
             self.read(j, dset, start, count, tmp, where)
             out[...] = tmp
             return
-        if out.shape[1:] != ds.shape[1:]:       # the store dropped length-1 axes
-            out = out.reshape((count,) + ds.shape[1:])
-        if ds.dtype == out.dtype:
-            if (j, dset) not in self.layouts:
-                self.layouts[(j, dset)] = row_layout(ds)
-            lay = self.layouts[(j, dset)]
-            pieces = lay.extents(start, count) if lay is not None else None
-            if pieces is not None and lay is not None and lay.row_bytes * count == out.nbytes:
+        facts = self.facts.get((j, dset))
+        if facts is None:
+            facts = self.facts[(j, dset)] = (ds.dtype, ds.shape[1:], row_layout(ds))
+        dtype, row_shape, lay = facts
+        if out.shape[1:] != row_shape:          # the store dropped length-1 axes
+            out = out.reshape((count, *row_shape))
+        if lay is not None and dtype == out.dtype:
+            pieces = lay.extents(start, count)
+            if pieces is not None and lay.row_bytes * count == out.nbytes:
                 self._preadv(j, pieces, memoryview(out.reshape(-1).view(np.uint8)))
                 return
         chunks = self.compressed.source(self.paths[j], dset, ds, out.dtype, ())
-        if chunks is not None and out.shape[1:] == ds.shape[1:]:
+        if chunks is not None and out.shape[1:] == row_shape:
             self.compressed.plan(chunks, start, count, out, (), True, lambda row: where)
             self.compressed.open_files()
             for _, job in self.compressed.jobs():

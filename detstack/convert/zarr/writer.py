@@ -146,7 +146,7 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     coord_dims = coordinate_dims(plan, layouts)
     docs = build_metadata(layouts, compressor, coord_dims)
     layouts = with_codecs(layouts, docs)
-    block = train_block(layouts, len(plan.train_ids))
+    block = train_block(layouts, len(plan.train_ids), len(plan.slots))
     fblock = frame_block(layouts)
     record = lossy_record(plan.record("zarr", base=_record_base(target)), layouts)
     fingerprint = _fingerprint(plan, docs, (block, fblock), record)
