@@ -40,13 +40,13 @@ class RowLayout:
             base = int(self.chunk_offsets[c0])
             return None if base < 0 else [(base + (start - c0 * k) * self.row_bytes,
                                            count * self.row_bytes)]
-        offsets = self.chunk_offsets[c0:c1 + 1]
-        if (offsets < 0).any():
+        offsets = self.chunk_offsets[c0:c1 + 1].tolist()
+        if min(offsets) < 0:
             return None
         pieces: list[tuple[int, int]] = []
         row = start
         end = start + count
-        for c, base in zip(range(c0, c1 + 1), offsets.tolist(), strict=True):
+        for c, base in zip(range(c0, c1 + 1), offsets, strict=True):
             lo = max(row, c * k)
             hi = min(end, (c + 1) * k)
             off = base + (lo - c * k) * self.row_bytes
