@@ -167,3 +167,20 @@ def test_collector_paused_while_tasks_run_and_restored(tmp_path: Path) -> None:
             gc.enable()
         # the first report comes before the tasks start; each task's report while they run
         assert seen[0] is before and len(seen) > 1 and not any(seen[1:])
+
+
+def test_short_runs_are_cut_into_enough_tasks() -> None:
+    """A short run gets at least MIN_TASKS tasks where its shards allow (the last tasks
+    run alone), a long one TRAIN_BLOCK-train tasks; never a fraction of a shard."""
+    from detstack.convert.zarr.layout import MIN_TASKS, TRAIN_BLOCK, ArrayLayout, train_block
+
+    def lay(unit_trains: int) -> ArrayLayout:
+        return ArrayLayout("image.data", "", True, np.dtype("u2"), 0, (16, 100, 64, 8),
+                           ("module", "train", "pulse", "x"), (1, unit_trains, 64, 8),
+                           (1, unit_trains, 1, 8))
+    assert train_block([lay(8)], 16, 16) == 8                    # 32 tasks: shards allow no more
+    assert train_block([lay(8)], 64, 16) == 16                   # 64 tasks
+    assert 16 * -(-64 // train_block([lay(8)], 64, 16)) >= MIN_TASKS
+    assert train_block([lay(8)], 30000, 16) == TRAIN_BLOCK       # a long run: large tasks
+    assert train_block([lay(8), lay(64)], 16, 16) == 64          # a 64-train stored object
+    assert train_block([lay(1)], 3, 1) == 1
