@@ -36,10 +36,6 @@ class RowLayout:
             return None
         k = self.rows_per_chunk
         c0, c1 = start // k, (start + count - 1) // k
-        if c0 == c1:                # inside one chunk (most reads): no numpy on 1 number
-            base = int(self.chunk_offsets[c0])
-            return None if base < 0 else [(base + (start - c0 * k) * self.row_bytes,
-                                           count * self.row_bytes)]
         offsets = self.chunk_offsets[c0:c1 + 1].tolist()
         if min(offsets) < 0:
             return None

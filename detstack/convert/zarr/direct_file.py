@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 BLOCK = 4096                    # alignment of address, offset and length (any device's)
-STAGE_BYTES = 4 << 20           # staging buffer per thread: the unit of a direct write
+STAGE_BYTES = 4 << 20           # one of a thread's two staging buffers: a direct write's unit
 _local = threading.local()
 
 

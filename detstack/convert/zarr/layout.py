@@ -193,7 +193,7 @@ def plan_layouts(plan: ViewPlan, chunks: ChunkSpec = None, shards: ShardSpec = N
 MIN_TASKS = 64      # a short run is cut into at least this many tasks, where it can be
 
 
-def train_block(layouts: Sequence[ArrayLayout], n_trains: int, n_slots: int = 1) -> int:
+def train_block(layouts: Sequence[ArrayLayout], n_trains: int, n_slots: int) -> int:
     """Trains per task: a multiple of every layout's stored-object train extent, and
     about ``TRAIN_BLOCK`` trains (fewer, larger tasks: fewer done markers and dask tasks;
     memory does not grow, as a task streams one shard at a time), fewer when the run
