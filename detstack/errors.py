@@ -149,6 +149,11 @@ class TargetLockedError(DetstackError, RuntimeError):
     conversion); wait for it, or remove its lock if no such process runs."""
 
 
+class WorkerDiedError(DetstackError, RuntimeError):
+    """A worker process of a conversion was killed (out of memory, a signal); what it
+    wrote is not trusted, and the output is left resumable."""
+
+
 class InconsistentModulesError(DetstackError, ValueError):
     """The modules (or files) of one detector disagree: a key's entry shape or dtype,
     the frame count of a train, or the pulse/cell IDs of a train. Reading on would give

@@ -54,7 +54,7 @@ FORMS: dict[str, Form] = {
                      frozenset({"absolute", "skip_unsupported", "keys", "layout"})),
     "zarr": Form("to_zarr", (".zarr", ".zip"),
                  frozenset({"resume", "scheduler", "scheduler_timeout", "storage_options",
-                            "threads", "keys", "layout", "lossy"})),
+                            "workers", "keys", "layout", "lossy"})),
     "icechunk": Form("to_icechunk", (".icechunk",),
                      frozenset({"skip_unsupported", "keys", "layout"})),
 }
@@ -66,7 +66,7 @@ FORM_OPTIONS = [("keys", "--keys", None), ("layout", "--layout", None), ("lossy"
                 ("absolute", "--absolute", False), ("skip_unsupported", "--skip-unsupported", False),
                 ("resume", "--resume", False), ("scheduler", "--scheduler", None),
                 ("scheduler_timeout", "--scheduler-timeout", None),
-                ("storage_options", "--storage-options", None), ("threads", "--threads", None)]
+                ("storage_options", "--storage-options", None), ("workers", "--workers", None)]
 
 
 def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
@@ -116,8 +116,8 @@ def register(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                      help="zarr: seconds to wait for the scheduler (default 10)")
     opt.add_argument("--storage-options", type=json_object, metavar="JSON",
                      help='zarr: fsspec options as JSON, e.g. \'{"endpoint_url": "http://..."}\'')
-    opt.add_argument("--threads", type=positive_int, metavar="N",
-                     help="zarr: threads copying data (default: cores + 1, at most 8)")
+    opt.add_argument("--workers", "--threads", dest="workers", type=positive_int, metavar="N",
+                     help="zarr: processes copying data (default: one per core, at most 8)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -182,7 +182,7 @@ def writer_kwargs(form: str, args: argparse.Namespace) -> dict[str, Any]:
         kwargs["on_unsupported"] = "skip"
     if form == "zarr":
         kwargs.update(resume=args.resume, storage_options=args.storage_options,
-                      threads=args.threads)
+                      workers=args.workers)
         if args.scheduler:
             kwargs["client"] = connect(args.scheduler, args.scheduler_timeout or 10.0)
     return kwargs

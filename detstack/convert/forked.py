@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing
 import os
 import pickle
 import signal
 import sys
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from ..errors import DetstackError
@@ -34,6 +36,27 @@ def die_with_parent(parent: int | None = None) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if parent is not None and os.getppid() != parent:
         os._exit(1)
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Whether worker processes can be forked here: ``fork`` exists (Linux, macOS) and
+    this is not itself a pool's daemon worker (which may not have children)."""
+    return ("fork" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon)
+
+
+def fork_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` forked processes that die with this one. They inherit this
+    process's memory at the fork: a module global set before the first ``submit`` is
+    how they get their job without pickling it."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
 
 
 def run_reporting(task: Callable[[int], Any], i: int) -> Reported:

@@ -15,14 +15,13 @@ die with the parent (``die_with_parent``): a killed build leaves no process behi
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 from typing import Any
 
-from ..forked import Reported, die_with_parent, run_reporting, unpack
+from ..forked import Reported, can_fork, cores, fork_pool, run_reporting, unpack
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +32,7 @@ def workers() -> int:
     env = os.environ.get("DETSTACK_MANIFEST_WORKERS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else os.cpu_count() or 1)
+    return min(2, cores())
 
 
 def _run(i: int) -> Reported:
@@ -51,12 +49,10 @@ class Tasks:
         self.pool: ProcessPoolExecutor | None = None
         self.futures: list[Future[tuple[str, Any, str]]] = []
         k = min(workers(), n)
-        if (k <= 1 or "fork" not in multiprocessing.get_all_start_methods()
-                or multiprocessing.current_process().daemon):
+        if k <= 1 or not can_fork():
             return
         _TASK[:] = [task]
-        self.pool = ProcessPoolExecutor(k, mp_context=multiprocessing.get_context("fork"),
-                                        initializer=die_with_parent, initargs=(os.getpid(),))
+        self.pool = fork_pool(k)
         self.futures = [self.pool.submit(_run, i) for i in range(n)]   # forks here
 
     def results(self) -> list[Any]:

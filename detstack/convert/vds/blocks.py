@@ -14,7 +14,6 @@ it: the view is the same single file as a serial build, byte for byte the same m
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +25,7 @@ import h5py
 import numpy as np
 
 from ..atomic import remove_path, temp_sibling
-from ..forked import Reported, die_with_parent, run_reporting, unpack
+from ..forked import Reported, can_fork, cores, fork_pool, run_reporting, unpack
 from ..plan import KeyPlan, ViewPlan
 from .keys import BLOCK_GROUP, PER_TRAIN, add_key_mappings
 from .mappings import LIBVER, MappingBuilder, SourceNames, small_metadata_cache
@@ -87,13 +86,10 @@ def block_workers(workers: int | None, plan: ViewPlan, kps: list[KeyPlan]) -> in
             workers = int(env)
         else:
             n_maps = sum(int(np.count_nonzero(plan.frame_map(kp).counts)) for kp in kps)
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-                else os.cpu_count() or 1
-            workers = min(2, cores) if n_maps >= PARALLEL_MAPPINGS else 1
+            workers = min(2, cores()) if n_maps >= PARALLEL_MAPPINGS else 1
     if int(workers) < 1:
         raise ValueError(f"workers must be a positive number of processes, not {workers}")
-    if (not kps or "fork" not in multiprocessing.get_all_start_methods()
-            or multiprocessing.current_process().daemon):
+    if not kps or not can_fork():
         return 1
     return int(workers)
 
@@ -159,8 +155,7 @@ class ParallelBlocks:
     def start(self) -> None:
         self.folder.mkdir()
         _STATE[:] = [self.job]
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
-                                        initializer=die_with_parent, initargs=(os.getpid(),))
+        self.pool = fork_pool(self.workers)
         self.results = self.pool.map(_run, range(len(self.job.tasks)))
 
     def _next(self) -> tuple[str, list[tuple[int, int, int]]]:

@@ -9,8 +9,9 @@ default, as fast as larger ones (``benchmarks/bench_paths.py``); open with
 How it stays safe:
 
 * work is split into tasks (one module slot x one block of trains); each task
-  writes whole shards that no other task touches, so threads or dask workers
-  never race on an object (two writers of one shard lose data);
+  writes whole shards that no other task touches, so worker processes, threads or
+  dask workers never race on an object (two writers of one shard lose data;
+  ``runners``);
 * memory is bounded: a task holds one shard's source rows at a time;
 * ``.detstack-progress/plan.json`` is written first and a *done* marker after
   each task; the array metadata, coordinates and, last of all, the root
@@ -33,9 +34,7 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +50,13 @@ from ..writer_docs import writer_docs
 from .buffers import trim_malloc
 from .layout import ChunkSpec, ShardSpec, frame_block, plan_layouts, train_block
 from .meta import build_metadata, coordinate_dims, coordinates, lossy_record, with_codecs
+from .runners import default_workers, run_distributed, run_local
 from .target import CHECKSUMS, DONE_DIR, Target
-from .tasks import TaskSpec, make_tasks, run_task
+from .tasks import TaskSpec, make_tasks
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-
-
-def default_threads() -> int:
-    return min(8, (os.cpu_count() or 1) + 1)
 
 
 @writer_docs
@@ -68,8 +64,8 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
             storage_options: dict[str, Any] | None = None, compressor: Any = None,
             chunks: ChunkSpec = None, shards: ShardSpec = None, client: Any = None,
             progress: Progress | bool | None = None, overwrite: bool = False,
-            resume: bool = False, threads: int | None = None, lossy: Any = None,
-            layout: str = "trains") -> str:
+            resume: bool = False, workers: int | None = None, lossy: Any = None,
+            layout: str = "trains", threads: int | None = None) -> str:
     """Copy the detector's keys into a compressed, sharded Zarr v3 store at ``url``.
 
     Any Zarr v3 reader and ``xarray.open_zarr`` read the store (named dims,
@@ -98,7 +94,7 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
         default 8 trains of one module per shard (fewer to stay under 512 MiB).
     client : distributed.Client, optional
         Run the tasks on these dask workers (they must see the run files and the
-        target); otherwise ``threads`` local threads.
+        target); otherwise ``workers`` local processes.
     progress : callable or bool, optional
         ``progress(done, total)`` in trains x modules, or ``True`` for a bar on
         stderr.
@@ -106,8 +102,9 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
     resume : bool, default False
         Finish an interrupted conversion with the same arguments (only unfinished
         tasks are redone; the result is the same store).
-    threads : int, optional
-        Local threads (default: cores + 1, at most 8).
+    workers : int, optional
+        Local worker processes (forked; default one per core, at most 8); threads
+        where processes cannot be forked and for remote targets. 1: in this process.
     lossy : str or dict, optional
         Opt-in rounding of float pixel data: ``"photons:E"`` (whole photons of
         energy E, error <= E/2) or ``"bits:N"`` (N mantissa bits kept); see
@@ -117,6 +114,8 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
         ``"trains"``: (module, train, pulse, ...); ``"frames"``: (module, frame, ...)
         with per-frame ``train_id``, ``pulse_id``, ``cell_id`` coordinates and no
         padding of short trains; there, an integer ``shards`` counts frames per shard.
+    threads : int, optional
+        The earlier name of ``workers``.
 
     Returns
     -------
@@ -161,7 +160,7 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
                 return url
             record, fresh = prepared
             _convert(target, plan, layouts, tasks, compressor, coord_dims, record, progress,
-                     client, threads)
+                     client, workers or threads)
     except BaseException as exc:
         if not is_disk_error(exc):
             raise
@@ -174,7 +173,7 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
 def _convert(target: Target, plan: ViewPlan, layouts: list[Any], tasks: list[TaskSpec],
              compressor: Any,
              coord_dims: dict[str, tuple[str, ...]], record: dict[str, Any],
-             progress: Progress | bool | None, client: Any, threads: int | None) -> None:
+             progress: Progress | bool | None, client: Any, workers: int | None) -> None:
     url = target.url
     done = target.names(DONE_DIR)
     todo = [t for t in tasks if t.task_id not in done]
@@ -192,11 +191,11 @@ def _convert(target: Target, plan: ViewPlan, layouts: list[Any], tasks: list[Tas
     if client is None:
         try:
             with no_gc():
-                _run_threads(todo, target, threads or default_threads(), on_done)
+                run_local(todo, target, workers or default_workers(), on_done)
         finally:
             trim_malloc()           # the heap our tasks kept (buffers.tune_malloc)
     else:
-        _run_distributed(client, todo, target, on_done)
+        run_distributed(client, todo, target, on_done)
     _finish(target, plan, layouts, compressor, coord_dims, record)
 
 
@@ -286,46 +285,6 @@ def _reporter(progress: Progress | bool | None) -> Progress:
     if callable(progress):
         return progress
     return bars.counter("copying to zarr")
-
-
-def _run_threads(tasks: list[TaskSpec], target: Target, threads: int,
-                 on_done: Callable[[int], None]) -> None:
-    """Run tasks on a thread pool, keeping at most ``threads + 1`` in flight (bounded
-    memory, and a slow progress callback slows submission rather than piling up)."""
-    pending: set[Future[int]] = set()
-    with ThreadPoolExecutor(threads, thread_name_prefix="to_zarr") as pool:
-        try:
-            for task in tasks:
-                pending.add(pool.submit(run_task, task, target, True))
-                if len(pending) > threads:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        on_done(fut.result())
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    on_done(fut.result())
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
-
-
-def _run_distributed(client: Any, tasks: list[TaskSpec], target: Target,
-                     on_done: Callable[[int], None]) -> None:
-    """One dask task per conversion task; each writes only the shards it owns."""
-    from distributed import as_completed
-    if not tasks:
-        return
-    token = uuid.uuid4().hex[:8]
-    futures = client.map(run_task, tasks, target=target, pure=False,
-                         key=[f"detstack-to-zarr-{token}-{t.task_id}" for t in tasks])
-    try:
-        for fut in as_completed(futures):
-            on_done(fut.result())
-    except BaseException:
-        client.cancel(futures)
-        raise
 
 
 def _finish(target: Target, plan: ViewPlan, layouts: list[Any], compressor: Any,
