@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import multiprocessing
 import os
 import pickle
@@ -65,11 +66,22 @@ def run_reporting(task: Callable[[int], Any], i: int) -> Reported:
         return "ok", task(i), ""
     except BaseException as exc:  # noqa: BLE001 - every error goes back to the parent
         try:
-            blob: bytes | None = pickle.dumps(exc)
+            blob: bytes | None = _own_pickle(exc)
             pickle.loads(blob)
         except Exception:  # noqa: BLE001 - unpicklable: its message travels
             blob = None
         return "error", blob, f"{type(exc).__name__}: {exc}"
+
+
+def _own_pickle(exc: BaseException) -> bytes:
+    """``exc`` pickled by its own ``__reduce__``: ``tblib`` (imported with dask.distributed)
+    registers every exception class with ``copyreg`` to pickle its whole chain, and a
+    cause raised by a C library (isal's ``IsalError``) cannot be pickled."""
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = {}        # not copyreg's: every class reduces itself
+    pickler.dump(exc)
+    return buf.getvalue()
 
 
 def unpack(reported: Reported) -> Any:

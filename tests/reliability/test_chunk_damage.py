@@ -243,3 +243,17 @@ def test_damaged_zarr_store_chunk_is_refused(tmp_path: Path, name: str) -> None:
         zarr.open_group(where, mode="r")["image.data"][0]
     assert not verify_view(str(store), full=True).ok
     count("bad inputs")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_to_zarr_names_the_corrupt_chunk(damaged: Path, tmp_path: Path, workers: int) -> None:
+    """The error of a task in a worker process arrives as it was raised there."""
+    from detstack.convert import to_zarr
+    store = tmp_path / "s.zarr"
+    with pytest.raises(CorruptChunkError) as err:
+        to_zarr(det_of(detstack.RunDirectory(damaged)), store, workers=workers, shards=1)
+    for part in (module_file(damaged, 0).name, DATA.format(0), "module slot 0", "train 10001",
+                 "rows 3-3"):
+        assert part in str(err.value), (part, str(err.value))
+    assert not (store / "zarr.json").exists()        # readers refuse what was written
+    count("bad inputs")
