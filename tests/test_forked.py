@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from detstack.convert.forked import die_with_parent, run_reporting, unpack
+from detstack.convert.forked import fork_pool, run_reporting, unpack
 from detstack.convert.vds import blocks
 from detstack.errors import DetstackError, MissingDataError
 
@@ -104,7 +104,7 @@ def test_killed_parent_leaves_no_worker(tmp_path: Path) -> None:
     for pid in left:   # do not leave them running when the test fails
         os.kill(pid, signal.SIGKILL)
     assert not left, f"workers {left} outlived their killed parent"
-    assert blocks.die_with_parent is die_with_parent
+    assert blocks.fork_pool is fork_pool      # the pool that uses die_with_parent
 
 
 def test_workers_forget_the_parents_reading_pool(tmp_path: Path) -> None:

@@ -44,7 +44,11 @@ def _take_stages() -> list[np.ndarray]:
     bufs = getattr(_local, "stages", None)
     _local.stages = None
     if bufs is None:
-        bufs = [np.frombuffer(mmap.mmap(-1, STAGE_BYTES + BLOCK), np.uint8) for _ in range(2)]
+        # private: ``mmap(-1, n)`` alone is MAP_SHARED, and a forked worker (``runners``)
+        # would write into the very buffers of its parent and of its siblings
+        flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+        bufs = [np.frombuffer(mmap.mmap(-1, STAGE_BYTES + BLOCK, flags=flags) if flags else
+                              mmap.mmap(-1, STAGE_BYTES + BLOCK), np.uint8) for _ in range(2)]
     return bufs
 
 
