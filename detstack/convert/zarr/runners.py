@@ -9,9 +9,10 @@ trains it wrote) and each writes only its own shards, as a thread would.
 
 Processes are used for local targets when there is more than one worker and ``fork``
 exists; remote targets (fsspec's event loop must not be forked) and single workers
-run on threads. A worker killed by a signal (the OOM killer, a source file truncated
-under a memory map) fails the conversion with ``WorkerDiedError``; the store stays
-resumable, as after any interruption.
+run on threads (by default one more than the cores: a remote target's writes wait on
+the network). A worker killed by a signal (the OOM killer, ``kill``) fails the
+conversion with ``WorkerDiedError``; the store stays resumable, as after any
+interruption.
 """
 
 from __future__ import annotations
@@ -31,18 +32,16 @@ OnDone = Callable[[int], None]
 _JOB: list[Any] = []     # (tasks, target) of the forked workers (inherited, not pickled)
 
 
-def default_workers() -> int:
-    """One per core (at most 8: beyond that the disk, not the compressor, limits)."""
-    return min(8, cores())
-
-
-def run_local(tasks: list[TaskSpec], target: Target, workers: int, on_done: OnDone) -> None:
-    """Run ``tasks`` on ``workers`` forked processes, or threads where processes cannot
-    be used (see the module's docstring); ``on_done(trains)`` after each task."""
-    if workers > 1 and len(tasks) > 1 and target.is_local and can_fork():
-        _run_forked(tasks, target, min(workers, len(tasks)), on_done)
+def run_local(tasks: list[TaskSpec], target: Target, workers: int | None,
+              on_done: OnDone) -> None:
+    """Run ``tasks`` on ``workers`` forked processes (default one per core, at most 8:
+    beyond that the disk, not the compressor, limits), or threads where processes
+    cannot be used (see the module's docstring); ``on_done(trains)`` after each task."""
+    forked = (workers or cores()) > 1 and len(tasks) > 1 and target.is_local and can_fork()
+    if forked:
+        _run_forked(tasks, target, min(workers or min(8, cores()), len(tasks)), on_done)
     else:
-        _run_threads(tasks, target, workers, on_done)
+        _run_threads(tasks, target, workers or min(8, cores() + 1), on_done)
 
 
 def _run_forked(tasks: list[TaskSpec], target: Target, workers: int, on_done: OnDone) -> None:
@@ -54,9 +53,9 @@ def _run_forked(tasks: list[TaskSpec], target: Target, workers: int, on_done: On
                        lambda reported: on_done(unpack(reported)))
             except BrokenProcessPool as exc:
                 raise WorkerDiedError(
-                    f"{target.url}: a to_zarr worker process died (killed by a signal: out "
-                    "of memory, or a source file changed under it); the store is resumable: "
-                    "run again with resume=True (--resume)") from exc
+                    f"{target.url}: a to_zarr worker process died (killed by a signal, e.g. "
+                    "out of memory); the store is resumable: run again with resume=True "
+                    "(--resume)") from exc
     finally:
         _JOB.clear()
 
@@ -81,17 +80,19 @@ def _drain(pool: Executor, fn: Callable[[Any], Any], items: Any, workers: int,
     (bounded memory; a slow progress callback slows submission rather than piling up),
     ``on_result`` in this thread as each finishes; on any error, nothing more starts."""
     pending: set[Future[Any]] = set()
+
+    def take_finished() -> None:
+        nonlocal pending
+        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            on_result(fut.result())
     try:
         for item in items:
             pending.add(pool.submit(fn, item))
             if len(pending) > workers:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    on_result(fut.result())
+                take_finished()
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                on_result(fut.result())
+            take_finished()
     except BaseException:
         for fut in pending:
             fut.cancel()

@@ -50,7 +50,7 @@ from ..writer_docs import writer_docs
 from .buffers import trim_malloc
 from .layout import ChunkSpec, ShardSpec, frame_block, plan_layouts, train_block
 from .meta import build_metadata, coordinate_dims, coordinates, lossy_record, with_codecs
-from .runners import default_workers, run_distributed, run_local
+from .runners import run_distributed, run_local
 from .target import CHECKSUMS, DONE_DIR, Target
 from .tasks import TaskSpec, make_tasks
 
@@ -104,7 +104,8 @@ def to_zarr(det_or_run: Any, url: str | os.PathLike[str], *, keys: list[str] | N
         tasks are redone; the result is the same store).
     workers : int, optional
         Local worker processes (forked; default one per core, at most 8); threads
-        where processes cannot be forked and for remote targets. 1: in this process.
+        where processes cannot be forked and for remote targets (default cores + 1,
+        at most 8). 1: one thread.
     lossy : str or dict, optional
         Opt-in rounding of float pixel data: ``"photons:E"`` (whole photons of
         energy E, error <= E/2) or ``"bits:N"`` (N mantissa bits kept); see
@@ -191,7 +192,7 @@ def _convert(target: Target, plan: ViewPlan, layouts: list[Any], tasks: list[Tas
     if client is None:
         try:
             with no_gc():
-                run_local(todo, target, workers or default_workers(), on_done)
+                run_local(todo, target, workers, on_done)
         finally:
             trim_malloc()           # the heap our tasks kept (buffers.tune_malloc)
     else:
