@@ -13,12 +13,14 @@ import pytest
 from zarr_store_helpers import assert_same_store, check_reader_api, make_run, open_det, view_det
 
 from detstack.convert import to_zarr
-from detstack.convert.zarr import runners
+from detstack.convert.zarr import direct_file, runners
+from detstack.convert.zarr.encode import ObjectFile
 from detstack.errors import WorkerDiedError
 from detstack.store import open_view
 from detstack.store.zarr_store import IncompleteStoreError
 
 NAME = "AGIPD1M-raw"
+BLOCK = direct_file.BLOCK
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +49,8 @@ def test_workers_run_elsewhere_and_write_the_same_store(run: Path, tmp_path: Pat
     det = open_det(run, NAME)
     log = tmp_path / "tasks.log"
     monkeypatch.setattr(runners, "run_task", _recording(log))
-    # one process first: its staging buffers of direct writes exist when the workers fork
-    # (shared memory would let the workers write into each other's: wrong chunks)
     to_zarr(det, tmp_path / "one.zarr", workers=1, shards=1)
+    _direct_write_here(tmp_path / "before-the-fork")
     assert {int(line.split()[0]) for line in log.read_text().splitlines()} == {os.getpid()}
     log.unlink()
     to_zarr(det, tmp_path / "two.zarr", workers=2, shards=1)
@@ -59,6 +60,38 @@ def test_workers_run_elsewhere_and_write_the_same_store(run: Path, tmp_path: Pat
     assert len({task for _, task in lines}) == len(lines) > 2     # every task once
     assert_same_store(tmp_path / "two.zarr", tmp_path / "one.zarr")
     check_reader_api(det, view_det(det, str(tmp_path / "two.zarr")))
+
+
+def _direct_write_here(path: Path) -> None:
+    """A direct write on this (the main) thread: its staging buffers stay with the thread,
+    so the workers forked next inherit them (shared memory there let the workers write
+    into each other's and into their parent's: wrong chunks)."""
+    with ObjectFile(str(path)) as f:
+        f.write([bytes(range(256)) * 64])
+    assert path.read_bytes() == bytes(range(256)) * 64
+
+
+def test_staging_buffers_are_private_to_a_forked_worker(tmp_path: Path) -> None:
+    _direct_write_here(tmp_path / "obj")
+    mine = direct_file._take_stages()
+    try:
+        before = [bytes(b[:BLOCK]) for b in mine]
+        direct_file._give_back(mine)
+        pid = os.fork()
+        if pid == 0:            # the child fills the buffers it inherited, then leaves
+            code = 1
+            try:
+                for b in direct_file._take_stages():
+                    b[:] = 0xAB
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitpid(pid, 0)[1] == 0
+        mine = direct_file._take_stages()
+        assert [bytes(b[:BLOCK]) for b in mine] == before
+        assert not any((b == 0xAB).all() for b in mine)
+    finally:
+        direct_file._give_back(mine)
 
 
 def test_killed_worker_fails_typed_and_the_store_resumes(run: Path, tmp_path: Path,
