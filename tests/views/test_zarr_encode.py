@@ -15,6 +15,7 @@ from detstack.convert.checksums import block_checksum
 from detstack.convert.zarr.buffers import release_buffers, thread_buffer
 from detstack.convert.zarr.encode import write_parts
 from detstack.convert.zarr.layout import transposed
+from detstack.convert.zarr.lossy import QUANTIZE
 
 
 def test_write_parts_writes_every_piece_in_order(tmp_path: Path) -> None:
@@ -63,6 +64,38 @@ def test_transposed_into_a_buffer_equals_numpy(tile: int | None,
             assert got is out
             np.testing.assert_array_equal(got, np.transpose(c, order))
             np.testing.assert_array_equal(transposed(c, order), np.transpose(c, order))
+
+
+@pytest.mark.parametrize("tile", [None, 7 * 8 * 2])
+def test_transposition_sums_the_rows_it_moves(tile: int | None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checksums carried through a transposition (and through ``encode.rows``, the
+    same chunk from rows anywhere in memory) are those of the moved rows, continued."""
+    from detstack.convert.zarr import layout
+    if tile is not None:
+        monkeypatch.setattr(layout, "TILE_BYTES", tile)
+    chunk = np.random.default_rng(5).integers(0, 2**16, (1, 8, 1, 2, 16, 4), dtype=np.uint16)
+    start = [zlib.crc32(b"before"), None, 7, 0, 0, None, 0, 1]
+    want = [None if v is None else zlib.crc32(chunk[0, i].tobytes(), v)
+            for i, v in enumerate(start)]
+    for order in [(0, 2, 3, 4, 5, 1), (0, 3, 2, 5, 4, 1)]:      # fast path and numpy's
+        sums = list(start)
+        np.testing.assert_array_equal(transposed(chunk, order, sums=sums),
+                                      np.transpose(chunk, order))
+        assert sums == want
+    codecs = [{"name": "transpose", "configuration": {"order": [0, 2, 3, 4, 5, 1]}},
+              {"name": "blosc", "configuration": {"cname": "zstd", "clevel": 1,
+                                                  "shuffle": "bitshuffle", "typesize": 2}},
+              {"name": "crc32c"}]
+    encode = layout.chunk_encoder(codecs, chunk.dtype)
+    assert encode.summed_axis == 1
+    sums = list(start)
+    rows = [np.array(chunk[0, i]) for i in range(8)]            # separate arrays
+    assert encode.rows(rows, sums) == encode(chunk)
+    assert sums == want
+    quantized = layout.chunk_encoder([{"name": QUANTIZE, "configuration": {
+        "mode": "bits", "keepbits": 7}}, *codecs[:1]], np.dtype(np.float32))
+    assert quantized.summed_axis is None        # its values are not the source's
 
 
 def test_block_checksum_is_zlib_crc32() -> None:

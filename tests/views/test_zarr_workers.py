@@ -33,14 +33,14 @@ def _recording(log: Path, kill_task: str | None = None) -> Any:
     gets ``kill_task``, once: a marker file beside the log remembers)."""
     real = runners.run_task
 
-    def run_task(task: Any, target: Any, keep: bool = False) -> int:
+    def run_task(task: Any, target: Any, *args: Any, **kwargs: Any) -> int:
         with open(log, "a") as f:
             f.write(f"{os.getpid()} {task.task_id}\n")
         marker = log.with_suffix(".killed")
         if task.task_id == kill_task and not marker.exists():
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(task, target, keep)
+        return real(task, target, *args, **kwargs)
     return run_task
 
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,7 +26,15 @@ from .layout import EMPTY, ArrayLayout, chunk_encoder, shard_index
 
 GROUP_BYTES = 8 << 20       # source rows read at once: inside the L3 cache of any CPU
 
-ReadRows = Callable[[int, str, int, int, np.ndarray, str], None]
+class Rows(Protocol):
+    """Where a task's source rows come from (``tasks._Sources``)."""
+
+    def read(self, j: int, dset: str, start: int, count: int, out: np.ndarray,
+             where: str = "") -> None:
+        """Rows ``start:start+count`` of dataset ``dset`` in file ``j`` into ``out``."""
+
+    def mapped(self, j: int, dset: str, start: int, count: int) -> list[np.ndarray] | None:
+        """The same rows, each a view of the file's pages (no copy), or None."""
 
 
 @lru_cache(maxsize=64)
@@ -45,11 +52,16 @@ def applies(lay: ArrayLayout) -> bool:
     return tuple(lay.chunk[:2]) == (1, lay.unit_trains) and tuple(lay.unit[2:]) == padded
 
 
-def write_frame_shards(task: Any, rows: Any, read: ReadRows, target: Any,
+def write_frame_shards(task: Any, rows: Any, src: Rows, target: Any,
                        sums: list[tuple[int, int]]) -> bool:
     """Write the task's shards of ``rows.layout`` if ``applies`` (else return False):
-    ``read(file, dataset, first row, n, out, where)`` fills ``out`` with source rows,
-    ``sums`` gets the (train index, crc32) of every train with data."""
+    ``src`` gives the source rows, ``sums`` gets the (train index, crc32) of every train
+    with data.
+
+    Where the encoder's transposition gathers whole source rows (the default layout),
+    the train checksums are summed inside it, on rows already in the cache; and a shard
+    of one pulse per inner chunk is encoded straight from the files' pages when ``src``
+    maps them (forked workers): no copy at all, one pass over the source bytes."""
     lay: ArrayLayout = rows.layout
     if not applies(lay):
         return False
@@ -71,6 +83,7 @@ def write_frame_shards(task: Any, rows: Any, read: ReadRows, target: Any,
     entry_sels = [(pos, tuple(slice(p * c, (p + 1) * c)
                               for p, c in zip(pos, lay.chunk[3:], strict=True)))
                   for pos in np.ndindex(*grid[3:])]
+    fused = encode.summed_axis == 1 and len(entry_sels) == 1   # rows summed in the encoder
     for u0 in range(task.t0, task.t1, ut):
         a = u0 - task.t0
         count = [int(c) for c in rows.count[a:a + ut]]
@@ -84,27 +97,85 @@ def write_frame_shards(task: Any, rows: Any, read: ReadRows, target: Any,
         index = np.full(grid + (2,), EMPTY, np.uint64)
         offset = 0
         key = "/".join([lay.key, "c", str(task.slot), str(u0 // ut)] + ["0"] * (len(lay.unit) - 2))
+        pages = _mapped_trains(src, rows, files, firsts, count) \
+            if fused and cp == 1 and entry == natural else None
         with target.open_object(key) as write:
-            for g0 in range(0, n_pulses, gp):
+            if pages is not None:           # pulse by pulse from the files' pages
+                blank = np.full(entry, fill, lay.dtype)
+                for q in range(most):
+                    live = [q < c for c in count]
+                    chunk_sums = [crcs[i] if ok else None for i, ok in enumerate(live)]
+                    nbytes = write(encode.rows([pages[i][q] if ok else blank
+                                                for i, ok in enumerate(live)], chunk_sums))
+                    index[(0, 0, q) + (0,) * len(entry)] = (offset, nbytes)
+                    offset += nbytes
+                    crcs = [v if v is not None else crcs[i] for i, v in enumerate(chunk_sums)]
+            for g0 in range(0, n_pulses if pages is None else 0, gp):
                 g1 = min(g0 + gp, n_pulses)
-                for i in range(ut):
-                    k = min(max(count[i] - g0, 0), g1 - g0)
-                    if k:
-                        j = files[i]
-                        read(j, rows.datasets[j], firsts[i] + g0, k, view[i, :k],
-                             f"module slot {task.slot}, train {task.train_ids[a + i]}")
-                        crcs[i] = block_checksum(view[i, :k], crcs[i])
-                    if k < g1 - g0:
-                        view[i, k:g1 - g0] = fill
+                _read_group(src, rows, task, a, files, firsts, count, g0, g1, view, fill,
+                            None if fused else crcs)
                 for q in range(g0 // cp, g1 // cp):
                     if most <= q * cp:
                         continue            # no train has a frame in this inner chunk
                     p0 = q * cp - g0
+                    chunk_sums = _chunk_sums(buf, crcs, count, q * cp, p0, cp) \
+                        if fused else None
                     for pos, sel in entry_sels:
                         # written at once: the encoded chunk is still in the CPU's cache
-                        nbytes = write(encode(buf[(None, slice(None), slice(p0, p0 + cp)) + sel]))
+                        nbytes = write(encode(buf[(None, slice(None), slice(p0, p0 + cp)) + sel],
+                                              chunk_sums))
                         index[(0, 0, q) + pos] = (offset, nbytes)
                         offset += nbytes
+                    for i, value in enumerate(chunk_sums or ()):
+                        if value is not None:
+                            crcs[i] = value
             write([shard_index(index)])
+        del pages                   # unmaps
         sums.extend((u0 + i, crcs[i]) for i in range(ut) if count[i] > 0)
     return True
+
+
+def _read_group(src: Rows, rows: Any, task: Any, a: int, files: list[int], firsts: list[int],
+                count: list[int], g0: int, g1: int, view: np.ndarray, fill: Any,
+                crcs: list[int] | None) -> None:
+    """Pulses ``g0:g1`` of the shard's trains into ``view`` (fill where a train has none);
+    ``crcs``: carry each train's checksum on over them."""
+    for i in range(len(count)):
+        k = min(max(count[i] - g0, 0), g1 - g0)
+        if k:
+            j = files[i]
+            src.read(j, rows.datasets[j], firsts[i] + g0, k, view[i, :k],
+                     f"module slot {task.slot}, train {task.train_ids[a + i]}")
+            if crcs is not None:
+                crcs[i] = block_checksum(view[i, :k], crcs[i])
+        if k < g1 - g0:
+            view[i, k:g1 - g0] = fill
+
+
+def _chunk_sums(source: np.ndarray, crcs: list[int], count: list[int], pulse: int, p0: int,
+                cp: int) -> list[int | None]:
+    """The checksums the encoder carries on over the inner chunk of pulses ``pulse:+cp``
+    (``p0:+cp`` in ``source``): each train's whose pulses there are all its own; a train
+    with only some of them gets those summed here (the rest are fill, not its data)."""
+    sums: list[int | None] = []
+    for i, c in enumerate(count):
+        valid = min(max(c - pulse, 0), cp)
+        if valid == cp:
+            sums.append(crcs[i])
+            continue
+        if valid:
+            crcs[i] = block_checksum(source[i, p0:p0 + valid], crcs[i])
+        sums.append(None)
+    return sums
+
+
+def _mapped_trains(src: Rows, rows: Any, files: list[int], firsts: list[int],
+                   count: list[int]) -> list[list[np.ndarray]] | None:
+    """Each train's rows as views of its file's pages, when ``src`` maps all of them."""
+    pages = []
+    for i, c in enumerate(count):      # (``files`` and ``firsts`` end with the task's trains)
+        got = src.mapped(files[i], rows.datasets[files[i]], firsts[i], c) if c else []
+        if got is None:
+            return None
+        pages.append(got)
+    return pages

@@ -28,6 +28,7 @@ import numcodecs
 import numpy as np
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
+from ..checksums import block_checksum
 from ..plan import KeyPlan, ViewPlan
 from .blosc_encode import blosc_encoder
 from .buffers import thread_buffer
@@ -252,31 +253,48 @@ def _crc32c(data: Any) -> bytes:
 TILE_BYTES = 512 << 10      # output bytes per tile of a transposition (see ``transposed``)
 
 
-def transposed(chunk: np.ndarray, order: Sequence[int],
-               out: np.ndarray | None = None) -> np.ndarray:
+def transposed(chunk: np.ndarray, order: Sequence[int], out: np.ndarray | None = None,
+               sums: list[int | None] | None = None) -> np.ndarray:
     """``np.transpose(chunk, order)`` as a C-ordered copy (into ``out`` if given), fast
     when ``order`` moves one short axis to the end: one contiguous-read, strided-write
     pass per position along it (~2x numpy's general copy, which reads with huge strides),
     tile by tile: a ``TILE_BYTES`` tile of the output and its rows stay in the L2 cache
-    across the passes (a whole 2 MiB chunk did not: 1.4-1.7x slower, raw AGIPD)."""
+    across the passes (a whole 2 MiB chunk did not: 1.4-1.7x slower, raw AGIPD).
+
+    ``sums``: one crc32 per position along the moved axis (None: not summed), continued
+    over that position's values in C order while they are in the cache: a converter's
+    checksum of its source rows then costs no pass over memory of its own."""
     order = tuple(order)
     n = chunk.ndim
     axis = order[-1]
     if out is None:
         out = np.empty(tuple(chunk.shape[a] for a in order), chunk.dtype)
-    if order[:-1] != tuple(a for a in range(n) if a != axis):
-        np.copyto(out, np.transpose(chunk, order))
-        return out
     moved = np.moveaxis(chunk, axis, 0)               # (k, *rest), a view
     k = moved.shape[0]
-    flat = out.reshape(-1, k)
-    rows = [moved[i].reshape(-1) for i in range(k)]   # views when each row is contiguous
-    step = max(1, TILE_BYTES // max(1, k * chunk.itemsize))
+    if order[:-1] != tuple(a for a in range(n) if a != axis):
+        np.copyto(out, np.transpose(chunk, order))
+        for i in range(k) if sums is not None else ():
+            if sums[i] is not None:
+                sums[i] = block_checksum(moved[i], sums[i])
+        return out
+    interleave([moved[i].reshape(-1) for i in range(k)],   # views when rows are contiguous
+               out.reshape(-1, k), sums)
+    return out
+
+
+def interleave(rows: Sequence[np.ndarray], flat: np.ndarray,
+               sums: list[int | None] | None = None) -> None:
+    """``flat[:, i] = rows[i]`` for 1-d ``rows`` of one length, a ``TILE_BYTES`` tile of
+    ``flat`` at a time (see ``transposed``); ``sums`` as there, per row."""
+    k = len(rows)
+    summed = [] if sums is None else [i for i in range(k) if sums[i] is not None]
+    step = max(1, TILE_BYTES // max(1, k * flat.itemsize))
     for s in range(0, flat.shape[0], step):
         dst = flat[s:s + step]
         for i, row in enumerate(rows):
             dst[:, i] = row[s:s + step]
-    return out
+        for i in summed:
+            sums[i] = block_checksum(rows[i][s:s + step], sums[i])  # type: ignore[index]
 
 
 def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype, parts: bool = False
@@ -321,12 +339,26 @@ def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype, parts: b
     if checksum:                # the last checksum goes on without copying the chunk
         steps.pop()
 
-    def encode(chunk: np.ndarray) -> Any:
+    def encode(chunk: np.ndarray, sums: list[int | None] | None = None) -> Any:
+        """``sums``: see ``transposed`` (along ``encode.summed_axis``, the moved one)."""
         if quantize is not None:
             chunk = quantize.apply(chunk)
         if order is not None:     # into this thread's buffer: cache-hot for the codecs
             shape = tuple(chunk.shape[a] for a in order)
-            chunk = transposed(chunk, order, thread_buffer("transpose", shape, chunk.dtype))
+            chunk = transposed(chunk, order, thread_buffer("transpose", shape, chunk.dtype),
+                               sums)
+        elif sums is not None:
+            raise ValueError("checksums along an axis need a transpose codec")
+        return finish(chunk)
+
+    def encode_rows(rows: Sequence[np.ndarray], sums: list[int | None] | None = None) -> Any:
+        """The chunk whose positions along ``summed_axis`` are ``rows`` (arrays of the rest
+        of the chunk, C order; anywhere in memory, e.g. a file's mapped pages)."""
+        flat = thread_buffer("transpose", (rows[0].size, len(rows)), rows[0].dtype)
+        interleave([r.reshape(-1) for r in rows], flat, sums)
+        return finish(flat)
+
+    def finish(chunk: np.ndarray) -> Any:
         data: Any = np.ascontiguousarray(chunk, dtype=little)
         for step in steps:
             data = step(data)
@@ -336,6 +368,12 @@ def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype, parts: b
             return [data] if parts else data
         crc = _crc32c(data)
         return [data, crc] if parts else data + crc
+    # the axis ``sums`` and ``encode_rows`` run along: the one the transposition moves
+    # last, where the values are not changed before it (no quantizer)
+    fast = order is not None and order[:-1] == tuple(a for a in range(len(order))
+                                                     if a != order[-1])
+    encode.summed_axis = order[-1] if fast and quantize is None else None  # type: ignore[attr-defined]
+    encode.rows = encode_rows  # type: ignore[attr-defined]
     return encode
 
 

@@ -62,7 +62,7 @@ def _run_forked(tasks: list[TaskSpec], target: Target, workers: int, on_done: On
 
 def _task_in_worker(i: int) -> int:
     tasks, target = _JOB
-    return run_task(tasks[i], target, True)
+    return run_task(tasks[i], target, True, map_rows=True)
 
 
 def _forked_task(i: int) -> Reported:

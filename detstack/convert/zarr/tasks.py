@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import mmap
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -134,10 +135,15 @@ def _train_tasks(plan: ViewPlan, layouts: list[ArrayLayout], block: int) -> list
 
 class _Sources:
     """The task's open files; plain-byte rows are copied with ``os.preadv`` and compressed
-    chunks decoded by detstack (both without HDF5's lock, so tasks run in parallel)."""
+    chunks decoded by detstack (both without HDF5's lock, so tasks run in parallel).
 
-    def __init__(self, paths: tuple[str, ...]) -> None:
+    ``map_rows``: ``mapped`` may give rows as views of the file's pages instead. Only
+    in a forked worker: a file cut short under a mapping raises SIGBUS, which ends that
+    process (``WorkerDiedError`` in the parent), never the user's."""
+
+    def __init__(self, paths: tuple[str, ...], map_rows: bool = False) -> None:
         self.paths = paths
+        self.map_rows = map_rows
         self.h5: dict[int, h5py.File] = {}
         self.datasets: dict[tuple[int, str], h5py.Dataset] = {}   # h5py lookups cost ~0.2 ms
         self.fds: dict[int, int] = {}
@@ -200,10 +206,40 @@ class _Sources:
             raise corrupt_chunk(self.paths[j], dset, (start, start + count), where,
                                 f"HDF5 failed to read it ({exc})") from None
 
-    def _preadv(self, j: int, pieces: list[tuple[int, int]], dest: memoryview) -> None:
+    def mapped(self, j: int, dset: str, start: int, count: int) -> list[np.ndarray] | None:
+        """Rows ``start:start+count``, each a read-only view of the file's pages (one
+        mapping of their span), where they are plain bytes inside the file and their span
+        is at most twice their size (else None: ``read`` them, which also names a
+        truncated file)."""
+        if not self.map_rows or count <= 0:
+            return None
+        ds = self._dataset(j, dset)
+        facts = self.facts.get((j, dset))
+        if facts is None:
+            facts = self.facts[(j, dset)] = (ds.dtype, ds.shape[1:], row_layout(ds))
+        dtype, row_shape, lay = facts
+        pieces = lay.extents(start, count) if lay is not None else None
+        if not pieces:
+            return None
+        lo, hi = pieces[0][0], pieces[-1][0] + pieces[-1][1]
+        fd = self._fd(j)
+        if hi - lo > 2 * count * lay.row_bytes or os.fstat(fd).st_size < hi:
+            return None
+        lead = lo % mmap.ALLOCATIONGRANULARITY
+        pages = np.frombuffer(mmap.mmap(fd, lead + hi - lo, flags=mmap.MAP_SHARED | _POPULATE,
+                                        prot=mmap.PROT_READ, offset=lo - lead), np.uint8)
+        k, n = lay.rows_per_chunk, lay.row_bytes
+        offsets = lay.chunk_offsets[np.arange(start, start + count) // k] \
+            + np.arange(start, start + count) % k * n - (lo - lead)
+        return [pages[o:o + n].view(dtype).reshape(row_shape) for o in offsets.tolist()]
+
+    def _fd(self, j: int) -> int:
         if j not in self.fds:
             self.fds[j] = os.open(self.paths[j], os.O_RDONLY)
-        fd, pos = self.fds[j], 0
+        return self.fds[j]
+
+    def _preadv(self, j: int, pieces: list[tuple[int, int]], dest: memoryview) -> None:
+        fd, pos = self._fd(j), 0
         for offset, nbytes in pieces:
             done = 0
             while done < nbytes:
@@ -213,6 +249,9 @@ class _Sources:
                                   "reading detector data; the file is truncated")
                 done += n
             pos += nbytes
+
+
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)   # map every page at once (Linux), not per fault
 
 
 @lru_cache(maxsize=64)
@@ -235,7 +274,7 @@ def encode_unit(unit: np.ndarray, valid: np.ndarray, lay: ArrayLayout) -> bytes 
 
 def _write_key(task: TaskSpec, rows: KeyRows, src: _Sources, target: Target,
                sums: list[tuple[int, int]]) -> None:
-    if write_frame_shards(task, rows, src.read, target, sums):
+    if write_frame_shards(task, rows, src, target, sums):
         return
     lay = rows.layout
     ut = lay.unit_trains
@@ -312,15 +351,17 @@ def _read_row_runs(rows: KeyRows, a: int, n: int, src: _Sources, region: np.ndar
     return valid
 
 
-def run_task(task: TaskSpec, target: Target, keep_buffers: bool = False) -> int:
+def run_task(task: TaskSpec, target: Target, keep_buffers: bool = False,
+             map_rows: bool = False) -> int:
     """Convert one task; returns its number of trains (progress units).
 
     ``keep_buffers``: leave this thread's buffers for its next task (threads that end
-    with the conversion); otherwise they are released (long-lived dask workers)."""
+    with the conversion); otherwise they are released (long-lived dask workers).
+    ``map_rows``: read rows from mapped pages where possible (forked workers only)."""
     tune_malloc()
     sums: dict[str, list[tuple[int, int]]] = {}
     try:
-        with _Sources(task.files) as src:
+        with _Sources(task.files, map_rows) as src:
             for rows in task.keys:
                 _write_key(task, rows, src, target, sums.setdefault(rows.layout.key, []))
     finally:
