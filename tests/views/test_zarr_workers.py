@@ -5,6 +5,7 @@ mid-conversion fails it with ``WorkerDiedError``, leaving a store that resumes."
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,31 @@ def test_killed_worker_fails_typed_and_the_store_resumes(run: Path, tmp_path: Pa
     to_zarr(det, tmp_path / "whole.zarr", workers=1, shards=1)
     assert_same_store(url, tmp_path / "whole.zarr")
     check_reader_api(det, view_det(det, str(url)))
+
+
+def test_source_cut_short_under_a_mapping_fails_typed(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source file truncated while a worker reads it through a mapping (SIGBUS there)
+    ends that worker only: the conversion fails with ``WorkerDiedError``, this process
+    lives on, and the store stays incomplete (never reads as whole)."""
+    from detstack.convert.zarr import tasks
+    run = make_run(tmp_path / "run", NAME)
+    det = open_det(run, NAME)
+    real = tasks._Sources.mapped
+
+    def mapped_then_cut(self: Any, j: int, dset: str, start: int, count: int) -> Any:
+        """The rows mapped from a copy of the file, which is then cut short (the other
+        tasks read the intact source: this worker's SIGBUS is the only failure)."""
+        if not self.map_rows:
+            return None
+        copy = tmp_path / f"copy-{os.getpid()}-{j}-{start}.h5"
+        shutil.copy(self.paths[j], copy)
+        rows = real(tasks._Sources((str(copy),), map_rows=True), 0, dset, start, count)
+        os.truncate(copy, 4096)
+        return rows
+    monkeypatch.setattr(tasks._Sources, "mapped", mapped_then_cut)
+    url = tmp_path / "cut.zarr"
+    with pytest.raises(WorkerDiedError, match="resume=True"):
+        to_zarr(det, url, workers=2)    # (default shards: inner chunks of several trains)
+    with pytest.raises(IncompleteStoreError):
+        open_view(str(url))
