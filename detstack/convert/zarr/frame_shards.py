@@ -97,7 +97,7 @@ def write_frame_shards(task: Any, rows: Any, src: Rows, target: Any,
         index = np.full(grid + (2,), EMPTY, np.uint64)
         offset = 0
         key = "/".join([lay.key, "c", str(task.slot), str(u0 // ut)] + ["0"] * (len(lay.unit) - 2))
-        pages = _mapped_trains(src, rows, files, firsts, count) \
+        pages = _mapped_trains(src, rows, files, firsts, count, lay.dtype) \
             if fused and cp == 1 and entry == natural else None
         with target.open_object(key) as write:
             if pages is not None:           # pulse by pulse from the files' pages
@@ -170,12 +170,13 @@ def _chunk_sums(source: np.ndarray, crcs: list[int], count: list[int], pulse: in
 
 
 def _mapped_trains(src: Rows, rows: Any, files: list[int], firsts: list[int],
-                   count: list[int]) -> list[list[np.ndarray]] | None:
-    """Each train's rows as views of its file's pages, when ``src`` maps all of them."""
+                   count: list[int], dtype: np.dtype) -> list[list[np.ndarray]] | None:
+    """Each train's rows as views of its file's pages, when ``src`` maps all of them and
+    they hold the stored type (else they are read, and converted on the way)."""
     pages = []
     for i, c in enumerate(count):      # (``files`` and ``firsts`` end with the task's trains)
         got = src.mapped(files[i], rows.datasets[files[i]], firsts[i], c) if c else []
-        if got is None:
+        if got is None or (got and got[0].dtype != dtype):
             return None
         pages.append(got)
     return pages
