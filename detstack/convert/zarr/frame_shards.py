@@ -84,6 +84,8 @@ def write_frame_shards(task: Any, rows: Any, src: Rows, target: Any,
                               for p, c in zip(pos, lay.chunk[3:], strict=True)))
                   for pos in np.ndindex(*grid[3:])]
     fused = encode.summed_axis == 1 and len(entry_sels) == 1   # rows summed in the encoder
+    mappable = fused and cp == 1 and entry == natural              # inner chunk = whole rows
+    blank = np.full(entry, fill, lay.dtype) if mappable else None  # a train's missing pulse
     for u0 in range(task.t0, task.t1, ut):
         a = u0 - task.t0
         count = [int(c) for c in rows.count[a:a + ut]]
@@ -97,11 +99,9 @@ def write_frame_shards(task: Any, rows: Any, src: Rows, target: Any,
         index = np.full(grid + (2,), EMPTY, np.uint64)
         offset = 0
         key = "/".join([lay.key, "c", str(task.slot), str(u0 // ut)] + ["0"] * (len(lay.unit) - 2))
-        pages = _mapped_trains(src, rows, files, firsts, count, lay.dtype) \
-            if fused and cp == 1 and entry == natural else None
+        pages = _mapped_trains(src, rows, files, firsts, count, lay.dtype) if mappable else None
         with target.open_object(key) as write:
             if pages is not None:           # pulse by pulse from the files' pages
-                blank = np.full(entry, fill, lay.dtype)
                 for q in range(most):
                     live = [q < c for c in count]
                     chunk_sums = [crcs[i] if ok else None for i, ok in enumerate(live)]
@@ -109,7 +109,7 @@ def write_frame_shards(task: Any, rows: Any, src: Rows, target: Any,
                                                 for i, ok in enumerate(live)], chunk_sums))
                     index[(0, 0, q) + (0,) * len(entry)] = (offset, nbytes)
                     offset += nbytes
-                    crcs = [v if v is not None else crcs[i] for i, v in enumerate(chunk_sums)]
+                    _carry(crcs, chunk_sums)
             for g0 in range(0, n_pulses if pages is None else 0, gp):
                 g1 = min(g0 + gp, n_pulses)
                 _read_group(src, rows, task, a, files, firsts, count, g0, g1, view, fill,
@@ -126,9 +126,8 @@ def write_frame_shards(task: Any, rows: Any, src: Rows, target: Any,
                                               chunk_sums))
                         index[(0, 0, q) + pos] = (offset, nbytes)
                         offset += nbytes
-                    for i, value in enumerate(chunk_sums or ()):
-                        if value is not None:
-                            crcs[i] = value
+                    if chunk_sums is not None:
+                        _carry(crcs, chunk_sums)
             write([shard_index(index)])
         del pages                   # unmaps
         sums.extend((u0 + i, crcs[i]) for i in range(ut) if count[i] > 0)
@@ -167,6 +166,13 @@ def _chunk_sums(source: np.ndarray, crcs: list[int], count: list[int], pulse: in
             crcs[i] = block_checksum(source[i, p0:p0 + valid], crcs[i])
         sums.append(None)
     return sums
+
+
+def _carry(crcs: list[int], chunk_sums: list[int | None]) -> None:
+    """Take on the checksums the encoder carried over an inner chunk."""
+    for i, value in enumerate(chunk_sums):
+        if value is not None:
+            crcs[i] = value
 
 
 def _mapped_trains(src: Rows, rows: Any, files: list[int], firsts: list[int],

@@ -265,13 +265,12 @@ def transposed(chunk: np.ndarray, order: Sequence[int], out: np.ndarray | None =
     over that position's values in C order while they are in the cache: a converter's
     checksum of its source rows then costs no pass over memory of its own."""
     order = tuple(order)
-    n = chunk.ndim
     axis = order[-1]
     if out is None:
         out = np.empty(tuple(chunk.shape[a] for a in order), chunk.dtype)
     moved = np.moveaxis(chunk, axis, 0)               # (k, *rest), a view
     k = moved.shape[0]
-    if order[:-1] != tuple(a for a in range(n) if a != axis):
+    if not _moves_one_axis_last(order):
         np.copyto(out, np.transpose(chunk, order))
         for i in range(k) if sums is not None else ():
             if sums[i] is not None:
@@ -280,6 +279,12 @@ def transposed(chunk: np.ndarray, order: Sequence[int], out: np.ndarray | None =
     interleave([moved[i].reshape(-1) for i in range(k)],   # views when rows are contiguous
                out.reshape(-1, k), sums)
     return out
+
+
+def _moves_one_axis_last(order: tuple[int, ...]) -> bool:
+    """Whether ``order`` keeps every axis in place but its last, which it moves to the end
+    (the transposition ``interleave`` does)."""
+    return order[:-1] == tuple(a for a in range(len(order)) if a != order[-1])
 
 
 def interleave(rows: Sequence[np.ndarray], flat: np.ndarray,
@@ -368,12 +373,11 @@ def chunk_encoder(codecs: Sequence[Mapping[str, Any]], dtype: np.dtype, parts: b
             return [data] if parts else data
         crc = _crc32c(data)
         return [data, crc] if parts else data + crc
-    # the axis ``sums`` and ``encode_rows`` run along: the one the transposition moves
-    # last, where the values are not changed before it (no quantizer)
-    fast = order is not None and order[:-1] == tuple(a for a in range(len(order))
-                                                     if a != order[-1])
-    encode.summed_axis = order[-1] if fast and quantize is None else None  # type: ignore[attr-defined]
-    encode.rows = encode_rows  # type: ignore[attr-defined]
+    # the axis ``sums`` and ``encode.rows`` run along: the one the transposition moves
+    # last, where the values are not changed before it (no quantizer); elsewhere neither
+    along = order is not None and quantize is None and _moves_one_axis_last(order)
+    encode.summed_axis = order[-1] if along else None  # type: ignore[attr-defined,index]
+    encode.rows = encode_rows if along else None  # type: ignore[attr-defined]
     return encode
 
 

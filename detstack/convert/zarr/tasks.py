@@ -181,10 +181,7 @@ class _Sources:
             self.read(j, dset, start, count, tmp, where)
             out[...] = tmp
             return
-        facts = self.facts.get((j, dset))
-        if facts is None:
-            facts = self.facts[(j, dset)] = (ds.dtype, ds.shape[1:], row_layout(ds))
-        dtype, row_shape, lay = facts
+        dtype, row_shape, lay = self._facts(j, dset, ds)
         if out.shape[1:] != row_shape:          # the store dropped length-1 axes
             out = out.reshape((count, *row_shape))
         if lay is not None and dtype == out.dtype:
@@ -213,11 +210,7 @@ class _Sources:
         truncated file)."""
         if not self.map_rows or count <= 0:
             return None
-        ds = self._dataset(j, dset)
-        facts = self.facts.get((j, dset))
-        if facts is None:
-            facts = self.facts[(j, dset)] = (ds.dtype, ds.shape[1:], row_layout(ds))
-        dtype, row_shape, lay = facts
+        dtype, row_shape, lay = self._facts(j, dset, self._dataset(j, dset))
         pieces = lay.extents(start, count) if lay is not None else None
         if not pieces:
             return None
@@ -229,9 +222,16 @@ class _Sources:
         pages = np.frombuffer(mmap.mmap(fd, lead + hi - lo, flags=mmap.MAP_SHARED | _POPULATE,
                                         prot=mmap.PROT_READ, offset=lo - lead), np.uint8)
         k, n = lay.rows_per_chunk, lay.row_bytes
-        offsets = lay.chunk_offsets[np.arange(start, start + count) // k] \
-            + np.arange(start, start + count) % k * n - (lo - lead)
+        rows = np.arange(start, start + count)
+        offsets = lay.chunk_offsets[rows // k] + rows % k * n - (lo - lead)
         return [pages[o:o + n].view(dtype).reshape(row_shape) for o in offsets.tolist()]
+
+    def _facts(self, j: int, dset: str, ds: h5py.Dataset
+               ) -> tuple[np.dtype, tuple[int, ...], RowLayout | None]:
+        facts = self.facts.get((j, dset))
+        if facts is None:
+            facts = self.facts[(j, dset)] = (ds.dtype, ds.shape[1:], row_layout(ds))
+        return facts
 
     def _fd(self, j: int) -> int:
         if j not in self.fds:
