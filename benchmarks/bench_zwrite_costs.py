@@ -3,7 +3,8 @@
     python benchmarks/bench_zwrite_costs.py [--trains 16] [--repeat 4] [--dir DIR]
 
 Data: the realistic raw AGIPD-1M run of ``bench_paths.py`` (same folder, written once),
-page cache warm. ``to_zarr`` of ``image.data`` runs on ``--workers`` forked processes
+page cache warm (read back from the disk before each round, as in ``bench_paths.py``).
+``to_zarr`` of ``image.data`` runs on ``--workers`` forked processes
 (default 2; one worker runs on a thread, which never maps) in rounds that alternate:
 
 * the whole conversion (timed until the shards are on disk, ``os.sync``; forked
@@ -130,7 +131,7 @@ def main() -> None:
           f"{data.nbytes / 1e9:.2f} GB, {args.trains} trains; to_zarr on {args.workers} "
           "worker(s)")
     for _ in range(args.repeat):
-        warm(run)
+        warm(run, from_disk=True)       # the run's pages as a read from the disk leaves them
         for mode in modes:
             shutil.rmtree(out, ignore_errors=True)
             os.sync()
