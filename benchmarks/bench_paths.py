@@ -497,19 +497,10 @@ def bench_zwrite(base: Path, trains: int, repeat: int) -> None:
           f"chunks {inner['chunk_shape']}, shards {list(shards)}), {CORES} cores")
     encode = chunk_encoder([c for c in inner["codecs"] if c["name"] != "bytes"], data.dtype)
     ct = inner["chunk_shape"][1]
-    picks = [(m, t, p) for m in range(data.shape[0]) for t in range(0, data.shape[1] - ct + 1, ct)
-             for p in range(data.shape[2])]           # every inner chunk
+    picks = inner_chunks(data.shape, ct)
 
     def encode_on(threads: int) -> Callable[[], None]:
-        """Every inner chunk encoded from memory on ``threads`` worker threads (as to_zarr's
-        tasks encode: on the main thread numcodecs' blosc would use its global context
-        and its own threads); each output dropped at once, as to_zarr writes it."""
-        def run() -> None:
-            from concurrent.futures import ThreadPoolExecutor
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(lambda i: sum(len(encode(data[m:m + 1, t:t + ct, p:p + 1]))
-                                            for m, t, p in picks[i::threads]), range(threads)))
-        return run
+        return encode_from_memory(data, encode, ct, threads)
 
     def encode_apart(processes: int) -> Callable[[], None]:
         """The same, split over ``processes`` forked processes sharing nothing (no GIL, no
@@ -620,6 +611,28 @@ def map_cost(folder: Path) -> float:
             seconds += time.perf_counter() - t
             pages += n / 4096
     return 1e9 * seconds / max(pages, 1)
+
+
+def inner_chunks(shape: tuple[int, ...], ct: int) -> list[tuple[int, int, int]]:
+    """(module, first train, pulse) of every inner chunk of ``ct`` trains x 1 pulse."""
+    return [(m, t, p) for m in range(shape[0]) for t in range(0, shape[1] - ct + 1, ct)
+            for p in range(shape[2])]
+
+
+def encode_from_memory(data: np.ndarray, encode: Callable[[np.ndarray], Any], ct: int,
+                       threads: int) -> Callable[[], None]:
+    """Every inner chunk of ``data`` (module, train, pulse, ...) encoded from memory on
+    ``threads`` worker threads (as to_zarr's tasks encode: on the main thread numcodecs'
+    blosc would use its global context and its own threads); each output dropped at once,
+    as to_zarr writes it."""
+    picks = inner_chunks(data.shape, ct)
+
+    def run() -> None:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda i: sum(len(encode(data[m:m + 1, t:t + ct, p:p + 1]))
+                                        for m, t, p in picks[i::threads]), range(threads)))
+    return run
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], nbytes: int, repeat: int,

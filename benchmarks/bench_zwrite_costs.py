@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_paths import _store, warm
+from bench_paths import _store, encode_from_memory, warm
 from cputime import cpu_seconds
 
 warnings.simplefilter("ignore")
@@ -117,13 +117,7 @@ def main() -> None:
     def convert() -> None:
         to_zarr(det, out, keys=["image.data"], workers=args.workers, progress=False)
 
-    def encode_all() -> None:
-        from concurrent.futures import ThreadPoolExecutor  # a worker thread, as to_zarr's
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(lambda: sum(len(encode(data[m:m + 1, t:t + ct, p:p + 1]))
-                                    for m in range(data.shape[0])
-                                    for t in range(0, data.shape[1] - ct + 1, ct)
-                                    for p in range(data.shape[2]))).result()  # each dropped
+    encode_all = encode_from_memory(data, encode, ct, 1)
 
     modes = ["whole", "mapping", "write", "checksum", "read"]
     cpu: dict[str, list[float]] = {m: [] for m in modes + ["encode"]}
