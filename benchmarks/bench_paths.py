@@ -5,7 +5,8 @@
 Data: synthetic AGIPD-1M runs (16 modules x ``--trains`` trains x 64 pulses) with the
 realistic value model (``synth`` default: per-pixel, per-cell pedestals + noise +
 photons in ADU; corrected: float32 keV with noise). The page cache is warm, each run
-read back from the disk once (``warm``: as a conversion finds its pages); every
+read back from the disk (``warm``: as a conversion finds its pages; ``zwrite`` before
+every round of ``to_zarr``); every
 figure is the best of ``--repeat`` runs, in GB/s of decoded array bytes.
 
 * ``h5``: corrected ``image.data`` in shuffle+deflate and deflate files (EuXFEL's
@@ -95,7 +96,8 @@ def warm(folder: Path, from_disk: bool = False) -> None:
     a time): mapping such a run costs ~10x more kernel time per page than one read from
     the disk, whose readahead fills the cache in large folios (430 + 210 ns against
     45 + 10 ns per 4 KiB page to map and unmap here). A conversion reads its run from the
-    disk (an hour of data is larger than any page cache): the run is read back once."""
+    disk (an hour of data is larger than any page cache), so a conversion is timed on a
+    run read back like this."""
     for f in folder.rglob("*"):
         if f.is_file():
             with open(f, "rb") as fh:

@@ -110,24 +110,25 @@ def write_frame_shards(task: Any, rows: Any, src: Rows, target: Any,
                     index[(0, 0, q) + (0,) * len(entry)] = (offset, nbytes)
                     offset += nbytes
                     _carry(crcs, chunk_sums)
-            for g0 in range(0, n_pulses if pages is None else 0, gp):
-                g1 = min(g0 + gp, n_pulses)
-                _read_group(src, rows, task, a, files, firsts, count, g0, g1, view, fill,
-                            None if fused else crcs)
-                for q in range(g0 // cp, g1 // cp):
-                    if most <= q * cp:
-                        continue            # no train has a frame in this inner chunk
-                    p0 = q * cp - g0
-                    chunk_sums = _chunk_sums(buf, crcs, count, q * cp, p0, cp) \
-                        if fused else None
-                    for pos, sel in entry_sels:
-                        # written at once: the encoded chunk is still in the CPU's cache
-                        nbytes = write(encode(buf[(None, slice(None), slice(p0, p0 + cp)) + sel],
-                                              chunk_sums))
-                        index[(0, 0, q) + pos] = (offset, nbytes)
-                        offset += nbytes
-                    if chunk_sums is not None:
-                        _carry(crcs, chunk_sums)
+            else:                           # a group of pulses at a time
+                for g0 in range(0, n_pulses, gp):
+                    g1 = min(g0 + gp, n_pulses)
+                    _read_group(src, rows, task, a, files, firsts, count, g0, g1, view, fill,
+                                None if fused else crcs)
+                    for q in range(g0 // cp, g1 // cp):
+                        if most <= q * cp:
+                            continue            # no train has a frame in this inner chunk
+                        p0 = q * cp - g0
+                        chunk_sums = _chunk_sums(buf, crcs, count, q * cp, p0, cp) \
+                            if fused else None
+                        for pos, sel in entry_sels:
+                            # written at once: the encoded chunk is still in the CPU's cache
+                            chunk = buf[(None, slice(None), slice(p0, p0 + cp)) + sel]
+                            nbytes = write(encode(chunk, chunk_sums))
+                            index[(0, 0, q) + pos] = (offset, nbytes)
+                            offset += nbytes
+                        if chunk_sums is not None:
+                            _carry(crcs, chunk_sums)
             write([shard_index(index)])
         del pages                   # unmaps
         sums.extend((u0 + i, crcs[i]) for i in range(ut) if count[i] > 0)
