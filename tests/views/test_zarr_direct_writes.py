@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def test_device_refusing_the_alignment_goes_on_buffered(tmp_path: Path,
     with ObjectFile(str(path)) as f:
         assert f.direct is not None
         f.write(parts)
-        f.direct._wait()            # the first block went by the writer thread
+        direct_file.settle()        # the first block went by the writer thread
         assert refused and not fcntl.fcntl(f.fd, fcntl.F_GETFL) & os.O_DIRECT
     assert path.read_bytes() == _joined(parts)
 
@@ -126,3 +127,61 @@ def test_objects_open_at_once_in_one_thread(tmp_path: Path) -> None:
             fb.write([pb])
     assert (tmp_path / "a").read_bytes() == _joined(a)
     assert (tmp_path / "b").read_bytes() == _joined(b)
+
+
+def test_objects_beyond_the_staging_buffers(tmp_path: Path) -> None:
+    """More objects open at once than a thread has staging buffers: more are made."""
+    n = direct_file.STAGES + 2
+    parts = [_pieces(10 + i, [5000 + i, direct_file.STAGE_BYTES // 2]) for i in range(n)]
+    files = [ObjectFile(str(tmp_path / f"o{i}")) for i in range(n)]
+    for f, p in zip(files, parts, strict=True):
+        f.write(p[:1])
+    for f, p in zip(files, parts, strict=True):
+        f.write(p[1:])
+    for f in files:
+        f.close()
+    for i, p in enumerate(parts):
+        assert (tmp_path / f"o{i}").read_bytes() == _joined(p)
+
+
+def test_writes_in_flight_while_the_disk_stalls(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the disk takes no write, the caller goes on filling buffers (STAGES - 1
+    writes in flight); an object closed with settle_later ends in the background and is
+    whole, at its exact size, once ``settle`` returns."""
+    real_write = os.pwrite
+    disk = threading.Event()
+    calls: list[int] = []
+
+    def stalled(fd: int, data: memoryview, offset: int) -> int:
+        calls.append(offset)
+        assert disk.wait(30)
+        return real_write(fd, data, offset)
+    monkeypatch.setattr(os, "pwrite", stalled)
+    stage = direct_file.STAGE_BYTES
+    parts = _pieces(8, [(direct_file.STAGES - 1) * stage + 1234])
+    path = tmp_path / "slow"
+    f = ObjectFile(str(path), settle_later=True)
+    filler = threading.Thread(target=lambda: (f.write(parts), f.close()))
+    filler.start()
+    filler.join(20)
+    assert not filler.is_alive()        # every block handed over, the disk has none yet
+    assert calls == [0]                 # the writer waits in its first write
+    disk.set()
+    direct_file.settle()
+    assert path.stat().st_size == sum(len(p) for p in parts)
+    assert path.read_bytes() == _joined(parts)
+    assert calls == [i * stage for i in range(direct_file.STAGES)]
+
+
+def test_error_of_a_write_in_the_background_comes_with_settle(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, *args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "pwrite", full)
+    with ObjectFile(str(tmp_path / "e"), settle_later=True) as f:
+        f.write(_pieces(9, [1000]))
+    with pytest.raises(OSError) as err:
+        direct_file.settle()
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "e")
+    direct_file.settle()                # raised once; the file is closed

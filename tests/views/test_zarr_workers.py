@@ -74,25 +74,24 @@ def _direct_write_here(path: Path) -> None:
 
 def test_staging_buffers_are_private_to_a_forked_worker(tmp_path: Path) -> None:
     _direct_write_here(tmp_path / "obj")
-    mine = direct_file._take_stages()
-    try:
-        before = [bytes(b[:BLOCK]) for b in mine]
-        direct_file._give_back(mine)
-        pid = os.fork()
-        if pid == 0:            # the child fills the buffers it inherited, then leaves
-            code = 1
-            try:
-                for b in direct_file._take_stages():
-                    b[:] = 0xAB
-                code = 0
-            finally:
-                os._exit(code)
-        assert os.waitpid(pid, 0)[1] == 0
-        mine = direct_file._take_stages()
-        assert [bytes(b[:BLOCK]) for b in mine] == before
-        assert not any((b == 0xAB).all() for b in mine)
-    finally:
-        direct_file._give_back(mine)
+    mine = direct_file._stages()
+    before = [bytes(b[:BLOCK]) for b in mine.free]
+    pid = os.fork()
+    if pid == 0:        # the child fills the buffers it inherited, then writes its own object
+        code = 1
+        try:
+            for b in mine.free:
+                b[:] = 0xAB
+            assert direct_file._stages() is not mine        # its own buffers and writer
+            _direct_write_here(tmp_path / "child")
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert direct_file._stages() is mine
+    assert [bytes(b[:BLOCK]) for b in mine.free] == before
+    assert not any((b == 0xAB).all() for b in mine.free)
+    assert (tmp_path / "child").read_bytes() == bytes(range(256)) * 64
 
 
 def test_killed_worker_fails_typed_and_the_store_resumes(run: Path, tmp_path: Path,

@@ -100,12 +100,16 @@ class ObjectFile:
     evicted to memory) cost 2-5x the system time (``benchmarks/bench_paths.py``,
     part ``zwrite``). ``ahead``: bytes reserved beyond what is written each time the
     reservation runs out (0: exactly what each ``write`` needs). ``direct``: write past
-    the page cache where the file system allows it (``direct_file``).
+    the page cache where the file system allows it (``direct_file``); ``settle_later``:
+    ``close`` leaves the direct writes' end to the writer thread (the object is whole once
+    ``direct_file.settle()`` returns in this thread).
     """
 
-    def __init__(self, path: str, ahead: int = RESERVE_AHEAD, direct: bool = True) -> None:
+    def __init__(self, path: str, ahead: int = RESERVE_AHEAD, direct: bool = True,
+                 settle_later: bool = False) -> None:
         self.path = path
         self.ahead = ahead
+        self.settle_later = settle_later
         self.size = 0                       # bytes written
         self.reserved = 0 if PREALLOCATE else -1    # -1: no reserving
         fd = direct_file.open_direct(path) if direct and direct_file.enabled() else None
@@ -134,7 +138,7 @@ class ObjectFile:
     def close(self) -> None:
         with _naming(self.path):
             if self.direct is not None:
-                self.direct.close()
+                self.direct.close(wait=not self.settle_later)
                 return
             try:
                 if self.reserved > self.size:

@@ -124,7 +124,9 @@ class Target:
         """``write(pieces) -> bytes written``, appending to the chunk object ``key`` as it
         is encoded: straight to its file on a local target (``encode.ObjectFile``),
         otherwise gathered and put when the block ends without an error. Like ``put``
-        of a chunk object, not atomic: the task's done marker says it is whole."""
+        of a chunk object, not atomic: the task's done marker says it is whole. A local
+        object is whole on disk once ``direct_file.settle()`` returns in this thread
+        (``run_task`` calls it before the done marker)."""
         if not (self.is_local and is_chunk_key(key)):
             parts: Parts = []
 
@@ -136,7 +138,7 @@ class Target:
             return
         path = self.path(key)
         self._local_folder(path)
-        with ObjectFile(path) as f:
+        with ObjectFile(path, settle_later=True) as f:
             yield f.write
 
     @contextlib.contextmanager

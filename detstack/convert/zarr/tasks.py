@@ -10,6 +10,7 @@ lets an interrupted conversion skip it when resumed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import mmap
@@ -25,6 +26,7 @@ from ...detectors.chunk_jobs import CompressedReader, corrupt_chunk
 from ...layout import RowLayout, row_layout
 from ..checksums import block_checksum, done_marker
 from ..plan import ViewPlan
+from . import direct_file
 from .buffers import release_buffers, thread_buffer, tune_malloc
 from .encode import Parts, shard_parts
 from .frame_shards import write_frame_shards
@@ -364,8 +366,13 @@ def run_task(task: TaskSpec, target: Target, keep_buffers: bool = False,
         with _Sources(task.files, map_rows) as src:
             for rows in task.keys:
                 _write_key(task, rows, src, target, sums.setdefault(rows.layout.key, []))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            direct_file.settle()        # no write of this task outlives it
+        raise
     finally:
         if not keep_buffers:
             release_buffers()
+    direct_file.settle()                # its objects are whole before its done marker
     target.put(f"{DONE_DIR}/{task.task_id}", done_marker(task.slot, sums))
     return task.n_trains
