@@ -185,7 +185,11 @@ class DirectFile:
         if not whole:
             self.stages.free.append(full)
             return
-        self.reserve(offset + whole)
+        try:
+            self.reserve(offset + whole)
+        except BaseException:
+            self.stages.free.append(full)
+            raise
         self.written += whole
         self.stages.submit(lambda: self._write_all(full[:whole], offset), full)
         if last:
