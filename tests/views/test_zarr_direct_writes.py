@@ -179,9 +179,12 @@ def test_error_of_a_write_in_the_background_comes_with_settle(
     def full(fd: int, *args: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(os, "pwrite", full)
-    with ObjectFile(str(tmp_path / "e"), settle_later=True) as f:
-        f.write(_pieces(9, [1000]))
+    open_fds = len(os.listdir("/proc/self/fd"))
+    for name in ("e", "f"):
+        with ObjectFile(str(tmp_path / name), settle_later=True) as f:
+            f.write(_pieces(9, [1000]))
     with pytest.raises(OSError) as err:
         direct_file.settle()
     assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "e")
-    direct_file.settle()                # raised once; the file is closed
+    direct_file.settle()            # the first error, once; every write waited for
+    assert len(os.listdir("/proc/self/fd")) == open_fds             # and both files closed

@@ -93,8 +93,15 @@ class _Stages:
         self.pending.append((self.writer.submit(job), buffer))
 
     def settle(self) -> None:
+        """Wait for every write; the first error is raised once all are done."""
+        first: BaseException | None = None
         while self.pending:
-            self._retire()
+            try:
+                self._retire()
+            except BaseException as exc:  # noqa: BLE001 - the first one is raised below
+                first = first or exc
+        if first is not None:
+            raise first
 
     def _retire(self) -> None:
         future, buffer = self.pending.popleft()
