@@ -26,13 +26,14 @@ buffered. ``DETSTACK_DIRECT_WRITES=0`` turns it off (then every object is buffer
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -61,6 +62,17 @@ def open_direct(path: str) -> int | None:
         raise
 
 
+@contextlib.contextmanager
+def naming(path: str) -> Iterator[None]:
+    """OS errors of the block (a full disk, a quota) name the file ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, path) from None
+
+
 def settle() -> None:
     """Wait for every direct write this thread handed to its writer (objects closed with
     ``wait=False`` are then whole on disk); the first error is raised."""
@@ -78,7 +90,7 @@ class _Stages:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.free = [_huge_buffer(STAGE_BYTES + BLOCK) for _ in range(STAGES)]
+        self.free = [_new_stage() for _ in range(STAGES)]
         self.pending: deque[tuple[Future[None], np.ndarray | None]] = deque()
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="direct-write")
 
@@ -86,7 +98,7 @@ class _Stages:
         """A free buffer: the oldest write's once it is done, if none is free."""
         while not self.free and self.pending:
             self._retire()
-        return self.free.pop() if self.free else _huge_buffer(STAGE_BYTES + BLOCK)
+        return self.free.pop() if self.free else _new_stage()
 
     def submit(self, job: Callable[[], None], buffer: np.ndarray | None) -> None:
         """``job`` to the writer; ``buffer`` (what it writes from) is free when it is done."""
@@ -117,6 +129,11 @@ def _stages() -> _Stages:
     if stages is None or stages.pid != os.getpid():
         stages = _local.stages = _Stages()
     return stages
+
+
+def _new_stage() -> np.ndarray:
+    """One staging buffer (a block more than a write: the last one's padding)."""
+    return _huge_buffer(STAGE_BYTES + BLOCK)
 
 
 def _huge_buffer(nbytes: int) -> np.ndarray:
@@ -207,14 +224,10 @@ class DirectFile:
         self.stage, self.staged = stage, tail
 
     def _write_all(self, view: np.ndarray, offset: int) -> None:
-        try:
+        with naming(self.path):
             done = 0
             while done < view.nbytes:
                 done += self._write(view[done:], offset + done)
-        except OSError as exc:
-            if exc.filename is not None or exc.errno is None:
-                raise
-            raise OSError(exc.errno, exc.strerror, self.path) from None
 
     def _write(self, view: np.ndarray, offset: int) -> int:
         try:
@@ -245,8 +258,7 @@ class DirectFile:
 
     def _finish(self) -> None:
         try:
-            os.ftruncate(self.fd, self.size)
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, self.path) from None
+            with naming(self.path):
+                os.ftruncate(self.fd, self.size)
         finally:
             os.close(self.fd)

@@ -14,11 +14,10 @@ not encoding is overhead, kept small here:
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -125,7 +124,7 @@ class ObjectFile:
 
     def write(self, parts: Parts) -> int:
         """Append ``parts`` (bytes-like pieces, in order); returns the bytes written."""
-        with _naming(self.path):
+        with direct_file.naming(self.path):
             if self.direct is not None:
                 return self.direct.write(parts)
             views = [memoryview(p).cast("B") for p in parts]
@@ -136,7 +135,7 @@ class ObjectFile:
             return n
 
     def close(self) -> None:
-        with _naming(self.path):
+        with direct_file.naming(self.path):
             if self.direct is not None:
                 self.direct.close(wait=not self.settle_later)
                 return
@@ -151,17 +150,6 @@ class ObjectFile:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-@contextlib.contextmanager
-def _naming(path: str) -> Iterator[None]:
-    """OS errors of the block (a full disk, a quota) name the file ``path``."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.filename is not None or exc.errno is None:
-            raise
-        raise OSError(exc.errno, exc.strerror, path) from None
 
 
 def _writev_all(fd: int, views: list[memoryview], path: str) -> None:
